@@ -1,0 +1,297 @@
+//! Operator configuration of the sandbox. Every value has a named default; `validate` runs at
+//! startup and names the bad key and value. Tenant profiles (later) may lower these limits but
+//! never raise them above the operator's.
+
+use anyhow::{Result, bail};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Instructions (wasmtime fuel units) one call may burn before input scaling: ~1-2 s of work.
+pub const DEFAULT_FUEL: u64 = 2_000_000_000;
+/// Extra fuel per byte of input; a CSV app needs ~30, so this leaves room for heavy transforms.
+pub const DEFAULT_FUEL_PER_INPUT_BYTE: u64 = 500;
+/// Wall-clock deadline of one call before input scaling.
+pub const DEFAULT_DEADLINE_MS: u64 = 10_000;
+/// Extra deadline per MiB of input: an app must sustain at least 4 MiB/s.
+pub const DEFAULT_DEADLINE_MS_PER_INPUT_MIB: u64 = 250;
+/// Linear memory cap of one app instance.
+pub const DEFAULT_MEMORY_MIB: u64 = 64;
+/// Elements across an instance's tables (function tables of large apps hold a few thousand).
+pub const DEFAULT_TABLE_ELEMENTS: usize = 20_000;
+/// Documents in one `emit` call (or one stream outcome).
+pub const DEFAULT_MAX_DOCUMENTS_PER_CALL: usize = 10_000;
+/// Bytes of one document's JSON; MongoDB's own cap is 16 MiB of BSON.
+pub const DEFAULT_MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
+/// Total JSON bytes one call may emit, before input scaling.
+pub const DEFAULT_OUTPUT_MIB: u64 = 256;
+/// Extra output bytes allowed per input byte (JSON is wordier than CSV).
+pub const DEFAULT_OUTPUT_BYTES_PER_INPUT_BYTE: u64 = 8;
+/// Calls into the host (reads, emits, logs, params) per call, before input scaling.
+pub const DEFAULT_HOST_CALLS: u64 = 100_000;
+/// Extra host calls per MiB of input: an app must read in chunks of 256 bytes or more.
+pub const DEFAULT_HOST_CALLS_PER_INPUT_MIB: u64 = 4096;
+/// Log lines one call may write; the rest are counted and dropped.
+pub const DEFAULT_LOG_LINES: u64 = 1000;
+/// Bytes of stdout and of stderr kept per call (a panic message arrives on stderr).
+pub const DEFAULT_STDIO_BYTES: usize = 64 * 1024;
+
+/// Instances running at once in one host process (the pooling allocator's size).
+pub const DEFAULT_MAX_INSTANCES: u32 = 64;
+/// The largest memory cap any tenant may be given; sizes the pooling allocator's slots.
+pub const DEFAULT_MAX_MEMORY_MIB: u64 = 1024;
+/// How often the epoch ticks: the deadline's granularity and the async yield interval.
+pub const DEFAULT_EPOCH_TICK_MS: u64 = 10;
+/// Native stack wasm code may use; deep recursion ends with `stack-overflow`.
+pub const DEFAULT_MAX_WASM_STACK_KIB: usize = 512;
+/// Compiling one component may take this long before it is refused.
+pub const DEFAULT_COMPILE_TIMEOUT_MS: u64 = 60_000;
+/// The largest component accepted.
+pub const DEFAULT_MAX_COMPONENT_MIB: u64 = 50;
+
+/// Limits for one call into an app (one batch file, or one batch of stream messages).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxLimits {
+    /// Fuel (roughly, wasm instructions) per call, before input scaling.
+    pub fuel: u64,
+    /// Extra fuel per byte of input.
+    pub fuel_per_input_byte: u64,
+    /// Wall-clock deadline per call in milliseconds, before input scaling.
+    pub deadline_ms: u64,
+    /// Extra milliseconds of deadline per MiB of input.
+    pub deadline_ms_per_input_mib: u64,
+    /// Linear memory cap in MiB.
+    pub memory_mib: u64,
+    /// Cap on table elements (per table).
+    pub table_elements: usize,
+    /// Documents per `emit` call or per stream outcome.
+    pub max_documents_per_call: usize,
+    /// Bytes of one document's JSON.
+    pub max_document_bytes: usize,
+    /// Total JSON output per call in MiB, before input scaling.
+    pub output_mib: u64,
+    /// Extra output bytes per input byte.
+    pub output_bytes_per_input_byte: u64,
+    /// Calls into the host per call, before input scaling.
+    pub host_calls: u64,
+    /// Extra host calls per MiB of input.
+    pub host_calls_per_input_mib: u64,
+    /// Log lines kept per call.
+    pub log_lines: u64,
+    /// Bytes of stdout and of stderr kept per call.
+    pub stdio_bytes: usize,
+}
+
+impl Default for SandboxLimits {
+    fn default() -> Self {
+        Self {
+            fuel: DEFAULT_FUEL,
+            fuel_per_input_byte: DEFAULT_FUEL_PER_INPUT_BYTE,
+            deadline_ms: DEFAULT_DEADLINE_MS,
+            deadline_ms_per_input_mib: DEFAULT_DEADLINE_MS_PER_INPUT_MIB,
+            memory_mib: DEFAULT_MEMORY_MIB,
+            table_elements: DEFAULT_TABLE_ELEMENTS,
+            max_documents_per_call: DEFAULT_MAX_DOCUMENTS_PER_CALL,
+            max_document_bytes: DEFAULT_MAX_DOCUMENT_BYTES,
+            output_mib: DEFAULT_OUTPUT_MIB,
+            output_bytes_per_input_byte: DEFAULT_OUTPUT_BYTES_PER_INPUT_BYTE,
+            host_calls: DEFAULT_HOST_CALLS,
+            host_calls_per_input_mib: DEFAULT_HOST_CALLS_PER_INPUT_MIB,
+            log_lines: DEFAULT_LOG_LINES,
+            stdio_bytes: DEFAULT_STDIO_BYTES,
+        }
+    }
+}
+
+/// What one call may spend, once the limits are scaled to the size of its input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// Fuel for the call.
+    pub fuel: u64,
+    /// Wall-clock time for the call.
+    pub deadline: Duration,
+    /// JSON bytes the call may emit.
+    pub output_bytes: u64,
+    /// Calls into the host.
+    pub host_calls: u64,
+}
+
+impl SandboxLimits {
+    /// The budget of a call whose input is `input_bytes` long.
+    pub fn budget(&self, input_bytes: u64) -> Budget {
+        let mib = input_bytes.div_ceil(1024 * 1024);
+        Budget {
+            fuel: self.fuel.saturating_add(self.fuel_per_input_byte.saturating_mul(input_bytes)),
+            deadline: Duration::from_millis(
+                self.deadline_ms.saturating_add(self.deadline_ms_per_input_mib.saturating_mul(mib)),
+            ),
+            output_bytes: (self.output_mib.saturating_mul(1024 * 1024))
+                .saturating_add(self.output_bytes_per_input_byte.saturating_mul(input_bytes)),
+            host_calls: self
+                .host_calls
+                .saturating_add(self.host_calls_per_input_mib.saturating_mul(mib)),
+        }
+    }
+
+    /// Linear memory cap in bytes.
+    pub fn memory_bytes(&self) -> usize {
+        usize::try_from(self.memory_mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX)
+    }
+
+    /// Refuses limits that are zero where that makes no sense, or above the engine's maxima.
+    pub fn validate(&self, engine: &EngineConfig) -> Result<()> {
+        let positive = [
+            ("fuel", self.fuel),
+            ("deadline_ms", self.deadline_ms),
+            ("memory_mib", self.memory_mib),
+            ("table_elements", self.table_elements as u64),
+            ("max_documents_per_call", self.max_documents_per_call as u64),
+            ("max_document_bytes", self.max_document_bytes as u64),
+            ("output_mib", self.output_mib),
+            ("host_calls", self.host_calls),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                bail!("sandbox limit {key} = 0: it must be at least 1");
+            }
+        }
+        if self.memory_mib > engine.max_memory_mib {
+            bail!(
+                "sandbox limit memory_mib = {} is above the engine's max_memory_mib = {}",
+                self.memory_mib,
+                engine.max_memory_mib
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Settings of the one wasmtime engine a host process runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    /// App instances alive at once (pooling allocator slots).
+    pub max_instances: u32,
+    /// Largest memory cap any app may get, in MiB.
+    pub max_memory_mib: u64,
+    /// Epoch tick in milliseconds.
+    pub epoch_tick_ms: u64,
+    /// Native wasm stack in KiB.
+    pub max_wasm_stack_kib: usize,
+    /// Compile timeout per component in milliseconds.
+    pub compile_timeout_ms: u64,
+    /// Largest component accepted, in MiB.
+    pub max_component_mib: u64,
+    /// Where compiled components are cached (default: `$XDG_CACHE_HOME/mysimbdp` or
+    /// `~/.cache/mysimbdp`).
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            max_instances: DEFAULT_MAX_INSTANCES,
+            max_memory_mib: DEFAULT_MAX_MEMORY_MIB,
+            epoch_tick_ms: DEFAULT_EPOCH_TICK_MS,
+            max_wasm_stack_kib: DEFAULT_MAX_WASM_STACK_KIB,
+            compile_timeout_ms: DEFAULT_COMPILE_TIMEOUT_MS,
+            max_component_mib: DEFAULT_MAX_COMPONENT_MIB,
+            cache_dir: None,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// Refuses settings the engine cannot run with.
+    pub fn validate(&self) -> Result<()> {
+        if self.max_instances == 0 {
+            bail!("engine max_instances = 0: it must be at least 1");
+        }
+        if !(1..=1000).contains(&self.epoch_tick_ms) {
+            bail!("engine epoch_tick_ms = {}: it must be 1..=1000", self.epoch_tick_ms);
+        }
+        if !(1..=65536).contains(&self.max_memory_mib) {
+            bail!("engine max_memory_mib = {}: it must be 1..=65536", self.max_memory_mib);
+        }
+        if !(64..=16384).contains(&self.max_wasm_stack_kib) {
+            bail!("engine max_wasm_stack_kib = {}: it must be 64..=16384", self.max_wasm_stack_kib);
+        }
+        if self.compile_timeout_ms == 0 || self.max_component_mib == 0 {
+            bail!("engine compile_timeout_ms and max_component_mib must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// The cache directory, resolved from the environment when not set.
+    pub fn cache_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.cache_dir {
+            return dir.clone();
+        }
+        let base = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .unwrap_or_else(std::env::temp_dir);
+        base.join("mysimbdp")
+    }
+}
+
+/// The sandbox section of the operator's configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxConfig {
+    /// Engine-wide settings.
+    pub engine: EngineConfig,
+    /// Default limits of every app call.
+    pub limits: SandboxLimits,
+}
+
+impl SandboxConfig {
+    /// Parses a TOML document, refusing unknown keys, and validates it.
+    pub fn from_toml(text: &str) -> Result<Self> {
+        let config: Self = toml::from_str(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Validates the engine settings and the default limits against them.
+    pub fn validate(&self) -> Result<()> {
+        self.engine.validate()?;
+        self.limits.validate(&self.engine)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        SandboxConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_by_name() {
+        let error = SandboxConfig::from_toml("[limits]\nfuel = 5\nfuell = 6\n").unwrap_err();
+        assert!(error.to_string().contains("fuell"), "{error}");
+    }
+
+    #[test]
+    fn memory_above_the_engine_maximum_is_refused() {
+        let error =
+            SandboxConfig::from_toml("[engine]\nmax_memory_mib = 64\n[limits]\nmemory_mib = 128\n")
+                .unwrap_err();
+        assert!(error.to_string().contains("memory_mib = 128"), "{error}");
+    }
+
+    #[test]
+    fn budget_scales_with_input() {
+        let limits = SandboxLimits::default();
+        let small = limits.budget(0);
+        let large = limits.budget(1 << 30);
+        assert_eq!(small.fuel, DEFAULT_FUEL);
+        assert_eq!(large.fuel, DEFAULT_FUEL + DEFAULT_FUEL_PER_INPUT_BYTE * (1 << 30));
+        assert_eq!(large.deadline, Duration::from_millis(DEFAULT_DEADLINE_MS + 250 * 1024));
+        assert!(large.host_calls > small.host_calls);
+    }
+}

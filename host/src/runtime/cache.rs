@@ -1,0 +1,108 @@
+//! Compiled components cached on disk, keyed by the component's digest and the engine's
+//! compatibility hash, so a different wasmtime version or setting never loads a stale one.
+
+use super::failure::Failure;
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+/// How a component was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Origin {
+    /// Compiled now (and written to the cache).
+    Compiled,
+    /// Deserialized from the cache.
+    Cached,
+}
+
+/// The on-disk cache of compiled components.
+pub(crate) struct ArtifactCache {
+    dir: PathBuf,
+    engine_key: String,
+}
+
+impl ArtifactCache {
+    pub(crate) fn new(engine: &Engine, dir: PathBuf) -> Result<Self> {
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("creating the component cache directory {dir:?}"))?;
+        let mut hasher = DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        Ok(Self { dir, engine_key: format!("{:016x}", hasher.finish()) })
+    }
+
+    fn path(&self, digest: &str) -> PathBuf {
+        self.dir.join(format!("{digest}-{}.cwasm", self.engine_key))
+    }
+
+    /// Loads the compiled form of `wasm` from the cache, or compiles it off the async
+    /// runtime under `timeout` and caches it.
+    pub(crate) async fn load(
+        &self,
+        engine: &Engine,
+        wasm: &[u8],
+        timeout: Duration,
+    ) -> Result<(Component, String, Origin), Failure> {
+        let digest = digest(wasm);
+        let path = self.path(&digest);
+        if path.exists() {
+            match deserialize(engine, &path) {
+                Ok(component) => return Ok((component, digest, Origin::Cached)),
+                // A truncated or foreign file: fall through, recompile and overwrite it.
+                Err(error) => tracing::warn!(?path, "ignoring unreadable cached component: {error:#}"),
+            }
+        }
+        let engine_for_compile = engine.clone();
+        let bytes = wasm.to_vec();
+        let compile = tokio::task::spawn_blocking(move || Component::new(&engine_for_compile, &bytes));
+        let component = match tokio::time::timeout(timeout, compile).await {
+            Err(_) => {
+                return Err(Failure::invalid(format!(
+                    "compiling the component took longer than {timeout:?}"
+                )));
+            }
+            Ok(Err(join)) => return Err(Failure::invalid(format!("compiler crashed: {join}"))),
+            Ok(Ok(Err(error))) => {
+                return Err(Failure::invalid(format!("not a valid component: {}", root_cause(&error))));
+            }
+            Ok(Ok(Ok(component))) => component,
+        };
+        if let Err(error) = store(&component, &path) {
+            // The cache is an optimisation: a read-only or full disk must not fail the load.
+            tracing::warn!(?path, "could not cache compiled component: {error:#}");
+        }
+        Ok((component, digest, Origin::Compiled))
+    }
+}
+
+/// The content digest that names a component version: `sha256:<hex>`.
+pub fn digest(wasm: &[u8]) -> String {
+    hex::encode(Sha256::digest(wasm))
+}
+
+fn root_cause(error: &wasmtime::Error) -> String {
+    error.chain().last().map(ToString::to_string).unwrap_or_else(|| error.to_string())
+}
+
+#[allow(unsafe_code)]
+fn deserialize(engine: &Engine, path: &Path) -> Result<Component> {
+    // SAFETY: the file is one this process family wrote with `Component::serialize` into
+    // the operator's private cache directory, under a name that includes the engine's
+    // compatibility hash; wasmtime also checks the header and refuses incompatible files.
+    let component = unsafe { Component::deserialize_file(engine, path) }
+        .map_err(anyhow::Error::from)?;
+    Ok(component)
+}
+
+/// Writes atomically (temp file + rename) so a concurrent reader never sees half a file.
+fn store(component: &Component, path: &Path) -> Result<()> {
+    let bytes = component.serialize().map_err(anyhow::Error::from)?;
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {tmp:?}"))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming {tmp:?} to {path:?}"))?;
+    Ok(())
+}

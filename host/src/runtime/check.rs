@@ -1,0 +1,148 @@
+//! Admission checks of a component before it is compiled and linked: is it a component at
+//! all, which world does it target, and does it import only what the platform provides.
+
+use super::failure::Failure;
+use std::fmt;
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+/// Which kind of app a component is, by the world it targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AppKind {
+    /// `mysimbdp:ingest/batch-app`: ingests staged files.
+    Batch,
+    /// `mysimbdp:ingest/stream-app`: ingests broker messages.
+    Stream,
+}
+
+impl AppKind {
+    /// The WIT world of this kind.
+    pub fn world(self) -> &'static str {
+        match self {
+            Self::Batch => "mysimbdp:ingest/batch-app@0.1.0",
+            Self::Stream => "mysimbdp:ingest/stream-app@0.1.0",
+        }
+    }
+
+    /// The interfaces of our package an app of this kind may import.
+    fn own_imports(self) -> &'static [&'static str] {
+        match self {
+            Self::Batch => &["types", "log", "params", "batch-input", "batch-output"],
+            Self::Stream => &["types", "log", "params"],
+        }
+    }
+}
+
+impl fmt::Display for AppKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Batch => "batch",
+            Self::Stream => "stream",
+        })
+    }
+}
+
+/// WASI 0.2 packages language runtimes import; what they may do is decided by the WASI
+/// context (no preopens, no environment, every socket address denied).
+const WASI_PACKAGES: &[&str] = &["wasi:cli", "wasi:clocks", "wasi:filesystem", "wasi:io", "wasi:random", "wasi:sockets"];
+
+const BATCH_EXPORT: &str = "mysimbdp:ingest/batch-ingest";
+const STREAM_EXPORT: &str = "mysimbdp:ingest/stream-ingest";
+
+/// Refuses what is not a WebAssembly component, by its header, before any parsing.
+pub(crate) fn check_binary(wasm: &[u8], max_bytes: u64) -> Result<(), Failure> {
+    if wasm.len() as u64 > max_bytes {
+        return Err(Failure::invalid(format!(
+            "the component is {} bytes, above the cap of {max_bytes} bytes",
+            wasm.len()
+        )));
+    }
+    if wasm.len() < 8 || &wasm[..4] != b"\0asm" {
+        return Err(Failure::invalid("not a WebAssembly binary (it lacks the \\0asm header)"));
+    }
+    match &wasm[4..8] {
+        [1, 0, 0, 0] => Err(Failure::invalid(
+            "a core WebAssembly module, not a component: build the app with \
+             `cargo build --target wasm32-wasip2` or `cargo component build`",
+        )),
+        [0x0d, 0, 0x01, 0] => Ok(()),
+        other => Err(Failure::invalid(format!(
+            "an unsupported WebAssembly binary version {other:02x?}"
+        ))),
+    }
+}
+
+/// Names the component's world by its exports and refuses imports outside that world.
+pub(crate) fn classify_world(
+    engine: &Engine,
+    component: &Component,
+) -> Result<(AppKind, Vec<String>, Vec<String>), Failure> {
+    let ty = component.component_type();
+    let imports: Vec<String> = ty.imports(engine).map(|(name, _)| name.to_owned()).collect();
+    let exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_owned()).collect();
+    let exports_interface = |wanted: &str| exports.iter().any(|e| unversioned(e) == wanted);
+    let kind = match (exports_interface(BATCH_EXPORT), exports_interface(STREAM_EXPORT)) {
+        (true, false) => AppKind::Batch,
+        (false, true) => AppKind::Stream,
+        (true, true) => {
+            return Err(Failure::invalid(
+                "exports both batch-ingest and stream-ingest: an app targets one world",
+            ));
+        }
+        (false, false) => {
+            return Err(Failure::invalid(format!(
+                "targets the wrong world: it exports {} but a mysimbdp app exports \
+                 {BATCH_EXPORT} (world batch-app) or {STREAM_EXPORT} (world stream-app)",
+                if exports.is_empty() { "nothing".to_owned() } else { exports.join(", ") }
+            )));
+        }
+    };
+    if let Some(unknown) = imports.iter().find(|name| !import_allowed(kind, name)) {
+        return Err(Failure::invalid(format!(
+            "imports {unknown}, which the platform does not provide to {kind} apps"
+        )));
+    }
+    Ok((kind, imports, exports))
+}
+
+fn unversioned(name: &str) -> &str {
+    name.split_once('@').map_or(name, |(n, _)| n)
+}
+
+fn import_allowed(kind: AppKind, name: &str) -> bool {
+    let name = unversioned(name);
+    let Some((package, interface)) = name.split_once('/') else {
+        return false;
+    };
+    if package == "mysimbdp:ingest" {
+        return kind.own_imports().contains(&interface);
+    }
+    WASI_PACKAGES.contains(&package)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_are_told_apart() {
+        let reason = |bytes: &[u8]| check_binary(bytes, 1 << 20).unwrap_err().message;
+        assert!(reason(b"hello, world").contains("not a WebAssembly binary"));
+        assert!(reason(b"\0asm\x01\0\0\0").contains("core WebAssembly module"));
+        assert!(reason(b"\0asm\x02\0\0\0").contains("unsupported"));
+        assert!(check_binary(b"\0asm\x0d\0\x01\0", 1 << 20).is_ok());
+        assert!(reason(&[0; 100]).contains("not a WebAssembly"));
+        assert!(check_binary(b"\0asm\x0d\0\x01\0", 4).unwrap_err().message.contains("above the cap"));
+    }
+
+    #[test]
+    fn imports_are_limited_to_the_world() {
+        assert!(import_allowed(AppKind::Batch, "mysimbdp:ingest/batch-input@0.1.0"));
+        assert!(!import_allowed(AppKind::Stream, "mysimbdp:ingest/batch-input@0.1.0"));
+        assert!(import_allowed(AppKind::Stream, "wasi:cli/stderr@0.2.6"));
+        assert!(!import_allowed(AppKind::Stream, "wasi:http/outgoing-handler@0.2.6"));
+        assert!(!import_allowed(AppKind::Batch, "evil:spy/exfiltrate"));
+        assert!(!import_allowed(AppKind::Batch, "bare-function"));
+    }
+}

@@ -1,0 +1,35 @@
+//! `mysimbdp:ingest/log`: app log lines into the host's tracing, capped per call.
+
+use crate::runtime::bindings::batch::mysimbdp::ingest::log::{Host, Level};
+use crate::runtime::state::HostState;
+
+/// Longer lines are cut: a log line is for a person, not a data channel.
+const MAX_LINE_BYTES: usize = 4096;
+
+impl Host for HostState {
+    async fn log(&mut self, level: Level, mut message: String) -> wasmtime::Result<()> {
+        self.call.charge_host_call()?;
+        if self.call.logs_written >= self.call.log_lines {
+            self.call.logs_dropped += 1;
+            return Ok(());
+        }
+        self.call.logs_written += 1;
+        if message.len() > MAX_LINE_BYTES {
+            let mut end = MAX_LINE_BYTES;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+            message.push('…');
+        }
+        let app = &*self.call.label;
+        match level {
+            Level::Trace => tracing::trace!(target: "mysimbdp::app", app, "{message}"),
+            Level::Debug => tracing::debug!(target: "mysimbdp::app", app, "{message}"),
+            Level::Info => tracing::info!(target: "mysimbdp::app", app, "{message}"),
+            Level::Warn => tracing::warn!(target: "mysimbdp::app", app, "{message}"),
+            Level::Error => tracing::error!(target: "mysimbdp::app", app, "{message}"),
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,23 @@
+//! `mysimbdp:ingest/batch-output`: documents out of a batch app, checked against the output
+//! caps and passed to the sink through a bounded channel, so a slow sink slows the app
+//! down instead of piling documents up in memory.
+
+use crate::runtime::bindings::Document;
+use crate::runtime::bindings::batch::mysimbdp::ingest::batch_output::Host;
+use crate::runtime::failure::Violation;
+use crate::runtime::state::{HostState, OutputBatch};
+
+impl Host for HostState {
+    async fn emit(&mut self, documents: Vec<Document>) -> wasmtime::Result<()> {
+        self.call.charge_host_call()?;
+        self.call.admit(&documents, "emit")?;
+        let first_index = self.call.documents - documents.len() as u64;
+        let Some(sink) = &self.call.output else {
+            return Err(Violation::Host("this call has no document sink".to_owned()).into());
+        };
+        sink.send(OutputBatch { first_index, documents })
+            .await
+            .map_err(|_| Violation::Host("the document sink stopped".to_owned()))?;
+        Ok(())
+    }
+}

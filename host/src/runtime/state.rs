@@ -1,0 +1,301 @@
+//! What a Store holds: the WASI context, the resource table, the memory limiter, captured
+//! stdio and the per-call accounting the host imports charge against.
+
+use super::bindings::Document;
+use super::failure::{Usage, Violation};
+use crate::config::{Budget, SandboxLimits};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+use tokio::sync::mpsc;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// A batch of documents emitted by a batch app, with the position of its first document
+/// among all documents of the call (for deterministic ids).
+#[derive(Debug)]
+pub struct OutputBatch {
+    /// Position of `documents[0]` among the call's documents.
+    pub first_index: u64,
+    /// The documents, in the order the app emitted them.
+    pub documents: Vec<Document>,
+}
+
+/// The data of one Store: one call into one app.
+pub struct HostState {
+    pub(crate) wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) limiter: Limiter,
+    pub(crate) call: CallState,
+    pub(crate) stdout: CapturedOutput,
+    pub(crate) stderr: CapturedOutput,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl HostState {
+    /// A Store's data for one call: no preopens, no environment, no network; stdio captured.
+    pub(crate) fn new(limits: &SandboxLimits, call: CallState) -> Self {
+        let stdout = CapturedOutput::new(limits.stdio_bytes);
+        let stderr = CapturedOutput::new(limits.stdio_bytes);
+        let wasi = WasiCtx::builder()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        Self {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: Limiter::new(limits),
+            call,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// What the call used; `fuel` is filled in by the caller, who holds the Store.
+    pub(crate) fn usage(&self, fuel: u64, started: Instant) -> Usage {
+        Usage {
+            fuel,
+            duration: started.elapsed(),
+            documents: self.call.documents,
+            output_bytes: self.call.output_bytes,
+            host_calls: self.call.host_calls,
+            logs_dropped: self.call.logs_dropped,
+            stdout: self.stdout.text(),
+            stderr: self.stderr.text(),
+        }
+    }
+}
+
+/// Per-call accounting and the call's inputs that host imports need.
+pub(crate) struct CallState {
+    /// Who is running, for log lines: tenant, app, job or batch.
+    pub(crate) label: Arc<str>,
+    pub(crate) params: Arc<BTreeMap<String, String>>,
+    pub(crate) budget: Budget,
+    pub(crate) max_documents_per_call: usize,
+    pub(crate) max_document_bytes: usize,
+    pub(crate) log_lines: u64,
+    pub(crate) deadline: Instant,
+    /// Where a batch app's documents go; `None` for stream apps, whose documents come back as
+    /// the return value.
+    pub(crate) output: Option<mpsc::Sender<OutputBatch>>,
+    pub(crate) host_calls: u64,
+    pub(crate) documents: u64,
+    pub(crate) output_bytes: u64,
+    pub(crate) logs_written: u64,
+    pub(crate) logs_dropped: u64,
+}
+
+impl CallState {
+    pub(crate) fn new(
+        label: Arc<str>,
+        params: Arc<BTreeMap<String, String>>,
+        limits: &SandboxLimits,
+        budget: Budget,
+        output: Option<mpsc::Sender<OutputBatch>>,
+    ) -> Self {
+        Self {
+            label,
+            params,
+            budget,
+            max_documents_per_call: limits.max_documents_per_call,
+            max_document_bytes: limits.max_document_bytes,
+            log_lines: limits.log_lines,
+            deadline: Instant::now() + budget.deadline,
+            output,
+            host_calls: 0,
+            documents: 0,
+            output_bytes: 0,
+            logs_written: 0,
+            logs_dropped: 0,
+        }
+    }
+
+    /// Every host import calls this first: a guest looping on cheap host calls is stopped
+    /// here even if it burns little fuel.
+    pub(crate) fn charge_host_call(&mut self) -> Result<(), Violation> {
+        self.host_calls += 1;
+        if self.host_calls > self.budget.host_calls {
+            return Err(Violation::HostCalls(self.budget.host_calls));
+        }
+        Ok(())
+    }
+
+    /// Checks a batch of documents against the output caps and counts it. `what` names the
+    /// call for the message (`emit`, or the stream message id).
+    pub(crate) fn admit(&mut self, documents: &[Document], what: &str) -> Result<(), Violation> {
+        if documents.len() > self.max_documents_per_call {
+            return Err(Violation::Output(format!(
+                "{what}: {} documents in one call, above the cap of {}",
+                documents.len(),
+                self.max_documents_per_call
+            )));
+        }
+        let mut bytes = 0u64;
+        for (i, document) in documents.iter().enumerate() {
+            let len = document.json.len();
+            if len > self.max_document_bytes {
+                return Err(Violation::Output(format!(
+                    "{what}: document {} is {len} bytes, above the cap of {}",
+                    self.documents + i as u64,
+                    self.max_document_bytes
+                )));
+            }
+            if !crate::documents::looks_like_object(&document.json) {
+                return Err(Violation::BadOutput(format!(
+                    "{what}: document {} is not a JSON object: {:?}",
+                    self.documents + i as u64,
+                    document.json.chars().take(80).collect::<String>()
+                )));
+            }
+            bytes += len as u64;
+        }
+        if self.output_bytes + bytes > self.budget.output_bytes {
+            return Err(Violation::Output(format!(
+                "{what}: output would reach {} bytes, above the cap of {}",
+                self.output_bytes + bytes,
+                self.budget.output_bytes
+            )));
+        }
+        self.output_bytes += bytes;
+        self.documents += documents.len() as u64;
+        Ok(())
+    }
+}
+
+/// Caps linear memory and tables. Growth past a cap traps at once with a typed violation,
+/// rather than handing the guest a failed `memory.grow` it would turn into an opaque abort.
+pub(crate) struct Limiter {
+    memory_bytes: usize,
+    table_elements: usize,
+}
+
+impl Limiter {
+    fn new(limits: &SandboxLimits) -> Self {
+        Self { memory_bytes: limits.memory_bytes(), table_elements: limits.table_elements }
+    }
+}
+
+/// Instances, memories and tables per Store: a component built from Rust has a handful of
+/// core instances and one memory; these bounds leave room for larger toolchains' output.
+const MAX_INSTANCES: usize = 32;
+const MAX_MEMORIES: usize = 4;
+const MAX_TABLES: usize = 16;
+
+impl wasmtime::ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_bytes {
+            return Err(Violation::Memory { desired, cap: self.memory_bytes }.into());
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.table_elements {
+            return Err(Violation::Table { desired, cap: self.table_elements }.into());
+        }
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
+    }
+}
+
+/// A bounded capture of the guest's stdout or stderr: bytes past the cap are dropped (and
+/// counted) instead of failing the guest's write, so chatty output never changes behaviour.
+#[derive(Clone)]
+pub(crate) struct CapturedOutput(Arc<Mutex<Captured>>);
+
+struct Captured {
+    bytes: Vec<u8>,
+    cap: usize,
+    dropped: u64,
+}
+
+impl CapturedOutput {
+    fn new(cap: usize) -> Self {
+        Self(Arc::new(Mutex::new(Captured { bytes: Vec::new(), cap, dropped: 0 })))
+    }
+
+    /// What was captured, with a note when bytes were dropped.
+    pub(crate) fn text(&self) -> String {
+        let captured = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut text = String::from_utf8_lossy(&captured.bytes).into_owned();
+        if captured.dropped > 0 {
+            text.push_str(&format!("\n[{} more bytes dropped]", captured.dropped));
+        }
+        text
+    }
+
+    fn write(&self, buf: &[u8]) {
+        let mut captured = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let room = captured.cap.saturating_sub(captured.bytes.len());
+        let kept = room.min(buf.len());
+        captured.bytes.extend_from_slice(&buf[..kept]);
+        captured.dropped += (buf.len() - kept) as u64;
+    }
+}
+
+impl wasmtime_wasi::cli::IsTerminal for CapturedOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl wasmtime_wasi::cli::StdoutStream for CapturedOutput {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+impl tokio::io::AsyncWrite for CapturedOutput {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.write(buf);
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}

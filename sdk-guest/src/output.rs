@@ -1,0 +1,83 @@
+//! `Output`: documents leave the app in batches, never one host call per document.
+
+use crate::AppError;
+use crate::__private::bindings::mysimbdp::ingest::{batch_output, types::Document};
+use serde::Serialize;
+
+/// Flush to the host after this many documents ...
+const BATCH_DOCUMENTS: usize = 2048;
+/// ... or this many bytes of JSON, whichever comes first.
+const BATCH_BYTES: usize = 2 * 1024 * 1024;
+
+/// Where an app puts its documents. In a batch app they are sent to the host in batches as
+/// they accumulate; in a stream app they become the outcome of the current message.
+pub struct Output {
+    documents: Vec<Document>,
+    bytes: usize,
+    streaming: bool,
+    emitted: u64,
+}
+
+impl Output {
+    pub(crate) fn streaming() -> Self {
+        Self { documents: Vec::with_capacity(BATCH_DOCUMENTS), bytes: 0, streaming: true, emitted: 0 }
+    }
+
+    pub(crate) fn collecting() -> Self {
+        Self { documents: Vec::new(), bytes: 0, streaming: false, emitted: 0 }
+    }
+
+    /// Emit one document: any value that serializes to a JSON object. The platform derives
+    /// its `_id` deterministically, so a replay never duplicates it.
+    pub fn emit<T: Serialize + ?Sized>(&mut self, document: &T) -> Result<(), AppError> {
+        let json = serde_json::to_string(document)
+            .map_err(|e| AppError::reject(format!("cannot serialize document: {e}")))?;
+        self.push(Document { id: None, json });
+        Ok(())
+    }
+
+    /// Emit one document with its own `_id` (a natural key that is stable across replays).
+    pub fn emit_with_id<T: Serialize + ?Sized>(
+        &mut self,
+        id: impl Into<String>,
+        document: &T,
+    ) -> Result<(), AppError> {
+        let json = serde_json::to_string(document)
+            .map_err(|e| AppError::reject(format!("cannot serialize document: {e}")))?;
+        self.push(Document { id: Some(id.into()), json });
+        Ok(())
+    }
+
+    /// Emit a document that is already JSON object text.
+    pub fn emit_json(&mut self, json: String) {
+        self.push(Document { id: None, json });
+    }
+
+    /// How many documents this output has taken so far.
+    pub fn count(&self) -> u64 {
+        self.emitted
+    }
+
+    /// Send what is buffered to the host now (batch apps flush on their own when full and
+    /// when the app returns).
+    pub fn flush(&mut self) {
+        if self.streaming && !self.documents.is_empty() {
+            batch_output::emit(&self.documents);
+            self.documents.clear();
+            self.bytes = 0;
+        }
+    }
+
+    pub(crate) fn into_documents(self) -> Vec<Document> {
+        self.documents
+    }
+
+    fn push(&mut self, document: Document) {
+        self.bytes += document.json.len();
+        self.documents.push(document);
+        self.emitted += 1;
+        if self.documents.len() >= BATCH_DOCUMENTS || self.bytes >= BATCH_BYTES {
+            self.flush();
+        }
+    }
+}
