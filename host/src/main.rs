@@ -4,7 +4,7 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = mysimbdp_host::cli::Cli;
+    let cli = mysimbdp_host::cli::Cli::parse();
     mysimbdp_host::cli::init_tracing();
     match mysimbdp_host::cli::run(cli) {
         Ok(code) => code,

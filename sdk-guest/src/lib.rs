@@ -73,7 +73,7 @@ pub mod __private {
     /// Runs the tenant's batch function over one staged file, flushing its last documents.
     pub fn run_batch(source: &Source, app: BatchFn) -> Result<types::Quality, types::AppError> {
         let mut input = Input::new(source);
-        let mut output = Output::streaming();
+        let mut output = Output::streaming(bindings::mysimbdp::ingest::batch_output::emit);
         let quality = app(&mut input, &mut output).map_err(AppError::into_wit)?;
         output.flush();
         Ok(quality.into_wit())

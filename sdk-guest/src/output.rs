@@ -1,7 +1,7 @@
 //! `Output`: documents leave the app in batches, never one host call per document.
 
 use crate::AppError;
-use crate::__private::bindings::mysimbdp::ingest::{batch_output, types::Document};
+use crate::__private::bindings::mysimbdp::ingest::types::Document;
 use serde::Serialize;
 
 /// Flush to the host after this many documents ...
@@ -14,17 +14,24 @@ const BATCH_BYTES: usize = 2 * 1024 * 1024;
 pub struct Output {
     documents: Vec<Document>,
     bytes: usize,
-    streaming: bool,
+    /// Where full batches go (the host's `emit`, for batch apps). A function pointer rather
+    /// than a direct call, so a stream app never links the batch-only import.
+    sink: Option<fn(&[Document])>,
     emitted: u64,
 }
 
 impl Output {
-    pub(crate) fn streaming() -> Self {
-        Self { documents: Vec::with_capacity(BATCH_DOCUMENTS), bytes: 0, streaming: true, emitted: 0 }
+    pub(crate) fn streaming(sink: fn(&[Document])) -> Self {
+        Self {
+            documents: Vec::with_capacity(BATCH_DOCUMENTS),
+            bytes: 0,
+            sink: Some(sink),
+            emitted: 0,
+        }
     }
 
     pub(crate) fn collecting() -> Self {
-        Self { documents: Vec::new(), bytes: 0, streaming: false, emitted: 0 }
+        Self { documents: Vec::new(), bytes: 0, sink: None, emitted: 0 }
     }
 
     /// Emit one document: any value that serializes to a JSON object. The platform derives
@@ -61,8 +68,8 @@ impl Output {
     /// Send what is buffered to the host now (batch apps flush on their own when full and
     /// when the app returns).
     pub fn flush(&mut self) {
-        if self.streaming && !self.documents.is_empty() {
-            batch_output::emit(&self.documents);
+        if let Some(sink) = self.sink.filter(|_| !self.documents.is_empty()) {
+            sink(&self.documents);
             self.documents.clear();
             self.bytes = 0;
         }
@@ -76,7 +83,7 @@ impl Output {
         self.bytes += document.json.len();
         self.documents.push(document);
         self.emitted += 1;
-        if self.documents.len() >= BATCH_DOCUMENTS || self.bytes >= BATCH_BYTES {
+        if self.sink.is_some() && (self.documents.len() >= BATCH_DOCUMENTS || self.bytes >= BATCH_BYTES) {
             self.flush();
         }
     }

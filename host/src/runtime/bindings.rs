@@ -13,6 +13,7 @@ pub mod batch {
         world: "mysimbdp:ingest/batch-app",
         imports: { default: async | trappable },
         exports: { default: async },
+        additional_derives: [serde::Serialize],
         with: {
             "mysimbdp:ingest/batch-input.source": crate::runtime::host::input::InputFile,
         },
@@ -26,6 +27,7 @@ pub mod stream {
         world: "mysimbdp:ingest/stream-app",
         imports: { default: async | trappable },
         exports: { default: async },
+        additional_derives: [serde::Serialize],
         with: {
             "mysimbdp:ingest/types": super::batch::mysimbdp::ingest::types,
             "mysimbdp:ingest/log": super::batch::mysimbdp::ingest::log,

@@ -35,7 +35,10 @@ fn ingest(input: &mut Input, out: &mut Output) -> Result<Quality, AppError> {
         quality.record();
         match transform(&columns, &record, &currency) {
             Ok(order) => out.emit(&order)?,
-            Err(bad) => quality.bad(bad.rule(), format_args!("{bad}: {:?}", record.as_slice())),
+            Err(bad) => {
+                let row: Vec<&str> = record.iter().collect();
+                quality.bad(bad.rule(), format_args!("{bad}: {}", row.join(",")));
+            }
         }
     }
     Ok(quality)

@@ -1,0 +1,173 @@
+//! The `mysimbdp` command line: argument definitions and dispatch.
+
+mod app;
+
+use crate::config::SandboxConfig;
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// mysimbdp: a multi-tenant ingestion platform running tenants' WebAssembly apps.
+#[derive(Debug, Parser)]
+#[command(name = "mysimbdp", version, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Work with tenant apps locally: check a component, run it on a file.
+    #[command(subcommand)]
+    App(AppCommand),
+}
+
+/// `mysimbdp app …`
+#[derive(Debug, Subcommand)]
+pub enum AppCommand {
+    /// Validate a component: is it a batch or a stream app, what does it import.
+    Check(CheckArgs),
+    /// Run an app on a local file in the production sandbox; documents go to stdout as JSON
+    /// lines, a summary to stderr. No services needed.
+    Run(RunArgs),
+}
+
+/// Arguments of `app check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The component (.wasm).
+    pub file: PathBuf,
+    /// Print the result as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
+}
+
+/// Arguments of `app run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The component (.wasm).
+    pub file: PathBuf,
+    /// The input: a file to ingest (batch app) or messages, one per line (stream app).
+    #[arg(long)]
+    pub input: PathBuf,
+    /// An app parameter, `name=value`; repeat for more.
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
+    pub params: Vec<(String, String)>,
+    /// Content type handed to a batch app (default: from the file extension).
+    #[arg(long)]
+    pub content_type: Option<String>,
+    /// Messages per call of a stream app.
+    #[arg(long, default_value_t = 100)]
+    pub batch_size: usize,
+    /// Tenant name used to derive document ids, as the platform would.
+    #[arg(long, default_value = "local")]
+    pub tenant: String,
+    /// Print the summary as one JSON object on stderr instead of text.
+    #[arg(long)]
+    pub summary_json: bool,
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
+}
+
+/// Sandbox settings shared by the `app` commands: a config file and per-limit overrides.
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    /// Sandbox configuration (TOML with `[engine]` and `[limits]`, as in the operator's
+    /// config); defaults apply without it.
+    #[arg(long, value_name = "FILE")]
+    pub sandbox_config: Option<PathBuf>,
+    /// Where compiled components are cached.
+    #[arg(long, env = "MYSIMBDP_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Fuel per call before input scaling.
+    #[arg(long)]
+    pub fuel: Option<u64>,
+    /// Linear memory cap in MiB.
+    #[arg(long)]
+    pub memory_mib: Option<u64>,
+    /// Deadline per call in milliseconds before input scaling.
+    #[arg(long)]
+    pub deadline_ms: Option<u64>,
+    /// Documents per emit call or stream outcome.
+    #[arg(long)]
+    pub max_documents_per_call: Option<usize>,
+    /// Bytes per document.
+    #[arg(long)]
+    pub max_document_bytes: Option<usize>,
+    /// Total output per call in MiB before input scaling.
+    #[arg(long)]
+    pub output_mib: Option<u64>,
+    /// Host calls per call before input scaling.
+    #[arg(long)]
+    pub host_calls: Option<u64>,
+}
+
+impl SandboxArgs {
+    /// The configuration file (or defaults) with the command line's overrides applied.
+    pub fn config(&self) -> Result<SandboxConfig> {
+        let mut config = match &self.sandbox_config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("reading {path:?}"))?;
+                SandboxConfig::from_toml(&text).with_context(|| format!("in {path:?}"))?
+            }
+            None => SandboxConfig::default(),
+        };
+        if let Some(dir) = &self.cache_dir {
+            config.engine.cache_dir = Some(dir.clone());
+        }
+        let limits = &mut config.limits;
+        let overrides = [
+            (&mut limits.fuel, self.fuel),
+            (&mut limits.memory_mib, self.memory_mib),
+            (&mut limits.deadline_ms, self.deadline_ms),
+            (&mut limits.output_mib, self.output_mib),
+            (&mut limits.host_calls, self.host_calls),
+        ];
+        for (slot, value) in overrides {
+            if let Some(value) = value {
+                *slot = value;
+            }
+        }
+        if let Some(value) = self.max_documents_per_call {
+            limits.max_documents_per_call = value;
+        }
+        if let Some(value) = self.max_document_bytes {
+            limits.max_document_bytes = value;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+fn parse_param(raw: &str) -> Result<(String, String), String> {
+    match raw.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
+        _ => Err(format!("{raw:?} is not NAME=VALUE")),
+    }
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default: info).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+/// Runs a parsed command line and returns the process's exit code.
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::App(AppCommand::Check(args)) => app::check(args).await,
+            Command::App(AppCommand::Run(args)) => app::run(args).await,
+        }
+    })
+}
