@@ -43,6 +43,7 @@ pub struct CheckArgs {
     /// Print the result as one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Sandbox settings.
     #[command(flatten)]
     pub sandbox: SandboxArgs,
 }
@@ -70,6 +71,7 @@ pub struct RunArgs {
     /// Print the summary as one JSON object on stderr instead of text.
     #[arg(long)]
     pub summary_json: bool,
+    /// Sandbox settings and limit overrides.
     #[command(flatten)]
     pub sandbox: SandboxArgs,
 }

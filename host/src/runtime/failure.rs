@@ -158,7 +158,19 @@ pub(crate) fn classify(error: &wasmtime::Error, fuel_budget: u64, stderr: &str) 
             (FailureClass::StackOverflow, "the app overflowed its stack".to_owned())
         }
         Some(Trap::Interrupt) => (FailureClass::Deadline, "the app was interrupted".to_owned()),
-        Some(trap) => (FailureClass::Panic, panic_message(stderr).unwrap_or_else(|| format!("trap: {trap}"))),
+        Some(Trap::MemoryOutOfBounds) => (
+            FailureClass::Panic,
+            panic_message(stderr).unwrap_or_else(|| {
+                // Rust and C keep a shadow stack in linear memory; overflowing it lands here.
+                "trap: out-of-bounds memory access (also how a shadow stack overflow in \
+                 linear memory ends)"
+                    .to_owned()
+            }),
+        ),
+        Some(trap) => (
+            FailureClass::Panic,
+            panic_message(stderr).unwrap_or_else(|| format!("trap: {trap}")),
+        ),
         None => (FailureClass::HostError, format!("{error:#}")),
     }
 }

@@ -1,13 +1,13 @@
 //! Evil app: floods the output. `mode` picks the cap it attacks:
 //! `per-call` (one call with `count` documents), `large` (one document of `kib` KiB),
-//! `total` (`count` documents through the SDK, forever by default).
+//! `total` (`count` documents through the SDK, forever by default). Default: `per-call`.
 
 use mysimbdp_sdk::__private::bindings::mysimbdp::ingest::{batch_output, types::Document};
 use mysimbdp_sdk::{AppError, Input, Output, Quality, batch_app, params};
 
 #[batch_app]
 fn ingest(_input: &mut Input, out: &mut Output) -> Result<Quality, AppError> {
-    let mode = params::get("mode").unwrap_or_else(|| "total".to_owned());
+    let mode = params::get("mode").unwrap_or_else(|| "per-call".to_owned());
     match mode.as_str() {
         "per-call" => {
             let count: usize = params::parse_or("count", 100_000)?;
