@@ -16,8 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// Exit code of a run whose app failed (any failure class).
-const EXIT_APP_FAILED: u8 = 2;
+/// Exit code of a run whose app failed (any failure class); 1 is a usage or host error, 2 a
+/// command-line error.
+const EXIT_APP_FAILED: u8 = 3;
 
 /// `app check`: one line (or JSON object) saying what the component is, or why it is refused.
 pub(super) async fn check(args: CheckArgs) -> Result<ExitCode> {

@@ -182,7 +182,8 @@ fn check_signature(function: &ItemFn, kind: Kind) -> syn::Result<()> {
     }
     match &sig.output {
         ReturnType::Type(_, ty) if last_segment(ty).as_deref() == Some("Result") => Ok(()),
-        output => Err(wrong(output.span(), "must return a `Result`")),
+        ReturnType::Type(_, ty) => Err(wrong(ty.span(), "must return a `Result`")),
+        ReturnType::Default => Err(wrong(sig.ident.span(), "must return a `Result`")),
     }
 }
 

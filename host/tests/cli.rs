@@ -1,0 +1,149 @@
+//! Proves the `mysimbdp app check` and `app run` commands an app developer uses: clear
+//! one-line refusals, the right kind for good apps, correct documents and summaries.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use mysimbdp_fixtures as fixtures;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn mysimbdp(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mysimbdp"))
+        .args(args)
+        .env("MYSIMBDP_CACHE_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-cache"))
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("running mysimbdp")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn check_accepts_both_sample_apps_with_their_kind() {
+    for (path, kind) in [(fixtures::CSV_BATCH, "batch"), (fixtures::JSON_STREAM, "stream")] {
+        let output = mysimbdp(&["app", "check", path, "--json"]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(report["kind"], kind);
+        assert_eq!(report["world"], format!("mysimbdp:ingest/{kind}-app@0.1.0"));
+        assert_eq!(report["size"], std::fs::metadata(path).unwrap().len());
+        assert!(report["imports"].as_array().unwrap().iter().any(|i| i == "mysimbdp:ingest/params@0.1.0"));
+    }
+    let text = mysimbdp(&["app", "check", fixtures::CSV_BATCH]);
+    assert!(String::from_utf8_lossy(&text.stdout).starts_with("ok: batch app (mysimbdp:ingest/batch-app@0.1.0)"));
+}
+
+#[test]
+fn check_refuses_malformed_components_with_one_line_reasons() {
+    let not_wasm = scratch("notes.wasm");
+    std::fs::write(&not_wasm, "this is a text file").unwrap();
+    let truncated = scratch("truncated.wasm");
+    let csv = std::fs::read(fixtures::CSV_BATCH).unwrap();
+    std::fs::write(&truncated, &csv[..csv.len() / 3]).unwrap();
+    let cases = [
+        (not_wasm.to_str().unwrap(), "not a WebAssembly binary"),
+        (fixtures::CORE_MODULE, "core WebAssembly module, not a component"),
+        (fixtures::EVIL_WRONG_WORLD, "targets the wrong world"),
+        (fixtures::EVIL_UNKNOWN_IMPORT, "imports evil:spy/exfiltrate"),
+        (truncated.to_str().unwrap(), "not a valid component"),
+    ];
+    for (path, reason) in cases {
+        let output = mysimbdp(&["app", "check", path]);
+        assert_eq!(output.status.code(), Some(1), "{path}");
+        let text = stderr(&output);
+        assert_eq!(text.trim_end().lines().count(), 1, "one line for {path}: {text}");
+        assert!(text.starts_with("error: ") && text.contains(reason), "{path}: {text}");
+    }
+    let missing = mysimbdp(&["app", "check", "/nonexistent/app.wasm"]);
+    assert!(!missing.status.success());
+    assert!(stderr(&missing).contains("/nonexistent/app.wasm"));
+}
+
+#[test]
+fn run_ingests_a_csv_file_with_deterministic_ids() {
+    let input = scratch("orders.csv");
+    let mut file = std::fs::File::create(&input).unwrap();
+    let expected = fixtures::orders::write(&mut file, 1 << 20, 250).unwrap();
+    drop(file);
+    let run = || {
+        mysimbdp(&[
+            "app", "run", fixtures::CSV_BATCH, "--input", input.to_str().unwrap(),
+            "--param", "currency=SEK", "--summary-json",
+        ])
+    };
+    let output = run();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let lines: Vec<serde_json::Value> = String::from_utf8(output.stdout.clone())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len() as u64, expected.good);
+    assert!(lines.iter().all(|d| d["currency"] == "SEK" && d["_id"].as_str().unwrap().len() == 32));
+    let summary: serde_json::Value = serde_json::from_str(stderr(&output).lines().last().unwrap()).unwrap();
+    assert_eq!(summary["status"], "ok");
+    assert_eq!(summary["kind"], "batch");
+    assert_eq!(summary["documents"], expected.good);
+    assert_eq!(summary["input_bytes"], expected.bytes);
+    assert_eq!(summary["quality"]["records_in"], expected.rows);
+    assert_eq!(summary["quality"]["records_bad"], expected.bad);
+    assert!(summary["peak_rss_mib"].as_f64().unwrap() > 0.0);
+    // A second run produces the same ids: a replay never duplicates.
+    assert_eq!(run().stdout, output.stdout);
+}
+
+#[test]
+fn run_processes_stream_messages_and_reports_rejects() {
+    let input = scratch("readings.jsonl");
+    std::fs::write(
+        &input,
+        "{\"device\":\"d1\",\"ts\":\"2026-11-21T10:00:00Z\",\"readings\":{\"temp\":21.5,\"hum\":40}}\n\
+         garbage\n\
+         \n\
+         {\"device\":\"d2\",\"ts\":\"2026-11-21T10:00:00Z\",\"readings\":{\"temp\":3}}\n",
+    )
+    .unwrap();
+    let output = mysimbdp(&[
+        "app", "run", fixtures::JSON_STREAM, "--input", input.to_str().unwrap(),
+        "--batch-size", "2", "--summary-json",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(String::from_utf8_lossy(&output.stdout).lines().count(), 3);
+    let text = stderr(&output);
+    assert!(text.contains("message readings.jsonl:2: reject:"), "{text}");
+    let summary: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["messages"], 3);
+    assert_eq!(summary["failed_messages"]["reject"], 1);
+}
+
+#[test]
+fn run_reports_an_evil_apps_failure_class_and_exits_3() {
+    let input = scratch("any.csv");
+    std::fs::write(&input, "x\n").unwrap();
+    let output = mysimbdp(&[
+        "app", "run", fixtures::EVIL_MEMBOMB, "--input", input.to_str().unwrap(),
+        "--memory-mib", "16", "--summary-json",
+    ]);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    let summary: serde_json::Value = serde_json::from_str(stderr(&output).lines().last().unwrap()).unwrap();
+    assert_eq!(summary["status"], "failed");
+    assert_eq!(summary["failure"]["class"], "memory-limit");
+}
+
+#[test]
+fn run_refuses_bad_limits_and_params() {
+    let output = mysimbdp(&["app", "run", fixtures::CSV_BATCH, "--input", "x", "--param", "novalue"]);
+    assert_eq!(output.status.code(), Some(2), "clap usage error");
+    assert!(stderr(&output).contains("is not NAME=VALUE"));
+    let output = mysimbdp(&["app", "run", fixtures::CSV_BATCH, "--input", "x", "--memory-mib", "0"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("memory_mib = 0"), "{}", stderr(&output));
+}
