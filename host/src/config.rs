@@ -122,9 +122,12 @@ impl SandboxLimits {
     pub fn budget(&self, input_bytes: u64) -> Budget {
         let mib = input_bytes.div_ceil(1024 * 1024);
         Budget {
-            fuel: self.fuel.saturating_add(self.fuel_per_input_byte.saturating_mul(input_bytes)),
+            fuel: self
+                .fuel
+                .saturating_add(self.fuel_per_input_byte.saturating_mul(input_bytes)),
             deadline: Duration::from_millis(
-                self.deadline_ms.saturating_add(self.deadline_ms_per_input_mib.saturating_mul(mib)),
+                self.deadline_ms
+                    .saturating_add(self.deadline_ms_per_input_mib.saturating_mul(mib)),
             ),
             output_bytes: (self.output_mib.saturating_mul(1024 * 1024))
                 .saturating_add(self.output_bytes_per_input_byte.saturating_mul(input_bytes)),
@@ -209,13 +212,22 @@ impl EngineConfig {
             bail!("engine max_instances = 0: it must be at least 1");
         }
         if !(1..=1000).contains(&self.epoch_tick_ms) {
-            bail!("engine epoch_tick_ms = {}: it must be 1..=1000", self.epoch_tick_ms);
+            bail!(
+                "engine epoch_tick_ms = {}: it must be 1..=1000",
+                self.epoch_tick_ms
+            );
         }
         if !(1..=65536).contains(&self.max_memory_mib) {
-            bail!("engine max_memory_mib = {}: it must be 1..=65536", self.max_memory_mib);
+            bail!(
+                "engine max_memory_mib = {}: it must be 1..=65536",
+                self.max_memory_mib
+            );
         }
         if !(64..=16384).contains(&self.max_wasm_stack_kib) {
-            bail!("engine max_wasm_stack_kib = {}: it must be 64..=16384", self.max_wasm_stack_kib);
+            bail!(
+                "engine max_wasm_stack_kib = {}: it must be 64..=16384",
+                self.max_wasm_stack_kib
+            );
         }
         if self.compile_timeout_ms == 0 || self.max_component_mib == 0 {
             bail!("engine compile_timeout_ms and max_component_mib must be at least 1");
@@ -290,8 +302,29 @@ mod tests {
         let small = limits.budget(0);
         let large = limits.budget(1 << 30);
         assert_eq!(small.fuel, DEFAULT_FUEL);
-        assert_eq!(large.fuel, DEFAULT_FUEL + DEFAULT_FUEL_PER_INPUT_BYTE * (1 << 30));
-        assert_eq!(large.deadline, Duration::from_millis(DEFAULT_DEADLINE_MS + 250 * 1024));
+        assert_eq!(
+            large.fuel,
+            DEFAULT_FUEL + DEFAULT_FUEL_PER_INPUT_BYTE * (1 << 30)
+        );
+        assert_eq!(
+            large.deadline,
+            Duration::from_millis(DEFAULT_DEADLINE_MS + 250 * 1024)
+        );
         assert!(large.host_calls > small.host_calls);
+    }
+}
+
+#[cfg(test)]
+mod example_file {
+    use super::*;
+
+    /// The documented example must stay loadable and equal to the defaults it claims.
+    #[test]
+    fn example_config_matches_the_defaults() {
+        let text = include_str!("../../config/sandbox.example.toml");
+        assert_eq!(
+            SandboxConfig::from_toml(text).unwrap(),
+            SandboxConfig::default()
+        );
     }
 }

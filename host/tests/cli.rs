@@ -10,7 +10,10 @@ use std::process::{Command, Output};
 fn mysimbdp(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_mysimbdp"))
         .args(args)
-        .env("MYSIMBDP_CACHE_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-cache"))
+        .env(
+            "MYSIMBDP_CACHE_DIR",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-cache"),
+        )
         .env("RUST_LOG", "warn")
         .output()
         .expect("running mysimbdp")
@@ -28,17 +31,29 @@ fn stderr(output: &Output) -> String {
 
 #[test]
 fn check_accepts_both_sample_apps_with_their_kind() {
-    for (path, kind) in [(fixtures::CSV_BATCH, "batch"), (fixtures::JSON_STREAM, "stream")] {
+    for (path, kind) in [
+        (fixtures::CSV_BATCH, "batch"),
+        (fixtures::JSON_STREAM, "stream"),
+    ] {
         let output = mysimbdp(&["app", "check", path, "--json"]);
         assert!(output.status.success(), "{}", stderr(&output));
         let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
         assert_eq!(report["kind"], kind);
         assert_eq!(report["world"], format!("mysimbdp:ingest/{kind}-app@0.1.0"));
         assert_eq!(report["size"], std::fs::metadata(path).unwrap().len());
-        assert!(report["imports"].as_array().unwrap().iter().any(|i| i == "mysimbdp:ingest/params@0.1.0"));
+        assert!(
+            report["imports"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|i| i == "mysimbdp:ingest/params@0.1.0")
+        );
     }
     let text = mysimbdp(&["app", "check", fixtures::CSV_BATCH]);
-    assert!(String::from_utf8_lossy(&text.stdout).starts_with("ok: batch app (mysimbdp:ingest/batch-app@0.1.0)"));
+    assert!(
+        String::from_utf8_lossy(&text.stdout)
+            .starts_with("ok: batch app (mysimbdp:ingest/batch-app@0.1.0)")
+    );
 }
 
 #[test]
@@ -50,7 +65,10 @@ fn check_refuses_malformed_components_with_one_line_reasons() {
     std::fs::write(&truncated, &csv[..csv.len() / 3]).unwrap();
     let cases = [
         (not_wasm.to_str().unwrap(), "not a WebAssembly binary"),
-        (fixtures::CORE_MODULE, "core WebAssembly module, not a component"),
+        (
+            fixtures::CORE_MODULE,
+            "core WebAssembly module, not a component",
+        ),
         (fixtures::EVIL_WRONG_WORLD, "targets the wrong world"),
         (fixtures::EVIL_UNKNOWN_IMPORT, "imports evil:spy/exfiltrate"),
         (truncated.to_str().unwrap(), "not a valid component"),
@@ -59,8 +77,15 @@ fn check_refuses_malformed_components_with_one_line_reasons() {
         let output = mysimbdp(&["app", "check", path]);
         assert_eq!(output.status.code(), Some(1), "{path}");
         let text = stderr(&output);
-        assert_eq!(text.trim_end().lines().count(), 1, "one line for {path}: {text}");
-        assert!(text.starts_with("error: ") && text.contains(reason), "{path}: {text}");
+        assert_eq!(
+            text.trim_end().lines().count(),
+            1,
+            "one line for {path}: {text}"
+        );
+        assert!(
+            text.starts_with("error: ") && text.contains(reason),
+            "{path}: {text}"
+        );
     }
     let missing = mysimbdp(&["app", "check", "/nonexistent/app.wasm"]);
     assert!(!missing.status.success());
@@ -75,8 +100,14 @@ fn run_ingests_a_csv_file_with_deterministic_ids() {
     drop(file);
     let run = || {
         mysimbdp(&[
-            "app", "run", fixtures::CSV_BATCH, "--input", input.to_str().unwrap(),
-            "--param", "currency=SEK", "--summary-json",
+            "app",
+            "run",
+            fixtures::CSV_BATCH,
+            "--input",
+            input.to_str().unwrap(),
+            "--param",
+            "currency=SEK",
+            "--summary-json",
         ])
     };
     let output = run();
@@ -87,8 +118,13 @@ fn run_ingests_a_csv_file_with_deterministic_ids() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines.len() as u64, expected.good);
-    assert!(lines.iter().all(|d| d["currency"] == "SEK" && d["_id"].as_str().unwrap().len() == 32));
-    let summary: serde_json::Value = serde_json::from_str(stderr(&output).lines().last().unwrap()).unwrap();
+    assert!(
+        lines
+            .iter()
+            .all(|d| d["currency"] == "SEK" && d["_id"].as_str().unwrap().len() == 32)
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(stderr(&output).lines().last().unwrap()).unwrap();
     assert_eq!(summary["status"], "ok");
     assert_eq!(summary["kind"], "batch");
     assert_eq!(summary["documents"], expected.good);
@@ -112,8 +148,14 @@ fn run_processes_stream_messages_and_reports_rejects() {
     )
     .unwrap();
     let output = mysimbdp(&[
-        "app", "run", fixtures::JSON_STREAM, "--input", input.to_str().unwrap(),
-        "--batch-size", "2", "--summary-json",
+        "app",
+        "run",
+        fixtures::JSON_STREAM,
+        "--input",
+        input.to_str().unwrap(),
+        "--batch-size",
+        "2",
+        "--summary-json",
     ]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(String::from_utf8_lossy(&output.stdout).lines().count(), 3);
@@ -129,21 +171,48 @@ fn run_reports_an_evil_apps_failure_class_and_exits_3() {
     let input = scratch("any.csv");
     std::fs::write(&input, "x\n").unwrap();
     let output = mysimbdp(&[
-        "app", "run", fixtures::EVIL_MEMBOMB, "--input", input.to_str().unwrap(),
-        "--memory-mib", "16", "--summary-json",
+        "app",
+        "run",
+        fixtures::EVIL_MEMBOMB,
+        "--input",
+        input.to_str().unwrap(),
+        "--memory-mib",
+        "16",
+        "--summary-json",
     ]);
     assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
-    let summary: serde_json::Value = serde_json::from_str(stderr(&output).lines().last().unwrap()).unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_str(stderr(&output).lines().last().unwrap()).unwrap();
     assert_eq!(summary["status"], "failed");
     assert_eq!(summary["failure"]["class"], "memory-limit");
 }
 
 #[test]
 fn run_refuses_bad_limits_and_params() {
-    let output = mysimbdp(&["app", "run", fixtures::CSV_BATCH, "--input", "x", "--param", "novalue"]);
+    let output = mysimbdp(&[
+        "app",
+        "run",
+        fixtures::CSV_BATCH,
+        "--input",
+        "x",
+        "--param",
+        "novalue",
+    ]);
     assert_eq!(output.status.code(), Some(2), "clap usage error");
     assert!(stderr(&output).contains("is not NAME=VALUE"));
-    let output = mysimbdp(&["app", "run", fixtures::CSV_BATCH, "--input", "x", "--memory-mib", "0"]);
+    let output = mysimbdp(&[
+        "app",
+        "run",
+        fixtures::CSV_BATCH,
+        "--input",
+        "x",
+        "--memory-mib",
+        "0",
+    ]);
     assert_eq!(output.status.code(), Some(1));
-    assert!(stderr(&output).contains("memory_mib = 0"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("memory_mib = 0"),
+        "{}",
+        stderr(&output)
+    );
 }

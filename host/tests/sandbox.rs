@@ -25,7 +25,9 @@ fn limits() -> SandboxLimits {
     SandboxLimits::default()
 }
 
-fn class_of<T: std::fmt::Debug>(result: Result<T, mysimbdp_host::runtime::Failure>) -> FailureClass {
+fn class_of<T: std::fmt::Debug>(
+    result: Result<T, mysimbdp_host::runtime::Failure>,
+) -> FailureClass {
     result.expect_err("the call should fail").class
 }
 
@@ -36,31 +38,61 @@ async fn csv_batch() {
     let app = load(fixtures::CSV_BATCH).await;
     assert_eq!(app.kind, AppKind::Batch);
     let (csv, expected) = fixtures::orders::generate(2 << 20, 100);
-    let (result, documents) =
-        run_batch(&app, "orders.csv", csv, &options(&[("currency", "USD")], limits())).await;
+    let (result, documents) = run_batch(
+        &app,
+        "orders.csv",
+        csv,
+        &options(&[("currency", "USD")], limits()),
+    )
+    .await;
     let report = result.unwrap();
     assert_eq!(documents.len() as u64, expected.good);
     assert_eq!(report.usage.documents, expected.good);
     assert_eq!(report.quality.records_in, expected.rows);
     assert_eq!(report.quality.records_bad, expected.bad);
-    let rules: Vec<&str> = report.quality.violations.iter().map(|v| v.rule.as_str()).collect();
-    assert_eq!(rules, ["bad-price", "bad-timestamp", "missing-field", "not-an-integer"]);
+    let rules: Vec<&str> = report
+        .quality
+        .violations
+        .iter()
+        .map(|v| v.rule.as_str())
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            "bad-price",
+            "bad-timestamp",
+            "missing-field",
+            "not-an-integer"
+        ]
+    );
     let first: serde_json::Value = serde_json::from_str(&documents[0].json).unwrap();
     assert_eq!(first["order_id"], 1);
     assert_eq!(first["currency"], "USD");
     let total = first["quantity"].as_f64().unwrap() * first["unit_price"].as_f64().unwrap();
-    assert!((first["total"].as_f64().unwrap() - total).abs() < 0.006, "{first}");
+    assert!(
+        (first["total"].as_f64().unwrap() - total).abs() < 0.006,
+        "{first}"
+    );
     assert!(report.usage.fuel > 0);
 }
 
 #[tokio::test]
 async fn csv_batch_rejects_a_file_without_the_required_columns() {
     let app = load(fixtures::CSV_BATCH).await;
-    let (result, documents) =
-        run_batch(&app, "wrong.csv", b"id,name\n1,x\n".to_vec(), &options(&[], limits())).await;
+    let (result, documents) = run_batch(
+        &app,
+        "wrong.csv",
+        b"id,name\n1,x\n".to_vec(),
+        &options(&[], limits()),
+    )
+    .await;
     let failure = result.unwrap_err();
     assert_eq!(failure.class, FailureClass::Reject);
-    assert!(failure.message.contains("no column \"order_id\""), "{}", failure.message);
+    assert!(
+        failure.message.contains("no column \"order_id\""),
+        "{}",
+        failure.message
+    );
     assert!(documents.is_empty());
 }
 
@@ -69,7 +101,10 @@ async fn large_input_streams_through_a_small_memory_cap() {
     // 48 MiB of CSV through a guest capped at 16 MiB: the input is never in memory whole.
     let app = load(fixtures::CSV_BATCH).await;
     let (csv, expected) = fixtures::orders::generate(48 << 20, 1000);
-    let small = SandboxLimits { memory_mib: 16, ..limits() };
+    let small = SandboxLimits {
+        memory_mib: 16,
+        ..limits()
+    };
     let (result, documents) = run_batch(&app, "big.csv", csv, &options(&[], small)).await;
     result.unwrap();
     assert_eq!(documents.len() as u64, expected.good);
@@ -86,12 +121,25 @@ async fn json_stream() {
         r#"{"device":"","ts":"2026-11-21T10:00:01Z","readings":{"temp":1}}"#,
         r#"{"device":"d3","ts":"2026-11-21T10:00:02Z","readings":{"co2":415}}"#,
     ];
-    let report = run_stream(&app, &payloads, &options(&[("unit.co2", "ppm-v")], limits())).await.unwrap();
+    let report = run_stream(
+        &app,
+        &payloads,
+        &options(&[("unit.co2", "ppm-v")], limits()),
+    )
+    .await
+    .unwrap();
     assert_eq!(report.outcomes.len(), payloads.len());
-    let ok: Vec<usize> = report.outcomes.iter().map(|o| o.as_ref().map_or(usize::MAX, Vec::len)).collect();
+    let ok: Vec<usize> = report
+        .outcomes
+        .iter()
+        .map(|o| o.as_ref().map_or(usize::MAX, Vec::len))
+        .collect();
     assert_eq!(ok, [2, usize::MAX, usize::MAX, usize::MAX, 1]);
     for i in [1, 2, 3] {
-        assert_eq!(report.outcomes[i].as_ref().unwrap_err().class, FailureClass::Reject);
+        assert_eq!(
+            report.outcomes[i].as_ref().unwrap_err().class,
+            FailureClass::Reject
+        );
     }
     let reason = &report.outcomes[2].as_ref().unwrap_err().message;
     assert!(reason.contains("\"temp\" is not a number"), "{reason}");
@@ -108,9 +156,17 @@ async fn stream_output_caps_apply_per_message() {
         r#"{"device":"d1","ts":"2026-11-21T10:00:00Z","readings":{"temp":1,"hum":2}}"#,
         r#"{"device":"d2","ts":"2026-11-21T10:00:00Z","readings":{"temp":1}}"#,
     ];
-    let one_each = SandboxLimits { max_documents_per_call: 1, ..limits() };
-    let report = run_stream(&app, &payloads, &options(&[], one_each)).await.unwrap();
-    assert_eq!(report.outcomes[0].as_ref().unwrap_err().class, FailureClass::OutputLimit);
+    let one_each = SandboxLimits {
+        max_documents_per_call: 1,
+        ..limits()
+    };
+    let report = run_stream(&app, &payloads, &options(&[], one_each))
+        .await
+        .unwrap();
+    assert_eq!(
+        report.outcomes[0].as_ref().unwrap_err().class,
+        FailureClass::OutputLimit
+    );
     assert_eq!(report.outcomes[1].as_ref().unwrap().len(), 1);
 }
 
@@ -118,9 +174,14 @@ async fn stream_output_caps_apply_per_message() {
 async fn apps_only_run_in_their_own_world() {
     let batch = load(fixtures::CSV_BATCH).await;
     let stream = load(fixtures::JSON_STREAM).await;
-    let failure = run_stream(&batch, &["{}"], &options(&[], limits())).await.unwrap_err();
+    let failure = run_stream(&batch, &["{}"], &options(&[], limits()))
+        .await
+        .unwrap_err();
     assert_eq!(failure.class, FailureClass::InvalidComponent);
-    assert_eq!(class_of(run_batch_empty(&stream, &[], limits()).await), FailureClass::InvalidComponent);
+    assert_eq!(
+        class_of(run_batch_empty(&stream, &[], limits()).await),
+        FailureClass::InvalidComponent
+    );
 }
 
 // ---- fuel ------------------------------------------------------------------------------
@@ -128,15 +189,26 @@ async fn apps_only_run_in_their_own_world() {
 #[tokio::test]
 async fn fuel_obeyed() {
     let app = load(fixtures::EVIL_LOOP).await;
-    let report = run_batch_empty(&app, &[("iterations", "10000")], limits()).await.unwrap();
-    assert!(report.usage.fuel > 10_000, "the loop burnt {} fuel", report.usage.fuel);
+    let report = run_batch_empty(&app, &[("iterations", "10000")], limits())
+        .await
+        .unwrap();
+    assert!(
+        report.usage.fuel > 10_000,
+        "the loop burnt {} fuel",
+        report.usage.fuel
+    );
 }
 
 #[tokio::test]
 async fn fuel_violated() {
     let app = load(fixtures::EVIL_LOOP).await;
-    let budget = SandboxLimits { fuel: 5_000_000, ..limits() };
-    let failure = run_batch_empty(&app, &[("iterations", "1000000000000")], budget).await.unwrap_err();
+    let budget = SandboxLimits {
+        fuel: 5_000_000,
+        ..limits()
+    };
+    let failure = run_batch_empty(&app, &[("iterations", "1000000000000")], budget)
+        .await
+        .unwrap_err();
     assert_eq!(failure.class, FailureClass::OutOfFuel);
     assert_eq!(failure.usage.fuel, 5_000_000);
 }
@@ -146,22 +218,38 @@ async fn fuel_violated() {
 #[tokio::test]
 async fn deadline_obeyed() {
     let app = load(fixtures::EVIL_LOOP).await;
-    let quick = SandboxLimits { fuel: u64::MAX / 4, deadline_ms: 5000, ..limits() };
-    run_batch_empty(&app, &[("iterations", "100000")], quick).await.unwrap();
+    let quick = SandboxLimits {
+        fuel: u64::MAX / 4,
+        deadline_ms: 5000,
+        ..limits()
+    };
+    run_batch_empty(&app, &[("iterations", "100000")], quick)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
 async fn deadline_violated() {
     let app = load(fixtures::EVIL_LOOP).await;
     let deadline = Duration::from_millis(300);
-    let endless_fuel = SandboxLimits { fuel: u64::MAX / 4, deadline_ms: 300, ..limits() };
+    let endless_fuel = SandboxLimits {
+        fuel: u64::MAX / 4,
+        deadline_ms: 300,
+        ..limits()
+    };
     let started = Instant::now();
     let failure = run_batch_empty(&app, &[], endless_fuel).await.unwrap_err();
     let elapsed = started.elapsed();
     assert_eq!(failure.class, FailureClass::Deadline, "{failure}");
-    assert!(elapsed >= deadline, "stopped before its deadline: {elapsed:?}");
+    assert!(
+        elapsed >= deadline,
+        "stopped before its deadline: {elapsed:?}"
+    );
     // Deadline plus one 10 ms epoch tick; the slack absorbs a loaded CI machine.
-    assert!(elapsed < deadline + Duration::from_secs(3), "took {elapsed:?}");
+    assert!(
+        elapsed < deadline + Duration::from_secs(3),
+        "took {elapsed:?}"
+    );
 }
 
 // ---- memory ----------------------------------------------------------------------------
@@ -169,16 +257,37 @@ async fn deadline_violated() {
 #[tokio::test]
 async fn memory_obeyed() {
     let app = load(fixtures::EVIL_MEMBOMB).await;
-    run_batch_empty(&app, &[("mib", "16")], SandboxLimits { memory_mib: 32, ..limits() }).await.unwrap();
+    run_batch_empty(
+        &app,
+        &[("mib", "16")],
+        SandboxLimits {
+            memory_mib: 32,
+            ..limits()
+        },
+    )
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
 async fn memory_violated() {
     let app = load(fixtures::EVIL_MEMBOMB).await;
-    let failure =
-        run_batch_empty(&app, &[("mib", "48")], SandboxLimits { memory_mib: 32, ..limits() }).await.unwrap_err();
+    let failure = run_batch_empty(
+        &app,
+        &[("mib", "48")],
+        SandboxLimits {
+            memory_mib: 32,
+            ..limits()
+        },
+    )
+    .await
+    .unwrap_err();
     assert_eq!(failure.class, FailureClass::MemoryLimit, "{failure}");
-    assert!(failure.message.contains("above the cap of 33554432 bytes"), "{}", failure.message);
+    assert!(
+        failure.message.contains("above the cap of 33554432 bytes"),
+        "{}",
+        failure.message
+    );
 }
 
 // ---- output ----------------------------------------------------------------------------
@@ -186,34 +295,58 @@ async fn memory_violated() {
 #[tokio::test]
 async fn output_obeyed() {
     let app = load(fixtures::EVIL_FLOOD).await;
-    let report = run_batch_empty(&app, &[("mode", "total"), ("count", "5000")], limits()).await.unwrap();
+    let report = run_batch_empty(&app, &[("mode", "total"), ("count", "5000")], limits())
+        .await
+        .unwrap();
     assert_eq!(report.usage.documents, 5000);
-    let report = run_batch_empty(&app, &[("mode", "per-call"), ("count", "10000")], limits()).await.unwrap();
+    let report = run_batch_empty(&app, &[("mode", "per-call"), ("count", "10000")], limits())
+        .await
+        .unwrap();
     assert_eq!(report.usage.documents, 10_000);
 }
 
 #[tokio::test]
 async fn output_violated_by_documents_per_call() {
     let app = load(fixtures::EVIL_FLOOD).await;
-    let failure = run_batch_empty(&app, &[("mode", "per-call"), ("count", "10001")], limits()).await.unwrap_err();
+    let failure = run_batch_empty(&app, &[("mode", "per-call"), ("count", "10001")], limits())
+        .await
+        .unwrap_err();
     assert_eq!(failure.class, FailureClass::OutputLimit);
-    assert!(failure.message.contains("10001 documents in one call"), "{}", failure.message);
-    assert_eq!(failure.usage.documents, 0, "nothing of the refused call counts");
+    assert!(
+        failure.message.contains("10001 documents in one call"),
+        "{}",
+        failure.message
+    );
+    assert_eq!(
+        failure.usage.documents, 0,
+        "nothing of the refused call counts"
+    );
 }
 
 #[tokio::test]
 async fn output_violated_by_document_size() {
     let app = load(fixtures::EVIL_FLOOD).await;
-    let failure = run_batch_empty(&app, &[("mode", "large"), ("kib", "2048")], limits()).await.unwrap_err();
+    let failure = run_batch_empty(&app, &[("mode", "large"), ("kib", "2048")], limits())
+        .await
+        .unwrap_err();
     assert_eq!(failure.class, FailureClass::OutputLimit);
-    assert!(failure.message.contains("above the cap of 1048576"), "{}", failure.message);
+    assert!(
+        failure.message.contains("above the cap of 1048576"),
+        "{}",
+        failure.message
+    );
 }
 
 #[tokio::test]
 async fn output_violated_by_total_bytes() {
     let app = load(fixtures::EVIL_FLOOD).await;
-    let small = SandboxLimits { output_mib: 2, ..limits() };
-    let failure = run_batch_empty(&app, &[("mode", "total")], small).await.unwrap_err();
+    let small = SandboxLimits {
+        output_mib: 2,
+        ..limits()
+    };
+    let failure = run_batch_empty(&app, &[("mode", "total")], small)
+        .await
+        .unwrap_err();
     assert_eq!(failure.class, FailureClass::OutputLimit);
     assert!(failure.usage.output_bytes <= 2 << 20);
 }
@@ -223,19 +356,26 @@ async fn output_violated_by_total_bytes() {
 #[tokio::test]
 async fn stack_obeyed() {
     let app = load(fixtures::EVIL_RECURSION).await;
-    run_batch_empty(&app, &[("depth", "1000")], limits()).await.unwrap();
+    run_batch_empty(&app, &[("depth", "1000")], limits())
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
 async fn stack_violated() {
     let app = load(fixtures::EVIL_RECURSION).await;
-    assert_eq!(class_of(run_batch_empty(&app, &[], limits()).await), FailureClass::StackOverflow);
+    assert_eq!(
+        class_of(run_batch_empty(&app, &[], limits()).await),
+        FailureClass::StackOverflow
+    );
 }
 
 #[tokio::test]
 async fn host_calls_obeyed() {
     let app = load(fixtures::EVIL_HOSTCALLS).await;
-    let report = run_batch_empty(&app, &[("calls", "1000")], limits()).await.unwrap();
+    let report = run_batch_empty(&app, &[("calls", "1000")], limits())
+        .await
+        .unwrap();
     assert!(report.usage.host_calls >= 1000);
     assert!(report.usage.logs_dropped == 0);
 }
@@ -243,11 +383,17 @@ async fn host_calls_obeyed() {
 #[tokio::test]
 async fn host_calls_violated() {
     let app = load(fixtures::EVIL_HOSTCALLS).await;
-    let few = SandboxLimits { host_calls: 5000, ..limits() };
+    let few = SandboxLimits {
+        host_calls: 5000,
+        ..limits()
+    };
     let failure = run_batch_empty(&app, &[], few).await.unwrap_err();
     assert_eq!(failure.class, FailureClass::HostCallLimit);
     assert_eq!(failure.usage.host_calls, 5001);
-    assert!(failure.usage.logs_dropped > 0, "log lines past the cap are dropped, not kept");
+    assert!(
+        failure.usage.logs_dropped > 0,
+        "log lines past the cap are dropped, not kept"
+    );
 }
 
 // ---- one test per evil fixture -----------------------------------------------------------
@@ -255,25 +401,37 @@ async fn host_calls_violated() {
 #[tokio::test]
 async fn evil_loop() {
     let app = load(fixtures::EVIL_LOOP).await;
-    assert_eq!(class_of(run_batch_empty(&app, &[], limits()).await), FailureClass::OutOfFuel);
+    assert_eq!(
+        class_of(run_batch_empty(&app, &[], limits()).await),
+        FailureClass::OutOfFuel
+    );
 }
 
 #[tokio::test]
 async fn evil_membomb() {
     let app = load(fixtures::EVIL_MEMBOMB).await;
-    assert_eq!(class_of(run_batch_empty(&app, &[], limits()).await), FailureClass::MemoryLimit);
+    assert_eq!(
+        class_of(run_batch_empty(&app, &[], limits()).await),
+        FailureClass::MemoryLimit
+    );
 }
 
 #[tokio::test]
 async fn evil_recursion() {
     let app = load(fixtures::EVIL_RECURSION).await;
-    assert_eq!(class_of(run_batch_empty(&app, &[], limits()).await), FailureClass::StackOverflow);
+    assert_eq!(
+        class_of(run_batch_empty(&app, &[], limits()).await),
+        FailureClass::StackOverflow
+    );
 }
 
 #[tokio::test]
 async fn evil_flood() {
     let app = load(fixtures::EVIL_FLOOD).await;
-    assert_eq!(class_of(run_batch_empty(&app, &[], limits()).await), FailureClass::OutputLimit);
+    assert_eq!(
+        class_of(run_batch_empty(&app, &[], limits()).await),
+        FailureClass::OutputLimit
+    );
 }
 
 #[tokio::test]
@@ -283,16 +441,25 @@ async fn evil_panic() {
     let failure = result.unwrap_err();
     assert_eq!(failure.class, FailureClass::Panic);
     assert!(
-        failure.message.contains("evil app panicked on purpose while reading input.csv"),
+        failure
+            .message
+            .contains("evil app panicked on purpose while reading input.csv"),
         "{failure}"
     );
-    assert!(failure.usage.stderr.contains("panicked at"), "{}", failure.usage.stderr);
+    assert!(
+        failure.usage.stderr.contains("panicked at"),
+        "{}",
+        failure.usage.stderr
+    );
 }
 
 #[tokio::test]
 async fn evil_hostcalls() {
     let app = load(fixtures::EVIL_HOSTCALLS).await;
-    assert_eq!(class_of(run_batch_empty(&app, &[], limits()).await), FailureClass::HostCallLimit);
+    assert_eq!(
+        class_of(run_batch_empty(&app, &[], limits()).await),
+        FailureClass::HostCallLimit
+    );
 }
 
 #[tokio::test]
@@ -300,7 +467,11 @@ async fn evil_bad_output() {
     let app = load(fixtures::EVIL_BAD_OUTPUT).await;
     let failure = run_batch_empty(&app, &[], limits()).await.unwrap_err();
     assert_eq!(failure.class, FailureClass::BadOutput);
-    assert!(failure.message.contains("not a JSON object"), "{}", failure.message);
+    assert!(
+        failure.message.contains("not a JSON object"),
+        "{}",
+        failure.message
+    );
 }
 
 #[tokio::test]
@@ -314,7 +485,11 @@ async fn evil_flaky() {
 
 async fn refused(path: &str) -> String {
     let wasm = std::fs::read(path).unwrap();
-    let failure = runtime().load(&wasm).await.err().expect("the component should be refused");
+    let failure = runtime()
+        .load(&wasm)
+        .await
+        .err()
+        .expect("the component should be refused");
     assert_eq!(failure.class, FailureClass::InvalidComponent);
     failure.message
 }
@@ -328,13 +503,19 @@ async fn evil_unknown_import() {
 #[tokio::test]
 async fn evil_wrong_world() {
     let reason = refused(fixtures::EVIL_WRONG_WORLD).await;
-    assert!(reason.contains("wrong world") && reason.contains("wasi:cli/run"), "{reason}");
+    assert!(
+        reason.contains("wrong world") && reason.contains("wasi:cli/run"),
+        "{reason}"
+    );
 }
 
 #[tokio::test]
 async fn core_module() {
     let reason = refused(fixtures::CORE_MODULE).await;
-    assert!(reason.contains("core WebAssembly module, not a component"), "{reason}");
+    assert!(
+        reason.contains("core WebAssembly module, not a component"),
+        "{reason}"
+    );
 }
 
 #[tokio::test]
@@ -342,7 +523,11 @@ async fn truncated_component_is_refused() {
     let wasm = std::fs::read(fixtures::CSV_BATCH).unwrap();
     let failure = runtime().load(&wasm[..wasm.len() / 2]).await.err().unwrap();
     assert_eq!(failure.class, FailureClass::InvalidComponent);
-    assert!(failure.message.starts_with("not a valid component"), "{}", failure.message);
+    assert!(
+        failure.message.starts_with("not a valid component"),
+        "{}",
+        failure.message
+    );
 }
 
 // ---- the host survives ------------------------------------------------------------------
@@ -363,8 +548,13 @@ async fn same_host_runs_good_apps_after_every_evil_one() {
     let (csv, expected) = fixtures::orders::generate(256 << 10, 50);
     for (path, class) in expectations {
         let evil = load(path).await;
-        assert_eq!(class_of(run_batch_empty(&evil, &[], limits()).await), class, "{path}");
-        let (result, documents) = run_batch(&good, "orders.csv", csv.clone(), &options(&[], limits())).await;
+        assert_eq!(
+            class_of(run_batch_empty(&evil, &[], limits()).await),
+            class,
+            "{path}"
+        );
+        let (result, documents) =
+            run_batch(&good, "orders.csv", csv.clone(), &options(&[], limits())).await;
         result.unwrap_or_else(|f| panic!("after {path}: {f}"));
         assert_eq!(documents.len() as u64, expected.good, "after {path}");
     }
@@ -383,12 +573,17 @@ async fn compiled_components_are_cached_and_corrupt_entries_recompiled() {
         std::fs::write(entry.unwrap().path(), b"garbage").unwrap();
     }
     let app = runtime.load(&wasm).await.unwrap();
-    assert_eq!(app.origin, Origin::Compiled, "a corrupt cache entry is rebuilt, not trusted");
+    assert_eq!(
+        app.origin,
+        Origin::Compiled,
+        "a corrupt cache entry is rebuilt, not trusted"
+    );
     assert_eq!(runtime.load(&wasm).await.unwrap().origin, Origin::Cached);
 }
 
 fn tempdir(name: &str) -> std::path::PathBuf {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir

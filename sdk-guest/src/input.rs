@@ -18,7 +18,12 @@ pub struct Input<'a> {
 
 impl<'a> Input<'a> {
     pub(crate) fn new(source: &'a Source) -> Self {
-        Self { source, chunk: Vec::new(), pos: 0, eof: false }
+        Self {
+            source,
+            chunk: Vec::new(),
+            pos: 0,
+            eof: false,
+        }
     }
 
     /// The file's name as the tenant uploaded it.

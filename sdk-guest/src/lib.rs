@@ -27,14 +27,14 @@ mod output;
 pub mod params;
 mod quality;
 
+/// The CSV crate `Input::csv` returns readers of, re-exported so versions always match.
+pub use csv;
 pub use error::AppError;
 pub use input::Input;
 pub use message::Message;
 pub use mysimbdp_sdk_macro::{batch_app, stream_app};
 pub use output::Output;
 pub use quality::Quality;
-/// The CSV crate `Input::csv` returns readers of, re-exported so versions always match.
-pub use csv;
 pub use serde_json;
 
 /// Glue used by the code that `#[batch_app]` and `#[stream_app]` generate. Not a stable API.

@@ -1,7 +1,7 @@
 //! `Output`: documents leave the app in batches, never one host call per document.
 
-use crate::AppError;
 use crate::__private::bindings::mysimbdp::ingest::types::Document;
+use crate::AppError;
 use serde::Serialize;
 
 /// Flush to the host after this many documents ...
@@ -31,7 +31,12 @@ impl Output {
     }
 
     pub(crate) fn collecting() -> Self {
-        Self { documents: Vec::new(), bytes: 0, sink: None, emitted: 0 }
+        Self {
+            documents: Vec::new(),
+            bytes: 0,
+            sink: None,
+            emitted: 0,
+        }
     }
 
     /// Emit one document: any value that serializes to a JSON object. The platform derives
@@ -51,7 +56,10 @@ impl Output {
     ) -> Result<(), AppError> {
         let json = serde_json::to_string(document)
             .map_err(|e| AppError::reject(format!("cannot serialize document: {e}")))?;
-        self.push(Document { id: Some(id.into()), json });
+        self.push(Document {
+            id: Some(id.into()),
+            json,
+        });
         Ok(())
     }
 
@@ -83,7 +91,9 @@ impl Output {
         self.bytes += document.json.len();
         self.documents.push(document);
         self.emitted += 1;
-        if self.sink.is_some() && (self.documents.len() >= BATCH_DOCUMENTS || self.bytes >= BATCH_BYTES) {
+        if self.sink.is_some()
+            && (self.documents.len() >= BATCH_DOCUMENTS || self.bytes >= BATCH_BYTES)
+        {
             self.flush();
         }
     }

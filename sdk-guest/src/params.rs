@@ -1,7 +1,7 @@
 //! The parameters the tenant configured for this app.
 
-use crate::AppError;
 use crate::__private::bindings::mysimbdp::ingest::params as host;
+use crate::AppError;
 use std::collections::BTreeMap;
 use std::fmt::Display;
 use std::str::FromStr;
@@ -22,7 +22,10 @@ pub fn get(name: &str) -> Option<String> {
 
 /// Every parameter as (name, value) pairs, sorted by name.
 pub fn all() -> Vec<(String, String)> {
-    cached().iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    cached()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 /// A parameter parsed as `T`, or `default` when it is not set. A value that does not parse

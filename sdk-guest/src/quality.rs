@@ -48,7 +48,11 @@ impl Quality {
             violations: self
                 .violations
                 .into_iter()
-                .map(|(rule, (count, example))| types::Violation { rule, count, example })
+                .map(|(rule, (count, example))| types::Violation {
+                    rule,
+                    count,
+                    example,
+                })
                 .collect(),
         }
     }

@@ -8,12 +8,17 @@ pub const REDIS_URL: &str = "redis://127.0.0.1:6379/";
 /// RabbitMQ with the default guest account.
 pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 /// MongoDB as the single-node replica set `rs0`.
-pub const MONGODB_URI: &str = "mongodb://127.0.0.1:27017/?replicaSet=rs0&serverSelectionTimeoutMS=10000";
+pub const MONGODB_URI: &str =
+    "mongodb://127.0.0.1:27017/?replicaSet=rs0&serverSelectionTimeoutMS=10000";
 /// etcd's client endpoint.
 pub const ETCD_ENDPOINT: &str = "127.0.0.1:2379";
 
 /// A name no other test run uses: prefix, process id and a counter.
 pub fn unique(prefix: &str) -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    format!("{prefix}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }

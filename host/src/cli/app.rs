@@ -42,7 +42,11 @@ pub(super) async fn check(args: CheckArgs) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(failure) => {
-            eprintln!("error: {}: {}", args.file.display(), one_line(&failure.message));
+            eprintln!(
+                "error: {}: {}",
+                args.file.display(),
+                one_line(&failure.message)
+            );
             Ok(ExitCode::FAILURE)
         }
     }
@@ -82,7 +86,11 @@ pub(super) async fn run(args: RunArgs) -> Result<ExitCode> {
     let app = match runtime.load(&wasm).await {
         Ok(app) => app,
         Err(failure) => {
-            eprintln!("error: {}: {}", args.file.display(), one_line(&failure.message));
+            eprintln!(
+                "error: {}: {}",
+                args.file.display(),
+                one_line(&failure.message)
+            );
             return Ok(ExitCode::FAILURE);
         }
     };
@@ -98,7 +106,11 @@ pub(super) async fn run(args: RunArgs) -> Result<ExitCode> {
     }
     summary.peak_rss_mib = peak_rss_mib();
     summary.print(args.summary_json)?;
-    Ok(if summary.failure.is_some() { ExitCode::from(EXIT_APP_FAILED) } else { ExitCode::SUCCESS })
+    Ok(if summary.failure.is_some() {
+        ExitCode::from(EXIT_APP_FAILED)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 async fn run_batch(
@@ -108,7 +120,10 @@ async fn run_batch(
     options: &CallOptions,
     summary: &mut Summary,
 ) -> Result<()> {
-    let content_type = args.content_type.clone().or_else(|| guess_content_type(&args.input));
+    let content_type = args
+        .content_type
+        .clone()
+        .or_else(|| guess_content_type(&args.input));
     let input = BatchInput::open(&args.input, content_type).await?;
     summary.input_bytes = input.size;
     let (sink, batches) = mpsc::channel::<OutputBatch>(4);
@@ -144,7 +159,10 @@ fn write_batches(
                 derived_id(tenant, source, index)
             })
             .map_err(|reason| {
-                Failure::new(FailureClass::BadOutput, format!("document {index}: {reason}"))
+                Failure::new(
+                    FailureClass::BadOutput,
+                    format!("document {index}: {reason}"),
+                )
             })?;
             print_json(&mut out, &object)?;
         }
@@ -169,9 +187,14 @@ async fn run_stream(
     options: &CallOptions,
     summary: &mut Summary,
 ) -> Result<()> {
-    let file = std::fs::File::open(&args.input).with_context(|| format!("opening {:?}", args.input))?;
+    let file =
+        std::fs::File::open(&args.input).with_context(|| format!("opening {:?}", args.input))?;
     summary.input_bytes = file.metadata()?.len();
-    let source = args.input.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let source = args
+        .input
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let mut lines = std::io::BufReader::new(file).lines().enumerate();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
@@ -362,18 +385,30 @@ impl Summary {
             self.fuel,
             self.host_calls,
             self.logs_dropped,
-            self.peak_rss_mib.map_or("unknown".to_owned(), |m| format!("{m:.1} MiB"))
+            self.peak_rss_mib
+                .map_or("unknown".to_owned(), |m| format!("{m:.1} MiB"))
         );
         if let Some(quality) = &self.quality {
-            eprintln!("quality: {} records, {} bad", quality.records_in, quality.records_bad);
+            eprintln!(
+                "quality: {} records, {} bad",
+                quality.records_in, quality.records_bad
+            );
             for v in &quality.violations {
-                eprintln!("  {}: {} (e.g. {})", v.rule, v.count, v.example.as_deref().unwrap_or("-"));
+                eprintln!(
+                    "  {}: {} (e.g. {})",
+                    v.rule,
+                    v.count,
+                    v.example.as_deref().unwrap_or("-")
+                );
             }
         }
         if self.messages > 0 {
             let failed: u64 = self.failed_messages.values().sum();
-            let by_class: Vec<String> =
-                self.failed_messages.iter().map(|(class, n)| format!("{class} {n}")).collect();
+            let by_class: Vec<String> = self
+                .failed_messages
+                .iter()
+                .map(|(class, n)| format!("{class} {n}"))
+                .collect();
             eprintln!(
                 "messages: {}, ok {}, failed {failed} ({})",
                 self.messages,

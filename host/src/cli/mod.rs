@@ -114,7 +114,8 @@ impl SandboxArgs {
     pub fn config(&self) -> Result<SandboxConfig> {
         let mut config = match &self.sandbox_config {
             Some(path) => {
-                let text = std::fs::read_to_string(path).with_context(|| format!("reading {path:?}"))?;
+                let text =
+                    std::fs::read_to_string(path).with_context(|| format!("reading {path:?}"))?;
                 SandboxConfig::from_toml(&text).with_context(|| format!("in {path:?}"))?
             }
             None => SandboxConfig::default(),
@@ -157,7 +158,10 @@ fn parse_param(raw: &str) -> Result<(String, String), String> {
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 /// Runs a parsed command line and returns the process's exit code.

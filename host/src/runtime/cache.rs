@@ -32,7 +32,10 @@ impl ArtifactCache {
             .with_context(|| format!("creating the component cache directory {dir:?}"))?;
         let mut hasher = DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
-        Ok(Self { dir, engine_key: format!("{:016x}", hasher.finish()) })
+        Ok(Self {
+            dir,
+            engine_key: format!("{:016x}", hasher.finish()),
+        })
     }
 
     fn path(&self, digest: &str) -> PathBuf {
@@ -53,12 +56,15 @@ impl ArtifactCache {
             match deserialize(engine, &path) {
                 Ok(component) => return Ok((component, digest, Origin::Cached)),
                 // A truncated or foreign file: fall through, recompile and overwrite it.
-                Err(error) => tracing::warn!(?path, "ignoring unreadable cached component: {error:#}"),
+                Err(error) => {
+                    tracing::warn!(?path, "ignoring unreadable cached component: {error:#}")
+                }
             }
         }
         let engine_for_compile = engine.clone();
         let bytes = wasm.to_vec();
-        let compile = tokio::task::spawn_blocking(move || Component::new(&engine_for_compile, &bytes));
+        let compile =
+            tokio::task::spawn_blocking(move || Component::new(&engine_for_compile, &bytes));
         let component = match tokio::time::timeout(timeout, compile).await {
             Err(_) => {
                 return Err(Failure::invalid(format!(
@@ -67,7 +73,10 @@ impl ArtifactCache {
             }
             Ok(Err(join)) => return Err(Failure::invalid(format!("compiler crashed: {join}"))),
             Ok(Ok(Err(error))) => {
-                return Err(Failure::invalid(format!("not a valid component: {}", root_cause(&error))));
+                return Err(Failure::invalid(format!(
+                    "not a valid component: {}",
+                    root_cause(&error)
+                )));
             }
             Ok(Ok(Ok(component))) => component,
         };
@@ -85,7 +94,11 @@ pub fn digest(wasm: &[u8]) -> String {
 }
 
 fn root_cause(error: &wasmtime::Error) -> String {
-    error.chain().last().map(ToString::to_string).unwrap_or_else(|| error.to_string())
+    error
+        .chain()
+        .last()
+        .map(ToString::to_string)
+        .unwrap_or_else(|| error.to_string())
 }
 
 #[allow(unsafe_code)]
@@ -93,8 +106,8 @@ fn deserialize(engine: &Engine, path: &Path) -> Result<Component> {
     // SAFETY: the file is one this process family wrote with `Component::serialize` into
     // the operator's private cache directory, under a name that includes the engine's
     // compatibility hash; wasmtime also checks the header and refuses incompatible files.
-    let component = unsafe { Component::deserialize_file(engine, path) }
-        .map_err(anyhow::Error::from)?;
+    let component =
+        unsafe { Component::deserialize_file(engine, path) }.map_err(anyhow::Error::from)?;
     Ok(component)
 }
 

@@ -45,7 +45,14 @@ impl fmt::Display for AppKind {
 
 /// WASI 0.2 packages language runtimes import; what they may do is decided by the WASI
 /// context (no preopens, no environment, every socket address denied).
-const WASI_PACKAGES: &[&str] = &["wasi:cli", "wasi:clocks", "wasi:filesystem", "wasi:io", "wasi:random", "wasi:sockets"];
+const WASI_PACKAGES: &[&str] = &[
+    "wasi:cli",
+    "wasi:clocks",
+    "wasi:filesystem",
+    "wasi:io",
+    "wasi:random",
+    "wasi:sockets",
+];
 
 const BATCH_EXPORT: &str = "mysimbdp:ingest/batch-ingest";
 const STREAM_EXPORT: &str = "mysimbdp:ingest/stream-ingest";
@@ -59,7 +66,9 @@ pub(crate) fn check_binary(wasm: &[u8], max_bytes: u64) -> Result<(), Failure> {
         )));
     }
     if wasm.len() < 8 || &wasm[..4] != b"\0asm" {
-        return Err(Failure::invalid("not a WebAssembly binary (it lacks the \\0asm header)"));
+        return Err(Failure::invalid(
+            "not a WebAssembly binary (it lacks the \\0asm header)",
+        ));
     }
     match &wasm[4..8] {
         [1, 0, 0, 0] => Err(Failure::invalid(
@@ -79,10 +88,19 @@ pub(crate) fn classify_world(
     component: &Component,
 ) -> Result<(AppKind, Vec<String>, Vec<String>), Failure> {
     let ty = component.component_type();
-    let imports: Vec<String> = ty.imports(engine).map(|(name, _)| name.to_owned()).collect();
-    let exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_owned()).collect();
+    let imports: Vec<String> = ty
+        .imports(engine)
+        .map(|(name, _)| name.to_owned())
+        .collect();
+    let exports: Vec<String> = ty
+        .exports(engine)
+        .map(|(name, _)| name.to_owned())
+        .collect();
     let exports_interface = |wanted: &str| exports.iter().any(|e| unversioned(e) == wanted);
-    let kind = match (exports_interface(BATCH_EXPORT), exports_interface(STREAM_EXPORT)) {
+    let kind = match (
+        exports_interface(BATCH_EXPORT),
+        exports_interface(STREAM_EXPORT),
+    ) {
         (true, false) => AppKind::Batch,
         (false, true) => AppKind::Stream,
         (true, true) => {
@@ -94,7 +112,11 @@ pub(crate) fn classify_world(
             return Err(Failure::invalid(format!(
                 "targets the wrong world: it exports {} but a mysimbdp app exports \
                  {BATCH_EXPORT} (world batch-app) or {STREAM_EXPORT} (world stream-app)",
-                if exports.is_empty() { "nothing".to_owned() } else { exports.join(", ") }
+                if exports.is_empty() {
+                    "nothing".to_owned()
+                } else {
+                    exports.join(", ")
+                }
             )));
         }
     };
@@ -133,15 +155,29 @@ mod tests {
         assert!(reason(b"\0asm\x02\0\0\0").contains("unsupported"));
         assert!(check_binary(b"\0asm\x0d\0\x01\0", 1 << 20).is_ok());
         assert!(reason(&[0; 100]).contains("not a WebAssembly"));
-        assert!(check_binary(b"\0asm\x0d\0\x01\0", 4).unwrap_err().message.contains("above the cap"));
+        assert!(
+            check_binary(b"\0asm\x0d\0\x01\0", 4)
+                .unwrap_err()
+                .message
+                .contains("above the cap")
+        );
     }
 
     #[test]
     fn imports_are_limited_to_the_world() {
-        assert!(import_allowed(AppKind::Batch, "mysimbdp:ingest/batch-input@0.1.0"));
-        assert!(!import_allowed(AppKind::Stream, "mysimbdp:ingest/batch-input@0.1.0"));
+        assert!(import_allowed(
+            AppKind::Batch,
+            "mysimbdp:ingest/batch-input@0.1.0"
+        ));
+        assert!(!import_allowed(
+            AppKind::Stream,
+            "mysimbdp:ingest/batch-input@0.1.0"
+        ));
         assert!(import_allowed(AppKind::Stream, "wasi:cli/stderr@0.2.6"));
-        assert!(!import_allowed(AppKind::Stream, "wasi:http/outgoing-handler@0.2.6"));
+        assert!(!import_allowed(
+            AppKind::Stream,
+            "wasi:http/outgoing-handler@0.2.6"
+        ));
         assert!(!import_allowed(AppKind::Batch, "evil:spy/exfiltrate"));
         assert!(!import_allowed(AppKind::Batch, "bare-function"));
     }

@@ -30,8 +30,11 @@ pub(crate) fn build(config: &EngineConfig) -> Result<Engine> {
         .max_memories_per_component(MEMORIES_PER_COMPONENT)
         .max_tables_per_component(TABLES_PER_COMPONENT)
         .max_memory_size(
-            SandboxLimits { memory_mib: config.max_memory_mib, ..SandboxLimits::default() }
-                .memory_bytes(),
+            SandboxLimits {
+                memory_mib: config.max_memory_mib,
+                ..SandboxLimits::default()
+            }
+            .memory_bytes(),
         );
 
     let mut wasm = Config::new();
@@ -44,7 +47,9 @@ pub(crate) fn build(config: &EngineConfig) -> Result<Engine> {
         .wasm_memory64(false)
         .wasm_custom_page_sizes(false)
         .wasm_wide_arithmetic(false);
-    Engine::new(&wasm).map_err(anyhow::Error::from).context("creating the wasmtime engine")
+    Engine::new(&wasm)
+        .map_err(anyhow::Error::from)
+        .context("creating the wasmtime engine")
 }
 
 /// Ticks the engine's epoch while alive; the ticks drive every Store's deadline check and
@@ -67,7 +72,10 @@ impl EpochTicker {
                 }
             })
             .context("starting the epoch ticker thread")?;
-        Ok(Self { stop, thread: Some(thread) })
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
     }
 }
 

@@ -102,7 +102,11 @@ pub struct Failure {
 impl Failure {
     /// A failure with no usage attached (before anything ran).
     pub fn new(class: FailureClass, message: impl Into<String>) -> Self {
-        Self { class, message: message.into(), usage: Usage::default() }
+        Self {
+            class,
+            message: message.into(),
+            usage: Usage::default(),
+        }
     }
 
     /// Shorthand for an `invalid-component` failure.
@@ -145,7 +149,11 @@ impl Violation {
 
 /// Maps an error out of wasmtime to a failure class and message. `stderr` is the app's
 /// captured stderr, where a Rust guest's panic message lands before its `unreachable` trap.
-pub(crate) fn classify(error: &wasmtime::Error, fuel_budget: u64, stderr: &str) -> (FailureClass, String) {
+pub(crate) fn classify(
+    error: &wasmtime::Error,
+    fuel_budget: u64,
+    stderr: &str,
+) -> (FailureClass, String) {
     if let Some(violation) = error.downcast_ref::<Violation>() {
         return (violation.class(), violation.to_string());
     }
@@ -154,9 +162,10 @@ pub(crate) fn classify(error: &wasmtime::Error, fuel_budget: u64, stderr: &str) 
             FailureClass::OutOfFuel,
             format!("the app used up its fuel budget of {fuel_budget}"),
         ),
-        Some(Trap::StackOverflow) => {
-            (FailureClass::StackOverflow, "the app overflowed its stack".to_owned())
-        }
+        Some(Trap::StackOverflow) => (
+            FailureClass::StackOverflow,
+            "the app overflowed its stack".to_owned(),
+        ),
         Some(Trap::Interrupt) => (FailureClass::Deadline, "the app was interrupted".to_owned()),
         Some(Trap::MemoryOutOfBounds) => (
             FailureClass::Panic,

@@ -42,10 +42,24 @@ impl BatchInput {
     /// Opens a local file.
     pub async fn open(path: &Path, content_type: Option<String>) -> anyhow::Result<Self> {
         use anyhow::Context;
-        let file = tokio::fs::File::open(path).await.with_context(|| format!("opening {path:?}"))?;
-        let size = file.metadata().await.with_context(|| format!("reading metadata of {path:?}"))?.len();
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        Ok(Self { name, size, content_type, reader: Box::new(file) })
+        let file = tokio::fs::File::open(path)
+            .await
+            .with_context(|| format!("opening {path:?}"))?;
+        let size = file
+            .metadata()
+            .await
+            .with_context(|| format!("reading metadata of {path:?}"))?
+            .len();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Ok(Self {
+            name,
+            size,
+            content_type,
+            reader: Box::new(file),
+        })
     }
 }
 
@@ -86,7 +100,9 @@ impl Runtime {
         sink: mpsc::Sender<OutputBatch>,
     ) -> Result<BatchReport, Failure> {
         let AppPre::Batch(pre) = &app.pre else {
-            return Err(Failure::invalid("this is a stream app; it cannot ingest files"));
+            return Err(Failure::invalid(
+                "this is a stream app; it cannot ingest files",
+            ));
         };
         let budget = self.budget(options, input.size)?;
         let mut store = self.new_store(options, budget, Some(sink))?;
@@ -100,7 +116,10 @@ impl Runtime {
         let result = tokio::time::timeout(budget.deadline + BACKSTOP_GRACE, async {
             let instance = pre.instantiate_async(&mut store).await?;
             let file = store.data_mut().table.push(file)?;
-            instance.mysimbdp_ingest_batch_ingest().call_ingest(&mut store, file).await
+            instance
+                .mysimbdp_ingest_batch_ingest()
+                .call_ingest(&mut store, file)
+                .await
         })
         .await;
         let usage = usage(&store, budget, started);
@@ -118,7 +137,9 @@ impl Runtime {
         options: &CallOptions,
     ) -> Result<StreamReport, Failure> {
         let AppPre::Stream(pre) = &app.pre else {
-            return Err(Failure::invalid("this is a batch app; it cannot process messages"));
+            return Err(Failure::invalid(
+                "this is a batch app; it cannot process messages",
+            ));
         };
         let input_bytes = messages.iter().map(|m| m.payload.len() as u64).sum();
         let budget = self.budget(options, input_bytes)?;
@@ -126,7 +147,10 @@ impl Runtime {
         let started = Instant::now();
         let result = tokio::time::timeout(budget.deadline + BACKSTOP_GRACE, async {
             let instance = pre.instantiate_async(&mut store).await?;
-            instance.mysimbdp_ingest_stream_ingest().call_process(&mut store, &messages).await
+            instance
+                .mysimbdp_ingest_stream_ingest()
+                .call_process(&mut store, &messages)
+                .await
         })
         .await;
         let (raw, mut usage) = settle(result, budget, usage(&store, budget, started))?;
@@ -155,6 +179,27 @@ impl Runtime {
         usage.documents = call.documents;
         usage.output_bytes = call.output_bytes;
         Ok(StreamReport { outcomes, usage })
+    }
+
+    /// Instantiates the app in a fresh Store under `options`' limits and drops it, running
+    /// nothing but the component's start-up code: an admission smoke test, and the measure
+    /// of per-call instantiation cost. Returns how long instantiation took.
+    pub async fn smoke_instantiate(
+        &self,
+        app: &App,
+        options: &CallOptions,
+    ) -> Result<Duration, Failure> {
+        let budget = self.budget(options, 0)?;
+        let mut store = self.new_store(options, budget, None)?;
+        let started = Instant::now();
+        let result = match &app.pre {
+            AppPre::Batch(pre) => pre.instantiate_async(&mut store).await.map(drop),
+            AppPre::Stream(pre) => pre.instantiate_async(&mut store).await.map(drop),
+        };
+        let elapsed = started.elapsed();
+        let usage = usage(&store, budget, started);
+        settle(Ok(result), budget, usage)?;
+        Ok(elapsed)
     }
 
     fn budget(&self, options: &CallOptions, input_bytes: u64) -> Result<Budget, Failure> {
@@ -200,7 +245,9 @@ impl Runtime {
 
 fn usage(store: &Store<HostState>, budget: Budget, started: Instant) -> Usage {
     let left = store.get_fuel().unwrap_or(0);
-    store.data().usage(budget.fuel.saturating_sub(left), started)
+    store
+        .data()
+        .usage(budget.fuel.saturating_sub(left), started)
 }
 
 /// Turns a timed-out or trapped call into a typed failure; passes the app's result through.
@@ -213,7 +260,11 @@ fn settle<T>(
         Ok(Ok(value)) => Ok((value, usage)),
         Ok(Err(error)) => {
             let (class, message) = classify(&error, budget.fuel, &usage.stderr);
-            Err(Failure { class, message, usage })
+            Err(Failure {
+                class,
+                message,
+                usage,
+            })
         }
         Err(_) => Err(Failure {
             class: FailureClass::Deadline,
@@ -228,5 +279,9 @@ fn app_failure(error: AppError, usage: Usage) -> Failure {
         AppError::Reject(reason) => (FailureClass::Reject, reason),
         AppError::Retry(reason) => (FailureClass::Retry, reason),
     };
-    Failure { class, message, usage }
+    Failure {
+        class,
+        message,
+        usage,
+    }
 }

@@ -79,7 +79,14 @@ impl Runtime {
             engine.clone(),
             Duration::from_millis(config.engine.epoch_tick_ms),
         )?;
-        Ok(Self { engine, batch_linker, stream_linker, cache, config, _ticker: ticker })
+        Ok(Self {
+            engine,
+            batch_linker,
+            stream_linker,
+            cache,
+            config,
+            _ticker: ticker,
+        })
     }
 
     /// The configuration this runtime was built with.
@@ -102,8 +109,9 @@ impl Runtime {
         let instance_pre = linker
             .instantiate_pre(&component)
             .map_err(|e| Failure::invalid(format!("cannot be linked as a {kind} app: {e:#}")))?;
-        let type_error =
-            |e: wasmtime::Error| Failure::invalid(format!("does not match the {} world: {e:#}", kind.world()));
+        let type_error = |e: wasmtime::Error| {
+            Failure::invalid(format!("does not match the {} world: {e:#}", kind.world()))
+        };
         let pre = match kind {
             AppKind::Batch => AppPre::Batch(BatchAppPre::new(instance_pre).map_err(type_error)?),
             AppKind::Stream => AppPre::Stream(StreamAppPre::new(instance_pre).map_err(type_error)?),

@@ -33,7 +33,10 @@ pub struct HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -180,7 +183,10 @@ pub(crate) struct Limiter {
 
 impl Limiter {
     fn new(limits: &SandboxLimits) -> Self {
-        Self { memory_bytes: limits.memory_bytes(), table_elements: limits.table_elements }
+        Self {
+            memory_bytes: limits.memory_bytes(),
+            table_elements: limits.table_elements,
+        }
     }
 }
 
@@ -198,7 +204,11 @@ impl wasmtime::ResourceLimiter for Limiter {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         if desired > self.memory_bytes {
-            return Err(Violation::Memory { desired, cap: self.memory_bytes }.into());
+            return Err(Violation::Memory {
+                desired,
+                cap: self.memory_bytes,
+            }
+            .into());
         }
         Ok(true)
     }
@@ -210,7 +220,11 @@ impl wasmtime::ResourceLimiter for Limiter {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         if desired > self.table_elements {
-            return Err(Violation::Table { desired, cap: self.table_elements }.into());
+            return Err(Violation::Table {
+                desired,
+                cap: self.table_elements,
+            }
+            .into());
         }
         Ok(true)
     }
@@ -241,7 +255,11 @@ struct Captured {
 
 impl CapturedOutput {
     fn new(cap: usize) -> Self {
-        Self(Arc::new(Mutex::new(Captured { bytes: Vec::new(), cap, dropped: 0 })))
+        Self(Arc::new(Mutex::new(Captured {
+            bytes: Vec::new(),
+            cap,
+            dropped: 0,
+        })))
     }
 
     /// What was captured, with a note when bytes were dropped.
@@ -308,20 +326,33 @@ mod tests {
     fn state(limits: SandboxLimits) -> HostState {
         let budget = limits.budget(0);
         let params = Arc::new(BTreeMap::from([("k".to_owned(), "v".to_owned())]));
-        HostState::new(&limits, CallState::new("test".into(), params, &limits, budget, None))
+        HostState::new(
+            &limits,
+            CallState::new("test".into(), params, &limits, budget, None),
+        )
     }
 
     fn doc(json: &str) -> Document {
-        Document { id: None, json: json.to_owned() }
+        Document {
+            id: None,
+            json: json.to_owned(),
+        }
     }
 
     #[test]
     fn admit_counts_and_enforces_each_cap() {
-        let limits = SandboxLimits { max_documents_per_call: 2, max_document_bytes: 10, output_mib: 1, ..SandboxLimits::default() };
+        let limits = SandboxLimits {
+            max_documents_per_call: 2,
+            max_document_bytes: 10,
+            output_mib: 1,
+            ..SandboxLimits::default()
+        };
         let mut call = state(limits).call;
         call.admit(&[doc("{}"), doc("{\"a\":1}")], "emit").unwrap();
         assert_eq!((call.documents, call.output_bytes), (2, 9));
-        let too_many = call.admit(&[doc("{}"), doc("{}"), doc("{}")], "emit").unwrap_err();
+        let too_many = call
+            .admit(&[doc("{}"), doc("{}"), doc("{}")], "emit")
+            .unwrap_err();
         assert!(matches!(too_many, Violation::Output(m) if m.contains("3 documents")));
         let too_big = call.admit(&[doc("{\"abcdefgh\":1}")], "emit").unwrap_err();
         assert!(matches!(too_big, Violation::Output(m) if m.contains("document 2 is 14 bytes")));
@@ -329,12 +360,18 @@ mod tests {
         assert!(matches!(not_object, Violation::BadOutput(_)));
         assert_eq!(call.documents, 2, "refused batches are not counted");
         call.output_bytes = (1 << 20) - 1;
-        assert!(matches!(call.admit(&[doc("{}")], "emit"), Err(Violation::Output(m)) if m.contains("output would reach")));
+        assert!(
+            matches!(call.admit(&[doc("{}")], "emit"), Err(Violation::Output(m)) if m.contains("output would reach"))
+        );
     }
 
     #[test]
     fn host_calls_are_capped() {
-        let mut call = state(SandboxLimits { host_calls: 2, ..SandboxLimits::default() }).call;
+        let mut call = state(SandboxLimits {
+            host_calls: 2,
+            ..SandboxLimits::default()
+        })
+        .call;
         call.charge_host_call().unwrap();
         call.charge_host_call().unwrap();
         assert_eq!(call.charge_host_call(), Err(Violation::HostCalls(2)));
@@ -342,19 +379,40 @@ mod tests {
 
     #[tokio::test]
     async fn log_lines_past_the_cap_are_dropped_and_counted() {
-        let mut state = state(SandboxLimits { log_lines: 2, ..SandboxLimits::default() });
+        let mut state = state(SandboxLimits {
+            log_lines: 2,
+            ..SandboxLimits::default()
+        });
         for _ in 0..5 {
-            log::Host::log(&mut state, log::Level::Info, "line".to_owned()).await.unwrap();
+            log::Host::log(&mut state, log::Level::Info, "line".to_owned())
+                .await
+                .unwrap();
         }
-        assert_eq!((state.call.logs_written, state.call.logs_dropped, state.call.host_calls), (2, 3, 5));
+        assert_eq!(
+            (
+                state.call.logs_written,
+                state.call.logs_dropped,
+                state.call.host_calls
+            ),
+            (2, 3, 5)
+        );
     }
 
     #[tokio::test]
     async fn params_are_read_only_copies() {
         let mut state = state(SandboxLimits::default());
-        assert_eq!(params::Host::get(&mut state, "k".to_owned()).await.unwrap(), Some("v".to_owned()));
-        assert_eq!(params::Host::get(&mut state, "x".to_owned()).await.unwrap(), None);
-        assert_eq!(params::Host::all(&mut state).await.unwrap(), [("k".to_owned(), "v".to_owned())]);
+        assert_eq!(
+            params::Host::get(&mut state, "k".to_owned()).await.unwrap(),
+            Some("v".to_owned())
+        );
+        assert_eq!(
+            params::Host::get(&mut state, "x".to_owned()).await.unwrap(),
+            None
+        );
+        assert_eq!(
+            params::Host::all(&mut state).await.unwrap(),
+            [("k".to_owned(), "v".to_owned())]
+        );
     }
 
     #[test]

@@ -17,7 +17,8 @@ pub fn runtime() -> &'static Runtime {
     static RUNTIME: OnceLock<Runtime> = OnceLock::new();
     RUNTIME.get_or_init(|| {
         let mut config = SandboxConfig::default();
-        config.engine.cache_dir = Some(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"));
+        config.engine.cache_dir =
+            Some(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"));
         Runtime::new(config).expect("the default sandbox config is valid")
     })
 }
@@ -25,14 +26,22 @@ pub fn runtime() -> &'static Runtime {
 /// Loads a fixture by path.
 pub async fn load(path: &str) -> App {
     let wasm = std::fs::read(path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
-    runtime().load(&wasm).await.unwrap_or_else(|f| panic!("loading {path}: {f}"))
+    runtime()
+        .load(&wasm)
+        .await
+        .unwrap_or_else(|f| panic!("loading {path}: {f}"))
 }
 
 /// Call options with the given parameters and limits.
 pub fn options(params: &[(&str, &str)], limits: SandboxLimits) -> CallOptions {
     CallOptions {
         label: "test".to_owned(),
-        params: Arc::new(params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>()),
+        params: Arc::new(
+            params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>(),
+        ),
         limits,
     }
 }
@@ -48,7 +57,11 @@ pub async fn run_batch(
     let collector = tokio::spawn(async move {
         let mut documents = Vec::new();
         while let Some(batch) = batches.recv().await {
-            assert_eq!(batch.first_index, documents.len() as u64, "batches arrive in order");
+            assert_eq!(
+                batch.first_index,
+                documents.len() as u64,
+                "batches arrive in order"
+            );
             documents.extend(batch.documents);
         }
         documents
@@ -64,12 +77,22 @@ pub async fn run_batch(
 }
 
 /// Runs a batch app that ignores its input.
-pub async fn run_batch_empty(app: &App, params: &[(&str, &str)], limits: SandboxLimits) -> Result<BatchReport, Failure> {
-    run_batch(app, "empty.csv", Vec::new(), &options(params, limits)).await.0
+pub async fn run_batch_empty(
+    app: &App,
+    params: &[(&str, &str)],
+    limits: SandboxLimits,
+) -> Result<BatchReport, Failure> {
+    run_batch(app, "empty.csv", Vec::new(), &options(params, limits))
+        .await
+        .0
 }
 
 /// Runs a stream app on messages given as text.
-pub async fn run_stream(app: &App, payloads: &[&str], options: &CallOptions) -> Result<StreamReport, Failure> {
+pub async fn run_stream(
+    app: &App,
+    payloads: &[&str],
+    options: &CallOptions,
+) -> Result<StreamReport, Failure> {
     let messages = payloads
         .iter()
         .enumerate()

@@ -13,7 +13,9 @@ use transform::{Columns, transform};
 fn ingest(input: &mut Input, out: &mut Output) -> Result<Quality, AppError> {
     let delimiter = params::parse_or("delimiter", ',')?;
     if !delimiter.is_ascii() {
-        return Err(AppError::reject(format!("parameter delimiter={delimiter:?} is not ASCII")));
+        return Err(AppError::reject(format!(
+            "parameter delimiter={delimiter:?} is not ASCII"
+        )));
     }
     let currency = params::get("currency").unwrap_or_else(|| "EUR".to_owned());
 

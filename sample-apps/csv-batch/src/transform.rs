@@ -5,8 +5,14 @@ use serde::Serialize;
 use std::fmt;
 
 /// The columns an orders file must have, in any order.
-pub const REQUIRED_COLUMNS: [&str; 6] =
-    ["order_id", "customer_id", "product", "quantity", "unit_price", "ordered_at"];
+pub const REQUIRED_COLUMNS: [&str; 6] = [
+    "order_id",
+    "customer_id",
+    "product",
+    "quantity",
+    "unit_price",
+    "ordered_at",
+];
 
 /// Where each required column sits in this file.
 pub struct Columns([usize; 6]);
@@ -83,10 +89,14 @@ pub fn transform<'a>(
             .filter(|v| !v.is_empty())
             .ok_or(BadRow::MissingField(REQUIRED_COLUMNS[i]))
     };
-    let order_id = field(0)?.parse().map_err(|_| BadRow::NotAnInteger("order_id"))?;
+    let order_id = field(0)?
+        .parse()
+        .map_err(|_| BadRow::NotAnInteger("order_id"))?;
     let customer_id = field(1)?;
     let product = field(2)?;
-    let quantity: u32 = field(3)?.parse().map_err(|_| BadRow::NotAnInteger("quantity"))?;
+    let quantity: u32 = field(3)?
+        .parse()
+        .map_err(|_| BadRow::NotAnInteger("quantity"))?;
     let unit_price: f64 = field(4)?.parse().map_err(|_| BadRow::BadPrice)?;
     if !unit_price.is_finite() || unit_price < 0.0 {
         return Err(BadRow::BadPrice);
@@ -109,7 +119,8 @@ pub fn transform<'a>(
 /// The `YYYY-MM-DD` prefix of a `YYYY-MM-DDTHH:MM:SS…` timestamp, if it is one.
 fn day_of(timestamp: &str) -> Option<&str> {
     let b = timestamp.as_bytes();
-    let digits = |r: std::ops::Range<usize>| b.get(r).is_some_and(|s| s.iter().all(u8::is_ascii_digit));
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|s| s.iter().all(u8::is_ascii_digit));
     let number = |r: std::ops::Range<usize>| timestamp.get(r)?.parse::<u32>().ok();
     let shaped = b.len() >= 19
         && digits(0..4)

@@ -39,15 +39,22 @@ fn process(message: &Message, out: &mut Output) -> Result<(), AppError> {
     let day = reading
         .ts
         .get(..10)
-        .filter(|d| d.as_bytes().iter().enumerate().all(|(i, c)| matches!(i, 4 | 7) == (*c == b'-')))
-        .ok_or_else(|| AppError::reject(format!("ts {:?} is not an ISO 8601 timestamp", reading.ts)))?;
+        .filter(|d| {
+            d.as_bytes()
+                .iter()
+                .enumerate()
+                .all(|(i, c)| matches!(i, 4 | 7) == (*c == b'-'))
+        })
+        .ok_or_else(|| {
+            AppError::reject(format!("ts {:?} is not an ISO 8601 timestamp", reading.ts))
+        })?;
     if reading.readings.is_empty() {
         return Err(AppError::reject("readings is empty"));
     }
     for (metric, value) in &reading.readings {
-        let value = value
-            .as_f64()
-            .ok_or_else(|| AppError::reject(format!("reading {metric:?} is not a number: {value}")))?;
+        let value = value.as_f64().ok_or_else(|| {
+            AppError::reject(format!("reading {metric:?} is not a number: {value}"))
+        })?;
         out.emit(&Metric {
             device: &reading.device,
             site: reading.site.as_deref(),

@@ -41,9 +41,7 @@ impl Kind {
 
     fn signature(self) -> &'static str {
         match self {
-            Kind::Batch => {
-                "fn(input: &mut Input, out: &mut Output) -> Result<Quality, AppError>"
-            }
+            Kind::Batch => "fn(input: &mut Input, out: &mut Output) -> Result<Quality, AppError>",
             Kind::Stream => "fn(message: &Message, out: &mut Output) -> Result<(), AppError>",
         }
     }
@@ -60,9 +58,12 @@ impl Kind {
 fn expand(attr: TokenStream, item: TokenStream, kind: Kind) -> TokenStream {
     let attr = proc_macro2::TokenStream::from(attr);
     if !attr.is_empty() {
-        return syn::Error::new(attr.span(), format!("{} takes no arguments", kind.attribute()))
-            .to_compile_error()
-            .into();
+        return syn::Error::new(
+            attr.span(),
+            format!("{} takes no arguments", kind.attribute()),
+        )
+        .to_compile_error()
+        .into();
     }
     let function = parse_macro_input!(item as ItemFn);
     if let Err(error) = check_signature(&function, kind) {
@@ -153,7 +154,10 @@ fn check_signature(function: &ItemFn, kind: Kind) -> syn::Result<()> {
     let sig = &function.sig;
     let expected = kind.signature();
     let wrong = |span: proc_macro2::Span, what: &str| {
-        syn::Error::new(span, format!("{} {what}; expected `{expected}`", kind.attribute()))
+        syn::Error::new(
+            span,
+            format!("{} {what}; expected `{expected}`", kind.attribute()),
+        )
     };
     if let Some(asyncness) = &sig.asyncness {
         return Err(wrong(asyncness.span(), "cannot be async"));
@@ -176,8 +180,15 @@ fn check_signature(function: &ItemFn, kind: Kind) -> syn::Result<()> {
             _ => false,
         };
         if !ok {
-            let want = if mutable { format!("&mut {type_name}") } else { format!("&{type_name}") };
-            return Err(wrong(typed.ty.span(), &format!("argument must be `{want}`")));
+            let want = if mutable {
+                format!("&mut {type_name}")
+            } else {
+                format!("&{type_name}")
+            };
+            return Err(wrong(
+                typed.ty.span(),
+                &format!("argument must be `{want}`"),
+            ));
         }
     }
     match &sig.output {

@@ -23,13 +23,19 @@ pub struct InputFile {
 }
 
 impl InputFile {
-    fn read_chunk(&mut self, max: u32) -> impl Future<Output = std::io::Result<Vec<u8>>> + Send + '_ {
+    fn read_chunk(
+        &mut self,
+        max: u32,
+    ) -> impl Future<Output = std::io::Result<Vec<u8>>> + Send + '_ {
         let want = max.clamp(1, MAX_CHUNK_BYTES) as usize;
         async move {
             let mut chunk = Vec::with_capacity(want);
             // Fill the chunk unless the file ends: fewer, larger chunks mean fewer host calls.
             while chunk.len() < want {
-                let n = (&mut self.reader).take((want - chunk.len()) as u64).read_to_end(&mut chunk).await?;
+                let n = (&mut self.reader)
+                    .take((want - chunk.len()) as u64)
+                    .read_to_end(&mut chunk)
+                    .await?;
                 if n == 0 {
                     break;
                 }
@@ -52,7 +58,10 @@ impl HostSource for HostState {
         Ok(self.table.get(&file)?.size)
     }
 
-    async fn content_type(&mut self, file: Resource<InputFile>) -> wasmtime::Result<Option<String>> {
+    async fn content_type(
+        &mut self,
+        file: Resource<InputFile>,
+    ) -> wasmtime::Result<Option<String>> {
         self.call.charge_host_call()?;
         Ok(self.table.get(&file)?.content_type.clone())
     }

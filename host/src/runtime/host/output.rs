@@ -15,9 +15,12 @@ impl Host for HostState {
         let Some(sink) = &self.call.output else {
             return Err(Violation::Host("this call has no document sink".to_owned()).into());
         };
-        sink.send(OutputBatch { first_index, documents })
-            .await
-            .map_err(|_| Violation::Host("the document sink stopped".to_owned()))?;
+        sink.send(OutputBatch {
+            first_index,
+            documents,
+        })
+        .await
+        .map_err(|_| Violation::Host("the document sink stopped".to_owned()))?;
         Ok(())
     }
 }

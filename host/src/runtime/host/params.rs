@@ -11,6 +11,11 @@ impl Host for HostState {
 
     async fn all(&mut self) -> wasmtime::Result<Vec<(String, String)>> {
         self.call.charge_host_call()?;
-        Ok(self.call.params.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        Ok(self
+            .call
+            .params
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
     }
 }

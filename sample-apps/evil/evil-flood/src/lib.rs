@@ -11,8 +11,12 @@ fn ingest(_input: &mut Input, out: &mut Output) -> Result<Quality, AppError> {
     match mode.as_str() {
         "per-call" => {
             let count: usize = params::parse_or("count", 100_000)?;
-            let docs: Vec<Document> =
-                (0..count).map(|i| Document { id: None, json: format!("{{\"i\":{i}}}") }).collect();
+            let docs: Vec<Document> = (0..count)
+                .map(|i| Document {
+                    id: None,
+                    json: format!("{{\"i\":{i}}}"),
+                })
+                .collect();
             batch_output::emit(&docs);
         }
         "large" => {

@@ -4,5 +4,8 @@ use mysimbdp_sdk::{AppError, Input, Output, Quality, batch_app};
 
 #[batch_app]
 fn ingest(input: &mut Input, _out: &mut Output) -> Result<Quality, AppError> {
-    panic!("evil app panicked on purpose while reading {}", input.name());
+    panic!(
+        "evil app panicked on purpose while reading {}",
+        input.name()
+    );
 }
