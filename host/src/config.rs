@@ -9,7 +9,8 @@ use std::time::Duration;
 
 /// Instructions (wasmtime fuel units) one call may burn before input scaling: ~1-2 s of work.
 pub const DEFAULT_FUEL: u64 = 2_000_000_000;
-/// Extra fuel per byte of input; a CSV app needs ~30, so this leaves room for heavy transforms.
+/// Extra fuel per byte of input: the CSV sample app burns ~220 per byte, so this leaves
+/// about 2x headroom for heavier transforms.
 pub const DEFAULT_FUEL_PER_INPUT_BYTE: u64 = 500;
 /// Wall-clock deadline of one call before input scaling.
 pub const DEFAULT_DEADLINE_MS: u64 = 10_000;
