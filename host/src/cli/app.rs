@@ -140,7 +140,7 @@ async fn run_batch(
             summary.quality = Some(report.quality);
             summary.record(report.usage);
         }
-        (Err(failure), Ok(())) => summary.fail(failure.clone(), failure.usage),
+        (Err(failure), Ok(())) => summary.fail(failure.clone(), *failure.usage),
     }
     Ok(())
 }
@@ -223,7 +223,7 @@ async fn run_stream(
         let report = match runtime.run_stream(app, messages, options).await {
             Ok(report) => report,
             Err(failure) => {
-                summary.fail(failure.clone(), failure.usage);
+                summary.fail(failure.clone(), *failure.usage);
                 break;
             }
         };

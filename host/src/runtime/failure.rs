@@ -95,8 +95,8 @@ pub struct Failure {
     pub class: FailureClass,
     /// What happened, safe to show the tenant.
     pub message: String,
-    /// Resources used until the failure.
-    pub usage: Usage,
+    /// Resources used until the failure (boxed: failures travel in `Result`s on hot paths).
+    pub usage: Box<Usage>,
 }
 
 impl Failure {
@@ -105,7 +105,7 @@ impl Failure {
         Self {
             class,
             message: message.into(),
-            usage: Usage::default(),
+            usage: Box::default(),
         }
     }
 

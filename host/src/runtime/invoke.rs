@@ -158,7 +158,7 @@ impl Runtime {
             return Err(Failure {
                 class: FailureClass::BadOutput,
                 message: format!("{} outcomes for {} messages", raw.len(), messages.len()),
-                usage,
+                usage: Box::new(usage),
             });
         }
         let call = &mut store.data_mut().call;
@@ -263,13 +263,13 @@ fn settle<T>(
             Err(Failure {
                 class,
                 message,
-                usage,
+                usage: Box::new(usage),
             })
         }
         Err(_) => Err(Failure {
             class: FailureClass::Deadline,
             message: format!("the deadline of {:?} passed", budget.deadline),
-            usage,
+            usage: Box::new(usage),
         }),
     }
 }
@@ -282,6 +282,6 @@ fn app_failure(error: AppError, usage: Usage) -> Failure {
     Failure {
         class,
         message,
-        usage,
+        usage: Box::new(usage),
     }
 }

@@ -28,39 +28,11 @@ impl InputFile {
     async fn read_chunk(&mut self, max: u32) -> std::io::Result<Vec<u8>> {
         let want = max.clamp(1, MAX_CHUNK_BYTES) as usize;
         let mut chunk = Vec::with_capacity(want);
-        (&mut self.reader).take(want as u64).read_to_end(&mut chunk).await?;
+        (&mut self.reader)
+            .take(want as u64)
+            .read_to_end(&mut chunk)
+            .await?;
         Ok(chunk)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn file(bytes: Vec<u8>) -> InputFile {
-        InputFile {
-            name: "f".to_owned(),
-            size: bytes.len() as u64,
-            content_type: None,
-            reader: Box::new(std::io::Cursor::new(bytes)),
-        }
-    }
-
-    #[tokio::test]
-    async fn chunks_are_full_capped_and_empty_at_the_end() {
-        let mut input = file(vec![7; 3 * 1024 * 1024]);
-        assert_eq!(input.read_chunk(10).await.unwrap().len(), 10);
-        assert_eq!(input.read_chunk(u32::MAX).await.unwrap().len(), MAX_CHUNK_BYTES as usize);
-        assert_eq!(input.read_chunk(0).await.unwrap().len(), 1, "a zero request still progresses");
-        let mut total = 10 + MAX_CHUNK_BYTES as usize + 1;
-        loop {
-            let chunk = input.read_chunk(MAX_CHUNK_BYTES).await.unwrap();
-            if chunk.is_empty() {
-                break;
-            }
-            total += chunk.len();
-        }
-        assert_eq!(total, 3 * 1024 * 1024);
     }
 }
 
@@ -97,5 +69,43 @@ impl HostSource for HostState {
     async fn drop(&mut self, file: Resource<InputFile>) -> wasmtime::Result<()> {
         self.table.delete(file)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(bytes: Vec<u8>) -> InputFile {
+        InputFile {
+            name: "f".to_owned(),
+            size: bytes.len() as u64,
+            content_type: None,
+            reader: Box::new(std::io::Cursor::new(bytes)),
+        }
+    }
+
+    #[tokio::test]
+    async fn chunks_are_full_capped_and_empty_at_the_end() {
+        let mut input = file(vec![7; 3 * 1024 * 1024]);
+        assert_eq!(input.read_chunk(10).await.unwrap().len(), 10);
+        assert_eq!(
+            input.read_chunk(u32::MAX).await.unwrap().len(),
+            MAX_CHUNK_BYTES as usize
+        );
+        assert_eq!(
+            input.read_chunk(0).await.unwrap().len(),
+            1,
+            "a zero request still progresses"
+        );
+        let mut total = 10 + MAX_CHUNK_BYTES as usize + 1;
+        loop {
+            let chunk = input.read_chunk(MAX_CHUNK_BYTES).await.unwrap();
+            if chunk.is_empty() {
+                break;
+            }
+            total += chunk.len();
+        }
+        assert_eq!(total, 3 * 1024 * 1024);
     }
 }
