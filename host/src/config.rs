@@ -50,6 +50,11 @@ pub const DEFAULT_COMPILE_TIMEOUT_MS: u64 = 60_000;
 /// The largest component accepted.
 pub const DEFAULT_MAX_COMPONENT_MIB: u64 = 50;
 
+/// MiB to bytes, saturating rather than overflowing.
+pub fn mib_to_bytes(mib: u64) -> usize {
+    usize::try_from(mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX)
+}
+
 /// Limits for one call into an app (one batch file, or one batch of stream messages).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -140,7 +145,7 @@ impl SandboxLimits {
 
     /// Linear memory cap in bytes.
     pub fn memory_bytes(&self) -> usize {
-        usize::try_from(self.memory_mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX)
+        mib_to_bytes(self.memory_mib)
     }
 
     /// Refuses limits that are zero where that makes no sense, or above the engine's maxima.

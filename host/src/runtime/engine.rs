@@ -1,6 +1,6 @@
 //! The one wasmtime `Engine` of a host process, and the thread that ticks its epoch.
 
-use crate::config::{EngineConfig, SandboxLimits};
+use crate::config::{EngineConfig, mib_to_bytes};
 use anyhow::{Context, Result};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,6 +13,8 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 const CORE_INSTANCES_PER_COMPONENT: u32 = 16;
 const MEMORIES_PER_COMPONENT: u32 = 2;
 const TABLES_PER_COMPONENT: u32 = 8;
+/// Room on each fiber stack for host frames below the guest's own stack.
+const HOST_STACK_BYTES: usize = 1024 * 1024;
 
 /// Builds the engine: Cranelift, pooling allocator, component model, fuel and epochs on;
 /// proposals a tenant app does not need are off to shrink the attack surface. Threads, GC,
@@ -29,19 +31,15 @@ pub(crate) fn build(config: &EngineConfig) -> Result<Engine> {
         .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
         .max_memories_per_component(MEMORIES_PER_COMPONENT)
         .max_tables_per_component(TABLES_PER_COMPONENT)
-        .max_memory_size(
-            SandboxLimits {
-                memory_mib: config.max_memory_mib,
-                ..SandboxLimits::default()
-            }
-            .memory_bytes(),
-        );
+        .max_memory_size(mib_to_bytes(config.max_memory_mib));
 
     let mut wasm = Config::new();
     wasm.wasm_component_model(true)
         .consume_fuel(true)
         .epoch_interruption(true)
         .max_wasm_stack(config.max_wasm_stack_kib * 1024)
+        // Calls run on fiber stacks, which must hold the wasm stack plus the host's frames.
+        .async_stack_size(config.max_wasm_stack_kib * 1024 + HOST_STACK_BYTES)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
         .wasm_stack_switching(false)
         .wasm_memory64(false)
