@@ -588,3 +588,37 @@ fn tempdir(name: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+#[tokio::test]
+async fn smoke_instantiation_runs_only_start_up_code() {
+    for path in [
+        fixtures::CSV_BATCH,
+        fixtures::JSON_STREAM,
+        fixtures::EVIL_LOOP,
+    ] {
+        let app = load(path).await;
+        runtime()
+            .smoke_instantiate(&app, &options(&[], limits()))
+            .await
+            .unwrap_or_else(|f| panic!("{path}: {f}"));
+    }
+}
+
+#[tokio::test]
+async fn stream_calls_are_under_the_same_limits() {
+    let app = load(fixtures::JSON_STREAM).await;
+    let message = r#"{"device":"d1","ts":"2026-11-21T10:00:00Z","readings":{"temp":1}}"#;
+    let starved = SandboxLimits {
+        fuel: 10_000,
+        fuel_per_input_byte: 0,
+        ..limits()
+    };
+    let failure = run_stream(&app, &[message; 50], &options(&[], starved))
+        .await
+        .unwrap_err();
+    assert_eq!(failure.class, FailureClass::OutOfFuel);
+    let report = run_stream(&app, &[message; 50], &options(&[], limits()))
+        .await
+        .unwrap();
+    assert_eq!(report.usage.documents, 50);
+}
