@@ -29,6 +29,13 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// The `--summary-json` object: the last line on stderr.
+fn summary(output: &Output) -> serde_json::Value {
+    let text = stderr(output);
+    let last = text.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("no JSON summary ({e}) in:\n{text}"))
+}
+
 #[test]
 fn check_accepts_both_sample_apps_with_their_kind() {
     for (path, kind) in [
@@ -123,8 +130,7 @@ fn run_ingests_a_csv_file_with_deterministic_ids() {
             .iter()
             .all(|d| d["currency"] == "SEK" && d["_id"].as_str().unwrap().len() == 32)
     );
-    let summary: serde_json::Value =
-        serde_json::from_str(stderr(&output).lines().last().unwrap()).unwrap();
+    let summary = summary(&output);
     assert_eq!(summary["status"], "ok");
     assert_eq!(summary["kind"], "batch");
     assert_eq!(summary["documents"], expected.good);
@@ -161,7 +167,7 @@ fn run_processes_stream_messages_and_reports_rejects() {
     assert_eq!(String::from_utf8_lossy(&output.stdout).lines().count(), 3);
     let text = stderr(&output);
     assert!(text.contains("message readings.jsonl:2: reject:"), "{text}");
-    let summary: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    let summary = summary(&output);
     assert_eq!(summary["messages"], 3);
     assert_eq!(summary["failed_messages"]["reject"], 1);
 }
@@ -181,8 +187,7 @@ fn run_reports_an_evil_apps_failure_class_and_exits_3() {
         "--summary-json",
     ]);
     assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
-    let summary: serde_json::Value =
-        serde_json::from_str(stderr(&output).lines().last().unwrap()).unwrap();
+    let summary = summary(&output);
     assert_eq!(summary["status"], "failed");
     assert_eq!(summary["failure"]["class"], "memory-limit");
 }
