@@ -36,6 +36,9 @@ pub const DEFAULT_HOST_CALLS_PER_INPUT_MIB: u64 = 4096;
 pub const DEFAULT_LOG_LINES: u64 = 1000;
 /// Bytes of stdout and of stderr kept per call (a panic message arrives on stderr).
 pub const DEFAULT_STDIO_BYTES: usize = 64 * 1024;
+/// Host resources (input file, WASI streams, …) an app may hold at once; an app needs a
+/// handful, and each costs host memory.
+pub const DEFAULT_RESOURCES: usize = 1000;
 
 /// Instances running at once in one host process (the pooling allocator's size).
 pub const DEFAULT_MAX_INSTANCES: u32 = 64;
@@ -87,6 +90,8 @@ pub struct SandboxLimits {
     pub log_lines: u64,
     /// Bytes of stdout and of stderr kept per call.
     pub stdio_bytes: usize,
+    /// Host resources an app may hold at once.
+    pub resources: usize,
 }
 
 impl Default for SandboxLimits {
@@ -106,6 +111,7 @@ impl Default for SandboxLimits {
             host_calls_per_input_mib: DEFAULT_HOST_CALLS_PER_INPUT_MIB,
             log_lines: DEFAULT_LOG_LINES,
             stdio_bytes: DEFAULT_STDIO_BYTES,
+            resources: DEFAULT_RESOURCES,
         }
     }
 }
@@ -159,6 +165,7 @@ impl SandboxLimits {
             ("max_document_bytes", self.max_document_bytes as u64),
             ("output_mib", self.output_mib),
             ("host_calls", self.host_calls),
+            ("resources", self.resources as u64),
         ];
         for (key, value) in positive {
             if value == 0 {

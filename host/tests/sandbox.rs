@@ -483,6 +483,53 @@ async fn evil_flaky() {
     assert_eq!(failure.message, "upstream reference data is unavailable");
 }
 
+#[tokio::test]
+async fn evil_exit() {
+    let app = load(fixtures::EVIL_EXIT).await;
+    let failure = run_batch_empty(&app, &[], limits()).await.unwrap_err();
+    assert_eq!(failure.class, FailureClass::Panic);
+    assert!(!failure.class.is_retryable());
+    assert!(
+        failure.message.contains("called exit(0)"),
+        "{}",
+        failure.message
+    );
+}
+
+#[tokio::test]
+async fn evil_resources() {
+    let app = load(fixtures::EVIL_RESOURCES).await;
+    assert_eq!(
+        class_of(run_batch_empty(&app, &[], limits()).await),
+        FailureClass::ResourceLimit
+    );
+}
+
+#[tokio::test]
+async fn resources_obeyed() {
+    let app = load(fixtures::EVIL_RESOURCES).await;
+    let few = SandboxLimits {
+        resources: 50,
+        ..limits()
+    };
+    run_batch_empty(&app, &[("count", "40")], few)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn resources_violated() {
+    let app = load(fixtures::EVIL_RESOURCES).await;
+    let few = SandboxLimits {
+        resources: 50,
+        ..limits()
+    };
+    let failure = run_batch_empty(&app, &[("count", "60")], few)
+        .await
+        .unwrap_err();
+    assert_eq!(failure.class, FailureClass::ResourceLimit);
+}
+
 async fn refused(path: &str) -> String {
     let wasm = std::fs::read(path).unwrap();
     let failure = runtime()
@@ -543,6 +590,8 @@ async fn same_host_runs_good_apps_after_every_evil_one() {
         (fixtures::EVIL_HOSTCALLS, FailureClass::HostCallLimit),
         (fixtures::EVIL_BAD_OUTPUT, FailureClass::BadOutput),
         (fixtures::EVIL_FLAKY, FailureClass::Retry),
+        (fixtures::EVIL_EXIT, FailureClass::Panic),
+        (fixtures::EVIL_RESOURCES, FailureClass::ResourceLimit),
     ];
     let good = load(fixtures::CSV_BATCH).await;
     let (csv, expected) = fixtures::orders::generate(256 << 10, 50);

@@ -4,6 +4,7 @@ use serde::Serialize;
 use std::fmt;
 use std::time::Duration;
 use wasmtime::Trap;
+use wasmtime::component::ResourceTableError;
 
 /// What went wrong, as a class with a documented policy (see `wit/README.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -27,6 +28,8 @@ pub enum FailureClass {
     OutputLimit,
     /// Too many calls into the host.
     HostCallLimit,
+    /// Too many host resources (streams, handles) held at once.
+    ResourceLimit,
     /// Output that breaks the contract: not a JSON object, wrong number of outcomes.
     BadOutput,
     /// Infrastructure on the host side failed: retried.
@@ -48,6 +51,7 @@ impl FailureClass {
             Self::Panic => "panic",
             Self::OutputLimit => "output-limit",
             Self::HostCallLimit => "host-call-limit",
+            Self::ResourceLimit => "resource-limit",
             Self::BadOutput => "bad-output",
             Self::HostError => "host-error",
             Self::InvalidComponent => "invalid-component",
@@ -156,6 +160,18 @@ pub(crate) fn classify(
 ) -> (FailureClass, String) {
     if let Some(violation) = error.downcast_ref::<Violation>() {
         return (violation.class(), violation.to_string());
+    }
+    if let Some(ResourceTableError::Full) = error.downcast_ref::<ResourceTableError>() {
+        return (
+            FailureClass::ResourceLimit,
+            "the app holds too many host resources (streams, handles) at once".to_owned(),
+        );
+    }
+    if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        return (
+            FailureClass::Panic,
+            format!("the app called exit({}) in the middle of a call", exit.0),
+        );
     }
     match error.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => (

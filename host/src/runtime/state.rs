@@ -52,9 +52,11 @@ impl HostState {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(limits.resources);
         Self {
             wasi,
-            table: ResourceTable::new(),
+            table,
             limiter: Limiter::new(limits),
             call,
             stdout,
