@@ -252,6 +252,25 @@ async fn deadline_violated() {
     );
 }
 
+#[tokio::test]
+async fn evil_sleep() {
+    // Blocked in a host call, the app runs no wasm for the epoch check to stop: the tokio
+    // timeout around the call ends it.
+    let app = load(fixtures::EVIL_SLEEP).await;
+    let short = SandboxLimits {
+        deadline_ms: 300,
+        ..limits()
+    };
+    let started = Instant::now();
+    let failure = run_batch_empty(&app, &[], short).await.unwrap_err();
+    assert_eq!(failure.class, FailureClass::Deadline, "{failure}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
 // ---- memory ----------------------------------------------------------------------------
 
 #[tokio::test]
