@@ -139,7 +139,7 @@ pub(crate) enum Violation {
 }
 
 impl Violation {
-    fn class(&self) -> FailureClass {
+    pub(crate) fn class(&self) -> FailureClass {
         match self {
             Self::Memory { .. } | Self::Table { .. } => FailureClass::MemoryLimit,
             Self::Deadline(_) => FailureClass::Deadline,

@@ -168,10 +168,7 @@ impl Runtime {
             .map(|(outcome, message)| match outcome {
                 Ok(documents) => match call.admit(&documents, &format!("message {}", message.id)) {
                     Ok(()) => Ok(documents),
-                    Err(violation) => {
-                        let (class, text) = classify(&wasmtime::Error::new(violation), 0, "");
-                        Err(Failure::new(class, text))
-                    }
+                    Err(violation) => Err(Failure::new(violation.class(), violation.to_string())),
                 },
                 Err(error) => Err(app_failure(error, Usage::default())),
             })
@@ -192,13 +189,16 @@ impl Runtime {
         let budget = self.budget(options, 0)?;
         let mut store = self.new_store(options, budget, None)?;
         let started = Instant::now();
-        let result = match &app.pre {
-            AppPre::Batch(pre) => pre.instantiate_async(&mut store).await.map(drop),
-            AppPre::Stream(pre) => pre.instantiate_async(&mut store).await.map(drop),
-        };
+        let result = tokio::time::timeout(budget.deadline + BACKSTOP_GRACE, async {
+            match &app.pre {
+                AppPre::Batch(pre) => pre.instantiate_async(&mut store).await.map(drop),
+                AppPre::Stream(pre) => pre.instantiate_async(&mut store).await.map(drop),
+            }
+        })
+        .await;
         let elapsed = started.elapsed();
         let usage = usage(&store, budget, started);
-        settle(Ok(result), budget, usage)?;
+        settle(result, budget, usage)?;
         Ok(elapsed)
     }
 
