@@ -221,3 +221,30 @@ fn run_refuses_bad_limits_and_params() {
         stderr(&output)
     );
 }
+
+#[test]
+fn run_refuses_a_document_that_only_looks_like_an_object() {
+    let input = scratch("any2.csv");
+    std::fs::write(&input, "x\n").unwrap();
+    let output = mysimbdp(&[
+        "app",
+        "run",
+        fixtures::EVIL_BAD_OUTPUT,
+        "--input",
+        input.to_str().unwrap(),
+        "--param",
+        "shape=braces",
+        "--summary-json",
+    ]);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    let summary = summary(&output);
+    assert_eq!(summary["failure"]["class"], "bad-output");
+    assert!(
+        summary["failure"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("document 1: not a JSON object")
+    );
+    // The good document before it was written; nothing after it.
+    assert_eq!(String::from_utf8_lossy(&output.stdout).lines().count(), 1);
+}

@@ -4,8 +4,8 @@
 use super::{CheckArgs, RunArgs};
 use crate::documents::{derived_id, with_id};
 use crate::runtime::{
-    App, AppKind, BatchInput, CallOptions, Failure, FailureClass, Message, OutputBatch, Quality,
-    Runtime, Usage,
+    App, AppKind, BatchInput, BatchReport, CallOptions, Failure, FailureClass, Message,
+    OutputBatch, Quality, Runtime, Usage,
 };
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -134,13 +134,20 @@ async fn run_batch(
     let result = runtime.run_batch(app, input, options, sink).await;
     let written = writer.await.context("the document writer crashed")?;
     match (result, written) {
-        // A document the writer refused stops the sink; that, not "sink stopped", is the cause.
-        (_, Err(bad)) => summary.fail(bad, Usage::default()),
         (Ok(report), Ok(())) => {
             summary.quality = Some(report.quality);
             summary.record(report.usage);
         }
-        (Err(failure), Ok(())) => summary.fail(failure.clone(), *failure.usage),
+        (Err(failure), Ok(())) => summary.fail(failure),
+        // A document the writer refused stops the sink; that, not "sink stopped", is the cause.
+        (Ok(BatchReport { usage, .. }), Err(bad)) => {
+            summary.record(usage);
+            summary.fail(bad);
+        }
+        (Err(failure), Err(bad)) => {
+            summary.record(*failure.usage);
+            summary.fail(bad);
+        }
     }
     Ok(())
 }
@@ -223,7 +230,7 @@ async fn run_stream(
         let report = match runtime.run_stream(app, messages, options).await {
             Ok(report) => report,
             Err(failure) => {
-                summary.fail(failure.clone(), *failure.usage);
+                summary.fail(failure);
                 break;
             }
         };
@@ -337,14 +344,15 @@ impl Summary {
         self.duration_ms += ms(usage.duration);
     }
 
-    fn fail(&mut self, failure: Failure, usage: Usage) {
+    /// Marks the run failed and counts what the failed call used.
+    fn fail(&mut self, failure: Failure) {
         self.status = "failed";
         self.failure = Some(FailureReport {
             class: failure.class,
             message: failure.message,
-            stderr: usage.stderr.clone(),
+            stderr: failure.usage.stderr.clone(),
         });
-        self.record(usage);
+        self.record(*failure.usage);
     }
 
     fn message_failed(&mut self, id: &str, class: FailureClass, reason: &str) {
