@@ -5,7 +5,9 @@ use super::failure::Failure;
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use wasmtime::Engine;
 use wasmtime::component::Component;
@@ -28,7 +30,12 @@ pub(crate) struct ArtifactCache {
 
 impl ArtifactCache {
     pub(crate) fn new(engine: &Engine, dir: PathBuf) -> Result<Self> {
-        std::fs::create_dir_all(&dir)
+        // Only this user may write there: whatever is in this directory is later loaded as
+        // native code (see `deserialize`).
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
             .with_context(|| format!("creating the component cache directory {dir:?}"))?;
         let mut hasher = DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
@@ -114,7 +121,11 @@ fn deserialize(engine: &Engine, path: &Path) -> Result<Component> {
 /// Writes atomically (temp file + rename) so a concurrent reader never sees half a file.
 fn store(component: &Component, path: &Path) -> Result<()> {
     let bytes = component.serialize().map_err(anyhow::Error::from)?;
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    // Unique per process and write, so concurrent compiles of one component never interleave
+    // their bytes in one file.
+    static WRITES: AtomicU64 = AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp-{}-{n}", std::process::id()));
     std::fs::write(&tmp, bytes).with_context(|| format!("writing {tmp:?}"))?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming {tmp:?} to {path:?}"))?;
     Ok(())
