@@ -614,13 +614,18 @@ async fn same_host_runs_good_apps_after_every_evil_one() {
     ];
     let good = load(fixtures::CSV_BATCH).await;
     let (csv, expected) = fixtures::orders::generate(256 << 10, 50);
+    // Bounded: each ends within its deadline plus one epoch tick (slack for a loaded machine).
+    let bound = Duration::from_millis(limits().deadline_ms + 10) + Duration::from_secs(3);
     for (path, class) in expectations {
         let evil = load(path).await;
-        assert_eq!(
-            class_of(run_batch_empty(&evil, &[], limits()).await),
-            class,
-            "{path}"
+        let started = Instant::now();
+        let result = run_batch_empty(&evil, &[], limits()).await;
+        assert!(
+            started.elapsed() < bound,
+            "{path} took {:?}",
+            started.elapsed()
         );
+        assert_eq!(class_of(result), class, "{path}");
         let (result, documents) =
             run_batch(&good, "orders.csv", csv.clone(), &options(&[], limits())).await;
         result.unwrap_or_else(|f| panic!("after {path}: {f}"));
