@@ -39,3 +39,31 @@ impl Message {
             .map(|(_, v)| v.as_str())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(payload: &[u8]) -> Message {
+        Message {
+            id: "m1".to_owned(),
+            payload: payload.to_vec(),
+            content_type: None,
+            headers: vec![("x-source".to_owned(), "sensor".to_owned())],
+            attempt: 1,
+        }
+    }
+
+    #[test]
+    fn malformed_payloads_are_rejected_with_the_message_id() {
+        let value: serde_json::Value = message(br#"{"a":1}"#).json().unwrap();
+        assert_eq!(value["a"], 1);
+        let error = message(b"{oops").json::<serde_json::Value>().unwrap_err();
+        assert!(
+            matches!(&error, AppError::Reject(reason) if reason.starts_with("message m1 is not valid JSON"))
+        );
+        assert!(matches!(message(&[0xff]).text(), Err(AppError::Reject(_))));
+        assert_eq!(message(b"x").header("x-source"), Some("sensor"));
+        assert_eq!(message(b"x").header("nope"), None);
+    }
+}

@@ -98,3 +98,60 @@ impl Output {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    thread_local! {
+        static SENT: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+    }
+
+    fn record_batch(documents: &[Document]) {
+        SENT.with(|sent| sent.borrow_mut().push(documents.len()));
+    }
+
+    #[test]
+    fn batch_apps_flush_full_batches_and_the_rest_on_demand() {
+        let mut out = Output::streaming(record_batch);
+        for i in 0..(2 * BATCH_DOCUMENTS + 5) {
+            out.emit(&serde_json::json!({ "i": i })).unwrap();
+        }
+        out.flush();
+        out.flush();
+        SENT.with(|sent| assert_eq!(*sent.borrow(), [BATCH_DOCUMENTS, BATCH_DOCUMENTS, 5]));
+        assert_eq!(out.count(), 2 * BATCH_DOCUMENTS as u64 + 5);
+    }
+
+    #[test]
+    fn large_documents_flush_by_bytes() {
+        let mut out = Output::streaming(record_batch);
+        let blob = "x".repeat(BATCH_BYTES / 2);
+        for _ in 0..4 {
+            out.emit(&serde_json::json!({ "blob": blob })).unwrap();
+        }
+        SENT.with(|sent| assert_eq!(*sent.borrow(), [2, 2]));
+    }
+
+    #[test]
+    fn stream_outputs_collect_without_flushing() {
+        let mut out = Output::collecting();
+        for i in 0..(BATCH_DOCUMENTS + 1) {
+            out.emit_with_id(format!("k{i}"), &serde_json::json!({ "i": i }))
+                .unwrap();
+        }
+        out.flush();
+        let documents = out.into_documents();
+        assert_eq!(documents.len(), BATCH_DOCUMENTS + 1);
+        assert_eq!(documents[3].id.as_deref(), Some("k3"));
+        assert_eq!(documents[3].json, r#"{"i":3}"#);
+    }
+
+    #[test]
+    fn unserializable_documents_are_rejected() {
+        let mut out = Output::collecting();
+        let map = std::collections::HashMap::from([((1, 2), 3)]);
+        assert!(matches!(out.emit(&map), Err(AppError::Reject(_))));
+    }
+}

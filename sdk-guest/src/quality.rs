@@ -57,3 +57,28 @@ impl Quality {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_rules_and_keeps_the_first_short_example() {
+        let mut quality = Quality::default();
+        for _ in 0..3 {
+            quality.record();
+        }
+        quality.bad("bad-price", "x".repeat(1000));
+        quality.bad("bad-price", "second");
+        quality.bad("missing-field", "row 3");
+        let wit = quality.into_wit();
+        assert_eq!((wit.records_in, wit.records_bad), (3, 3));
+        assert_eq!(wit.violations[0].rule, "bad-price");
+        assert_eq!(wit.violations[0].count, 2);
+        assert_eq!(
+            wit.violations[0].example.as_ref().unwrap().len(),
+            EXAMPLE_CHARS
+        );
+        assert_eq!(wit.violations[1].example.as_deref(), Some("row 3"));
+    }
+}
