@@ -642,15 +642,28 @@ async fn compiled_components_are_cached_and_corrupt_entries_recompiled() {
     let wasm = std::fs::read(fixtures::EVIL_FLAKY).unwrap();
     assert_eq!(runtime.load(&wasm).await.unwrap().origin, Origin::Compiled);
     assert_eq!(runtime.load(&wasm).await.unwrap().origin, Origin::Cached);
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        std::fs::write(entry.unwrap().path(), b"garbage").unwrap();
-    }
+    let entries: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(
+        entries.len(),
+        1,
+        "one artifact, no temp files left: {entries:?}"
+    );
+    // A single flipped bit deep in the artifact, then a truncated file: both are rebuilt.
+    let mut artifact = std::fs::read(&entries[0]).unwrap();
+    let middle = artifact.len() / 2;
+    artifact[middle] ^= 0x01;
+    std::fs::write(&entries[0], &artifact).unwrap();
     let app = runtime.load(&wasm).await.unwrap();
     assert_eq!(
         app.origin,
         Origin::Compiled,
         "a corrupt cache entry is rebuilt, not trusted"
     );
+    std::fs::write(&entries[0], b"short").unwrap();
+    assert_eq!(runtime.load(&wasm).await.unwrap().origin, Origin::Compiled);
     assert_eq!(runtime.load(&wasm).await.unwrap().origin, Origin::Cached);
 }
 

@@ -108,19 +108,32 @@ fn root_cause(error: &wasmtime::Error) -> String {
         .unwrap_or_else(|| error.to_string())
 }
 
+/// A cache file is the sha256 of the serialized component followed by the component: a
+/// torn write or a flipped bit on disk is caught here instead of being run as native code.
+const SEAL_BYTES: usize = 32;
+
 #[allow(unsafe_code)]
 fn deserialize(engine: &Engine, path: &Path) -> Result<Component> {
-    // SAFETY: the file is one this process family wrote with `Component::serialize` into
-    // the operator's private cache directory, under a name that includes the engine's
-    // compatibility hash; wasmtime also checks the header and refuses incompatible files.
-    let component =
-        unsafe { Component::deserialize_file(engine, path) }.map_err(anyhow::Error::from)?;
+    let file = std::fs::read(path).with_context(|| format!("reading {path:?}"))?;
+    let Some((seal, body)) = file.split_at_checked(SEAL_BYTES) else {
+        anyhow::bail!("{path:?} is too short to be a cached component");
+    };
+    if Sha256::digest(body).as_slice() != seal {
+        anyhow::bail!("{path:?} does not match its checksum");
+    }
+    // SAFETY: `body` is exactly what `Component::serialize` produced in `store` (the checksum
+    // proves it), written into the operator's private cache directory under a name carrying
+    // the engine's compatibility hash; wasmtime also refuses artifacts of other engines.
+    let component = unsafe { Component::deserialize(engine, body) }.map_err(anyhow::Error::from)?;
     Ok(component)
 }
 
 /// Writes atomically (temp file + rename) so a concurrent reader never sees half a file.
 fn store(component: &Component, path: &Path) -> Result<()> {
-    let bytes = component.serialize().map_err(anyhow::Error::from)?;
+    let body = component.serialize().map_err(anyhow::Error::from)?;
+    let mut bytes = Vec::with_capacity(SEAL_BYTES + body.len());
+    bytes.extend_from_slice(&Sha256::digest(&body));
+    bytes.extend_from_slice(&body);
     // Unique per process and write, so concurrent compiles of one component never interleave
     // their bytes in one file.
     static WRITES: AtomicU64 = AtomicU64::new(0);
