@@ -549,6 +549,25 @@ async fn resources_violated() {
     assert_eq!(failure.class, FailureClass::ResourceLimit);
 }
 
+#[tokio::test]
+async fn evil_escape() {
+    // Redis listens on 127.0.0.1:6379 on every machine that runs these tests, so a refused
+    // connection there is the sandbox's doing, not an absent server.
+    let app = load(fixtures::EVIL_ESCAPE).await;
+    for target in ["network", "file", "env"] {
+        let (result, documents) = run_batch(
+            &app,
+            "x.csv",
+            Vec::new(),
+            &options(&[("target", target)], limits()),
+        )
+        .await;
+        let failure = result.expect_err(target);
+        assert_eq!(failure.class, FailureClass::Reject, "{target}: {failure}");
+        assert!(documents.is_empty(), "{target} escaped: {documents:?}");
+    }
+}
+
 async fn refused(path: &str) -> String {
     let wasm = std::fs::read(path).unwrap();
     let failure = runtime()
