@@ -41,6 +41,11 @@ impl<'a> Input<'a> {
         self.source.content_type()
     }
 
+    /// The file's lines (without their line endings); invalid UTF-8 is an error.
+    pub fn lines(&mut self) -> std::io::Lines<&mut Self> {
+        BufRead::lines(self)
+    }
+
     /// A CSV reader over the file with the given delimiter; the first row is the header.
     pub fn csv(&mut self, delimiter: u8) -> csv::Reader<&mut Self> {
         csv::ReaderBuilder::new()
