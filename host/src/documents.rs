@@ -36,25 +36,46 @@ pub fn looks_like_object(json: &str) -> bool {
     trimmed.starts_with('{') && trimmed.ends_with('}')
 }
 
-/// Parses a document fully and returns it as a JSON object with its `_id` set: the app's own
-/// id if it gave one (in `id`, or as `_id` in the body), the derived one otherwise.
+/// Checks a document fully and returns its JSON text with `_id` set: the app's own id if it
+/// gave one (in `id`, or as `_id` in the body), the derived one otherwise. The body keeps the
+/// app's key order, with a new `_id` first.
 pub fn with_id(
     json: &str,
     id: Option<&str>,
     derived: impl FnOnce() -> String,
-) -> Result<serde_json::Map<String, serde_json::Value>, String> {
-    let mut object: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_str(json).map_err(|e| format!("not a JSON object: {e}"))?;
-    match id {
-        Some(id) => {
+) -> Result<String, String> {
+    /// Reads only `_id`, skipping the rest without building it.
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        #[serde(rename = "_id")]
+        id: Option<serde::de::IgnoredAny>,
+    }
+    // The shape check first: serde would also read a struct from a JSON array.
+    let body = json.trim_ascii();
+    if !looks_like_object(body) {
+        return Err("not a JSON object".to_owned());
+    }
+    let probe: Probe = serde_json::from_str(body).map_err(|e| format!("not a JSON object: {e}"))?;
+    match (id, probe.id.is_some()) {
+        (None, true) => Ok(body.to_owned()),
+        // Rare: two ids; the explicit one wins, at the price of re-serializing the body.
+        (Some(id), true) => {
+            let mut object: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(body).map_err(|e| format!("not a JSON object: {e}"))?;
             object.insert("_id".to_owned(), id.into());
+            serde_json::to_string(&object).map_err(|e| e.to_string())
         }
-        None if object.contains_key("_id") => {}
-        None => {
-            object.insert("_id".to_owned(), derived().into());
+        (id, false) => {
+            let id = id.map_or_else(derived, str::to_owned);
+            let id = serde_json::to_string(&id).map_err(|e| e.to_string())?;
+            let rest = body[1..].trim_ascii_start();
+            Ok(if rest.starts_with('}') {
+                format!("{{\"_id\":{id}}}")
+            } else {
+                format!("{{\"_id\":{id},{rest}")
+            })
         }
     }
-    Ok(object)
 }
 
 #[cfg(test)]
@@ -71,20 +92,41 @@ mod tests {
         assert_eq!(derived_id("t", "f", 0).len(), 32);
     }
 
+    fn derived() -> String {
+        "d".to_owned()
+    }
+
     #[test]
-    fn ids_come_from_the_app_first() {
-        let given = with_id(r#"{"a":1}"#, Some("k1"), || "derived".into()).unwrap();
-        assert_eq!(given["_id"], "k1");
-        let inside = with_id(r#"{"_id":"own","a":1}"#, None, || "derived".into()).unwrap();
-        assert_eq!(inside["_id"], "own");
-        let derived = with_id(r#"{"a":1}"#, None, || "derived".into()).unwrap();
-        assert_eq!(derived["_id"], "derived");
+    fn ids_come_from_the_app_first_and_key_order_is_kept() {
+        assert_eq!(
+            with_id(r#"{"z":1,"a":2}"#, None, derived).unwrap(),
+            r#"{"_id":"d","z":1,"a":2}"#
+        );
+        assert_eq!(
+            with_id(r#" { "b":1 } "#, Some("k\"1"), derived).unwrap(),
+            r#"{"_id":"k\"1","b":1 }"#
+        );
+        assert_eq!(with_id("{}", None, derived).unwrap(), r#"{"_id":"d"}"#);
+        assert_eq!(
+            with_id("{ }", Some("k"), derived).unwrap(),
+            r#"{"_id":"k"}"#
+        );
+        let inside = r#"{"a":1,"_id":{"$oid":"x"}}"#;
+        assert_eq!(with_id(inside, None, derived).unwrap(), inside);
+        let both: serde_json::Value =
+            serde_json::from_str(&with_id(inside, Some("k"), derived).unwrap()).unwrap();
+        assert_eq!(both["_id"], "k");
+        for text in [with_id(r#"{"z":1,"a":[{}]}"#, None, derived).unwrap()] {
+            serde_json::from_str::<serde_json::Value>(&text).unwrap();
+        }
     }
 
     #[test]
     fn non_objects_are_refused() {
         assert!(with_id("[1,2]", None, String::new).is_err());
         assert!(with_id("{\"a\":", None, String::new).is_err());
+        assert!(with_id("{not json}", None, String::new).is_err());
+        assert!(with_id(r#"{"_id":1,"_id":2}"#, None, String::new).is_err());
         assert!(!looks_like_object("[1]"));
         assert!(looks_like_object(" {\"a\":1}\n"));
     }

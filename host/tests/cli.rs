@@ -14,7 +14,7 @@ fn mysimbdp(args: &[&str]) -> Output {
             "MYSIMBDP_CACHE_DIR",
             Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-cache"),
         )
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "error")
         .output()
         .expect("running mysimbdp")
 }

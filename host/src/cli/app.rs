@@ -162,7 +162,7 @@ fn write_batches(
     while let Some(batch) = batches.blocking_recv() {
         for (offset, document) in batch.documents.iter().enumerate() {
             let index = batch.first_index + offset as u64;
-            let object = with_id(&document.json, document.id.as_deref(), || {
+            let text = with_id(&document.json, document.id.as_deref(), || {
                 derived_id(tenant, source, index)
             })
             .map_err(|reason| {
@@ -171,15 +171,14 @@ fn write_batches(
                     format!("document {index}: {reason}"),
                 )
             })?;
-            print_json(&mut out, &object)?;
+            print_line(&mut out, &text)?;
         }
     }
     out.flush().map_err(io_failure)
 }
 
-fn print_json(out: &mut impl Write, object: &impl Serialize) -> Result<(), Failure> {
-    serde_json::to_writer(&mut *out, object)
-        .map_err(|e| Failure::new(FailureClass::HostError, format!("writing stdout: {e}")))?;
+fn print_line(out: &mut impl Write, text: &str) -> Result<(), Failure> {
+    out.write_all(text.as_bytes()).map_err(io_failure)?;
     out.write_all(b"\n").map_err(io_failure)
 }
 
@@ -239,11 +238,11 @@ async fn run_stream(
             match outcome {
                 Ok(documents) => {
                     for (index, document) in documents.iter().enumerate() {
-                        let object = with_id(&document.json, document.id.as_deref(), || {
+                        let text = with_id(&document.json, document.id.as_deref(), || {
                             derived_id(&args.tenant, id, index as u64)
                         });
-                        match object {
-                            Ok(object) => print_json(&mut out, &object)?,
+                        match text {
+                            Ok(text) => print_line(&mut out, &text)?,
                             Err(reason) => {
                                 summary.message_failed(id, FailureClass::BadOutput, &reason);
                             }
