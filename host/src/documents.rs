@@ -116,9 +116,8 @@ mod tests {
         let both: serde_json::Value =
             serde_json::from_str(&with_id(inside, Some("k"), derived).unwrap()).unwrap();
         assert_eq!(both["_id"], "k");
-        for text in [with_id(r#"{"z":1,"a":[{}]}"#, None, derived).unwrap()] {
-            serde_json::from_str::<serde_json::Value>(&text).unwrap();
-        }
+        let nested = with_id(r#"{"z":1,"a":[{}]}"#, None, derived).unwrap();
+        assert_eq!(nested, r#"{"_id":"d","z":1,"a":[{}]}"#);
     }
 
     #[test]
