@@ -29,6 +29,16 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// `mysimbdp app run <app> --input <scratch file with contents> <extra>... --summary-json`.
+fn run_app(app: &str, input: &str, contents: &str, extra: &[&str]) -> Output {
+    let path = scratch(input);
+    std::fs::write(&path, contents).unwrap();
+    let mut args = vec!["app", "run", app, "--input", path.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    args.push("--summary-json");
+    mysimbdp(&args)
+}
+
 /// The `--summary-json` object: the last line on stderr.
 fn summary(output: &Output) -> serde_json::Value {
     let text = stderr(output);
@@ -144,25 +154,16 @@ fn run_ingests_a_csv_file_with_deterministic_ids() {
 
 #[test]
 fn run_processes_stream_messages_and_reports_rejects() {
-    let input = scratch("readings.jsonl");
-    std::fs::write(
-        &input,
-        "{\"device\":\"d1\",\"ts\":\"2026-11-21T10:00:00Z\",\"readings\":{\"temp\":21.5,\"hum\":40}}\n\
+    let messages = "{\"device\":\"d1\",\"ts\":\"2026-11-21T10:00:00Z\",\"readings\":{\"temp\":21.5,\"hum\":40}}\n\
          garbage\n\
          \n\
-         {\"device\":\"d2\",\"ts\":\"2026-11-21T10:00:00Z\",\"readings\":{\"temp\":3}}\n",
-    )
-    .unwrap();
-    let output = mysimbdp(&[
-        "app",
-        "run",
+         {\"device\":\"d2\",\"ts\":\"2026-11-21T10:00:00Z\",\"readings\":{\"temp\":3}}\n";
+    let output = run_app(
         fixtures::JSON_STREAM,
-        "--input",
-        input.to_str().unwrap(),
-        "--batch-size",
-        "2",
-        "--summary-json",
-    ]);
+        "readings.jsonl",
+        messages,
+        &["--batch-size", "2"],
+    );
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(String::from_utf8_lossy(&output.stdout).lines().count(), 3);
     let text = stderr(&output);
@@ -174,18 +175,12 @@ fn run_processes_stream_messages_and_reports_rejects() {
 
 #[test]
 fn run_reports_an_evil_apps_failure_class_and_exits_3() {
-    let input = scratch("any.csv");
-    std::fs::write(&input, "x\n").unwrap();
-    let output = mysimbdp(&[
-        "app",
-        "run",
+    let output = run_app(
         fixtures::EVIL_MEMBOMB,
-        "--input",
-        input.to_str().unwrap(),
-        "--memory-mib",
-        "16",
-        "--summary-json",
-    ]);
+        "any.csv",
+        "x\n",
+        &["--memory-mib", "16"],
+    );
     assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
     let summary = summary(&output);
     assert_eq!(summary["status"], "failed");
@@ -224,18 +219,12 @@ fn run_refuses_bad_limits_and_params() {
 
 #[test]
 fn run_refuses_a_document_that_only_looks_like_an_object() {
-    let input = scratch("any2.csv");
-    std::fs::write(&input, "x\n").unwrap();
-    let output = mysimbdp(&[
-        "app",
-        "run",
+    let output = run_app(
         fixtures::EVIL_BAD_OUTPUT,
-        "--input",
-        input.to_str().unwrap(),
-        "--param",
-        "shape=braces",
-        "--summary-json",
-    ]);
+        "any2.csv",
+        "x\n",
+        &["--param", "shape=braces"],
+    );
     assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
     let summary = summary(&output);
     assert_eq!(summary["failure"]["class"], "bad-output");

@@ -225,15 +225,15 @@ async fn run_stream(
         if messages.is_empty() {
             break;
         }
-        let ids: Vec<String> = messages.iter().map(|m| m.id.clone()).collect();
-        let report = match runtime.run_stream(app, messages, options).await {
+        let report = match runtime.run_stream(app, &messages, options).await {
             Ok(report) => report,
             Err(failure) => {
                 summary.fail(failure);
                 break;
             }
         };
-        for (id, outcome) in ids.iter().zip(report.outcomes) {
+        for (message, outcome) in messages.iter().zip(report.outcomes) {
+            let id = &message.id;
             summary.messages += 1;
             match outcome {
                 Ok(documents) => {

@@ -95,7 +95,7 @@ impl ArtifactCache {
     }
 }
 
-/// The content digest that names a component version: `sha256:<hex>`.
+/// The content digest that names a component version: the hex sha256 of its bytes.
 pub fn digest(wasm: &[u8]) -> String {
     hex::encode(Sha256::digest(wasm))
 }

@@ -133,7 +133,7 @@ impl Runtime {
     pub async fn run_stream(
         &self,
         app: &App,
-        messages: Vec<Message>,
+        messages: &[Message],
         options: &CallOptions,
     ) -> Result<StreamReport, Failure> {
         let AppPre::Stream(pre) = &app.pre else {
@@ -149,7 +149,7 @@ impl Runtime {
             let instance = pre.instantiate_async(&mut store).await?;
             instance
                 .mysimbdp_ingest_stream_ingest()
-                .call_process(&mut store, &messages)
+                .call_process(&mut store, messages)
                 .await
         })
         .await;
@@ -164,7 +164,7 @@ impl Runtime {
         let call = &mut store.data_mut().call;
         let outcomes: Vec<MessageOutcome> = raw
             .into_iter()
-            .zip(&messages)
+            .zip(messages)
             .map(|(outcome, message)| match outcome {
                 Ok(documents) => match call.admit(&documents, &format!("message {}", message.id)) {
                     Ok(()) => Ok(documents),

@@ -93,7 +93,7 @@ pub async fn run_stream(
     payloads: &[&str],
     options: &CallOptions,
 ) -> Result<StreamReport, Failure> {
-    let messages = payloads
+    let messages: Vec<Message> = payloads
         .iter()
         .enumerate()
         .map(|(i, p)| Message {
@@ -104,5 +104,5 @@ pub async fn run_stream(
             attempt: 1,
         })
         .collect();
-    runtime().run_stream(app, messages, options).await
+    runtime().run_stream(app, &messages, options).await
 }
