@@ -3,11 +3,25 @@
 //! This crate is the `mysimbdp` binary's library: everything `main.rs` wires together lives
 //! here, so that tests can drive it.
 
-/// The command line: `mysimbdp app check|run`.
+/// The HTTP API: routes, auth, errors, OpenAPI, metrics.
+pub mod api;
+/// App admission (validate, compile, probe, store) and loading on any host.
+pub mod app_store;
+/// The command line: `mysimbdp serve|tenant|app …`.
 pub mod cli;
-/// Operator configuration: sandbox limits and engine settings, with documented defaults.
+/// Operator configuration, with documented defaults and env overrides.
 pub mod config;
 /// Documents as they leave an app: validation, deterministic `_id`s.
 pub mod documents;
+/// The names tenants and apps may take.
+pub mod names;
+/// The platform database: tenants, profiles, apps, versions, components.
+pub mod platform;
+/// Tenant profiles: constraints, limits and sink settings, validated and versioned.
+pub mod profile;
 /// The wasmtime sandbox that runs tenant apps under fuel, memory, deadline and output limits.
 pub mod runtime;
+/// `mysimbdp serve`: the platform's process.
+pub mod serve;
+/// API tokens: generation and hashing.
+pub mod tokens;

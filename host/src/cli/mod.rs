@@ -1,8 +1,11 @@
 //! The `mysimbdp` command line: argument definitions and dispatch.
 
 mod app;
+mod app_remote;
+mod client;
+mod tenant;
 
-use crate::config::SandboxConfig;
+use crate::config::{SandboxConfig, ServeConfig};
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -20,9 +23,23 @@ pub struct Cli {
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Work with tenant apps locally: check a component, run it on a file.
+    /// Run the platform: the HTTP API (and, as they arrive, the workers).
+    Serve(ServeArgs),
+    /// Manage tenants (operator).
+    #[command(subcommand)]
+    Tenant(tenant::TenantCommand),
+    /// Tenant apps: check and run locally, or upload and manage them on the platform.
     #[command(subcommand)]
     App(AppCommand),
+}
+
+/// Arguments of `serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The operator's configuration (TOML; see config/mysimbdp.example.toml). Defaults and
+    /// the environment apply without it.
+    #[arg(long, value_name = "FILE", env = "MYSIMBDP_CONFIG")]
+    pub config: Option<PathBuf>,
 }
 
 /// `mysimbdp app …`
@@ -33,6 +50,23 @@ pub enum AppCommand {
     /// Run an app on a local file in the production sandbox; documents go to stdout as JSON
     /// lines, a summary to stderr. No services needed.
     Run(RunArgs),
+    /// Upload a component as a new version of an app on the platform.
+    Upload(app_remote::UploadArgs),
+    /// List your apps on the platform, or one app's versions.
+    List(app_remote::ListArgs),
+    /// Make a version of an app the active one.
+    Activate(app_remote::ActivateArgs),
+    /// Re-activate the version that was active before the current one.
+    Rollback(app_remote::NameArgs),
+    /// Delete an app and all its versions from the platform.
+    Delete {
+        /// The app and the API.
+        #[command(flatten)]
+        app: app_remote::NameArgs,
+        /// Confirm the deletion.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 /// Arguments of `app check`.
@@ -79,10 +113,10 @@ pub struct RunArgs {
 /// Sandbox settings shared by the `app` commands: a config file and per-limit overrides.
 #[derive(Debug, Args)]
 pub struct SandboxArgs {
-    /// Sandbox configuration (TOML with `[engine]` and `[limits]`, as in the operator's
-    /// config); defaults apply without it.
+    /// The operator's configuration (TOML): its `[sandbox.*]` tables apply, so an app runs
+    /// here as it will on the platform; defaults apply without it.
     #[arg(long, value_name = "FILE")]
-    pub sandbox_config: Option<PathBuf>,
+    pub config: Option<PathBuf>,
     /// Where compiled components are cached.
     #[arg(long, env = "MYSIMBDP_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
@@ -112,11 +146,13 @@ pub struct SandboxArgs {
 impl SandboxArgs {
     /// The configuration file (or defaults) with the command line's overrides applied.
     pub fn config(&self) -> Result<SandboxConfig> {
-        let mut config = match &self.sandbox_config {
+        let mut config = match &self.config {
             Some(path) => {
                 let text =
                     std::fs::read_to_string(path).with_context(|| format!("reading {path:?}"))?;
-                SandboxConfig::from_toml(&text).with_context(|| format!("in {path:?}"))?
+                ServeConfig::from_toml(&text)
+                    .with_context(|| format!("in {path:?}"))?
+                    .sandbox
             }
             None => SandboxConfig::default(),
         };
@@ -172,8 +208,24 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         .context("starting the async runtime")?;
     runtime.block_on(async move {
         match cli.command {
+            Command::Serve(args) => {
+                let config = ServeConfig::load(args.config.as_deref())
+                    .context("invalid configuration")?;
+                let address = config.listen_addr()?;
+                let listener = tokio::net::TcpListener::bind(address)
+                    .await
+                    .with_context(|| format!("listening on {address}"))?;
+                crate::serve::run(config, listener, crate::serve::shutdown_signal()).await?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Tenant(command) => tenant::run(command).await,
             Command::App(AppCommand::Check(args)) => app::check(args).await,
             Command::App(AppCommand::Run(args)) => app::run(args).await,
+            Command::App(AppCommand::Upload(args)) => app_remote::upload(args).await,
+            Command::App(AppCommand::List(args)) => app_remote::list(args).await,
+            Command::App(AppCommand::Activate(args)) => app_remote::activate(args).await,
+            Command::App(AppCommand::Rollback(args)) => app_remote::rollback(args).await,
+            Command::App(AppCommand::Delete { app, yes }) => app_remote::delete(app, yes).await,
         }
     })
 }

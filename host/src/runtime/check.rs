@@ -7,7 +7,9 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 
 /// Which kind of app a component is, by the world it targets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum AppKind {
     /// `mysimbdp:ingest/batch-app`: ingests staged files.

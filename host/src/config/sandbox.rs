@@ -1,8 +1,8 @@
-//! Operator configuration of the sandbox. Every value has a named default; `validate` runs at
-//! startup and names the bad key and value. Tenant profiles (later) may lower these limits but
-//! never raise them above the operator's.
+//! The sandbox section of the configuration: engine settings and per-call limits. Every value
+//! has a named default; `validate` runs at startup and names the bad key and value. Tenant
+//! profiles and apps override limits within the operator's ceilings (`[max]`).
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -261,14 +261,100 @@ impl EngineConfig {
     }
 }
 
+/// Declares [`SandboxOverrides`] from a list of `SandboxLimits` fields, so the partial form
+/// (what tenant profiles, apps and operator ceilings write) can never drift from the full one.
+macro_rules! sandbox_overrides {
+    ($($(#[$doc:meta])* $field:ident: $ty:ty,)*) => {
+        /// Some sandbox limits, each optional: a tenant profile's or an app's limits, or the
+        /// operator's ceilings, applied over a full set of [`SandboxLimits`]. Every limit is
+        /// "bigger is more permissive", which is what makes [`SandboxOverrides::exceeding`]
+        /// meaningful.
+        #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+        #[serde(deny_unknown_fields)]
+        pub struct SandboxOverrides {
+            $($(#[$doc])* #[serde(default, skip_serializing_if = "Option::is_none")] pub $field: Option<$ty>,)*
+        }
+
+        impl SandboxOverrides {
+            /// `base` with these values put in.
+            pub fn apply(&self, base: &SandboxLimits) -> SandboxLimits {
+                let mut limits = base.clone();
+                $(if let Some(value) = self.$field { limits.$field = value; })*
+                limits
+            }
+
+            /// The first limit set here above `ceiling`'s: `(key, value, ceiling)`.
+            pub fn exceeding(&self, ceiling: &SandboxLimits) -> Option<(&'static str, u64, u64)> {
+                $(if let Some(value) = self.$field {
+                    if value > ceiling.$field {
+                        return Some((stringify!($field), value as u64, ceiling.$field as u64));
+                    }
+                })*
+                None
+            }
+
+            /// Whether nothing is set.
+            pub fn is_empty(&self) -> bool {
+                true $(&& self.$field.is_none())*
+            }
+        }
+
+        impl SandboxLimits {
+            /// The first limit above `ceiling`'s: `(key, value, ceiling)`.
+            pub fn exceeding(&self, ceiling: &SandboxLimits) -> Option<(&'static str, u64, u64)> {
+                $(if self.$field > ceiling.$field {
+                    return Some((stringify!($field), self.$field as u64, ceiling.$field as u64));
+                })*
+                None
+            }
+        }
+    };
+}
+
+sandbox_overrides! {
+    /// Fuel per call before input scaling.
+    fuel: u64,
+    /// Extra fuel per input byte.
+    fuel_per_input_byte: u64,
+    /// Deadline per call in ms before input scaling.
+    deadline_ms: u64,
+    /// Extra deadline ms per MiB of input.
+    deadline_ms_per_input_mib: u64,
+    /// Linear memory cap in MiB.
+    memory_mib: u64,
+    /// Table elements cap.
+    table_elements: usize,
+    /// Documents per emit call or stream outcome.
+    max_documents_per_call: usize,
+    /// Bytes of one document's JSON.
+    max_document_bytes: usize,
+    /// Total output per call in MiB before input scaling.
+    output_mib: u64,
+    /// Extra output bytes per input byte.
+    output_bytes_per_input_byte: u64,
+    /// Host calls per call before input scaling.
+    host_calls: u64,
+    /// Extra host calls per MiB of input.
+    host_calls_per_input_mib: u64,
+    /// Log lines kept per call.
+    log_lines: u64,
+    /// Bytes of stdout and of stderr kept per call.
+    stdio_bytes: usize,
+    /// Host resources held at once.
+    resources: usize,
+}
+
 /// The sandbox section of the operator's configuration.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SandboxConfig {
     /// Engine-wide settings.
     pub engine: EngineConfig,
-    /// Default limits of every app call.
+    /// Default limits of every app call; tenant profiles and apps may lower them.
     pub limits: SandboxLimits,
+    /// How far a tenant profile may raise a limit above its default (`[sandbox.max]`); a
+    /// limit not named here cannot be raised at all.
+    pub max: SandboxOverrides,
 }
 
 impl SandboxConfig {
@@ -279,10 +365,24 @@ impl SandboxConfig {
         Ok(config)
     }
 
-    /// Validates the engine settings and the default limits against them.
+    /// Validates the engine settings, the default limits against them, and the ceilings
+    /// against the defaults.
     pub fn validate(&self) -> Result<()> {
         self.engine.validate()?;
-        self.limits.validate(&self.engine)
+        self.limits.validate(&self.engine)?;
+        let ceiling = self.ceiling();
+        ceiling
+            .validate(&self.engine)
+            .context("in the sandbox maxima ([max])")?;
+        if let Some((key, default, max)) = self.limits.exceeding(&ceiling) {
+            bail!("sandbox max.{key} = {max} is below the default limits.{key} = {default}");
+        }
+        Ok(())
+    }
+
+    /// The most any tenant or app may be given: the defaults raised by `max`.
+    pub fn ceiling(&self) -> SandboxLimits {
+        self.max.apply(&self.limits)
     }
 }
 
@@ -310,6 +410,35 @@ mod tests {
     }
 
     #[test]
+    fn overrides_apply_and_are_held_under_the_ceiling() {
+        let config =
+            SandboxConfig::from_toml("[limits]\nfuel = 100\n[max]\nfuel = 1000\n").unwrap();
+        let ceiling = config.ceiling();
+        assert_eq!((ceiling.fuel, ceiling.memory_mib), (1000, DEFAULT_MEMORY_MIB));
+        let within = SandboxOverrides {
+            fuel: Some(1000),
+            memory_mib: Some(8),
+            ..Default::default()
+        };
+        assert_eq!(within.exceeding(&ceiling), None);
+        assert_eq!(within.apply(&config.limits).memory_mib, 8);
+        let above = SandboxOverrides {
+            memory_mib: Some(DEFAULT_MEMORY_MIB + 1),
+            ..Default::default()
+        };
+        assert_eq!(
+            above.exceeding(&ceiling),
+            Some(("memory_mib", DEFAULT_MEMORY_MIB + 1, DEFAULT_MEMORY_MIB))
+        );
+    }
+
+    #[test]
+    fn a_ceiling_below_the_default_is_refused() {
+        let error = SandboxConfig::from_toml("[max]\nfuel = 5\n").unwrap_err();
+        assert!(error.to_string().contains("max.fuel = 5"), "{error}");
+    }
+
+    #[test]
     fn budget_scales_with_input() {
         let limits = SandboxLimits::default();
         let small = limits.budget(0);
@@ -324,20 +453,5 @@ mod tests {
             Duration::from_millis(DEFAULT_DEADLINE_MS + 250 * 1024)
         );
         assert!(large.host_calls > small.host_calls);
-    }
-}
-
-#[cfg(test)]
-mod example_file {
-    use super::*;
-
-    /// The documented example must stay loadable and equal to the defaults it claims.
-    #[test]
-    fn example_config_matches_the_defaults() {
-        let text = include_str!("../../config/sandbox.example.toml");
-        assert_eq!(
-            SandboxConfig::from_toml(text).unwrap(),
-            SandboxConfig::default()
-        );
     }
 }

@@ -1,0 +1,258 @@
+//! `/v1/admin/tenants…`: the operator creates, inspects, suspends, resumes and deletes
+//! tenants, rotates their tokens and sets their profiles.
+
+use super::auth::Operator;
+use super::error::{Json, Path};
+use super::views::{ProfileVersionView, TenantView, TenantWithToken};
+use super::{ApiError, AppState, ErrorBody};
+use crate::platform::TenantStatus;
+use crate::profile::{Format, Profile, ProfileError};
+use crate::{names, tokens};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode, header};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+/// `POST /v1/admin/tenants`
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenant {
+    /// The tenant id: 2-32 of a-z, 0-9 and '-', starting with a letter.
+    pub id: String,
+    /// Its profile; defaults apply to whatever is left out.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub profile: Option<serde_json::Value>,
+}
+
+/// `POST /v1/admin/tenants/{id}/suspend`
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Suspend {
+    /// Why, shown to the tenant in every refusal.
+    pub reason: Option<String>,
+}
+
+fn profile_error(error: ProfileError) -> ApiError {
+    ApiError::invalid_field("invalid_profile", error.field.clone(), error.to_string())
+}
+
+fn validated(state: &AppState, profile: Profile) -> Result<Profile, ApiError> {
+    profile
+        .validate(&state.apps.ceiling())
+        .map_err(profile_error)?;
+    Ok(profile)
+}
+
+/// Create a tenant; its token is in the response, once.
+#[utoipa::path(post, path = "/v1/admin/tenants", tag = "admin",
+    security(("operator_token" = [])),
+    request_body = CreateTenant,
+    responses(
+        (status = 201, body = TenantWithToken),
+        (status = 409, description = "The id is taken", body = ErrorBody),
+        (status = 422, description = "Bad id or profile", body = ErrorBody),
+    ))]
+pub async fn create_tenant(
+    State(state): State<AppState>,
+    _: Operator,
+    Json(request): Json<CreateTenant>,
+) -> Result<(StatusCode, Json<TenantWithToken>), ApiError> {
+    names::tenant_id(&request.id)
+        .map_err(|e| ApiError::invalid_field("invalid_name", "id".into(), e.to_string()))?;
+    let profile = match request.profile {
+        Some(value) => {
+            Profile::parse(&value.to_string(), Format::Json).map_err(|mut e| {
+                e.field = format!("profile.{}", e.field).trim_end_matches('.').to_owned();
+                profile_error(e)
+            })?
+        }
+        None => Profile::default(),
+    };
+    let profile = validated(&state, profile)?;
+    let token = tokens::generate().map_err(|e| ApiError::internal(format!("{e:#}")))?;
+    let tenant = state
+        .platform
+        .create_tenant(&request.id, profile, tokens::hash(&token))
+        .await?;
+    tracing::info!(tenant = %tenant.id, "tenant created");
+    Ok((
+        StatusCode::CREATED,
+        Json(TenantWithToken {
+            tenant: TenantView::from(&tenant),
+            token,
+        }),
+    ))
+}
+
+/// List tenants.
+#[utoipa::path(get, path = "/v1/admin/tenants", tag = "admin",
+    security(("operator_token" = [])),
+    responses((status = 200, body = Vec<TenantView>)))]
+pub async fn list_tenants(
+    State(state): State<AppState>,
+    _: Operator,
+) -> Result<Json<Vec<TenantView>>, ApiError> {
+    let tenants = state.platform.list_tenants().await?;
+    Ok(Json(tenants.iter().map(TenantView::from).collect()))
+}
+
+/// Show a tenant.
+#[utoipa::path(get, path = "/v1/admin/tenants/{id}", tag = "admin",
+    security(("operator_token" = [])),
+    params(("id" = String, Path, description = "Tenant id")),
+    responses((status = 200, body = TenantView), (status = 404, body = ErrorBody)))]
+pub async fn show_tenant(
+    State(state): State<AppState>,
+    _: Operator,
+    Path(id): Path<String>,
+) -> Result<Json<TenantView>, ApiError> {
+    Ok(Json(TenantView::from(&state.platform.tenant(&id).await?)))
+}
+
+/// Delete a tenant with its profiles and apps. Its database of documents is kept for the
+/// operator to archive or drop.
+#[utoipa::path(delete, path = "/v1/admin/tenants/{id}", tag = "admin",
+    security(("operator_token" = [])),
+    params(("id" = String, Path, description = "Tenant id")),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn delete_tenant(
+    State(state): State<AppState>,
+    _: Operator,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.platform.delete_tenant(&id).await?;
+    tracing::info!(tenant = %id, "tenant deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Suspend a tenant: its requests are refused with 403 and its work pauses.
+#[utoipa::path(post, path = "/v1/admin/tenants/{id}/suspend", tag = "admin",
+    security(("operator_token" = [])),
+    params(("id" = String, Path, description = "Tenant id")),
+    request_body(content = Option<Suspend>),
+    responses((status = 200, body = TenantView), (status = 404, body = ErrorBody)))]
+pub async fn suspend_tenant(
+    State(state): State<AppState>,
+    _: Operator,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<TenantView>, ApiError> {
+    let body = body?;
+    let reason = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        serde_json::from_slice::<Suspend>(&body)
+            .map_err(|e| ApiError::bad_request(format!("the body is not a suspension: {e}")))?
+            .reason
+    };
+    let tenant = state
+        .platform
+        .set_tenant_status(&id, TenantStatus::Suspended, reason)
+        .await?;
+    tracing::info!(tenant = %id, "tenant suspended");
+    Ok(Json(TenantView::from(&tenant)))
+}
+
+/// Resume a suspended tenant.
+#[utoipa::path(post, path = "/v1/admin/tenants/{id}/resume", tag = "admin",
+    security(("operator_token" = [])),
+    params(("id" = String, Path, description = "Tenant id")),
+    responses((status = 200, body = TenantView), (status = 404, body = ErrorBody)))]
+pub async fn resume_tenant(
+    State(state): State<AppState>,
+    _: Operator,
+    Path(id): Path<String>,
+) -> Result<Json<TenantView>, ApiError> {
+    let tenant = state
+        .platform
+        .set_tenant_status(&id, TenantStatus::Active, None)
+        .await?;
+    tracing::info!(tenant = %id, "tenant resumed");
+    Ok(Json(TenantView::from(&tenant)))
+}
+
+/// Issue a new token; the old one stops working at once.
+#[utoipa::path(post, path = "/v1/admin/tenants/{id}/token", tag = "admin",
+    security(("operator_token" = [])),
+    params(("id" = String, Path, description = "Tenant id")),
+    responses((status = 200, body = TenantWithToken), (status = 404, body = ErrorBody)))]
+pub async fn rotate_token(
+    State(state): State<AppState>,
+    _: Operator,
+    Path(id): Path<String>,
+) -> Result<Json<TenantWithToken>, ApiError> {
+    let token = tokens::generate().map_err(|e| ApiError::internal(format!("{e:#}")))?;
+    let tenant = state
+        .platform
+        .replace_token(&id, tokens::hash(&token))
+        .await?;
+    tracing::info!(tenant = %id, "tenant token rotated");
+    Ok(Json(TenantWithToken {
+        tenant: TenantView::from(&tenant),
+        token,
+    }))
+}
+
+/// Set a tenant's profile: a new version, in effect on every host at once. The body is
+/// JSON, or TOML with `Content-Type: application/toml`.
+#[utoipa::path(put, path = "/v1/admin/tenants/{id}/profile", tag = "admin",
+    security(("operator_token" = [])),
+    params(("id" = String, Path, description = "Tenant id")),
+    request_body(description = "The profile (schema: /v1/schemas/tenant-profile.json)",
+        content((Object = "application/json"), (String = "application/toml"))),
+    responses(
+        (status = 200, body = TenantView),
+        (status = 404, body = ErrorBody),
+        (status = 415, body = ErrorBody),
+        (status = 422, description = "Refused, with the field", body = ErrorBody),
+    ))]
+pub async fn set_profile(
+    State(state): State<AppState>,
+    _: Operator,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<TenantView>, ApiError> {
+    let body = String::from_utf8(body?.to_vec())
+        .map_err(|_| ApiError::bad_request("the profile is not UTF-8 text"))?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    let format = match content_type.split(';').next().map(str::trim) {
+        Some("application/json") => Format::Json,
+        Some("application/toml" | "text/toml" | "text/x-toml") => Format::Toml,
+        Some(other) => {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                format!("a profile is application/json or application/toml, not {other}"),
+            ));
+        }
+        None => Format::Json,
+    };
+    let profile = validated(
+        &state,
+        Profile::parse(&body, format).map_err(profile_error)?,
+    )?;
+    let tenant = state.platform.set_profile(&id, profile).await?;
+    tracing::info!(tenant = %id, version = tenant.profile_version, "tenant profile set");
+    Ok(Json(TenantView::from(&tenant)))
+}
+
+/// A tenant's profile versions, newest first.
+#[utoipa::path(get, path = "/v1/admin/tenants/{id}/profile/versions", tag = "admin",
+    security(("operator_token" = [])),
+    params(("id" = String, Path, description = "Tenant id")),
+    responses((status = 200, body = Vec<ProfileVersionView>), (status = 404, body = ErrorBody)))]
+pub async fn profile_versions(
+    State(state): State<AppState>,
+    _: Operator,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<ProfileVersionView>>, ApiError> {
+    let versions = state.platform.profile_versions(&id).await?;
+    Ok(Json(versions.iter().map(ProfileVersionView::from).collect()))
+}

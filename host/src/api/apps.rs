@@ -1,0 +1,369 @@
+//! `/v1/tenant` and `/v1/apps…`: the calling tenant, its apps and their versions. Every
+//! lookup is scoped to the caller, so another tenant's app is simply "not found".
+
+use super::auth::Tenant;
+use super::error::{Json, Path, Query};
+use super::views::{AppDetail, AppView, DryRunView, MeView, TenantView, Uploaded, VersionView};
+use super::{ApiError, AppState, ErrorBody};
+use crate::config::{SandboxOverrides, mib_to_bytes};
+use crate::names;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use utoipa::{IntoParams, ToSchema};
+
+/// The calling tenant, its profile and the limits its apps run under.
+#[utoipa::path(get, path = "/v1/tenant", tag = "tenant",
+    security(("tenant_token" = [])),
+    responses((status = 200, body = MeView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn me(State(state): State<AppState>, Tenant(tenant): Tenant) -> Json<MeView> {
+    Json(MeView {
+        tenant: TenantView::from(&tenant),
+        limits: state.apps.tenant_limits(&tenant),
+    })
+}
+
+/// The tenant's apps.
+#[utoipa::path(get, path = "/v1/apps", tag = "apps",
+    security(("tenant_token" = [])),
+    responses((status = 200, body = Vec<AppView>), (status = 401, body = ErrorBody)))]
+pub async fn list_apps(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+) -> Result<Json<Vec<AppView>>, ApiError> {
+    let apps = state.platform.list_apps(&tenant.id).await?;
+    Ok(Json(
+        apps.iter()
+            .map(|app| AppView::new(app, state.apps.app_limits(&tenant, app)))
+            .collect(),
+    ))
+}
+
+/// Query of an upload.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UploadQuery {
+    /// Make the new version active (default true; a new app's first version always is).
+    pub activate: Option<bool>,
+}
+
+/// Upload a component as a new version of an app (created on first upload). The component
+/// is validated, type-checked against the batch or stream world, compiled and probed
+/// before anything is stored.
+#[utoipa::path(put, path = "/v1/apps/{name}", tag = "apps",
+    security(("tenant_token" = [])),
+    params(("name" = String, Path, description = "App name"), UploadQuery),
+    request_body(content = Vec<u8>, content_type = "application/wasm", description = "The component"),
+    responses(
+        (status = 201, description = "A new version", body = Uploaded),
+        (status = 200, description = "This component already was a version of the app", body = Uploaded),
+        (status = 400, body = ErrorBody),
+        (status = 409, description = "The app exists with the other kind", body = ErrorBody),
+        (status = 413, body = ErrorBody),
+        (status = 415, body = ErrorBody),
+        (status = 422, description = "Not an admissible app; `class` says why", body = ErrorBody),
+    ))]
+pub async fn upload(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(name): Path<String>,
+    Query(query): Query<UploadQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<Uploaded>), ApiError> {
+    names::app_name(&name)
+        .map_err(|e| ApiError::invalid_field("invalid_name", "name".into(), e.to_string()))?;
+    if let Some(content_type) = headers.get(header::CONTENT_TYPE) {
+        let content_type = content_type.to_str().unwrap_or_default();
+        let essence = content_type.split(';').next().unwrap_or_default().trim();
+        if !matches!(essence, "application/wasm" | "application/octet-stream") {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                format!("upload the component as application/wasm, not {content_type:?}"),
+            ));
+        }
+    }
+    let max_mib = state.config.sandbox.engine.max_component_mib;
+    let wasm = read_capped(&headers, body, mib_to_bytes(max_mib), max_mib).await?;
+    let admitted = state
+        .apps
+        .admit(&tenant, &name, &wasm, query.activate.unwrap_or(true))
+        .await;
+    let outcome = match &admitted {
+        Ok(_) => "admitted",
+        Err(_) => "refused",
+    };
+    state.metrics.app_upload(outcome);
+    let admitted = admitted.map_err(|e| {
+        tracing::info!(tenant = %tenant.id, app = %name, error = %e, "upload refused");
+        ApiError::from(e)
+    })?;
+    tracing::info!(
+        tenant = %tenant.id, app = %name, version = %admitted.version.digest,
+        created = admitted.created, "app version uploaded"
+    );
+    let status = if admitted.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let limits = state.apps.app_limits(&tenant, &admitted.app);
+    Ok((
+        status,
+        Json(Uploaded {
+            version: VersionView::new(&admitted.version, admitted.app.active.as_deref()),
+            app: AppView::new(&admitted.app, limits),
+            created: admitted.created,
+        }),
+    ))
+}
+
+/// Reads a body of at most `max` bytes: refused from `Content-Length` before reading when
+/// it says too much, and while reading when it lied or was absent.
+async fn read_capped(
+    headers: &HeaderMap,
+    body: Body,
+    max: usize,
+    max_mib: u64,
+) -> Result<Vec<u8>, ApiError> {
+    let too_large = || ApiError::too_large(format!("components are limited to {max_mib} MiB"));
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > max as u64) {
+        return Err(too_large());
+    }
+    let mut wasm = Vec::with_capacity(declared.map_or(0, |len| len as usize));
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading the body: {e}")))?;
+        if wasm.len() + chunk.len() > max {
+            return Err(too_large());
+        }
+        wasm.extend_from_slice(&chunk);
+    }
+    if wasm.is_empty() {
+        return Err(ApiError::bad_request("the body is empty: send the component (.wasm)"));
+    }
+    Ok(wasm)
+}
+
+/// An app and its versions.
+#[utoipa::path(get, path = "/v1/apps/{name}", tag = "apps",
+    security(("tenant_token" = [])),
+    params(("name" = String, Path, description = "App name")),
+    responses((status = 200, body = AppDetail), (status = 404, body = ErrorBody)))]
+pub async fn show_app(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(name): Path<String>,
+) -> Result<Json<AppDetail>, ApiError> {
+    let app = state.platform.app(&tenant.id, &name).await?;
+    let versions = state.platform.list_versions(&tenant.id, &name).await?;
+    Ok(Json(AppDetail {
+        versions: versions
+            .iter()
+            .map(|v| VersionView::new(v, app.active.as_deref()))
+            .collect(),
+        app: AppView::new(&app, state.apps.app_limits(&tenant, &app)),
+    }))
+}
+
+/// `PATCH /v1/apps/{name}`
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateApp {
+    /// The app's own sandbox limits, each at most the tenant's; replaces the previous set.
+    #[schema(value_type = Object)]
+    pub sandbox: SandboxOverrides,
+}
+
+/// Set an app's own sandbox limits (each at most the tenant profile's).
+#[utoipa::path(patch, path = "/v1/apps/{name}", tag = "apps",
+    security(("tenant_token" = [])),
+    params(("name" = String, Path, description = "App name")),
+    request_body = UpdateApp,
+    responses((status = 200, body = AppView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn update_app(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(name): Path<String>,
+    Json(update): Json<UpdateApp>,
+) -> Result<Json<AppView>, ApiError> {
+    state
+        .apps
+        .check_app_sandbox(&tenant, &update.sandbox)
+        .map_err(|e| ApiError::invalid_field("invalid_limits", "sandbox".into(), e))?;
+    let app = state
+        .platform
+        .set_app_sandbox(&tenant.id, &name, &update.sandbox)
+        .await?;
+    Ok(Json(AppView::new(&app, state.apps.app_limits(&tenant, &app))))
+}
+
+/// Delete an app and all its versions.
+#[utoipa::path(delete, path = "/v1/apps/{name}", tag = "apps",
+    security(("tenant_token" = [])),
+    params(("name" = String, Path, description = "App name")),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn delete_app(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.platform.delete_app(&tenant.id, &name).await?;
+    tracing::info!(tenant = %tenant.id, app = %name, "app deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// An app's versions, newest first.
+#[utoipa::path(get, path = "/v1/apps/{name}/versions", tag = "apps",
+    security(("tenant_token" = [])),
+    params(("name" = String, Path, description = "App name")),
+    responses((status = 200, body = Vec<VersionView>), (status = 404, body = ErrorBody)))]
+pub async fn list_versions(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(name): Path<String>,
+) -> Result<Json<Vec<VersionView>>, ApiError> {
+    let app = state.platform.app(&tenant.id, &name).await?;
+    let versions = state.platform.list_versions(&tenant.id, &name).await?;
+    Ok(Json(
+        versions
+            .iter()
+            .map(|v| VersionView::new(v, app.active.as_deref()))
+            .collect(),
+    ))
+}
+
+/// One version, by its id or a unique prefix of 8+ hex digits.
+#[utoipa::path(get, path = "/v1/apps/{name}/versions/{version}", tag = "apps",
+    security(("tenant_token" = [])),
+    params(("name" = String, Path, description = "App name"), ("version" = String, Path, description = "Version id or prefix")),
+    responses((status = 200, body = VersionView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn show_version(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<Json<VersionView>, ApiError> {
+    let app = state.platform.app(&tenant.id, &name).await?;
+    let version = state.platform.version(&tenant.id, &name, &version).await?;
+    Ok(Json(VersionView::new(&version, app.active.as_deref())))
+}
+
+/// Delete a version that is neither active nor kept for rollback.
+#[utoipa::path(delete, path = "/v1/apps/{name}/versions/{version}", tag = "apps",
+    security(("tenant_token" = [])),
+    params(("name" = String, Path, description = "App name"), ("version" = String, Path, description = "Version id or prefix")),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn delete_version(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let version = state.platform.version(&tenant.id, &name, &version).await?;
+    state
+        .platform
+        .delete_version(&tenant.id, &name, &version.digest)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/apps/{name}/activate`
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Activate {
+    /// The version id, or a unique prefix of 8+ hex digits.
+    pub version: String,
+}
+
+/// Make a version the active one; the previous one becomes the rollback target.
+#[utoipa::path(post, path = "/v1/apps/{name}/activate", tag = "apps",
+    security(("tenant_token" = [])),
+    params(("name" = String, Path, description = "App name")),
+    request_body = Activate,
+    responses((status = 200, body = AppView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn activate(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(name): Path<String>,
+    Json(request): Json<Activate>,
+) -> Result<Json<AppView>, ApiError> {
+    let version = state
+        .platform
+        .version(&tenant.id, &name, &request.version)
+        .await?;
+    let app = state
+        .platform
+        .activate(&tenant.id, &name, &version.digest)
+        .await?;
+    tracing::info!(tenant = %tenant.id, app = %name, version = %version.digest, "app version activated");
+    Ok(Json(AppView::new(&app, state.apps.app_limits(&tenant, &app))))
+}
+
+/// Re-activate the version that was active before the current one.
+#[utoipa::path(post, path = "/v1/apps/{name}/rollback", tag = "apps",
+    security(("tenant_token" = [])),
+    params(("name" = String, Path, description = "App name")),
+    responses((status = 200, body = AppView), (status = 404, body = ErrorBody), (status = 409, description = "Nothing to roll back to", body = ErrorBody)))]
+pub async fn rollback(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(name): Path<String>,
+) -> Result<Json<AppView>, ApiError> {
+    let app = state.platform.rollback(&tenant.id, &name).await?;
+    tracing::info!(tenant = %tenant.id, app = %name, version = ?app.active, "app rolled back");
+    Ok(Json(AppView::new(&app, state.apps.app_limits(&tenant, &app))))
+}
+
+/// `POST /v1/apps/{name}/dry-run`
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DryRunRequest {
+    /// The input: a small file's text (batch app) or messages, one per line (stream app).
+    pub input: String,
+    /// App parameters.
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+    /// The version to run (default: the active one).
+    pub version: Option<String>,
+}
+
+/// Run an app on a small input in the production sandbox and see its documents; nothing is
+/// written anywhere. Any host can run any app: the component comes from the platform
+/// database.
+#[utoipa::path(post, path = "/v1/apps/{name}/dry-run", tag = "apps",
+    security(("tenant_token" = [])),
+    params(("name" = String, Path, description = "App name")),
+    request_body = DryRunRequest,
+    responses((status = 200, body = DryRunView), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)))]
+pub async fn dry_run(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(name): Path<String>,
+    Json(request): Json<DryRunRequest>,
+) -> Result<Json<DryRunView>, ApiError> {
+    let max_kib = state.config.apps.dry_run_max_kib;
+    if request.input.len() > max_kib * 1024 {
+        return Err(ApiError::too_large(format!(
+            "dry-run input is limited to {max_kib} KiB"
+        )));
+    }
+    let app = state.platform.app(&tenant.id, &name).await?;
+    let version = match (&request.version, &app.active) {
+        (Some(version), _) => version.clone(),
+        (None, Some(active)) => active.clone(),
+        (None, None) => return Err(ApiError::conflict(format!("app {name:?} has no active version"))),
+    };
+    let version = state.platform.version(&tenant.id, &name, &version).await?;
+    let run = state
+        .apps
+        .dry_run(&tenant, &app, &version, request.input, request.params)
+        .await?;
+    Ok(Json(DryRunView::new(&version.digest, run)))
+}

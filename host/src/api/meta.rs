@@ -1,0 +1,54 @@
+//! Endpoints without a token: liveness, readiness, Prometheus metrics, the OpenAPI document
+//! and the tenant profile's JSON Schema.
+
+use super::{ApiError, AppState, ErrorBody};
+use crate::profile::Profile;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::Json;
+
+/// Liveness: the process serves requests.
+#[utoipa::path(get, path = "/healthz", tag = "meta", responses((status = 200, description = "Alive")))]
+pub async fn health() -> &'static str {
+    "ok"
+}
+
+/// Readiness: the platform database answers.
+#[utoipa::path(get, path = "/readyz", tag = "meta",
+    responses((status = 200, description = "Ready"), (status = 503, body = ErrorBody)))]
+pub async fn ready(State(state): State<AppState>) -> Result<&'static str, ApiError> {
+    state.platform.ping().await?;
+    Ok("ready")
+}
+
+/// Prometheus metrics in the text exposition format.
+#[utoipa::path(get, path = "/metrics", tag = "meta",
+    responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text")))]
+pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let text = state.metrics.encode().map_err(ApiError::internal)?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    ))
+}
+
+/// This API's OpenAPI document.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "meta",
+    responses((status = 200, description = "OpenAPI 3.1 document", content_type = "application/json")))]
+pub async fn openapi(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(state.openapi.get().cloned().unwrap_or_default())
+}
+
+/// The JSON Schema of tenant profiles.
+#[utoipa::path(get, path = "/v1/schemas/tenant-profile.json", tag = "meta",
+    responses((status = 200, description = "JSON Schema (draft 2020-12)", content_type = "application/schema+json")))]
+pub async fn profile_schema() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/schema+json")],
+        Json(Profile::json_schema()),
+    )
+}

@@ -1,0 +1,419 @@
+//! The app store: admits uploaded components (validate, type-check, compile, probe, store)
+//! and hands any host the pre-linked app of a stored version, compiling it from the platform
+//! database on first use, so any host can run any app.
+
+use crate::config::{AppsConfig, SandboxConfig, SandboxLimits, SandboxOverrides};
+use crate::platform::{AppRecord, NewVersion, Platform, StoreError, TenantRecord, VersionRecord};
+use crate::runtime::{
+    App, AppKind, BatchInput, CallOptions, Failure, FailureClass, Message, OutputBatch, Runtime,
+    Usage,
+};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// Why an upload was refused, or the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AdmitError {
+    /// The component is not an admissible app (its failure class says why).
+    #[error("{0}")]
+    Refused(Failure),
+    /// The platform store refused or failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// An admitted upload.
+pub struct Admitted {
+    /// The stored version.
+    pub version: VersionRecord,
+    /// Whether this upload created it (an identical re-upload does not).
+    pub created: bool,
+    /// The app after activation.
+    pub app: AppRecord,
+}
+
+/// Admission and loading of tenant apps. One per host.
+pub struct AppStore {
+    runtime: Arc<Runtime>,
+    platform: Platform,
+    config: AppsConfig,
+    sandbox: SandboxConfig,
+    loaded: Mutex<LoadedApps>,
+}
+
+/// Pre-linked apps by digest, least recently used dropped first.
+struct LoadedApps {
+    apps: HashMap<String, (Arc<App>, u64)>,
+    clock: u64,
+    capacity: usize,
+}
+
+impl LoadedApps {
+    fn get(&mut self, digest: &str) -> Option<Arc<App>> {
+        self.clock += 1;
+        let clock = self.clock;
+        self.apps.get_mut(digest).map(|(app, used)| {
+            *used = clock;
+            app.clone()
+        })
+    }
+
+    fn insert(&mut self, app: Arc<App>) {
+        if self.apps.len() >= self.capacity {
+            let oldest = self
+                .apps
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(digest, _)| digest.clone());
+            if let Some(oldest) = oldest {
+                self.apps.remove(&oldest);
+            }
+        }
+        self.clock += 1;
+        self.apps.insert(app.digest.clone(), (app, self.clock));
+    }
+}
+
+impl AppStore {
+    /// A store over `platform`, running apps in `runtime`.
+    pub fn new(
+        runtime: Arc<Runtime>,
+        platform: Platform,
+        config: AppsConfig,
+        sandbox: SandboxConfig,
+    ) -> Self {
+        let capacity = config.loaded_apps;
+        Self {
+            runtime,
+            platform,
+            config,
+            sandbox,
+            loaded: Mutex::new(LoadedApps {
+                apps: HashMap::new(),
+                clock: 0,
+                capacity,
+            }),
+        }
+    }
+
+    /// The runtime apps run in.
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
+    /// The most any tenant's app may be given (the operator's ceilings).
+    pub fn ceiling(&self) -> SandboxLimits {
+        self.sandbox.ceiling()
+    }
+
+    /// The limits of a tenant's calls: the operator's defaults, the profile's overrides.
+    pub fn tenant_limits(&self, tenant: &TenantRecord) -> SandboxLimits {
+        tenant.profile.sandbox.apply(&self.sandbox.limits)
+    }
+
+    /// The limits of an app's calls: the tenant's, then the app's own overrides.
+    pub fn app_limits(&self, tenant: &TenantRecord, app: &AppRecord) -> SandboxLimits {
+        app.sandbox.apply(&self.tenant_limits(tenant))
+    }
+
+    /// Checks app limits against the tenant's: an app may only lower them.
+    pub fn check_app_sandbox(
+        &self,
+        tenant: &TenantRecord,
+        sandbox: &SandboxOverrides,
+    ) -> Result<(), String> {
+        let ceiling = self.tenant_limits(tenant);
+        if let Some((key, value, max)) = sandbox.exceeding(&ceiling) {
+            return Err(format!(
+                "sandbox.{key} = {value} is above the tenant's limit of {max}"
+            ));
+        }
+        sandbox
+            .apply(&ceiling)
+            .validate(&self.sandbox.engine)
+            .map_err(|e| format!("{e:#}"))
+    }
+
+    /// Admits a component as a version of `name`: checks it is a component of one of our
+    /// worlds importing only what the platform provides, compiles it (or finds it compiled),
+    /// runs the admission probe, stores it, and activates it if asked (a new app's first
+    /// version is always activated). Nothing is stored unless every check passed.
+    pub async fn admit(
+        &self,
+        tenant: &TenantRecord,
+        name: &str,
+        wasm: &[u8],
+        activate: bool,
+    ) -> Result<Admitted, AdmitError> {
+        let app = self.runtime.load(wasm).await.map_err(AdmitError::Refused)?;
+        let existing = match self.platform.app(&tenant.id, name).await {
+            Ok(app) => Some(app),
+            Err(StoreError::NotFound(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(existing) = &existing
+            && existing.kind != app.kind {
+                return Err(StoreError::Conflict(format!(
+                    "app {name:?} is a {} app and this component is a {} app; upload it \
+                     under another name",
+                    existing.kind, app.kind
+                ))
+                .into());
+            }
+        let limits = match &existing {
+            Some(existing) => self.app_limits(tenant, existing),
+            None => self.tenant_limits(tenant),
+        };
+        let probe = self.probe(&app, &tenant.id, name, &limits).await?;
+        let (version, created) = self
+            .platform
+            .store_version(NewVersion {
+                tenant: &tenant.id,
+                app: name,
+                wasm,
+                digest: &app.digest,
+                kind: app.kind,
+                imports: &app.imports,
+                exports: &app.exports,
+                compile_ms: app.load_time.as_secs_f64() * 1000.0,
+                probe_fuel: probe.fuel,
+            })
+            .await?;
+        let digest = app.digest.clone();
+        self.remember(app);
+        let current = self.platform.app(&tenant.id, name).await?;
+        let app = if activate || current.active.is_none() {
+            self.platform.activate(&tenant.id, name, &digest).await?
+        } else {
+            current
+        };
+        Ok(Admitted {
+            version,
+            created,
+            app,
+        })
+    }
+
+    /// The admission probe: instantiate the app and call it once on an empty input under a
+    /// small budget. The app may answer `reject` or `retry` (its own typed answers); a trap
+    /// or any limit violation refuses the upload, so a component that would fail every call
+    /// never reaches a worker.
+    async fn probe(
+        &self,
+        app: &App,
+        tenant: &str,
+        name: &str,
+        limits: &SandboxLimits,
+    ) -> Result<Usage, AdmitError> {
+        let mut limits = limits.clone();
+        limits.fuel = limits.fuel.min(self.config.probe_fuel);
+        limits.fuel_per_input_byte = 0;
+        limits.deadline_ms = limits.deadline_ms.min(self.config.probe_deadline_ms);
+        let options = CallOptions {
+            label: format!("{tenant}/{name}@{} (admission probe)", short(&app.digest)),
+            params: Arc::new(BTreeMap::new()),
+            limits,
+        };
+        let refused = |failure: Failure| {
+            AdmitError::Refused(Failure {
+                message: format!(
+                    "the app failed its admission probe (one call on an empty input): {}: {}",
+                    failure.class, failure.message
+                ),
+                ..failure
+            })
+        };
+        let outcome = match app.kind {
+            AppKind::Batch => {
+                let (sink, mut documents) = mpsc::channel::<OutputBatch>(4);
+                let drain = tokio::spawn(async move { while documents.recv().await.is_some() {} });
+                let input = BatchInput {
+                    name: "admission-probe".to_owned(),
+                    size: 0,
+                    content_type: None,
+                    reader: Box::new(tokio::io::empty()),
+                };
+                let result = self.runtime.run_batch(app, input, &options, sink).await;
+                drain.abort();
+                result.map(|report| report.usage)
+            }
+            AppKind::Stream => {
+                let message = Message {
+                    id: "admission-probe".to_owned(),
+                    payload: Vec::new(),
+                    content_type: None,
+                    headers: Vec::new(),
+                    attempt: 1,
+                };
+                self.runtime
+                    .run_stream(app, std::slice::from_ref(&message), &options)
+                    .await
+                    .and_then(|report| match report.outcomes.into_iter().next() {
+                        Some(Err(failure)) if !is_typed_answer(failure.class) => Err(failure),
+                        _ => Ok(report.usage),
+                    })
+            }
+        };
+        match outcome {
+            Ok(usage) => Ok(usage),
+            Err(failure) if is_typed_answer(failure.class) => Ok(*failure.usage),
+            Err(failure) => Err(refused(failure)),
+        }
+    }
+
+    /// The pre-linked app of a stored version: from memory, or read from the platform
+    /// database and compiled (or loaded from this host's artifact cache).
+    pub async fn load(&self, version: &VersionRecord) -> Result<Arc<App>, AdmitError> {
+        if let Some(app) = self.cached(&version.digest) {
+            return Ok(app);
+        }
+        let wasm = self.platform.component(version).await?;
+        let app = self.runtime.load(&wasm).await.map_err(AdmitError::Refused)?;
+        if app.digest != version.digest {
+            return Err(StoreError::Other(anyhow::anyhow!(
+                "component of {} read back with digest {}: the stored blob is corrupt",
+                version.id,
+                app.digest
+            ))
+            .into());
+        }
+        Ok(self.remember(app))
+    }
+
+    fn cached(&self, digest: &str) -> Option<Arc<App>> {
+        self.loaded.lock().ok()?.get(digest)
+    }
+
+    fn remember(&self, app: App) -> Arc<App> {
+        let app = Arc::new(app);
+        if let Ok(mut loaded) = self.loaded.lock() {
+            loaded.insert(app.clone());
+        }
+        app
+    }
+
+    /// Runs an app on a small input without writing anything: the tenant's "try it".
+    pub async fn dry_run(
+        &self,
+        tenant: &TenantRecord,
+        record: &AppRecord,
+        version: &VersionRecord,
+        input: String,
+        params: BTreeMap<String, String>,
+    ) -> Result<DryRun, AdmitError> {
+        let app = self.load(version).await?;
+        let options = CallOptions {
+            label: format!("{}/{}@{} (dry run)", tenant.id, record.name, short(&version.digest)),
+            params: Arc::new(params),
+            limits: self.app_limits(tenant, record),
+        };
+        let max = self.config.dry_run_max_documents;
+        let started = Instant::now();
+        let mut run = DryRun::default();
+        match app.kind {
+            AppKind::Batch => {
+                let (sink, mut batches) = mpsc::channel::<OutputBatch>(4);
+                let collect = tokio::spawn(async move {
+                    let (mut kept, mut total) = (Vec::new(), 0u64);
+                    while let Some(batch) = batches.recv().await {
+                        total += batch.documents.len() as u64;
+                        let room = max.saturating_sub(kept.len());
+                        kept.extend(batch.documents.into_iter().take(room).map(|d| d.json));
+                        }
+                    (kept, total)
+                });
+                let input = BatchInput {
+                    name: "dry-run".to_owned(),
+                    size: input.len() as u64,
+                    content_type: None,
+                    reader: Box::new(std::io::Cursor::new(input.into_bytes())),
+                };
+                let result = self.runtime.run_batch(&app, input, &options, sink).await;
+                let (kept, total) = collect
+                    .await
+                    .map_err(|e| StoreError::Other(anyhow::anyhow!("dry run collector: {e}")))?;
+                run.documents = kept;
+                run.documents_total = total;
+                match result {
+                    Ok(report) => {
+                        run.quality = Some(report.quality);
+                        run.usage = report.usage;
+                    }
+                    Err(failure) => {
+                        run.usage = (*failure.usage).clone();
+                        run.failure = Some((failure.class, failure.message));
+                    }
+                }
+            }
+            AppKind::Stream => {
+                let messages: Vec<Message> = input
+                    .lines()
+                    .enumerate()
+                    .map(|(i, line)| Message {
+                        id: format!("dry-run-{i}"),
+                        payload: line.as_bytes().to_vec(),
+                        content_type: None,
+                        headers: Vec::new(),
+                        attempt: 1,
+                    })
+                    .collect();
+                match self.runtime.run_stream(&app, &messages, &options).await {
+                    Ok(report) => {
+                        for outcome in report.outcomes {
+                            match outcome {
+                                Ok(documents) => {
+                                    run.documents_total += documents.len() as u64;
+                                    let room = max.saturating_sub(run.documents.len());
+                                    run.documents
+                                        .extend(documents.into_iter().take(room).map(|d| d.json));
+                                    run.messages.push(None);
+                                }
+                                Err(failure) => run
+                                    .messages
+                                    .push(Some((failure.class, failure.message))),
+                            }
+                        }
+                        run.usage = report.usage;
+                    }
+                    Err(failure) => {
+                        run.usage = (*failure.usage).clone();
+                        run.failure = Some((failure.class, failure.message));
+                    }
+                }
+            }
+        }
+        run.duration = started.elapsed();
+        Ok(run)
+    }
+}
+
+/// What a dry run produced.
+#[derive(Debug, Default)]
+pub struct DryRun {
+    /// The first documents, as JSON text.
+    pub documents: Vec<String>,
+    /// How many documents the app emitted in all.
+    pub documents_total: u64,
+    /// A batch app's quality report.
+    pub quality: Option<crate::runtime::Quality>,
+    /// A stream app's outcome per message: `None` for success.
+    pub messages: Vec<Option<(FailureClass, String)>>,
+    /// The call's failure, if it failed as a whole.
+    pub failure: Option<(FailureClass, String)>,
+    /// What the call used.
+    pub usage: Usage,
+    /// Wall-clock time, loading included.
+    pub duration: Duration,
+}
+
+/// The app's own answers: not a reason to refuse it.
+fn is_typed_answer(class: FailureClass) -> bool {
+    matches!(class, FailureClass::Reject | FailureClass::Retry)
+}
+
+/// The first 12 hex digits of a digest, for labels.
+pub fn short(digest: &str) -> &str {
+    digest.get(..12).unwrap_or(digest)
+}

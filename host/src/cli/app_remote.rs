@@ -1,0 +1,236 @@
+//! `mysimbdp app upload|list|activate|rollback|delete`: a tenant's apps on the platform,
+//! over the API, with a progress bar for uploads.
+
+use super::client::{Client, TenantApi, print_json, segment, text};
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use futures_util::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Arguments of `app upload`.
+#[derive(Debug, Args)]
+pub struct UploadArgs {
+    /// The app's name (created on first upload).
+    pub name: String,
+    /// The component (.wasm).
+    pub file: PathBuf,
+    /// Store the version without making it active.
+    #[arg(long)]
+    pub no_activate: bool,
+    /// The API and the tenant's token.
+    #[command(flatten)]
+    pub api: TenantApi,
+}
+
+/// Arguments of `app list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// An app: list its versions instead of the apps.
+    pub name: Option<String>,
+    /// The API and the tenant's token.
+    #[command(flatten)]
+    pub api: TenantApi,
+}
+
+/// Arguments of `app activate`.
+#[derive(Debug, Args)]
+pub struct ActivateArgs {
+    /// The app.
+    pub name: String,
+    /// The version id, or a unique prefix of 8+ hex digits.
+    pub version: String,
+    /// The API and the tenant's token.
+    #[command(flatten)]
+    pub api: TenantApi,
+}
+
+/// Arguments of `app rollback` and `app delete`.
+#[derive(Debug, Args)]
+pub struct NameArgs {
+    /// The app.
+    pub name: String,
+    /// The API and the tenant's token.
+    #[command(flatten)]
+    pub api: TenantApi,
+}
+
+/// `app upload`: streams the component with a progress bar, then waits for admission.
+pub async fn upload(args: UploadArgs) -> Result<ExitCode> {
+    let client = Client::new(&args.api.api, &args.api.token)?;
+    let file = tokio::fs::File::open(&args.file)
+        .await
+        .with_context(|| format!("opening {:?}", args.file))?;
+    let size = file
+        .metadata()
+        .await
+        .with_context(|| format!("reading the size of {:?}", args.file))?
+        .len();
+    let bar = ProgressBar::new(size);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{msg} [{bar:32}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_message(format!("uploading {}", args.name));
+    let counted = bar.clone();
+    let stream = tokio_util::io::ReaderStream::new(file).inspect(move |chunk| {
+        if let Ok(chunk) = chunk {
+            counted.inc(chunk.len() as u64);
+        }
+    });
+    let path = format!(
+        "/v1/apps/{}?activate={}",
+        segment(&args.name),
+        !args.no_activate
+    );
+    let request = client
+        .request(Method::PUT, &path)
+        .header(reqwest::header::CONTENT_TYPE, "application/wasm")
+        .header(reqwest::header::CONTENT_LENGTH, size)
+        .body(reqwest::Body::wrap_stream(stream));
+    let admitting = bar.clone();
+    let waiting = tokio::spawn(async move {
+        // Once the bytes are sent the host validates, compiles and probes the app.
+        while admitting.position() < size {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        admitting.set_message("checking, compiling, probing");
+        admitting.enable_steady_tick(Duration::from_millis(120));
+    });
+    let result: Result<Value> = client.send(request).await;
+    waiting.abort();
+    bar.finish_and_clear();
+    let uploaded = result.with_context(|| format!("uploading {:?} as app {:?}", args.file, args.name))?;
+    if args.api.json {
+        print_json(&uploaded)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let version = &uploaded["version"];
+    let verb = if uploaded["created"] == json!(true) {
+        "uploaded"
+    } else {
+        "already had"
+    };
+    println!(
+        "{verb} {} {} app version {} ({} bytes, compiled in {:.0} ms)",
+        args.name,
+        text(&version["kind"]),
+        text(&version["version"]),
+        version["size"],
+        version["compile_ms"].as_f64().unwrap_or_default(),
+    );
+    let active = text(&uploaded["app"]["active"]);
+    if active == text(&version["version"]) {
+        println!("active: {active}");
+    } else {
+        println!("active: {active} (activate the new one with `mysimbdp app activate {} {}`)",
+            args.name, short(&text(&version["version"])));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `app list [name]`: the apps, or one app's versions.
+pub async fn list(args: ListArgs) -> Result<ExitCode> {
+    let client = Client::new(&args.api.api, &args.api.token)?;
+    match &args.name {
+        None => {
+            let apps: Vec<Value> = client.send(client.request(Method::GET, "/v1/apps")).await?;
+            if args.api.json {
+                print_json(&apps)?;
+            } else {
+                println!("{:<24} {:<7} {:<14} {:<14} UPDATED", "APP", "KIND", "ACTIVE", "PREVIOUS");
+                for app in &apps {
+                    println!(
+                        "{:<24} {:<7} {:<14} {:<14} {}",
+                        text(&app["name"]),
+                        text(&app["kind"]),
+                        short(&text(&app["active"])),
+                        short(&text(&app["previous"])),
+                        text(&app["updated_at"]),
+                    );
+                }
+            }
+        }
+        Some(name) => {
+            let versions: Vec<Value> = client
+                .send(client.request(Method::GET, &format!("/v1/apps/{}/versions", segment(name))))
+                .await?;
+            if args.api.json {
+                print_json(&versions)?;
+            } else {
+                println!("{:<2}{:<66} {:>10}  UPLOADED", "", "VERSION", "BYTES");
+                for v in &versions {
+                    let marker = if v["active"] == json!(true) { "*" } else { "" };
+                    println!(
+                        "{marker:<2}{:<66} {:>10}  {}",
+                        text(&v["version"]),
+                        v["size"],
+                        text(&v["uploaded_at"]),
+                    );
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `app activate name version`
+pub async fn activate(args: ActivateArgs) -> Result<ExitCode> {
+    let client = Client::new(&args.api.api, &args.api.token)?;
+    let app: Value = client
+        .send(
+            client
+                .request(Method::POST, &format!("/v1/apps/{}/activate", segment(&args.name)))
+                .json(&json!({ "version": args.version })),
+        )
+        .await?;
+    show_active(&args.api, &app)
+}
+
+/// `app rollback name`
+pub async fn rollback(args: NameArgs) -> Result<ExitCode> {
+    let client = Client::new(&args.api.api, &args.api.token)?;
+    let app: Value = client
+        .send(client.request(Method::POST, &format!("/v1/apps/{}/rollback", segment(&args.name))))
+        .await?;
+    show_active(&args.api, &app)
+}
+
+/// `app delete name --yes`
+pub async fn delete(args: NameArgs, yes: bool) -> Result<ExitCode> {
+    if !yes {
+        bail!("deleting app {:?} removes every version: add --yes to confirm", args.name);
+    }
+    let client = Client::new(&args.api.api, &args.api.token)?;
+    client
+        .send_empty(client.request(Method::DELETE, &format!("/v1/apps/{}", segment(&args.name))))
+        .await?;
+    println!("deleted app {}", args.name);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show_active(api: &TenantApi, app: &Value) -> Result<ExitCode> {
+    if api.json {
+        print_json(app)?;
+    } else {
+        println!(
+            "{}: active {} (previous {})",
+            text(&app["name"]),
+            text(&app["active"]),
+            text(&app["previous"])
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+
+fn short(version: &str) -> &str {
+    version.get(..12).unwrap_or(version)
+}

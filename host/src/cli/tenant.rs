@@ -1,0 +1,284 @@
+//! `mysimbdp tenant …`: the operator's side of the control plane, over the admin API.
+
+use super::client::{Client, OperatorApi, print_json, segment, text};
+use crate::profile::Profile;
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// `mysimbdp tenant …`
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant and print its API token (shown this once).
+    Create {
+        /// The tenant id: 2-32 of a-z, 0-9 and '-', starting with a letter.
+        id: String,
+        /// Its profile, TOML or JSON (default: every default).
+        #[arg(long, value_name = "FILE")]
+        profile: Option<PathBuf>,
+        /// The API and the operator's token.
+        #[command(flatten)]
+        api: OperatorApi,
+    },
+    /// List tenants.
+    List {
+        /// The API and the operator's token.
+        #[command(flatten)]
+        api: OperatorApi,
+    },
+    /// Show a tenant and its current profile.
+    Show(TenantArgs),
+    /// Suspend a tenant: its requests are refused and its work pauses.
+    Suspend {
+        /// The tenant id.
+        id: String,
+        /// Why; the tenant sees it in every refusal.
+        #[arg(long)]
+        reason: Option<String>,
+        /// The API and the operator's token.
+        #[command(flatten)]
+        api: OperatorApi,
+    },
+    /// Resume a suspended tenant.
+    Resume(TenantArgs),
+    /// Delete a tenant with its profiles and apps (its documents' database is kept).
+    Delete {
+        /// The tenant id.
+        id: String,
+        /// Confirm the deletion.
+        #[arg(long)]
+        yes: bool,
+        /// The API and the operator's token.
+        #[command(flatten)]
+        api: OperatorApi,
+    },
+    /// Issue a new token for a tenant; the old one stops working at once.
+    RotateToken(TenantArgs),
+    /// Tenant profiles.
+    #[command(subcommand)]
+    Profile(ProfileCommand),
+}
+
+/// A tenant id and the API.
+#[derive(Debug, Args)]
+pub struct TenantArgs {
+    /// The tenant id.
+    pub id: String,
+    /// The API and the operator's token.
+    #[command(flatten)]
+    pub api: OperatorApi,
+}
+
+/// `mysimbdp tenant profile …`
+#[derive(Debug, Subcommand)]
+pub enum ProfileCommand {
+    /// Set a tenant's profile from a TOML or JSON file: a new version, in effect on every
+    /// host at once.
+    Set {
+        /// The tenant id.
+        id: String,
+        /// The profile.
+        #[arg(long, value_name = "FILE")]
+        file: PathBuf,
+        /// The API and the operator's token.
+        #[command(flatten)]
+        api: OperatorApi,
+    },
+    /// List a tenant's profile versions, newest first.
+    History(TenantArgs),
+    /// Print the JSON Schema of profiles (also at /v1/schemas/tenant-profile.json).
+    Schema,
+}
+
+/// Runs a `tenant` command.
+pub async fn run(command: TenantCommand) -> Result<ExitCode> {
+    match command {
+        TenantCommand::Create { id, profile, api } => {
+            let client = Client::new(&api.api, &api.token)?;
+            let mut body = json!({ "id": id });
+            if let Some(path) = profile {
+                body["profile"] = read_profile(&path)?;
+            }
+            let created: Value = client
+                .send(client.request(Method::POST, "/v1/admin/tenants").json(&body))
+                .await?;
+            if api.json {
+                print_json(&created)?;
+            } else {
+                print_tenant(&created["tenant"]);
+                println!("token:   {}", text(&created["token"]));
+                eprintln!(
+                    "\nThe token is shown only now; only its hash is stored. Give it to the \
+                     tenant (MYSIMBDP_TOKEN), or rotate it later with `mysimbdp tenant rotate-token`."
+                );
+            }
+        }
+        TenantCommand::List { api } => {
+            let client = Client::new(&api.api, &api.token)?;
+            let tenants: Vec<Value> = client
+                .send(client.request(Method::GET, "/v1/admin/tenants"))
+                .await?;
+            if api.json {
+                print_json(&tenants)?;
+            } else {
+                println!("{:<32} {:<10} {:>8}  {:<28} CREATED", "TENANT", "STATUS", "PROFILE", "DATABASE");
+                for t in &tenants {
+                    println!(
+                        "{:<32} {:<10} {:>8}  {:<28} {}",
+                        text(&t["id"]),
+                        text(&t["status"]),
+                        format!("v{}", t["profile_version"]),
+                        text(&t["database"]),
+                        text(&t["created_at"]),
+                    );
+                }
+            }
+        }
+        TenantCommand::Show(args) => {
+            let client = Client::new(&args.api.api, &args.api.token)?;
+            let tenant: Value = client
+                .send(client.request(Method::GET, &tenant_path(&args.id, "")))
+                .await?;
+            if args.api.json {
+                print_json(&tenant)?;
+            } else {
+                print_tenant(&tenant);
+                println!("profile:\n{}", indent(&toml_text(&tenant["profile"])));
+            }
+        }
+        TenantCommand::Suspend { id, reason, api } => {
+            let client = Client::new(&api.api, &api.token)?;
+            let tenant: Value = client
+                .send(
+                    client
+                        .request(Method::POST, &tenant_path(&id, "/suspend"))
+                        .json(&json!({ "reason": reason })),
+                )
+                .await?;
+            report(&api, &tenant, || println!("suspended {id}"))?;
+        }
+        TenantCommand::Resume(args) => {
+            let client = Client::new(&args.api.api, &args.api.token)?;
+            let tenant: Value = client
+                .send(client.request(Method::POST, &tenant_path(&args.id, "/resume")))
+                .await?;
+            report(&args.api, &tenant, || println!("resumed {}", args.id))?;
+        }
+        TenantCommand::Delete { id, yes, api } => {
+            if !yes {
+                bail!(
+                    "deleting tenant {id:?} removes its profiles, apps and tokens for good: \
+                     add --yes to confirm"
+                );
+            }
+            let client = Client::new(&api.api, &api.token)?;
+            client
+                .send_empty(client.request(Method::DELETE, &tenant_path(&id, "")))
+                .await?;
+            println!("deleted {id} (its database of documents is kept)");
+        }
+        TenantCommand::RotateToken(args) => {
+            let client = Client::new(&args.api.api, &args.api.token)?;
+            let rotated: Value = client
+                .send(client.request(Method::POST, &tenant_path(&args.id, "/token")))
+                .await?;
+            report(&args.api, &rotated, || {
+                println!("token:   {}", text(&rotated["token"]));
+                eprintln!("\nThe old token no longer works. This one is shown only now.");
+            })?;
+        }
+        TenantCommand::Profile(ProfileCommand::Set { id, file, api }) => {
+            let client = Client::new(&api.api, &api.token)?;
+            let text_body =
+                std::fs::read_to_string(&file).with_context(|| format!("reading {file:?}"))?;
+            let content_type = if is_toml(&file) {
+                "application/toml"
+            } else {
+                "application/json"
+            };
+            let tenant: Value = client
+                .send(
+                    client
+                        .request(Method::PUT, &tenant_path(&id, "/profile"))
+                        .header(reqwest::header::CONTENT_TYPE, content_type)
+                        .body(text_body),
+                )
+                .await?;
+            report(&api, &tenant, || {
+                println!("profile of {id} is now version {}", tenant["profile_version"]);
+            })?;
+        }
+        TenantCommand::Profile(ProfileCommand::History(args)) => {
+            let client = Client::new(&args.api.api, &args.api.token)?;
+            let versions: Vec<Value> = client
+                .send(client.request(Method::GET, &tenant_path(&args.id, "/profile/versions")))
+                .await?;
+            if args.api.json {
+                print_json(&versions)?;
+            } else {
+                for v in &versions {
+                    println!("version {} set {}", v["version"], text(&v["created_at"]));
+                    println!("{}", indent(&toml_text(&v["profile"])));
+                }
+            }
+        }
+        TenantCommand::Profile(ProfileCommand::Schema) => {
+            print_json(&Profile::json_schema())?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn tenant_path(id: &str, rest: &str) -> String {
+    format!("/v1/admin/tenants/{}{rest}", segment(id))
+}
+
+fn is_toml(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "toml")
+}
+
+/// A profile file as JSON: TOML is converted here, so its syntax errors come with lines.
+fn read_profile(path: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {path:?}"))?;
+    if is_toml(path) {
+        toml::from_str(&text).with_context(|| format!("parsing {path:?} as TOML"))
+    } else {
+        serde_json::from_str(&text).with_context(|| format!("parsing {path:?} as JSON"))
+    }
+}
+
+fn report(api: &OperatorApi, value: &Value, human: impl FnOnce()) -> Result<()> {
+    if api.json {
+        print_json(value)?;
+    } else {
+        human();
+    }
+    Ok(())
+}
+
+fn print_tenant(t: &Value) {
+    println!("tenant:  {}", text(&t["id"]));
+    let reason = t["suspended_reason"]
+        .as_str()
+        .map(|r| format!(" ({r})"))
+        .unwrap_or_default();
+    println!("status:  {}{reason}", text(&t["status"]));
+    println!("profile: version {}", t["profile_version"]);
+    println!("database: {}", text(&t["database"]));
+    println!("created: {}", text(&t["created_at"]));
+}
+
+
+fn toml_text(value: &Value) -> String {
+    toml::to_string(value).unwrap_or_else(|_| value.to_string())
+}
+
+fn indent(text: &str) -> String {
+    text.lines()
+        .map(|line| format!("  {line}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}

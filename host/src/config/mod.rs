@@ -1,0 +1,326 @@
+//! Operator configuration: one TOML file (`mysimbdp serve --config`), every key with a named
+//! default, unknown keys refused by name, secrets and addresses overridable from the
+//! environment, everything validated at startup with the bad value in the message.
+
+mod sandbox;
+
+pub use sandbox::*;
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::Path;
+
+/// Where the API listens by default.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// The platform's MongoDB by default: the services script's single-node replica set.
+pub const DEFAULT_MONGODB_URI: &str = "mongodb://127.0.0.1:27017/?replicaSet=rs0";
+/// The platform database (tenants, profiles, apps), separate from tenant databases.
+pub const DEFAULT_PLATFORM_DATABASE: &str = "mysimbdp";
+/// How long in-flight requests get to finish after a shutdown signal.
+pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 30_000;
+/// The largest JSON or TOML request body (profiles, settings).
+pub const DEFAULT_MAX_JSON_KIB: usize = 256;
+/// Fuel of the admission probe: enough for any honest app's start-up and an empty input.
+pub const DEFAULT_PROBE_FUEL: u64 = 200_000_000;
+/// Deadline of the admission probe.
+pub const DEFAULT_PROBE_DEADLINE_MS: u64 = 2_000;
+/// Pre-linked app versions kept in memory per host.
+pub const DEFAULT_LOADED_APPS: usize = 128;
+/// The largest input of a dry run.
+pub const DEFAULT_DRY_RUN_MAX_KIB: usize = 192;
+/// Documents a dry run returns at most.
+pub const DEFAULT_DRY_RUN_MAX_DOCUMENTS: usize = 100;
+/// The shortest operator token accepted: guessing it must be hopeless.
+pub const MIN_OPERATOR_TOKEN_CHARS: usize = 32;
+
+/// Environment variables that override the file: secrets and addresses.
+pub const ENV_OVERRIDES: [(&str, &str); 5] = [
+    ("MYSIMBDP_OPERATOR_TOKEN", "server.operator_token"),
+    ("MYSIMBDP_LISTEN", "server.listen"),
+    ("MYSIMBDP_MONGODB_URI", "platform.mongodb_uri"),
+    ("MYSIMBDP_PLATFORM_DATABASE", "platform.database"),
+    ("MYSIMBDP_CACHE_DIR", "sandbox.engine.cache_dir"),
+];
+
+/// Everything `mysimbdp serve` reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServeConfig {
+    /// The HTTP API.
+    pub server: ServerConfig,
+    /// The platform's own metadata store.
+    pub platform: PlatformConfig,
+    /// App admission and dry runs.
+    pub apps: AppsConfig,
+    /// The wasmtime engine and the default and maximum limits of app calls.
+    pub sandbox: SandboxConfig,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address the API listens on.
+    pub listen: String,
+    /// The operator's bearer token for `/v1/admin/…` (better set through the environment).
+    pub operator_token: String,
+    /// Grace period for in-flight requests on shutdown, in ms.
+    pub shutdown_grace_ms: u64,
+    /// The largest JSON or TOML request body, in KiB.
+    pub max_json_kib: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN.to_owned(),
+            operator_token: String::new(),
+            shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
+            max_json_kib: DEFAULT_MAX_JSON_KIB,
+        }
+    }
+}
+
+/// `[platform]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PlatformConfig {
+    /// MongoDB holding the platform database.
+    pub mongodb_uri: String,
+    /// The platform database's name.
+    pub database: String,
+}
+
+impl Default for PlatformConfig {
+    fn default() -> Self {
+        Self {
+            mongodb_uri: DEFAULT_MONGODB_URI.to_owned(),
+            database: DEFAULT_PLATFORM_DATABASE.to_owned(),
+        }
+    }
+}
+
+/// `[apps]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AppsConfig {
+    /// Fuel of the admission probe (instantiate, then one call on an empty input).
+    pub probe_fuel: u64,
+    /// Deadline of the admission probe, in ms.
+    pub probe_deadline_ms: u64,
+    /// Pre-linked app versions kept in memory per host.
+    pub loaded_apps: usize,
+    /// The largest dry-run input, in KiB.
+    pub dry_run_max_kib: usize,
+    /// Documents a dry run returns at most.
+    pub dry_run_max_documents: usize,
+}
+
+impl Default for AppsConfig {
+    fn default() -> Self {
+        Self {
+            probe_fuel: DEFAULT_PROBE_FUEL,
+            probe_deadline_ms: DEFAULT_PROBE_DEADLINE_MS,
+            loaded_apps: DEFAULT_LOADED_APPS,
+            dry_run_max_kib: DEFAULT_DRY_RUN_MAX_KIB,
+            dry_run_max_documents: DEFAULT_DRY_RUN_MAX_DOCUMENTS,
+        }
+    }
+}
+
+impl ServeConfig {
+    /// Reads a config file (or the defaults when `path` is `None`), applies the environment's
+    /// overrides and validates the result.
+    pub fn load(path: Option<&Path>) -> Result<Self> {
+        let mut config = match path {
+            Some(path) => {
+                let text =
+                    std::fs::read_to_string(path).with_context(|| format!("reading {path:?}"))?;
+                Self::from_toml(&text).with_context(|| format!("in {path:?}"))?
+            }
+            None => Self::default(),
+        };
+        config.apply_env(|name| std::env::var(name).ok());
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses TOML, refusing unknown keys by name. Does not validate.
+    pub fn from_toml(text: &str) -> Result<Self> {
+        Ok(toml::from_str(text)?)
+    }
+
+    /// Applies the variables of [`ENV_OVERRIDES`] that `lookup` finds.
+    pub fn apply_env(&mut self, lookup: impl Fn(&str) -> Option<String>) {
+        let set = |name: &str, slot: &mut String| {
+            if let Some(value) = lookup(name) {
+                *slot = value;
+            }
+        };
+        set("MYSIMBDP_OPERATOR_TOKEN", &mut self.server.operator_token);
+        set("MYSIMBDP_LISTEN", &mut self.server.listen);
+        set("MYSIMBDP_MONGODB_URI", &mut self.platform.mongodb_uri);
+        set("MYSIMBDP_PLATFORM_DATABASE", &mut self.platform.database);
+        if let Some(dir) = lookup("MYSIMBDP_CACHE_DIR") {
+            self.sandbox.engine.cache_dir = Some(dir.into());
+        }
+    }
+
+    /// Refuses a configuration the platform cannot run with, naming the key.
+    pub fn validate(&self) -> Result<()> {
+        self.sandbox.validate()?;
+        self.listen_addr()?;
+        let token = &self.server.operator_token;
+        if token.chars().count() < MIN_OPERATOR_TOKEN_CHARS {
+            bail!(
+                "server.operator_token is {} characters long: it must have at least \
+                 {MIN_OPERATOR_TOKEN_CHARS} (set MYSIMBDP_OPERATOR_TOKEN, e.g. to `openssl rand -hex 32`)",
+                token.chars().count()
+            );
+        }
+        if self.server.max_json_kib == 0 {
+            bail!("server.max_json_kib = 0: it must be at least 1");
+        }
+        if !self.platform.mongodb_uri.starts_with("mongodb://")
+            && !self.platform.mongodb_uri.starts_with("mongodb+srv://")
+        {
+            bail!(
+                "platform.mongodb_uri = {:?} is not a mongodb:// or mongodb+srv:// URI",
+                redact_uri(&self.platform.mongodb_uri)
+            );
+        }
+        validate_database_name("platform.database", &self.platform.database)?;
+        let apps = &self.apps;
+        for (key, value) in [
+            ("apps.probe_fuel", apps.probe_fuel),
+            ("apps.probe_deadline_ms", apps.probe_deadline_ms),
+            ("apps.loaded_apps", apps.loaded_apps as u64),
+            ("apps.dry_run_max_kib", apps.dry_run_max_kib as u64),
+            ("apps.dry_run_max_documents", apps.dry_run_max_documents as u64),
+        ] {
+            if value == 0 {
+                bail!("{key} = 0: it must be at least 1");
+            }
+        }
+        if apps.dry_run_max_kib >= self.server.max_json_kib {
+            bail!(
+                "apps.dry_run_max_kib = {} must be below server.max_json_kib = {}: the input \
+                 travels inside a JSON body",
+                apps.dry_run_max_kib,
+                self.server.max_json_kib
+            );
+        }
+        Ok(())
+    }
+
+    /// The parsed listen address.
+    pub fn listen_addr(&self) -> Result<SocketAddr> {
+        self.server.listen.parse().with_context(|| {
+            format!(
+                "server.listen = {:?} is not an address like 127.0.0.1:8080",
+                self.server.listen
+            )
+        })
+    }
+}
+
+/// MongoDB database names: short, no characters MongoDB forbids.
+fn validate_database_name(key: &str, name: &str) -> Result<()> {
+    let bad = name.is_empty()
+        || name.len() > 38
+        || name
+            .chars()
+            .any(|c| matches!(c, '/' | '\\' | '.' | ' ' | '"' | '$' | '\0'));
+    if bad {
+        bail!("{key} = {name:?} is not a valid MongoDB database name (1-38 characters, none of /\\. \"$)");
+    }
+    Ok(())
+}
+
+/// A MongoDB URI with any password replaced, for error messages and logs.
+pub fn redact_uri(uri: &str) -> String {
+    let Some((scheme, rest)) = uri.split_once("://") else {
+        return uri.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((credentials, host)) if !credentials.contains('/') => {
+            let user = credentials.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}")
+        }
+        _ => uri.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+
+    fn valid() -> ServeConfig {
+        let mut config = ServeConfig::default();
+        config.server.operator_token = TOKEN.to_owned();
+        config
+    }
+
+    #[test]
+    fn the_example_file_lists_every_default() {
+        let text = include_str!("../../../config/mysimbdp.example.toml");
+        let mut config = ServeConfig::from_toml(text).unwrap();
+        // The example leaves the token to the environment, as operators should.
+        assert_eq!(config.server.operator_token, "");
+        config.server.operator_token = TOKEN.to_owned();
+        assert_eq!(config, valid());
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_by_name() {
+        let error = ServeConfig::from_toml("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 1\n")
+            .unwrap_err();
+        assert!(error.to_string().contains("lisen"), "{error}");
+        let error = ServeConfig::from_toml("[sandbox.limits]\nfule = 1\n").unwrap_err();
+        assert!(error.to_string().contains("fule"), "{error}");
+    }
+
+    #[test]
+    fn environment_overrides_secrets_and_addresses() {
+        let mut config = ServeConfig::default();
+        config.apply_env(|name| match name {
+            "MYSIMBDP_OPERATOR_TOKEN" => Some(TOKEN.to_owned()),
+            "MYSIMBDP_MONGODB_URI" => Some("mongodb://db.internal:27017".to_owned()),
+            "MYSIMBDP_CACHE_DIR" => Some("/var/cache/x".to_owned()),
+            _ => None,
+        });
+        assert_eq!(config.server.operator_token, TOKEN);
+        assert_eq!(config.platform.mongodb_uri, "mongodb://db.internal:27017");
+        assert_eq!(config.sandbox.engine.cache_dir, Some("/var/cache/x".into()));
+        assert_eq!(config.server.listen, DEFAULT_LISTEN);
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let mut config = valid();
+        config.server.operator_token = "short".to_owned();
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("server.operator_token"), "{error}");
+
+        let mut config = valid();
+        config.server.listen = "localhost".to_owned();
+        let error = format!("{:#}", config.validate().unwrap_err());
+        assert!(error.contains("server.listen = \"localhost\""), "{error}");
+
+        let mut config = valid();
+        config.platform.mongodb_uri = "postgres://u:secret@h/db".to_owned();
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("platform.mongodb_uri"), "{error}");
+        assert!(!error.contains("secret"), "the password leaked: {error}");
+
+        let mut config = valid();
+        config.platform.database = "a.b".to_owned();
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("platform.database"), "{error}");
+    }
+}

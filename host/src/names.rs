@@ -1,0 +1,88 @@
+//! The names tenants and apps may take. Tenant ids end up in database names, broker vhosts
+//! and etcd keys, so they are kept to a set of characters every one of those accepts.
+
+use std::fmt;
+
+/// A refused name, with the rule it broke.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadName {
+    /// What was named: "tenant id", "app name".
+    pub what: &'static str,
+    /// The refused value.
+    pub value: String,
+    /// The rule.
+    pub rule: &'static str,
+}
+
+impl fmt::Display for BadName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {:?} is not allowed: {}", self.what, self.value, self.rule)
+    }
+}
+
+impl std::error::Error for BadName {}
+
+const TENANT_RULE: &str =
+    "use 2-32 characters: lowercase letters, digits and '-', starting with a letter";
+const APP_RULE: &str =
+    "use 1-64 characters: lowercase letters, digits, '-' and '_', starting with a letter";
+
+/// Checks a tenant id.
+pub fn tenant_id(value: &str) -> Result<(), BadName> {
+    check(value, "tenant id", TENANT_RULE, 2, 32, |c| c == '-')
+}
+
+/// Checks an app name.
+pub fn app_name(value: &str) -> Result<(), BadName> {
+    check(value, "app name", APP_RULE, 1, 64, |c| c == '-' || c == '_')
+}
+
+fn check(
+    value: &str,
+    what: &'static str,
+    rule: &'static str,
+    min: usize,
+    max: usize,
+    extra: impl Fn(char) -> bool,
+) -> Result<(), BadName> {
+    let ok = (min..=max).contains(&value.len())
+        && value.starts_with(|c: char| c.is_ascii_lowercase())
+        && value
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || extra(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(BadName {
+            what,
+            value: value.to_owned(),
+            rule,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_ids() {
+        for good in ["acme", "a1", "acme-eu-2"] {
+            tenant_id(good).unwrap();
+        }
+        for bad in ["", "a", "Acme", "1acme", "acme_eu", "acme.eu", "ac/me", &"a".repeat(33)] {
+            let error = tenant_id(bad).unwrap_err();
+            assert!(error.to_string().contains("tenant id"), "{error}");
+        }
+    }
+
+    #[test]
+    fn app_names() {
+        for good in ["orders", "o", "orders_v2-eu"] {
+            app_name(good).unwrap();
+        }
+        for bad in ["", "Orders", "_x", "a b", "a.b", "../x", &"a".repeat(65)] {
+            app_name(bad).unwrap_err();
+        }
+    }
+}

@@ -1,0 +1,458 @@
+//! Tenant profiles: a tenant's batch and stream constraints, sandbox limits and sink settings.
+//! Written by the operator in TOML or JSON, checked against a published JSON Schema
+//! (`docs/tenant-profile.schema.json`, served at `/v1/schemas/tenant-profile.json`) and by
+//! [`Profile::validate`]; stored versioned in the platform database.
+
+use crate::config::{SandboxLimits, SandboxOverrides};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Files one batch upload may carry.
+pub const DEFAULT_MAX_FILES_PER_REQUEST: u32 = 10;
+/// The largest staged file, in MiB.
+pub const DEFAULT_MAX_FILE_MIB: u64 = 1024;
+/// Bytes a tenant may stage per day, in MiB.
+pub const DEFAULT_MAX_MIB_PER_DAY: u64 = 10 * 1024;
+/// Messages a stream may consume per window.
+pub const DEFAULT_MAX_MESSAGES_PER_WINDOW: u64 = 1_000_000;
+/// Bytes a stream may consume per window, in MiB.
+pub const DEFAULT_MAX_MIB_PER_WINDOW: u64 = 1024;
+/// The quota window of streams, in seconds.
+pub const DEFAULT_WINDOW_SECS: u64 = 60;
+/// Consumers a stream keeps at least.
+pub const DEFAULT_MIN_CONSUMERS: u32 = 1;
+/// Consumers a stream may scale up to.
+pub const DEFAULT_MAX_CONSUMERS: u32 = 4;
+/// How often stream consumers report, in seconds.
+pub const DEFAULT_REPORT_INTERVAL_SECS: u64 = 5;
+/// The collection documents land in.
+pub const DEFAULT_COLLECTION: &str = "documents";
+/// Documents per `insert_many`.
+pub const DEFAULT_INSERT_BATCH: usize = 1000;
+/// The most consumers any stream may have, whatever the profile says.
+pub const MAX_CONSUMERS_CEILING: u32 = 256;
+
+/// A tenant's profile. Every section and key is optional; what is left out takes the
+/// documented default (sandbox limits: the operator's defaults).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+#[schemars(title = "mysimbdp tenant profile", extend("$id" = "https://mysimbdp.dev/schemas/tenant-profile.json"))]
+pub struct Profile {
+    /// Constraints on batch uploads.
+    pub batch: BatchConstraints,
+    /// Constraints on stream consumption.
+    pub stream: StreamConstraints,
+    /// Sandbox limits of this tenant's apps, within the operator's maxima.
+    pub sandbox: SandboxOverrides,
+    /// Where and how documents are written.
+    pub sink: SinkSettings,
+}
+
+/// `[batch]`: what one upload and one day may bring.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConstraints {
+    /// Files one upload request may carry.
+    #[schemars(range(min = 1, max = 10000))]
+    pub max_files_per_request: u32,
+    /// The largest file, in MiB.
+    #[schemars(range(min = 1))]
+    pub max_file_mib: u64,
+    /// Media types accepted, e.g. `text/csv`; `*/*` accepts any.
+    pub allowed_content_types: Vec<String>,
+    /// Bytes staged per UTC day, in MiB.
+    #[schemars(range(min = 1))]
+    pub max_mib_per_day: u64,
+    /// What happens to a staged file once ingested.
+    pub after_success: AfterSuccess,
+}
+
+impl Default for BatchConstraints {
+    fn default() -> Self {
+        Self {
+            max_files_per_request: DEFAULT_MAX_FILES_PER_REQUEST,
+            max_file_mib: DEFAULT_MAX_FILE_MIB,
+            allowed_content_types: ["text/csv", "application/json", "application/x-ndjson"]
+                .map(String::from)
+                .to_vec(),
+            max_mib_per_day: DEFAULT_MAX_MIB_PER_DAY,
+            after_success: AfterSuccess::Delete,
+        }
+    }
+}
+
+/// The fate of an ingested staged file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AfterSuccess {
+    /// Remove it.
+    #[default]
+    Delete,
+    /// Move it to the tenant's archive.
+    Archive,
+}
+
+/// `[stream]`: quotas, consumers and reports of the tenant's streams.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamConstraints {
+    /// Messages consumed per window before consumption is paused.
+    #[schemars(range(min = 1))]
+    pub max_messages_per_window: u64,
+    /// Bytes consumed per window before consumption is paused, in MiB.
+    #[schemars(range(min = 1))]
+    pub max_mib_per_window: u64,
+    /// The quota window, in seconds.
+    #[schemars(range(min = 1, max = 86400))]
+    pub window_secs: u64,
+    /// Consumers each stream keeps at least.
+    #[schemars(range(min = 0, max = 256))]
+    pub min_consumers: u32,
+    /// Consumers each stream may scale up to.
+    #[schemars(range(min = 1, max = 256))]
+    pub max_consumers: u32,
+    /// How often consumers report, in seconds.
+    #[schemars(range(min = 1, max = 3600))]
+    pub report_interval_secs: u64,
+}
+
+impl Default for StreamConstraints {
+    fn default() -> Self {
+        Self {
+            max_messages_per_window: DEFAULT_MAX_MESSAGES_PER_WINDOW,
+            max_mib_per_window: DEFAULT_MAX_MIB_PER_WINDOW,
+            window_secs: DEFAULT_WINDOW_SECS,
+            min_consumers: DEFAULT_MIN_CONSUMERS,
+            max_consumers: DEFAULT_MAX_CONSUMERS,
+            report_interval_secs: DEFAULT_REPORT_INTERVAL_SECS,
+        }
+    }
+}
+
+/// `[sink]`: where documents are written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct SinkSettings {
+    /// The tenant's database; default `tenant_<tenant id>` (with `-` as `_`).
+    pub database: Option<String>,
+    /// The collection documents land in, unless an app or stream names another.
+    pub collection: String,
+    /// Documents per `insert_many`.
+    #[schemars(range(min = 1, max = 100000))]
+    pub insert_batch: usize,
+    /// How durable a write must be before input is acknowledged.
+    pub write_concern: WriteConcern,
+}
+
+impl Default for SinkSettings {
+    fn default() -> Self {
+        Self {
+            database: None,
+            collection: DEFAULT_COLLECTION.to_owned(),
+            insert_batch: DEFAULT_INSERT_BATCH,
+            write_concern: WriteConcern::Majority,
+        }
+    }
+}
+
+/// MongoDB write concern of the sink.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteConcern {
+    /// Acknowledged by a majority of the replica set: survives a primary's loss.
+    #[default]
+    Majority,
+    /// Acknowledged by the primary alone: faster, may be rolled back on failover.
+    Primary,
+}
+
+/// The format a profile is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// TOML.
+    Toml,
+    /// JSON.
+    Json,
+}
+
+/// A refused profile: the field (dotted path) and the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileError {
+    /// Where: `stream.max_consumers`, or empty when the document as a whole is unreadable.
+    pub field: String,
+    /// Why.
+    pub reason: String,
+}
+
+impl fmt::Display for ProfileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "{}", self.reason)
+        } else {
+            write!(f, "{}: {}", self.field, self.reason)
+        }
+    }
+}
+
+impl std::error::Error for ProfileError {}
+
+fn refuse(field: impl Into<String>, reason: impl Into<String>) -> ProfileError {
+    ProfileError {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+impl Profile {
+    /// Parses a profile, naming the field of the first error. Does not validate values.
+    pub fn parse(text: &str, format: Format) -> Result<Self, ProfileError> {
+        match format {
+            Format::Json => {
+                let mut de = serde_json::Deserializer::from_str(text);
+                serde_path_to_error::deserialize(&mut de).map_err(|e| {
+                    let field = e.path().to_string();
+                    let field = if field == "." { String::new() } else { field };
+                    refuse(field, e.into_inner().to_string())
+                })
+            }
+            Format::Toml => {
+                let de = toml::Deserializer::parse(text)
+                    .map_err(|e| refuse("", e.message().to_owned()))?;
+                serde_path_to_error::deserialize(de).map_err(|e| {
+                    let field = e.path().to_string();
+                    let field = if field == "." { String::new() } else { field };
+                    refuse(field, e.into_inner().message().to_owned())
+                })
+            }
+        }
+    }
+
+    /// Checks every value, and the sandbox limits against the operator's `ceiling`.
+    pub fn validate(&self, ceiling: &SandboxLimits) -> Result<(), ProfileError> {
+        let batch = &self.batch;
+        positive("batch.max_files_per_request", batch.max_files_per_request.into())?;
+        positive("batch.max_file_mib", batch.max_file_mib)?;
+        positive("batch.max_mib_per_day", batch.max_mib_per_day)?;
+        if batch.allowed_content_types.is_empty() {
+            return Err(refuse(
+                "batch.allowed_content_types",
+                "is empty: no file could ever be uploaded; use [\"*/*\"] to accept any",
+            ));
+        }
+        for (i, media_type) in batch.allowed_content_types.iter().enumerate() {
+            if !is_media_type(media_type) {
+                return Err(refuse(
+                    format!("batch.allowed_content_types[{i}]"),
+                    format!("{media_type:?} is not a media type like text/csv"),
+                ));
+            }
+        }
+        let stream = &self.stream;
+        positive("stream.max_messages_per_window", stream.max_messages_per_window)?;
+        positive("stream.max_mib_per_window", stream.max_mib_per_window)?;
+        within("stream.window_secs", stream.window_secs, 1, 86_400)?;
+        within(
+            "stream.report_interval_secs",
+            stream.report_interval_secs,
+            1,
+            3600,
+        )?;
+        within(
+            "stream.max_consumers",
+            stream.max_consumers.into(),
+            1,
+            MAX_CONSUMERS_CEILING.into(),
+        )?;
+        if stream.min_consumers > stream.max_consumers {
+            return Err(refuse(
+                "stream.min_consumers",
+                format!(
+                    "{} is above stream.max_consumers = {}",
+                    stream.min_consumers, stream.max_consumers
+                ),
+            ));
+        }
+        if let Some((key, value, max)) = self.sandbox.exceeding(ceiling) {
+            return Err(refuse(
+                format!("sandbox.{key}"),
+                format!("{value} is above the operator's maximum of {max}"),
+            ));
+        }
+        let effective = self.sandbox.apply(ceiling);
+        if let Some(key) = effective.zero_key() {
+            return Err(refuse(format!("sandbox.{key}"), "must be at least 1"));
+        }
+        let sink = &self.sink;
+        if let Some(database) = &sink.database
+            && !is_database_name(database) {
+                return Err(refuse(
+                    "sink.database",
+                    format!("{database:?} is not a valid MongoDB database name"),
+                ));
+            }
+        if !is_collection_name(&sink.collection) {
+            return Err(refuse(
+                "sink.collection",
+                format!(
+                    "{:?} is not a valid collection name (1-120 characters, no '$', \
+                     not starting with 'system.')",
+                    sink.collection
+                ),
+            ));
+        }
+        within("sink.insert_batch", sink.insert_batch as u64, 1, 100_000)?;
+        Ok(())
+    }
+
+    /// The tenant's database: the profile's, or `tenant_<id>`.
+    pub fn database(&self, tenant: &str) -> String {
+        self.sink
+            .database
+            .clone()
+            .unwrap_or_else(|| format!("tenant_{}", tenant.replace('-', "_")))
+    }
+
+    /// The JSON Schema of profiles, as published.
+    pub fn json_schema() -> serde_json::Value {
+        serde_json::to_value(schemars::schema_for!(Profile)).unwrap_or_default()
+    }
+}
+
+fn positive(field: &str, value: u64) -> Result<(), ProfileError> {
+    if value == 0 {
+        return Err(refuse(field, "must be at least 1"));
+    }
+    Ok(())
+}
+
+fn within(field: &str, value: u64, min: u64, max: u64) -> Result<(), ProfileError> {
+    if !(min..=max).contains(&value) {
+        return Err(refuse(field, format!("{value} is not within {min}..={max}")));
+    }
+    Ok(())
+}
+
+fn is_media_type(value: &str) -> bool {
+    let token = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "!#$&-^_.+*".contains(c))
+    };
+    match value.split_once('/') {
+        Some((kind, sub)) => token(kind) && token(sub) && value == value.to_ascii_lowercase(),
+        None => false,
+    }
+}
+
+fn is_database_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 38
+        && !name
+            .chars()
+            .any(|c| matches!(c, '/' | '\\' | '.' | ' ' | '"' | '$' | '\0'))
+        && !matches!(name, "admin" | "local" | "config")
+}
+
+fn is_collection_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 120
+        && !name.contains(['$', '\0'])
+        && !name.starts_with("system.")
+}
+
+impl SandboxLimits {
+    /// The first limit that is zero where that makes no sense.
+    fn zero_key(&self) -> Option<&'static str> {
+        [
+            ("fuel", self.fuel),
+            ("deadline_ms", self.deadline_ms),
+            ("memory_mib", self.memory_mib),
+            ("max_documents_per_call", self.max_documents_per_call as u64),
+            ("max_document_bytes", self.max_document_bytes as u64),
+            ("output_mib", self.output_mib),
+            ("host_calls", self.host_calls),
+            ("resources", self.resources as u64),
+        ]
+        .into_iter()
+        .find(|(_, value)| *value == 0)
+        .map(|(key, _)| key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ceiling() -> SandboxLimits {
+        SandboxLimits::default()
+    }
+
+    #[test]
+    fn the_example_tenants_are_valid() {
+        let acme = Profile::parse(include_str!("../../config/tenants/acme.toml"), Format::Toml)
+            .unwrap();
+        acme.validate(&ceiling()).unwrap();
+        let globex =
+            Profile::parse(include_str!("../../config/tenants/globex.json"), Format::Json)
+                .unwrap();
+        globex.validate(&ceiling()).unwrap();
+        assert_ne!(acme, globex);
+        assert_ne!(acme, Profile::default());
+    }
+
+    #[test]
+    fn the_published_schema_is_current() {
+        let published: serde_json::Value =
+            serde_json::from_str(include_str!("../../docs/tenant-profile.schema.json")).unwrap();
+        assert_eq!(
+            published,
+            Profile::json_schema(),
+            "regenerate docs/tenant-profile.schema.json: \
+             cargo run -p mysimbdp-host -- tenant profile-schema > docs/tenant-profile.schema.json"
+        );
+    }
+
+    #[test]
+    fn empty_documents_take_the_defaults() {
+        assert_eq!(Profile::parse("", Format::Toml).unwrap(), Profile::default());
+        assert_eq!(Profile::parse("{}", Format::Json).unwrap(), Profile::default());
+        Profile::default().validate(&ceiling()).unwrap();
+        assert_eq!(Profile::default().database("acme-eu"), "tenant_acme_eu");
+    }
+
+    #[test]
+    fn unknown_and_mistyped_fields_are_named() {
+        let error = Profile::parse("[stream]\nmax_consumer = 3\n", Format::Toml).unwrap_err();
+        assert_eq!(error.field, "stream.max_consumer", "{error}");
+        assert!(error.reason.contains("max_consumer"), "{error}");
+        let error =
+            Profile::parse(r#"{"batch": {"max_file_mib": "big"}}"#, Format::Json).unwrap_err();
+        assert_eq!(error.field, "batch.max_file_mib", "{error}");
+        let error = Profile::parse("{", Format::Json).unwrap_err();
+        assert!(!error.reason.is_empty());
+    }
+
+    #[test]
+    fn values_are_checked_by_field() {
+        let cases = [
+            ("[stream]\nmin_consumers = 5\nmax_consumers = 2\n", "stream.min_consumers"),
+            ("[stream]\nwindow_secs = 0\n", "stream.window_secs"),
+            ("[batch]\nallowed_content_types = []\n", "batch.allowed_content_types"),
+            (
+                "[batch]\nallowed_content_types = [\"text/csv\", \"csv\"]\n",
+                "batch.allowed_content_types[1]",
+            ),
+            ("[sandbox]\nmemory_mib = 100000\n", "sandbox.memory_mib"),
+            ("[sandbox]\nfuel = 0\n", "sandbox.fuel"),
+            ("[sink]\ndatabase = \"a.b\"\n", "sink.database"),
+            ("[sink]\ncollection = \"system.users\"\n", "sink.collection"),
+            ("[sink]\ninsert_batch = 0\n", "sink.insert_batch"),
+        ];
+        for (text, field) in cases {
+            let profile = Profile::parse(text, Format::Toml).unwrap();
+            let error = profile.validate(&ceiling()).unwrap_err();
+            assert_eq!(error.field, field, "{text}: {error}");
+        }
+    }
+}

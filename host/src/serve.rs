@@ -1,0 +1,88 @@
+//! `mysimbdp serve`: wires the platform database, the sandbox, the app store and the API
+//! together and serves until told to stop. Shutdown: stop accepting, let in-flight requests
+//! finish within `server.shutdown_grace_ms`, then return.
+
+use crate::api::{self, AppState, Metrics};
+use crate::app_store::AppStore;
+use crate::config::ServeConfig;
+use crate::platform::Platform;
+use crate::runtime::Runtime;
+use anyhow::{Context, Result};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+/// Serves the platform on `listener` until `shutdown` completes.
+pub async fn run(
+    config: ServeConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let platform = Platform::connect(&config.platform).await?;
+    let runtime = Arc::new(
+        Runtime::new(config.sandbox.clone()).context("starting the sandbox runtime")?,
+    );
+    let apps = Arc::new(AppStore::new(
+        runtime,
+        platform.clone(),
+        config.apps.clone(),
+        config.sandbox.clone(),
+    ));
+    let grace = Duration::from_millis(config.server.shutdown_grace_ms);
+    let state = AppState::new(platform, apps, Arc::new(config), Arc::new(Metrics::new()));
+    let router = api::router(state);
+    let address = listener.local_addr().context("reading the listener's address")?;
+    tracing::info!("mysimbdp listening on http://{address}");
+
+    let (stopping_tx, stopping_rx) = oneshot::channel::<()>();
+    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!("shutting down: no new connections, finishing in-flight requests");
+        let _ = stopping_tx.send(());
+    });
+    let grace_expired = async move {
+        if stopping_rx.await.is_ok() {
+            tokio::time::sleep(grace).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        served = server => served.context("serving HTTP")?,
+        () = grace_expired => {
+            tracing::warn!(?grace, "shutdown grace period over; dropping requests still in flight");
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+}
