@@ -148,20 +148,33 @@ impl AppStore {
         activate: bool,
     ) -> Result<Admitted, AdmitError> {
         let app = self.runtime.load(wasm).await.map_err(AdmitError::Refused)?;
+        let refused_import = app.imports.iter().find(|import| {
+            self.config
+                .refused_imports
+                .iter()
+                .any(|prefix| import.starts_with(prefix.as_str()))
+        });
+        if let Some(import) = refused_import {
+            return Err(AdmitError::Refused(Failure::invalid(format!(
+                "the component imports {import}, which the platform never grants its apps \
+                 (no network, no files: input comes through batch-input or stream messages)"
+            ))));
+        }
         let existing = match self.platform.app(&tenant.id, name).await {
             Ok(app) => Some(app),
             Err(StoreError::NotFound(_)) => None,
             Err(e) => return Err(e.into()),
         };
         if let Some(existing) = &existing
-            && existing.kind != app.kind {
-                return Err(StoreError::Conflict(format!(
-                    "app {name:?} is a {} app and this component is a {} app; upload it \
+            && existing.kind != app.kind
+        {
+            return Err(StoreError::Conflict(format!(
+                "app {name:?} is a {} app and this component is a {} app; upload it \
                      under another name",
-                    existing.kind, app.kind
-                ))
-                .into());
-            }
+                existing.kind, app.kind
+            ))
+            .into());
+        }
         let limits = match &existing {
             Some(existing) => self.app_limits(tenant, existing),
             None => self.tenant_limits(tenant),
@@ -270,7 +283,11 @@ impl AppStore {
             return Ok(app);
         }
         let wasm = self.platform.component(version).await?;
-        let app = self.runtime.load(&wasm).await.map_err(AdmitError::Refused)?;
+        let app = self
+            .runtime
+            .load(&wasm)
+            .await
+            .map_err(AdmitError::Refused)?;
         if app.digest != version.digest {
             return Err(StoreError::Other(anyhow::anyhow!(
                 "component of {} read back with digest {}: the stored blob is corrupt",
@@ -305,7 +322,12 @@ impl AppStore {
     ) -> Result<DryRun, AdmitError> {
         let app = self.load(version).await?;
         let options = CallOptions {
-            label: format!("{}/{}@{} (dry run)", tenant.id, record.name, short(&version.digest)),
+            label: format!(
+                "{}/{}@{} (dry run)",
+                tenant.id,
+                record.name,
+                short(&version.digest)
+            ),
             params: Arc::new(params),
             limits: self.app_limits(tenant, record),
         };
@@ -315,17 +337,23 @@ impl AppStore {
         match app.kind {
             AppKind::Batch => {
                 let (sink, mut batches) = mpsc::channel::<OutputBatch>(4);
+                let tenant_id = tenant.id.clone();
                 let collect = tokio::spawn(async move {
                     let (mut kept, mut total) = (Vec::new(), 0u64);
                     while let Some(batch) = batches.recv().await {
                         total += batch.documents.len() as u64;
                         let room = max.saturating_sub(kept.len());
-                        kept.extend(batch.documents.into_iter().take(room).map(|d| d.json));
-                        }
+                        kept.extend(batch.documents.into_iter().take(room).enumerate().map(
+                            |(i, d)| {
+                                let index = batch.first_index + i as u64;
+                                as_stored(&tenant_id, DRY_RUN_SOURCE, index, d)
+                            },
+                        ));
+                    }
                     (kept, total)
                 });
                 let input = BatchInput {
-                    name: "dry-run".to_owned(),
+                    name: DRY_RUN_SOURCE.to_owned(),
                     size: input.len() as u64,
                     content_type: None,
                     reader: Box::new(std::io::Cursor::new(input.into_bytes())),
@@ -366,13 +394,19 @@ impl AppStore {
                                 Ok(documents) => {
                                     run.documents_total += documents.len() as u64;
                                     let room = max.saturating_sub(run.documents.len());
-                                    run.documents
-                                        .extend(documents.into_iter().take(room).map(|d| d.json));
+                                    let id = &messages[run.messages.len()].id;
+                                    run.documents.extend(
+                                        documents
+                                            .into_iter()
+                                            .take(room)
+                                            .enumerate()
+                                            .map(|(i, d)| as_stored(&tenant.id, id, i as u64, d)),
+                                    );
                                     run.messages.push(None);
                                 }
-                                Err(failure) => run
-                                    .messages
-                                    .push(Some((failure.class, failure.message))),
+                                Err(failure) => {
+                                    run.messages.push(Some((failure.class, failure.message)))
+                                }
                             }
                         }
                         run.usage = report.usage;
@@ -406,6 +440,18 @@ pub struct DryRun {
     pub usage: Usage,
     /// Wall-clock time, loading included.
     pub duration: Duration,
+}
+
+/// The source name of a dry run's input, from which its documents' ids derive.
+const DRY_RUN_SOURCE: &str = "dry-run";
+
+/// A document as the sink would store it: with its `_id` (the app's, or derived). A document
+/// the sink would refuse is shown as the app emitted it.
+fn as_stored(tenant: &str, source: &str, index: u64, document: crate::runtime::Document) -> String {
+    crate::documents::with_id(&document.json, document.id.as_deref(), || {
+        crate::documents::derived_id(tenant, source, index)
+    })
+    .unwrap_or(document.json)
 }
 
 /// The app's own answers: not a reason to refuse it.

@@ -16,7 +16,11 @@ pub struct BadName {
 
 impl fmt::Display for BadName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {:?} is not allowed: {}", self.what, self.value, self.rule)
+        write!(
+            f,
+            "{} {:?} is not allowed: {}",
+            self.what, self.value, self.rule
+        )
     }
 }
 
@@ -70,7 +74,16 @@ mod tests {
         for good in ["acme", "a1", "acme-eu-2"] {
             tenant_id(good).unwrap();
         }
-        for bad in ["", "a", "Acme", "1acme", "acme_eu", "acme.eu", "ac/me", &"a".repeat(33)] {
+        for bad in [
+            "",
+            "a",
+            "Acme",
+            "1acme",
+            "acme_eu",
+            "acme.eu",
+            "ac/me",
+            &"a".repeat(33),
+        ] {
             let error = tenant_id(bad).unwrap_err();
             assert!(error.to_string().contains("tenant id"), "{error}");
         }

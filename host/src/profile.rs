@@ -231,7 +231,10 @@ impl Profile {
     /// Checks every value, and the sandbox limits against the operator's `ceiling`.
     pub fn validate(&self, ceiling: &SandboxLimits) -> Result<(), ProfileError> {
         let batch = &self.batch;
-        positive("batch.max_files_per_request", batch.max_files_per_request.into())?;
+        positive(
+            "batch.max_files_per_request",
+            batch.max_files_per_request.into(),
+        )?;
         positive("batch.max_file_mib", batch.max_file_mib)?;
         positive("batch.max_mib_per_day", batch.max_mib_per_day)?;
         if batch.allowed_content_types.is_empty() {
@@ -249,7 +252,10 @@ impl Profile {
             }
         }
         let stream = &self.stream;
-        positive("stream.max_messages_per_window", stream.max_messages_per_window)?;
+        positive(
+            "stream.max_messages_per_window",
+            stream.max_messages_per_window,
+        )?;
         positive("stream.max_mib_per_window", stream.max_mib_per_window)?;
         within("stream.window_secs", stream.window_secs, 1, 86_400)?;
         within(
@@ -285,12 +291,13 @@ impl Profile {
         }
         let sink = &self.sink;
         if let Some(database) = &sink.database
-            && !is_database_name(database) {
-                return Err(refuse(
-                    "sink.database",
-                    format!("{database:?} is not a valid MongoDB database name"),
-                ));
-            }
+            && !is_database_name(database)
+        {
+            return Err(refuse(
+                "sink.database",
+                format!("{database:?} is not a valid MongoDB database name"),
+            ));
+        }
         if !is_collection_name(&sink.collection) {
             return Err(refuse(
                 "sink.collection",
@@ -328,7 +335,10 @@ fn positive(field: &str, value: u64) -> Result<(), ProfileError> {
 
 fn within(field: &str, value: u64, min: u64, max: u64) -> Result<(), ProfileError> {
     if !(min..=max).contains(&value) {
-        return Err(refuse(field, format!("{value} is not within {min}..={max}")));
+        return Err(refuse(
+            field,
+            format!("{value} is not within {min}..={max}"),
+        ));
     }
     Ok(())
 }
@@ -390,12 +400,14 @@ mod tests {
 
     #[test]
     fn the_example_tenants_are_valid() {
-        let acme = Profile::parse(include_str!("../../config/tenants/acme.toml"), Format::Toml)
-            .unwrap();
+        let acme =
+            Profile::parse(include_str!("../../config/tenants/acme.toml"), Format::Toml).unwrap();
         acme.validate(&ceiling()).unwrap();
-        let globex =
-            Profile::parse(include_str!("../../config/tenants/globex.json"), Format::Json)
-                .unwrap();
+        let globex = Profile::parse(
+            include_str!("../../config/tenants/globex.json"),
+            Format::Json,
+        )
+        .unwrap();
         globex.validate(&ceiling()).unwrap();
         assert_ne!(acme, globex);
         assert_ne!(acme, Profile::default());
@@ -415,8 +427,14 @@ mod tests {
 
     #[test]
     fn empty_documents_take_the_defaults() {
-        assert_eq!(Profile::parse("", Format::Toml).unwrap(), Profile::default());
-        assert_eq!(Profile::parse("{}", Format::Json).unwrap(), Profile::default());
+        assert_eq!(
+            Profile::parse("", Format::Toml).unwrap(),
+            Profile::default()
+        );
+        assert_eq!(
+            Profile::parse("{}", Format::Json).unwrap(),
+            Profile::default()
+        );
         Profile::default().validate(&ceiling()).unwrap();
         assert_eq!(Profile::default().database("acme-eu"), "tenant_acme_eu");
     }
@@ -436,9 +454,15 @@ mod tests {
     #[test]
     fn values_are_checked_by_field() {
         let cases = [
-            ("[stream]\nmin_consumers = 5\nmax_consumers = 2\n", "stream.min_consumers"),
+            (
+                "[stream]\nmin_consumers = 5\nmax_consumers = 2\n",
+                "stream.min_consumers",
+            ),
             ("[stream]\nwindow_secs = 0\n", "stream.window_secs"),
-            ("[batch]\nallowed_content_types = []\n", "batch.allowed_content_types"),
+            (
+                "[batch]\nallowed_content_types = []\n",
+                "batch.allowed_content_types",
+            ),
             (
                 "[batch]\nallowed_content_types = [\"text/csv\", \"csv\"]\n",
                 "batch.allowed_content_types[1]",

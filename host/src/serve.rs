@@ -21,9 +21,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let platform = Platform::connect(&config.platform).await?;
-    let runtime = Arc::new(
-        Runtime::new(config.sandbox.clone()).context("starting the sandbox runtime")?,
-    );
+    let runtime =
+        Arc::new(Runtime::new(config.sandbox.clone()).context("starting the sandbox runtime")?);
     let apps = Arc::new(AppStore::new(
         runtime,
         platform.clone(),
@@ -33,7 +32,9 @@ pub async fn run(
     let grace = Duration::from_millis(config.server.shutdown_grace_ms);
     let state = AppState::new(platform, apps, Arc::new(config), Arc::new(Metrics::new()));
     let router = api::router(state);
-    let address = listener.local_addr().context("reading the listener's address")?;
+    let address = listener
+        .local_addr()
+        .context("reading the listener's address")?;
     tracing::info!("mysimbdp listening on http://{address}");
 
     let (stopping_tx, stopping_rx) = oneshot::channel::<()>();

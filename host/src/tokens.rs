@@ -27,7 +27,10 @@ pub fn hash(token: &str) -> String {
 /// differ, by comparing their hashes (equal-length, and unrelated to the secret's prefix).
 pub fn matches(presented: &str, expected: &str) -> bool {
     let (a, b) = (Sha256::digest(presented), Sha256::digest(expected));
-    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 #[cfg(test)]

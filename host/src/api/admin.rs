@@ -62,16 +62,18 @@ pub async fn create_tenant(
 ) -> Result<(StatusCode, Json<TenantWithToken>), ApiError> {
     names::tenant_id(&request.id)
         .map_err(|e| ApiError::invalid_field("invalid_name", "id".into(), e.to_string()))?;
+    // Errors name the field as it is in this request's body: `profile.stream.…`.
+    let in_body = |mut e: ProfileError| {
+        e.field = format!("profile.{}", e.field)
+            .trim_end_matches('.')
+            .to_owned();
+        profile_error(e)
+    };
     let profile = match request.profile {
-        Some(value) => {
-            Profile::parse(&value.to_string(), Format::Json).map_err(|mut e| {
-                e.field = format!("profile.{}", e.field).trim_end_matches('.').to_owned();
-                profile_error(e)
-            })?
-        }
+        Some(value) => Profile::parse(&value.to_string(), Format::Json).map_err(in_body)?,
         None => Profile::default(),
     };
-    let profile = validated(&state, profile)?;
+    profile.validate(&state.apps.ceiling()).map_err(in_body)?;
     let token = tokens::generate().map_err(|e| ApiError::internal(format!("{e:#}")))?;
     let tenant = state
         .platform
@@ -254,5 +256,7 @@ pub async fn profile_versions(
     Path(id): Path<String>,
 ) -> Result<Json<Vec<ProfileVersionView>>, ApiError> {
     let versions = state.platform.profile_versions(&id).await?;
-    Ok(Json(versions.iter().map(ProfileVersionView::from).collect()))
+    Ok(Json(
+        versions.iter().map(ProfileVersionView::from).collect(),
+    ))
 }

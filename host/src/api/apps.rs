@@ -148,7 +148,9 @@ async fn read_capped(
         wasm.extend_from_slice(&chunk);
     }
     if wasm.is_empty() {
-        return Err(ApiError::bad_request("the body is empty: send the component (.wasm)"));
+        return Err(ApiError::bad_request(
+            "the body is empty: send the component (.wasm)",
+        ));
     }
     Ok(wasm)
 }
@@ -203,7 +205,10 @@ pub async fn update_app(
         .platform
         .set_app_sandbox(&tenant.id, &name, &update.sandbox)
         .await?;
-    Ok(Json(AppView::new(&app, state.apps.app_limits(&tenant, &app))))
+    Ok(Json(AppView::new(
+        &app,
+        state.apps.app_limits(&tenant, &app),
+    )))
 }
 
 /// Delete an app and all its versions.
@@ -303,7 +308,10 @@ pub async fn activate(
         .activate(&tenant.id, &name, &version.digest)
         .await?;
     tracing::info!(tenant = %tenant.id, app = %name, version = %version.digest, "app version activated");
-    Ok(Json(AppView::new(&app, state.apps.app_limits(&tenant, &app))))
+    Ok(Json(AppView::new(
+        &app,
+        state.apps.app_limits(&tenant, &app),
+    )))
 }
 
 /// Re-activate the version that was active before the current one.
@@ -318,7 +326,10 @@ pub async fn rollback(
 ) -> Result<Json<AppView>, ApiError> {
     let app = state.platform.rollback(&tenant.id, &name).await?;
     tracing::info!(tenant = %tenant.id, app = %name, version = ?app.active, "app rolled back");
-    Ok(Json(AppView::new(&app, state.apps.app_limits(&tenant, &app))))
+    Ok(Json(AppView::new(
+        &app,
+        state.apps.app_limits(&tenant, &app),
+    )))
 }
 
 /// `POST /v1/apps/{name}/dry-run`
@@ -358,7 +369,11 @@ pub async fn dry_run(
     let version = match (&request.version, &app.active) {
         (Some(version), _) => version.clone(),
         (None, Some(active)) => active.clone(),
-        (None, None) => return Err(ApiError::conflict(format!("app {name:?} has no active version"))),
+        (None, None) => {
+            return Err(ApiError::conflict(format!(
+                "app {name:?} has no active version"
+            )));
+        }
     };
     let version = state.platform.version(&tenant.id, &name, &version).await?;
     let run = state

@@ -58,11 +58,7 @@ impl FromRequestParts<AppState> for Tenant {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = bearer(parts)?;
-        let Some(tenant) = state
-            .platform
-            .tenant_by_token(&tokens::hash(token))
-            .await?
-        else {
+        let Some(tenant) = state.platform.tenant_by_token(&tokens::hash(token)).await? else {
             if tokens::matches(token, &state.config.server.operator_token) {
                 return Err(ApiError::forbidden(
                     "tenant_only",

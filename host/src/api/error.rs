@@ -131,9 +131,10 @@ impl IntoResponse for ApiError {
         };
         let mut response = (self.status, axum::Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
         }
         response
     }
@@ -161,8 +162,11 @@ impl From<AdmitError> for ApiError {
                     }
                     _ => "app_refused",
                 };
-                let mut error =
-                    Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, failure.message.clone());
+                let mut error = Self::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    code,
+                    failure.message.clone(),
+                );
                 error.class = Some(failure.class.as_str());
                 error
             }

@@ -3,10 +3,10 @@
 
 use super::{ApiError, AppState, ErrorBody};
 use crate::profile::Profile;
+use axum::Json;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::Json;
 
 /// Liveness: the process serves requests.
 #[utoipa::path(get, path = "/healthz", tag = "meta", responses((status = 200, description = "Alive")))]

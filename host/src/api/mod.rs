@@ -86,7 +86,10 @@ impl utoipa::Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
         for (name, description) in [
-            ("operator_token", "The operator's token (server.operator_token)"),
+            (
+                "operator_token",
+                "The operator's token (server.operator_token)",
+            ),
             ("tenant_token", "A tenant's API token (msbt_…)"),
         ] {
             components.add_security_scheme(

@@ -267,11 +267,19 @@ impl DryRunView {
             documents: run
                 .documents
                 .iter()
-                .map(|json| serde_json::from_str(json).unwrap_or(serde_json::Value::String(json.clone())))
+                .map(|json| {
+                    serde_json::from_str(json).unwrap_or(serde_json::Value::String(json.clone()))
+                })
                 .collect(),
             documents_total: run.documents_total,
-            quality: run.quality.map(|q| serde_json::to_value(q).unwrap_or_default()),
-            messages: run.messages.into_iter().map(|m| m.map(Into::into)).collect(),
+            quality: run
+                .quality
+                .map(|q| serde_json::to_value(q).unwrap_or_default()),
+            messages: run
+                .messages
+                .into_iter()
+                .map(|m| m.map(Into::into))
+                .collect(),
             failure: run.failure.map(Into::into),
             usage: UsageView {
                 fuel: run.usage.fuel,

@@ -43,7 +43,8 @@ pub struct ActivateArgs {
     /// The app.
     pub name: String,
     /// The version id, or a unique prefix of 8+ hex digits.
-    pub version: String,
+    #[arg(value_name = "VERSION")]
+    pub version_id: String,
     /// The API and the tenant's token.
     #[command(flatten)]
     pub api: TenantApi,
@@ -107,7 +108,8 @@ pub async fn upload(args: UploadArgs) -> Result<ExitCode> {
     let result: Result<Value> = client.send(request).await;
     waiting.abort();
     bar.finish_and_clear();
-    let uploaded = result.with_context(|| format!("uploading {:?} as app {:?}", args.file, args.name))?;
+    let uploaded =
+        result.with_context(|| format!("uploading {:?} as app {:?}", args.file, args.name))?;
     if args.api.json {
         print_json(&uploaded)?;
         return Ok(ExitCode::SUCCESS);
@@ -130,8 +132,11 @@ pub async fn upload(args: UploadArgs) -> Result<ExitCode> {
     if active == text(&version["version"]) {
         println!("active: {active}");
     } else {
-        println!("active: {active} (activate the new one with `mysimbdp app activate {} {}`)",
-            args.name, short(&text(&version["version"])));
+        println!(
+            "active: {active} (activate the new one with `mysimbdp app activate {} {}`)",
+            args.name,
+            short(&text(&version["version"]))
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -145,7 +150,10 @@ pub async fn list(args: ListArgs) -> Result<ExitCode> {
             if args.api.json {
                 print_json(&apps)?;
             } else {
-                println!("{:<24} {:<7} {:<14} {:<14} UPDATED", "APP", "KIND", "ACTIVE", "PREVIOUS");
+                println!(
+                    "{:<24} {:<7} {:<14} {:<14} UPDATED",
+                    "APP", "KIND", "ACTIVE", "PREVIOUS"
+                );
                 for app in &apps {
                     println!(
                         "{:<24} {:<7} {:<14} {:<14} {}",
@@ -187,8 +195,11 @@ pub async fn activate(args: ActivateArgs) -> Result<ExitCode> {
     let app: Value = client
         .send(
             client
-                .request(Method::POST, &format!("/v1/apps/{}/activate", segment(&args.name)))
-                .json(&json!({ "version": args.version })),
+                .request(
+                    Method::POST,
+                    &format!("/v1/apps/{}/activate", segment(&args.name)),
+                )
+                .json(&json!({ "version": args.version_id })),
         )
         .await?;
     show_active(&args.api, &app)
@@ -198,7 +209,10 @@ pub async fn activate(args: ActivateArgs) -> Result<ExitCode> {
 pub async fn rollback(args: NameArgs) -> Result<ExitCode> {
     let client = Client::new(&args.api.api, &args.api.token)?;
     let app: Value = client
-        .send(client.request(Method::POST, &format!("/v1/apps/{}/rollback", segment(&args.name))))
+        .send(client.request(
+            Method::POST,
+            &format!("/v1/apps/{}/rollback", segment(&args.name)),
+        ))
         .await?;
     show_active(&args.api, &app)
 }
@@ -206,7 +220,10 @@ pub async fn rollback(args: NameArgs) -> Result<ExitCode> {
 /// `app delete name --yes`
 pub async fn delete(args: NameArgs, yes: bool) -> Result<ExitCode> {
     if !yes {
-        bail!("deleting app {:?} removes every version: add --yes to confirm", args.name);
+        bail!(
+            "deleting app {:?} removes every version: add --yes to confirm",
+            args.name
+        );
     }
     let client = Client::new(&args.api.api, &args.api.token)?;
     client
@@ -229,7 +246,6 @@ fn show_active(api: &TenantApi, app: &Value) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
-
 
 fn short(version: &str) -> &str {
     version.get(..12).unwrap_or(version)

@@ -209,8 +209,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => {
-                let config = ServeConfig::load(args.config.as_deref())
-                    .context("invalid configuration")?;
+                let config =
+                    ServeConfig::load(args.config.as_deref()).context("invalid configuration")?;
                 let address = config.listen_addr()?;
                 let listener = tokio::net::TcpListener::bind(address)
                     .await
@@ -228,4 +228,15 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Command::App(AppCommand::Delete { app, yes }) => app_remote::delete(app, yes).await,
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 }

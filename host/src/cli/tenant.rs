@@ -103,7 +103,11 @@ pub async fn run(command: TenantCommand) -> Result<ExitCode> {
                 body["profile"] = read_profile(&path)?;
             }
             let created: Value = client
-                .send(client.request(Method::POST, "/v1/admin/tenants").json(&body))
+                .send(
+                    client
+                        .request(Method::POST, "/v1/admin/tenants")
+                        .json(&body),
+                )
                 .await?;
             if api.json {
                 print_json(&created)?;
@@ -124,7 +128,10 @@ pub async fn run(command: TenantCommand) -> Result<ExitCode> {
             if api.json {
                 print_json(&tenants)?;
             } else {
-                println!("{:<32} {:<10} {:>8}  {:<28} CREATED", "TENANT", "STATUS", "PROFILE", "DATABASE");
+                println!(
+                    "{:<32} {:<10} {:>8}  {:<28} CREATED",
+                    "TENANT", "STATUS", "PROFILE", "DATABASE"
+                );
                 for t in &tenants {
                     println!(
                         "{:<32} {:<10} {:>8}  {:<28} {}",
@@ -208,7 +215,10 @@ pub async fn run(command: TenantCommand) -> Result<ExitCode> {
                 )
                 .await?;
             report(&api, &tenant, || {
-                println!("profile of {id} is now version {}", tenant["profile_version"]);
+                println!(
+                    "profile of {id} is now version {}",
+                    tenant["profile_version"]
+                );
             })?;
         }
         TenantCommand::Profile(ProfileCommand::History(args)) => {
@@ -270,7 +280,6 @@ fn print_tenant(t: &Value) {
     println!("database: {}", text(&t["database"]));
     println!("created: {}", text(&t["created_at"]));
 }
-
 
 fn toml_text(value: &Value) -> String {
     toml::to_string(value).unwrap_or_else(|_| value.to_string())

@@ -31,6 +31,9 @@ pub const DEFAULT_LOADED_APPS: usize = 128;
 pub const DEFAULT_DRY_RUN_MAX_KIB: usize = 192;
 /// Documents a dry run returns at most.
 pub const DEFAULT_DRY_RUN_MAX_DOCUMENTS: usize = 100;
+/// Interfaces an uploaded app may not import, by prefix: capabilities the sandbox never
+/// grants (no network, no files), so an app importing them could only fail or probe.
+pub const DEFAULT_REFUSED_IMPORTS: [&str; 2] = ["wasi:sockets/", "wasi:filesystem/"];
 /// The shortest operator token accepted: guessing it must be hopeless.
 pub const MIN_OPERATOR_TOKEN_CHARS: usize = 32;
 
@@ -115,6 +118,8 @@ pub struct AppsConfig {
     pub dry_run_max_kib: usize,
     /// Documents a dry run returns at most.
     pub dry_run_max_documents: usize,
+    /// Import prefixes refused at upload.
+    pub refused_imports: Vec<String>,
 }
 
 impl Default for AppsConfig {
@@ -125,6 +130,7 @@ impl Default for AppsConfig {
             loaded_apps: DEFAULT_LOADED_APPS,
             dry_run_max_kib: DEFAULT_DRY_RUN_MAX_KIB,
             dry_run_max_documents: DEFAULT_DRY_RUN_MAX_DOCUMENTS,
+            refused_imports: DEFAULT_REFUSED_IMPORTS.map(String::from).to_vec(),
         }
     }
 }
@@ -197,11 +203,21 @@ impl ServeConfig {
             ("apps.probe_deadline_ms", apps.probe_deadline_ms),
             ("apps.loaded_apps", apps.loaded_apps as u64),
             ("apps.dry_run_max_kib", apps.dry_run_max_kib as u64),
-            ("apps.dry_run_max_documents", apps.dry_run_max_documents as u64),
+            (
+                "apps.dry_run_max_documents",
+                apps.dry_run_max_documents as u64,
+            ),
         ] {
             if value == 0 {
                 bail!("{key} = 0: it must be at least 1");
             }
+        }
+        if let Some(i) = apps
+            .refused_imports
+            .iter()
+            .position(|p| p.trim().is_empty())
+        {
+            bail!("apps.refused_imports[{i}] is empty: it would refuse every app");
         }
         if apps.dry_run_max_kib >= self.server.max_json_kib {
             bail!(
@@ -233,7 +249,9 @@ fn validate_database_name(key: &str, name: &str) -> Result<()> {
             .chars()
             .any(|c| matches!(c, '/' | '\\' | '.' | ' ' | '"' | '$' | '\0'));
     if bad {
-        bail!("{key} = {name:?} is not a valid MongoDB database name (1-38 characters, none of /\\. \"$)");
+        bail!(
+            "{key} = {name:?} is not a valid MongoDB database name (1-38 characters, none of /\\. \"$)"
+        );
     }
     Ok(())
 }
@@ -277,8 +295,8 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_refused_by_name() {
-        let error = ServeConfig::from_toml("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 1\n")
-            .unwrap_err();
+        let error =
+            ServeConfig::from_toml("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 1\n").unwrap_err();
         assert!(error.to_string().contains("lisen"), "{error}");
         let error = ServeConfig::from_toml("[sandbox.limits]\nfule = 1\n").unwrap_err();
         assert!(error.to_string().contains("fule"), "{error}");

@@ -414,7 +414,10 @@ mod tests {
         let config =
             SandboxConfig::from_toml("[limits]\nfuel = 100\n[max]\nfuel = 1000\n").unwrap();
         let ceiling = config.ceiling();
-        assert_eq!((ceiling.fuel, ceiling.memory_mib), (1000, DEFAULT_MEMORY_MIB));
+        assert_eq!(
+            (ceiling.fuel, ceiling.memory_mib),
+            (1000, DEFAULT_MEMORY_MIB)
+        );
         let within = SandboxOverrides {
             fuel: Some(1000),
             memory_mib: Some(8),

@@ -7,8 +7,8 @@
 use super::{Platform, StoreError, StoreResult, conflict_or, is_duplicate_key};
 use crate::config::SandboxOverrides;
 use crate::runtime::AppKind;
-use futures_util::io::{AsyncReadExt, AsyncWriteExt};
 use futures_util::TryStreamExt;
+use futures_util::io::{AsyncReadExt, AsyncWriteExt};
 use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{self, Bson, DateTime, Document, doc};
 use mongodb::options::ReturnDocument;
@@ -127,10 +127,17 @@ impl Platform {
     }
 
     /// One version, by full digest or by a unique prefix of at least 8 hex digits.
-    pub async fn version(&self, tenant: &str, app: &str, version: &str) -> StoreResult<VersionRecord> {
+    pub async fn version(
+        &self,
+        tenant: &str,
+        app: &str,
+        version: &str,
+    ) -> StoreResult<VersionRecord> {
         let version = version.strip_prefix("sha256:").unwrap_or(version);
         let well_formed = (8..=64).contains(&version.len())
-            && version.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase());
+            && version
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase());
         if !well_formed {
             return Err(StoreError::NotFound(format!(
                 "{version:?} is not a version id (8 to 64 lowercase hex digits of the component's sha256)"
@@ -162,14 +169,18 @@ impl Platform {
     /// if it is new. Returns the version and whether it was new (an identical re-upload is
     /// not). `Conflict` if the app exists with the other kind.
     pub async fn store_version(&self, new: NewVersion<'_>) -> StoreResult<(VersionRecord, bool)> {
-        let existing_app = self.apps.find_one(doc! { "_id": app_id(new.tenant, new.app) }).await?;
+        let existing_app = self
+            .apps
+            .find_one(doc! { "_id": app_id(new.tenant, new.app) })
+            .await?;
         if let Some(app) = &existing_app
-            && app.kind != new.kind {
-                return Err(StoreError::Conflict(format!(
-                    "app {:?} is a {} app and this component is a {} app; upload it under another name",
-                    new.app, app.kind, new.kind
-                )));
-            }
+            && app.kind != new.kind
+        {
+            return Err(StoreError::Conflict(format!(
+                "app {:?} is a {} app and this component is a {} app; upload it under another name",
+                new.app, app.kind, new.kind
+            )));
+        }
         let id = version_id(new.tenant, new.app, new.digest);
         if let Some(found) = self.versions.find_one(doc! { "_id": &id }).await? {
             return Ok((found, false));
@@ -228,7 +239,10 @@ impl Platform {
             Err(e) if is_duplicate_key(&e) => {
                 self.delete_blobs(vec![blob]).await;
                 let found = self.versions.find_one(doc! { "_id": &id }).await?;
-                Ok((found.ok_or_else(|| anyhow::anyhow!("version {id} vanished"))?, false))
+                Ok((
+                    found.ok_or_else(|| anyhow::anyhow!("version {id} vanished"))?,
+                    false,
+                ))
             }
             Err(e) => {
                 self.delete_blobs(vec![blob]).await;
@@ -309,15 +323,22 @@ impl Platform {
     /// Deletes a version that is neither active nor in the rollback history.
     pub async fn delete_version(&self, tenant: &str, app: &str, digest: &str) -> StoreResult<()> {
         let current = self.app(tenant, app).await?;
-        if current.active.as_deref() == Some(digest) || current.history.iter().any(|d| d == digest) {
+        if current.active.as_deref() == Some(digest) || current.history.iter().any(|d| d == digest)
+        {
             return Err(StoreError::Conflict(format!(
                 "version {digest} of app {app:?} is active or kept for rollback; activate another \
                  version first"
             )));
         }
         let id = version_id(tenant, app, digest);
-        let Some(version) = self.versions.find_one_and_delete(doc! { "_id": &id }).await? else {
-            return Err(StoreError::NotFound(format!("app {app:?} has no version {digest}")));
+        let Some(version) = self
+            .versions
+            .find_one_and_delete(doc! { "_id": &id })
+            .await?
+        else {
+            return Err(StoreError::NotFound(format!(
+                "app {app:?} has no version {digest}"
+            )));
         };
         self.delete_blobs(vec![version.blob]).await;
         Ok(())
@@ -325,7 +346,9 @@ impl Platform {
 
     /// Deletes an app with all its versions.
     pub async fn delete_app(&self, tenant: &str, app: &str) -> StoreResult<()> {
-        let blobs = self.component_blobs(doc! { "tenant": tenant, "app": app }).await?;
+        let blobs = self
+            .component_blobs(doc! { "tenant": tenant, "app": app })
+            .await?;
         let mut session = self.client.start_session().await?;
         session.start_transaction().await?;
         let deleted = self

@@ -132,9 +132,7 @@ fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
 /// A transaction lost to a concurrent one: the caller may simply retry.
 fn conflict_or(error: mongodb::error::Error, what: &str) -> StoreError {
     if error.contains_label(TRANSIENT_TRANSACTION_ERROR) {
-        StoreError::Conflict(format!(
-            "{what} changed concurrently; retry the request"
-        ))
+        StoreError::Conflict(format!("{what} changed concurrently; retry the request"))
     } else {
         StoreError::Database(error)
     }

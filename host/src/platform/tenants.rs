@@ -90,7 +90,9 @@ impl Platform {
         let inserted = self.tenants.insert_one(&tenant).session(&mut session).await;
         match inserted {
             Err(e) if is_duplicate_key(&e) => {
-                return Err(StoreError::Conflict(format!("tenant {id:?} already exists")));
+                return Err(StoreError::Conflict(format!(
+                    "tenant {id:?} already exists"
+                )));
             }
             other => other.map_err(|e| conflict_or(e, "the tenant"))?,
         };

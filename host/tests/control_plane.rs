@@ -1,0 +1,1341 @@
+//! Proves the tenant control plane against the real MongoDB: tenant lifecycle, auth and
+//! isolation, app admission (every evil and malformed component refused, nothing stored),
+//! versions, activation and rollback, dry runs, the OpenAPI document, metrics, graceful
+//! shutdown, the CLI, and two `serve` processes sharing one platform database.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use futures_util::StreamExt;
+use mongodb::bson::doc;
+use mysimbdp_fixtures as fixtures;
+use mysimbdp_host::config::ServeConfig;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::oneshot;
+
+const OPERATOR: &str = "test-operator-token-0123456789abcdef";
+
+/// A `serve` running inside the test process, on its own platform database.
+struct Host {
+    base: String,
+    database: String,
+    stop: Option<oneshot::Sender<()>>,
+    served: tokio::task::JoinHandle<anyhow::Result<()>>,
+    http: reqwest::Client,
+}
+
+fn config(database: &str, cache: &str) -> ServeConfig {
+    let mut config = ServeConfig::default();
+    config.server.operator_token = OPERATOR.to_owned();
+    config.server.shutdown_grace_ms = 5_000;
+    config.platform.mongodb_uri = mysimbdp_tests::MONGODB_URI.to_owned();
+    config.platform.database = database.to_owned();
+    config.sandbox.engine.cache_dir = Some(scratch(cache));
+    config.validate().unwrap();
+    config
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn database_name() -> String {
+    mysimbdp_tests::unique("cp").replace('-', "_")
+}
+
+impl Host {
+    async fn start() -> Self {
+        Self::start_on(&database_name(), "control-plane-cache").await
+    }
+
+    async fn start_on(database: &str, cache: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let served = tokio::spawn(mysimbdp_host::serve::run(
+            config(database, cache),
+            listener,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        let host = Self {
+            base,
+            database: database.to_owned(),
+            stop: Some(stop),
+            served,
+            http: reqwest::Client::new(),
+        };
+        host.wait_ready().await;
+        host
+    }
+
+    async fn wait_ready(&self) {
+        for _ in 0..200 {
+            if let Ok(response) = self.http.get(format!("{}/readyz", self.base)).send().await
+                && response.status().is_success()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the host at {} never became ready", self.base);
+    }
+
+    fn request(&self, method: Method, path: &str, token: Option<&str>) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, format!("{}{path}", self.base));
+        match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    /// Sends and returns the status and the JSON body (Null when empty).
+    async fn call(&self, request: reqwest::RequestBuilder) -> (StatusCode, Value) {
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("{status} with a non-JSON body {text:?}: {e}"))
+        };
+        if !status.is_success() {
+            assert_error_shape(status, &body);
+        }
+        (status, body)
+    }
+
+    async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut request = self.request(method, path, Some(OPERATOR));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        self.call(request).await
+    }
+
+    async fn tenant(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.request(method, path, Some(token));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        self.call(request).await
+    }
+
+    /// Creates a tenant and returns its token.
+    async fn create_tenant(&self, id: &str, profile: Option<Value>) -> String {
+        let mut body = json!({ "id": id });
+        if let Some(profile) = profile {
+            body["profile"] = profile;
+        }
+        let (status, created) = self
+            .admin(Method::POST, "/v1/admin/tenants", Some(body))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        created["token"].as_str().unwrap().to_owned()
+    }
+
+    async fn upload(&self, token: &str, name: &str, wasm: Vec<u8>) -> (StatusCode, Value) {
+        self.call(
+            self.request(Method::PUT, &format!("/v1/apps/{name}"), Some(token))
+                .header("content-type", "application/wasm")
+                .body(wasm),
+        )
+        .await
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(10), &mut self.served)
+            .await
+            .expect("the host stops within its grace period")
+            .unwrap()
+            .unwrap();
+        self.platform_db().await.drop().await.unwrap();
+    }
+
+    async fn platform_db(&self) -> mongodb::Database {
+        mongodb::Client::with_uri_str(mysimbdp_tests::MONGODB_URI)
+            .await
+            .unwrap()
+            .database(&self.database)
+    }
+}
+
+fn assert_error_shape(status: StatusCode, body: &Value) {
+    let error = &body["error"];
+    assert_eq!(error["status"], status.as_u16(), "{body}");
+    assert!(
+        error["code"].as_str().is_some_and(|c| !c.is_empty()),
+        "{body}"
+    );
+    assert!(
+        error["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+}
+
+fn read(path: &str) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
+}
+
+fn orders_csv() -> (String, fixtures::orders::Expected) {
+    let (bytes, expected) = fixtures::orders::generate(16 * 1024, 10);
+    (String::from_utf8(bytes).unwrap(), expected)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_lifecycle() {
+    let host = Host::start().await;
+    let acme = include_str!("../../config/tenants/acme.toml");
+    let acme: Value = toml::from_str(acme).unwrap();
+    let token = host.create_tenant("acme", Some(acme)).await;
+    assert!(token.starts_with("msbt_"));
+
+    // The id is taken; bad ids and bad profiles are refused with the field.
+    let (status, body) = host
+        .admin(
+            Method::POST,
+            "/v1/admin/tenants",
+            Some(json!({ "id": "acme" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (status, body) = host
+        .admin(
+            Method::POST,
+            "/v1/admin/tenants",
+            Some(json!({ "id": "Bad_Id" })),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("id")),
+        "{body}"
+    );
+    let (status, body) = host
+        .admin(
+            Method::POST,
+            "/v1/admin/tenants",
+            Some(json!({ "id": "initech", "profile": { "stream": { "min_consumers": 9, "max_consumers": 2 } } })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(
+        body["error"]["field"], "profile.stream.min_consumers",
+        "{body}"
+    );
+    let (status, body) = host
+        .admin(
+            Method::POST,
+            "/v1/admin/tenants",
+            Some(json!({ "id": "initech", "profile": { "sandbox": { "memory_mib": 4096 } } })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("operator's maximum"),
+        "{body}"
+    );
+    let (status, _) = host
+        .admin(Method::GET, "/v1/admin/tenants/initech", None)
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "refused tenants are not created"
+    );
+
+    // Listed and shown; the token hash never leaves the platform.
+    let (status, list) = host.admin(Method::GET, "/v1/admin/tenants", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert!(!list.to_string().contains("token_hash"), "{list}");
+    let (_, shown) = host
+        .admin(Method::GET, "/v1/admin/tenants/acme", None)
+        .await;
+    assert_eq!(shown["status"], "active");
+    assert_eq!(shown["profile"]["sink"]["collection"], "orders");
+    assert_eq!(shown["database"], "tenant_acme");
+    let stored = host
+        .platform_db()
+        .await
+        .collection::<mongodb::bson::Document>("tenants")
+        .find_one(doc! { "_id": "acme" })
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        !stored.to_string().contains(&token),
+        "the token itself is never stored"
+    );
+
+    // A new profile version (TOML) takes effect at once; the history keeps both.
+    let (_, me) = host.tenant(&token, Method::GET, "/v1/tenant", None).await;
+    assert_eq!(
+        (
+            me["profile_version"].as_i64(),
+            me["limits"]["memory_mib"].as_u64()
+        ),
+        (Some(1), Some(32))
+    );
+    let response = host
+        .request(
+            Method::PUT,
+            "/v1/admin/tenants/acme/profile",
+            Some(OPERATOR),
+        )
+        .header("content-type", "application/toml")
+        .body("[sandbox]\nmemory_mib = 16\n[stream]\nmax_consumers = 2\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let (_, me) = host.tenant(&token, Method::GET, "/v1/tenant", None).await;
+    assert_eq!(
+        (
+            me["profile_version"].as_i64(),
+            me["limits"]["memory_mib"].as_u64()
+        ),
+        (Some(2), Some(16))
+    );
+    let response = host
+        .request(
+            Method::PUT,
+            "/v1/admin/tenants/acme/profile",
+            Some(OPERATOR),
+        )
+        .header("content-type", "application/toml")
+        .body("[stream]\nmax_consumers = \"many\"\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["field"], "stream.max_consumers", "{body}");
+    let (_, history) = host
+        .admin(Method::GET, "/v1/admin/tenants/acme/profile/versions", None)
+        .await;
+    let versions: Vec<i64> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_i64().unwrap())
+        .collect();
+    assert_eq!(versions, [2, 1], "a refused profile makes no version");
+
+    // Suspended: refused with the reason; resumed: served again.
+    let (status, _) = host
+        .admin(
+            Method::POST,
+            "/v1/admin/tenants/acme/suspend",
+            Some(json!({ "reason": "unpaid invoice" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = host.tenant(&token, Method::GET, "/v1/apps", None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("tenant_suspended"))
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unpaid invoice"),
+        "{body}"
+    );
+    let (status, body) = host
+        .upload(&token, "orders", b"refused before it is read".to_vec())
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    host.admin(Method::POST, "/v1/admin/tenants/acme/resume", None)
+        .await;
+    let (status, _) = host.tenant(&token, Method::GET, "/v1/apps", None).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Rotation: the old token dies at once, the new one works.
+    let (_, rotated) = host
+        .admin(Method::POST, "/v1/admin/tenants/acme/token", None)
+        .await;
+    let new_token = rotated["token"].as_str().unwrap();
+    assert_ne!(new_token, token);
+    let (status, _) = host.tenant(&token, Method::GET, "/v1/tenant", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = host
+        .tenant(new_token, Method::GET, "/v1/tenant", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Deleted with its apps and profiles.
+    let (status, _) = host
+        .upload(new_token, "orders", read(fixtures::CSV_BATCH))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = host
+        .admin(Method::DELETE, "/v1/admin/tenants/acme", None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = host
+        .admin(Method::GET, "/v1/admin/tenants/acme", None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = host
+        .tenant(new_token, Method::GET, "/v1/tenant", None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let db = host.platform_db().await;
+    for collection in [
+        "profile_versions",
+        "apps",
+        "app_versions",
+        "components.files",
+        "components.chunks",
+    ] {
+        let left = db
+            .collection::<mongodb::bson::Document>(collection)
+            .count_documents(doc! {})
+            .await
+            .unwrap();
+        assert_eq!(
+            left, 0,
+            "{collection} still holds the deleted tenant's data"
+        );
+    }
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_and_isolation() {
+    let host = Host::start().await;
+    let a = host.create_tenant("tenant-a", None).await;
+    let b = host.create_tenant("tenant-b", None).await;
+    let (status, uploaded) = host.upload(&a, "orders", read(fixtures::CSV_BATCH)).await;
+    assert_eq!(status, StatusCode::CREATED, "{uploaded}");
+    let version = uploaded["version"]["version"].as_str().unwrap().to_owned();
+
+    // No token, a malformed header, a wrong token: 401 with a challenge.
+    let response = host
+        .request(Method::GET, "/v1/apps", None)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(response.headers()["www-authenticate"], "Bearer");
+    let response = host
+        .request(Method::GET, "/v1/apps", None)
+        .header("authorization", format!("Basic {a}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    for wrong in ["msbt_0000", "nonsense", &format!("{a}x")] {
+        let (status, _) = host.tenant(wrong, Method::GET, "/v1/apps", None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{wrong}");
+        let (status, _) = host
+            .tenant(wrong, Method::GET, "/v1/admin/tenants", None)
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{wrong}");
+    }
+    // The wrong kind of token: 403.
+    let (status, body) = host
+        .tenant(&a, Method::GET, "/v1/admin/tenants", None)
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("operator_only"))
+    );
+    let (status, body) = host.tenant(OPERATOR, Method::GET, "/v1/apps", None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("tenant_only"))
+    );
+
+    // Tenant B sees nothing of A's, and cannot touch it: 404, as if it did not exist.
+    let (_, list) = host.tenant(&b, Method::GET, "/v1/apps", None).await;
+    assert_eq!(list, json!([]));
+    let short = &version[..12];
+    for (method, path, body) in [
+        (Method::GET, "/v1/apps/orders".to_owned(), None),
+        (Method::GET, "/v1/apps/orders/versions".to_owned(), None),
+        (
+            Method::GET,
+            format!("/v1/apps/orders/versions/{version}"),
+            None,
+        ),
+        (
+            Method::POST,
+            "/v1/apps/orders/activate".to_owned(),
+            Some(json!({ "version": version })),
+        ),
+        (Method::POST, "/v1/apps/orders/rollback".to_owned(), None),
+        (
+            Method::POST,
+            "/v1/apps/orders/dry-run".to_owned(),
+            Some(json!({ "input": "x" })),
+        ),
+        (
+            Method::PATCH,
+            "/v1/apps/orders".to_owned(),
+            Some(json!({ "sandbox": {} })),
+        ),
+        (
+            Method::DELETE,
+            format!("/v1/apps/orders/versions/{short}"),
+            None,
+        ),
+        (Method::DELETE, "/v1/apps/orders".to_owned(), None),
+    ] {
+        let (status, answer) = host.tenant(&b, method.clone(), &path, body).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}: {answer}");
+        assert!(!answer.to_string().contains("tenant-a"), "{answer}");
+        assert!(
+            answer.get("app").is_none() && answer.get("active").is_none(),
+            "{answer}"
+        );
+    }
+    // B's own app of the same name is B's: A's is untouched.
+    let (status, _) = host.upload(&b, "orders", read(fixtures::EVIL_FLAKY)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, mine) = host.tenant(&a, Method::GET, "/v1/apps/orders", None).await;
+    assert_eq!(mine["app"]["active"], version.as_str());
+    assert_eq!(mine["versions"].as_array().unwrap().len(), 1, "{mine}");
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evil_and_malformed_components_are_refused_and_nothing_is_stored() {
+    let host = Host::start().await;
+    let token = host.create_tenant("mallory", None).await;
+    // (fixture, the failure class the refusal names)
+    let evil = [
+        (fixtures::EVIL_LOOP, "out-of-fuel"),
+        (fixtures::EVIL_MEMBOMB, "memory-limit"),
+        (fixtures::EVIL_RECURSION, "stack-overflow"),
+        (fixtures::EVIL_FLOOD, "output-limit"),
+        (fixtures::EVIL_PANIC, "panic"),
+        (fixtures::EVIL_EXIT, "panic"),
+        (fixtures::EVIL_HOSTCALLS, "host-call-limit"),
+        (fixtures::EVIL_RESOURCES, "resource-limit"),
+        (fixtures::EVIL_BAD_OUTPUT, "bad-output"),
+        (fixtures::EVIL_SLEEP, "deadline"),
+        (fixtures::EVIL_ESCAPE, "invalid-component"),
+        (fixtures::EVIL_UNKNOWN_IMPORT, "invalid-component"),
+        (fixtures::EVIL_WRONG_WORLD, "invalid-component"),
+        (fixtures::CORE_MODULE, "invalid-component"),
+    ];
+    for (path, class) in evil {
+        let (status, body) = host.upload(&token, "app", read(path)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {body}");
+        assert_eq!(body["error"]["class"], class, "{path}: {body}");
+    }
+    let (status, body) = host
+        .upload(&token, "app", read(fixtures::EVIL_ESCAPE))
+        .await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("never grants its apps"),
+        "{status} {body}"
+    );
+
+    // Malformed: garbage, a truncated component, an empty body, the wrong media type, a bad
+    // name, and a body over the cap (refused from its Content-Length, before reading).
+    let csv = read(fixtures::CSV_BATCH);
+    let (status, body) = host.upload(&token, "app", b"\0asm garbage".to_vec()).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_component")),
+        "{body}"
+    );
+    let (status, body) = host
+        .upload(&token, "app", csv[..csv.len() / 2].to_vec())
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, _) = host.upload(&token, "app", Vec::new()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = host
+        .call(
+            host.request(Method::PUT, "/v1/apps/app", Some(&token))
+                .header("content-type", "application/json")
+                .body(b"{}".to_vec()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let (status, body) = host.upload(&token, "Bad.Name", b"refused by name".to_vec()).await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("name"))
+    );
+    // Only the headers are sent: the refusal must come before any byte of the body is read.
+    let head = format!(
+        "PUT /v1/apps/app HTTP/1.1\r\nhost: test\r\nauthorization: Bearer {token}\r\n\
+         content-type: application/wasm\r\ncontent-length: {}\r\n\r\n",
+        51 * 1024 * 1024
+    );
+    let mut stream = tokio::net::TcpStream::connect(host.base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 4096];
+    let received = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut answer))
+        .await
+        .expect("answered without waiting for the body")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..received]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("limited to 50 MiB"), "{answer}");
+
+    // Nothing of any of it was stored.
+    let (_, apps) = host.tenant(&token, Method::GET, "/v1/apps", None).await;
+    assert_eq!(apps, json!([]));
+    let db = host.platform_db().await;
+    for collection in [
+        "apps",
+        "app_versions",
+        "components.files",
+        "components.chunks",
+    ] {
+        let count = db
+            .collection::<mongodb::bson::Document>(collection)
+            .count_documents(doc! {})
+            .await
+            .unwrap();
+        assert_eq!(count, 0, "{collection} holds something of a refused upload");
+    }
+    // An app whose only answer is `retry` is honest, not evil: admitted. So is a stream app.
+    let (status, body) = host
+        .upload(&token, "flaky", read(fixtures::EVIL_FLAKY))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = host
+        .upload(&token, "events", read(fixtures::JSON_STREAM))
+        .await;
+    assert_eq!(
+        (status, body["version"]["kind"].as_str()),
+        (StatusCode::CREATED, Some("stream")),
+        "{body}"
+    );
+    // The metrics count both outcomes.
+    let metrics = host
+        .http
+        .get(format!("{}/metrics", host.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("mysimbdp_app_uploads_total{outcome=\"refused\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("mysimbdp_app_uploads_total{outcome=\"admitted\"} 2"),
+        "{metrics}"
+    );
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_activate_rollback_and_dry_run() {
+    let host = Host::start().await;
+    let token = host.create_tenant("initech", None).await;
+    let (status, first) = host
+        .upload(&token, "orders", read(fixtures::CSV_BATCH))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    let v1 = first["version"]["version"].as_str().unwrap().to_owned();
+    assert_eq!(v1.len(), 64);
+    assert_eq!(
+        (
+            first["app"]["active"].as_str(),
+            first["app"]["kind"].as_str()
+        ),
+        (Some(v1.as_str()), Some("batch"))
+    );
+
+    // Same bytes again: the same immutable version, not a new one.
+    let (status, again) = host
+        .upload(&token, "orders", read(fixtures::CSV_BATCH))
+        .await;
+    assert_eq!(
+        (status, again["created"].as_bool()),
+        (StatusCode::OK, Some(false))
+    );
+    assert_eq!(again["version"]["version"], v1.as_str());
+
+    // A second version, stored but not activated; then activated by a prefix.
+    let response = host
+        .request(Method::PUT, "/v1/apps/orders?activate=false", Some(&token))
+        .body(read(fixtures::EVIL_FLAKY))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let second: Value = response.json().await.unwrap();
+    let v2 = second["version"]["version"].as_str().unwrap().to_owned();
+    assert_eq!(second["app"]["active"], v1.as_str());
+    let (status, app) = host
+        .tenant(
+            &token,
+            Method::POST,
+            "/v1/apps/orders/activate",
+            Some(json!({ "version": &v2[..10] })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{app}");
+    assert_eq!(
+        (app["active"].as_str(), app["previous"].as_str()),
+        (Some(v2.as_str()), Some(v1.as_str()))
+    );
+
+    // The other kind under the same name is refused.
+    let (status, body) = host
+        .upload(&token, "orders", read(fixtures::JSON_STREAM))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+
+    // The active version and the rollback target cannot be deleted.
+    let (status, _) = host
+        .tenant(
+            &token,
+            Method::DELETE,
+            &format!("/v1/apps/orders/versions/{v2}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+
+    // Dry runs: v2 (active) only ever says retry; roll back in one call; v1 ingests.
+    let (csv, expected) = orders_csv();
+    let (_, run) = host
+        .tenant(
+            &token,
+            Method::POST,
+            "/v1/apps/orders/dry-run",
+            Some(json!({ "input": csv })),
+        )
+        .await;
+    assert_eq!(
+        (run["ok"].as_bool(), run["failure"]["class"].as_str()),
+        (Some(false), Some("retry")),
+        "{run}"
+    );
+    let (status, app) = host
+        .tenant(&token, Method::POST, "/v1/apps/orders/rollback", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{app}");
+    assert_eq!(
+        (app["active"].as_str(), app["previous"].as_str()),
+        (Some(v1.as_str()), None)
+    );
+    let (status, body) = host
+        .tenant(&token, Method::POST, "/v1/apps/orders/rollback", None)
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "nothing left to roll back to: {body}"
+    );
+    let (status, run) = host
+        .tenant(
+            &token,
+            Method::POST,
+            "/v1/apps/orders/dry-run",
+            Some(json!({ "input": csv })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(run["ok"], true, "{run}");
+    assert_eq!(run["version"], v1.as_str());
+    assert_eq!(
+        run["documents_total"].as_u64(),
+        Some(expected.good),
+        "{run}"
+    );
+    assert_eq!(
+        run["quality"]["records_bad"].as_u64(),
+        Some(expected.bad),
+        "{run}"
+    );
+    assert_eq!(
+        run["documents"].as_array().unwrap().len(),
+        100,
+        "capped at apps.dry_run_max_documents"
+    );
+    assert!(
+        run["documents"][0]["order_id"].is_number()
+            && run["documents"][0]["_id"]
+                .as_str()
+                .is_some_and(|id| id.len() == 32),
+        "{}",
+        run["documents"][0]
+    );
+    let (status, run) = host
+        .tenant(
+            &token,
+            Method::POST,
+            "/v1/apps/orders/dry-run",
+            Some(json!({ "input": csv, "version": v2 })),
+        )
+        .await;
+    assert_eq!(
+        (status, run["failure"]["class"].as_str()),
+        (StatusCode::OK, Some("retry"))
+    );
+
+    // Per-app limits: within the tenant's, or refused.
+    let (status, body) = host
+        .tenant(
+            &token,
+            Method::PATCH,
+            "/v1/apps/orders",
+            Some(json!({ "sandbox": { "memory_mib": 100000 } })),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("sandbox")),
+        "{body}"
+    );
+    let (status, app) = host
+        .tenant(
+            &token,
+            Method::PATCH,
+            "/v1/apps/orders",
+            Some(
+                json!({ "sandbox": { "memory_mib": 16, "fuel": 1000, "fuel_per_input_byte": 0 } }),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{app}");
+    assert_eq!(app["limits"]["memory_mib"], 16);
+    let (_, run) = host
+        .tenant(
+            &token,
+            Method::POST,
+            "/v1/apps/orders/dry-run",
+            Some(json!({ "input": csv })),
+        )
+        .await;
+    assert_eq!(
+        run["failure"]["class"], "out-of-fuel",
+        "the app's own limits apply: {run}"
+    );
+
+    // Listing, versions, deleting.
+    let (_, versions) = host
+        .tenant(&token, Method::GET, "/v1/apps/orders/versions", None)
+        .await;
+    let listed: Vec<(&str, bool)> = versions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["version"].as_str().unwrap(),
+                v["active"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(listed, [(v2.as_str(), false), (v1.as_str(), true)]);
+    let (status, _) = host
+        .tenant(
+            &token,
+            Method::DELETE,
+            &format!("/v1/apps/orders/versions/{v2}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = host
+        .tenant(
+            &token,
+            Method::GET,
+            &format!("/v1/apps/orders/versions/{v2}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = host
+        .tenant(&token, Method::DELETE, "/v1/apps/orders", None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = host
+        .tenant(&token, Method::GET, "/v1/apps/orders", None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_lists_every_endpoint_and_parses() {
+    let host = Host::start().await;
+    let text = host
+        .http
+        .get(format!("{}/v1/openapi.json", host.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let spec = oas3::from_json(&text).expect("the OpenAPI document parses as OpenAPI 3.1");
+    assert!(spec.openapi.starts_with("3.1"), "{}", spec.openapi);
+    let paths = spec.paths.expect("paths");
+    let endpoints = [
+        ("post", "/v1/admin/tenants"),
+        ("get", "/v1/admin/tenants"),
+        ("get", "/v1/admin/tenants/{id}"),
+        ("delete", "/v1/admin/tenants/{id}"),
+        ("post", "/v1/admin/tenants/{id}/suspend"),
+        ("post", "/v1/admin/tenants/{id}/resume"),
+        ("post", "/v1/admin/tenants/{id}/token"),
+        ("put", "/v1/admin/tenants/{id}/profile"),
+        ("get", "/v1/admin/tenants/{id}/profile/versions"),
+        ("get", "/v1/tenant"),
+        ("get", "/v1/apps"),
+        ("put", "/v1/apps/{name}"),
+        ("get", "/v1/apps/{name}"),
+        ("patch", "/v1/apps/{name}"),
+        ("delete", "/v1/apps/{name}"),
+        ("get", "/v1/apps/{name}/versions"),
+        ("get", "/v1/apps/{name}/versions/{version}"),
+        ("delete", "/v1/apps/{name}/versions/{version}"),
+        ("post", "/v1/apps/{name}/activate"),
+        ("post", "/v1/apps/{name}/rollback"),
+        ("post", "/v1/apps/{name}/dry-run"),
+        ("get", "/healthz"),
+        ("get", "/readyz"),
+        ("get", "/metrics"),
+        ("get", "/v1/openapi.json"),
+        ("get", "/v1/schemas/tenant-profile.json"),
+    ];
+    let listed: usize = paths
+        .values()
+        .map(|item| item.methods().into_iter().count())
+        .sum();
+    assert_eq!(
+        listed,
+        endpoints.len(),
+        "the document lists endpoints this test does not know"
+    );
+    for (method, path) in endpoints {
+        let item = paths
+            .get(path)
+            .unwrap_or_else(|| panic!("{path} is not in the document"));
+        let found = item
+            .methods()
+            .into_iter()
+            .any(|(m, _)| m.as_str().eq_ignore_ascii_case(method));
+        assert!(found, "{method} {path} is not in the document");
+        // Each one answers (a 404 here would mean the document lists a route the API lacks).
+        let concrete = path
+            .replace("{id}", "nobody")
+            .replace("{name}", "nothing")
+            .replace("{version}", "00000000");
+        let response = host
+            .request(
+                method.to_uppercase().parse().unwrap(),
+                &concrete,
+                Some(OPERATOR),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_ne!(
+            response.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
+        if !path.contains('{') {
+            assert_ne!(response.status(), StatusCode::NOT_FOUND, "{method} {path}");
+        }
+    }
+    // Unknown routes and methods answer in the same error shape.
+    let (status, _) = host
+        .call(host.request(Method::GET, "/v1/nothing", None))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = host
+        .call(host.request(Method::POST, "/v1/tenant", None))
+        .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    // A malformed JSON body too.
+    let (status, body) = host
+        .call(
+            host.request(Method::POST, "/v1/admin/tenants", Some(OPERATOR))
+                .header("content-type", "application/json")
+                .body("{"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    // The profile schema is published, and is the one in docs/.
+    let schema: Value = host
+        .http
+        .get(format!("{}/v1/schemas/tenant-profile.json", host.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let published: Value =
+        serde_json::from_str(include_str!("../../docs/tenant-profile.schema.json")).unwrap();
+    assert_eq!(schema, published);
+
+    // Request metrics are labelled by route template, never by raw path.
+    let metrics = host
+        .http
+        .get(format!("{}/metrics", host.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("route=\"/v1/apps/{name}/versions/{version}\""),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("nothing"), "{metrics}");
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_in_flight_requests_finish() {
+    let host = Host::start().await;
+    let token = host.create_tenant("slowpoke", None).await;
+    let wasm = read(fixtures::CSV_BATCH);
+    let chunks: Vec<Vec<u8>> = wasm
+        .chunks(wasm.len() / 8 + 1)
+        .map(<[u8]>::to_vec)
+        .collect();
+    let body = futures_util::stream::iter(chunks).then(|chunk| async move {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        Ok::<_, std::io::Error>(chunk)
+    });
+    let upload = host
+        .request(Method::PUT, "/v1/apps/slow", Some(&token))
+        .header("content-type", "application/wasm")
+        .body(reqwest::Body::wrap_stream(body))
+        .send();
+    let upload = tokio::spawn(upload);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let base = host.base.clone();
+    host.stop().await;
+    let response = upload.await.unwrap().unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::CREATED,
+        "the in-flight upload finished"
+    );
+    let refused = reqwest::Client::new()
+        .get(format!("{base}/healthz"))
+        .send()
+        .await;
+    assert!(
+        refused.is_err(),
+        "the stopped host still accepts connections"
+    );
+}
+
+/// A real `mysimbdp serve` process; its address is read from its log.
+struct Process {
+    child: tokio::process::Child,
+    base: String,
+}
+
+async fn spawn_serve(database: &str, cache: &str) -> Process {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mysimbdp"))
+        .arg("serve")
+        .env("MYSIMBDP_OPERATOR_TOKEN", OPERATOR)
+        .env("MYSIMBDP_LISTEN", "127.0.0.1:0")
+        .env("MYSIMBDP_MONGODB_URI", mysimbdp_tests::MONGODB_URI)
+        .env("MYSIMBDP_PLATFORM_DATABASE", database)
+        .env("MYSIMBDP_CACHE_DIR", scratch(cache))
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let base = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(at) = line.find("listening on ") {
+                return line[at + "listening on ".len()..].trim().to_owned();
+            }
+        }
+        panic!("serve exited before listening");
+    })
+    .await
+    .expect("serve starts within a minute");
+    // Keep draining its log so it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Process { child, base }
+}
+
+impl Process {
+    async fn terminate(mut self) {
+        let pid = self.child.id().unwrap();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = tokio::time::timeout(Duration::from_secs(15), self.child.wait())
+            .await
+            .expect("serve stops on SIGTERM")
+            .unwrap();
+        assert!(exit.success(), "serve exited with {exit}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_serve_processes_share_one_platform() {
+    let database = database_name();
+    let cache_a = mysimbdp_tests::unique("cache-a");
+    let cache_b = mysimbdp_tests::unique("cache-b");
+    let (a, b) = tokio::join!(
+        spawn_serve(&database, &cache_a),
+        spawn_serve(&database, &cache_b)
+    );
+    let http = reqwest::Client::new();
+
+    let created: Value = http
+        .post(format!("{}/v1/admin/tenants", a.base))
+        .bearer_auth(OPERATOR)
+        .json(&json!({ "id": "shared" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = created["token"].as_str().unwrap().to_owned();
+    let response = http
+        .put(format!("{}/v1/apps/orders", a.base))
+        .bearer_auth(&token)
+        .body(read(fixtures::CSV_BATCH))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let uploaded: Value = response.json().await.unwrap();
+    let version = uploaded["version"]["version"].as_str().unwrap();
+    let artifact = |cache: &str| {
+        std::fs::read_dir(scratch(cache))
+            .unwrap()
+            .filter_map(Result::ok)
+            .any(|e| e.file_name().to_string_lossy().starts_with(version))
+    };
+    assert!(artifact(&cache_a) && !artifact(&cache_b));
+
+    // Host B runs the app uploaded through A: it reads the component from MongoDB and
+    // compiles it into its own cache.
+    let (csv, expected) = orders_csv();
+    let run: Value = http
+        .post(format!("{}/v1/apps/orders/dry-run", b.base))
+        .bearer_auth(&token)
+        .json(&json!({ "input": csv }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(run["ok"], true, "{run}");
+    assert_eq!(
+        run["documents_total"].as_u64(),
+        Some(expected.good),
+        "{run}"
+    );
+    assert!(artifact(&cache_b), "B compiled the component it fetched");
+
+    // A profile set through B is in effect on A at once, without restarting anything.
+    let response = http
+        .put(format!("{}/v1/admin/tenants/shared/profile", b.base))
+        .bearer_auth(OPERATOR)
+        .json(&json!({ "sandbox": { "fuel": 1000, "fuel_per_input_byte": 0 } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let run: Value = http
+        .post(format!("{}/v1/apps/orders/dry-run", a.base))
+        .bearer_auth(&token)
+        .json(&json!({ "input": csv }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(run["failure"]["class"], "out-of-fuel", "{run}");
+
+    // A suspension through A is in effect on B.
+    http.post(format!("{}/v1/admin/tenants/shared/suspend", a.base))
+        .bearer_auth(OPERATOR)
+        .send()
+        .await
+        .unwrap();
+    let response = http
+        .get(format!("{}/v1/apps", b.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    tokio::join!(a.terminate(), b.terminate());
+    mongodb::Client::with_uri_str(mysimbdp_tests::MONGODB_URI)
+        .await
+        .unwrap()
+        .database(&database)
+        .drop()
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_manages_tenants_and_apps() {
+    let host = Host::start().await;
+    let cli = |args: &[&str]| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_mysimbdp"));
+        command
+            .args(args)
+            .env("MYSIMBDP_API", &host.base)
+            .env("MYSIMBDP_OPERATOR_TOKEN", OPERATOR)
+            .env_remove("MYSIMBDP_TOKEN");
+        command
+    };
+    let run = |mut command: std::process::Command| {
+        let output = command.output().unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let globex = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/tenants/globex.json");
+    let (code, out, err) = tokio::task::spawn_blocking({
+        let command = cli(&["tenant", "create", "globex", "--profile", globex, "--json"]);
+        move || run(command)
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, Some(0), "{err}");
+    let created: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(created["tenant"]["database"], "globex_events");
+    let token = created["token"].as_str().unwrap().to_owned();
+
+    let with_token = |args: &[&str]| {
+        let mut command = cli(args);
+        command.env("MYSIMBDP_TOKEN", &token);
+        command
+    };
+    let commands = [
+        (
+            with_token(&["app", "upload", "orders", fixtures::CSV_BATCH]),
+            0,
+            "uploaded orders batch app version",
+        ),
+        (
+            with_token(&[
+                "app",
+                "upload",
+                "orders",
+                fixtures::EVIL_FLAKY,
+                "--no-activate",
+            ]),
+            0,
+            "activate the new one with",
+        ),
+        (with_token(&["app", "list"]), 0, "orders"),
+        (
+            with_token(&["app", "upload", "orders", fixtures::EVIL_LOOP]),
+            1,
+            "422 app_refused [out-of-fuel]",
+        ),
+        (
+            with_token(&["app", "rollback", "orders"]),
+            1,
+            "409 conflict",
+        ),
+        (
+            cli(&["app", "list", "--token", "msbt_wrong"]),
+            1,
+            "401 unauthorized",
+        ),
+        (
+            cli(&["tenant", "suspend", "globex", "--reason", "audit"]),
+            0,
+            "suspended globex",
+        ),
+        (
+            with_token(&["app", "list"]),
+            1,
+            "403 tenant_suspended: tenant \"globex\" is suspended: audit",
+        ),
+        (cli(&["tenant", "resume", "globex"]), 0, "resumed globex"),
+        (cli(&["tenant", "list"]), 0, "globex"),
+        (cli(&["tenant", "delete", "globex"]), 1, "add --yes"),
+    ];
+    for (command, expected_code, expected_text) in commands {
+        let description = format!("{:?}", command.get_args().collect::<Vec<_>>());
+        let (code, out, err) = tokio::task::spawn_blocking(move || run(command))
+            .await
+            .unwrap();
+        assert_eq!(code, Some(expected_code), "{description}\n{out}\n{err}");
+        assert!(
+            out.contains(expected_text) || err.contains(expected_text),
+            "{description}: {expected_text:?} not in\n{out}\n{err}"
+        );
+    }
+    // Activate the second version by prefix, then roll back to the first.
+    let (_, versions) = host
+        .tenant(&token, Method::GET, "/v1/apps/orders/versions", None)
+        .await;
+    let second = versions[0]["version"].as_str().unwrap().to_owned();
+    let first = versions[1]["version"].as_str().unwrap().to_owned();
+    for (args, active) in [
+        (vec!["app", "activate", "orders", &second[..12]], &second),
+        (vec!["app", "rollback", "orders"], &first),
+    ] {
+        let command = with_token(&args);
+        let (code, out, err) = tokio::task::spawn_blocking(move || run(command))
+            .await
+            .unwrap();
+        assert_eq!(code, Some(0), "{err}");
+        assert!(out.contains(&format!("active {active}")), "{out}");
+    }
+    let (code, _, err) = tokio::task::spawn_blocking({
+        let command = cli(&["app", "list", "--api", "http://127.0.0.1:9", "--token", "x"]);
+        move || run(command)
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, Some(1));
+    assert!(err.contains("cannot reach the mysimbdp API"), "{err}");
+    host.stop().await;
+}
