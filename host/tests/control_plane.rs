@@ -581,7 +581,9 @@ async fn evil_and_malformed_components_are_refused_and_nothing_is_stored() {
         )
         .await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    let (status, body) = host.upload(&token, "Bad.Name", b"refused by name".to_vec()).await;
+    let (status, body) = host
+        .upload(&token, "Bad.Name", b"refused by name".to_vec())
+        .await;
     assert_eq!(
         (status, body["error"]["field"].as_str()),
         (StatusCode::UNPROCESSABLE_ENTITY, Some("name"))
@@ -1249,6 +1251,9 @@ async fn the_cli_manages_tenants_and_apps() {
     assert_eq!(created["tenant"]["database"], "globex_events");
     let token = created["token"].as_str().unwrap().to_owned();
 
+    let (csv, expected) = orders_csv();
+    let csv_path = scratch("cli").join(mysimbdp_tests::unique("orders") + ".csv");
+    std::fs::write(&csv_path, csv).unwrap();
     let with_token = |args: &[&str]| {
         let mut command = cli(args);
         command.env("MYSIMBDP_TOKEN", &token);
@@ -1272,6 +1277,28 @@ async fn the_cli_manages_tenants_and_apps() {
             "activate the new one with",
         ),
         (with_token(&["app", "list"]), 0, "orders"),
+        (
+            with_token(&[
+                "app",
+                "dry-run",
+                "orders",
+                "--input",
+                csv_path.to_str().unwrap(),
+            ]),
+            0,
+            "\"order_id\":1",
+        ),
+        (
+            with_token(&[
+                "app",
+                "dry-run",
+                "orders",
+                "--input",
+                csv_path.to_str().unwrap(),
+            ]),
+            0,
+            &format!("{} documents", expected.good),
+        ),
         (
             with_token(&["app", "upload", "orders", fixtures::EVIL_LOOP]),
             1,

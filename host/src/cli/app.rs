@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 
 /// Exit code of a run whose app failed (any failure class); 1 is a usage or host error, 2 a
 /// command-line error.
-const EXIT_APP_FAILED: u8 = 3;
+pub(super) const EXIT_APP_FAILED: u8 = 3;
 
 /// `app check`: one line (or JSON object) saying what the component is, or why it is refused.
 pub(super) async fn check(args: CheckArgs) -> Result<ExitCode> {

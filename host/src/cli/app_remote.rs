@@ -8,6 +8,7 @@ use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use reqwest::Method;
 use serde_json::{Value, json};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -58,6 +59,82 @@ pub struct NameArgs {
     /// The API and the tenant's token.
     #[command(flatten)]
     pub api: TenantApi,
+}
+
+/// Arguments of `app dry-run`.
+#[derive(Debug, Args)]
+pub struct DryRunArgs {
+    /// The app.
+    pub name: String,
+    /// A small input: a file's text (batch app) or messages, one per line (stream app).
+    #[arg(long)]
+    pub input: PathBuf,
+    /// An app parameter, `name=value`; repeat for more.
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = super::parse_param)]
+    pub params: Vec<(String, String)>,
+    /// The version to run (default: the active one).
+    #[arg(long = "app-version", value_name = "VERSION")]
+    pub version_id: Option<String>,
+    /// The API and the tenant's token.
+    #[command(flatten)]
+    pub api: TenantApi,
+}
+
+/// `app dry-run`: runs the app on the platform on a small input; nothing is written.
+pub async fn dry_run(args: DryRunArgs) -> Result<ExitCode> {
+    let client = Client::new(&args.api.api, &args.api.token)?;
+    let input = std::fs::read_to_string(&args.input)
+        .with_context(|| format!("reading {:?} (a dry run takes UTF-8 text)", args.input))?;
+    let params: serde_json::Map<String, Value> = args
+        .params
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
+    let run: Value = client
+        .send(
+            client
+                .request(
+                    Method::POST,
+                    &format!("/v1/apps/{}/dry-run", segment(&args.name)),
+                )
+                .json(&json!({ "input": input, "params": params, "version": args.version_id })),
+        )
+        .await?;
+    if args.api.json {
+        print_json(&run)?;
+    } else {
+        let mut stdout = std::io::stdout().lock();
+        for document in run["documents"].as_array().into_iter().flatten() {
+            // A closed pipe (`| head`) just means the reader has seen enough.
+            if let Err(e) = writeln!(stdout, "{document}") {
+                if e.kind() == std::io::ErrorKind::BrokenPipe {
+                    return Ok(ExitCode::SUCCESS);
+                }
+                return Err(e).context("writing to stdout");
+            }
+        }
+        drop(stdout);
+        let shown = run["documents"].as_array().map_or(0, Vec::len);
+        eprintln!(
+            "version {}: {} documents ({shown} shown), fuel {}, {:.1} ms",
+            short(&text(&run["version"])),
+            run["documents_total"],
+            run["usage"]["fuel"],
+            run["usage"]["duration_ms"].as_f64().unwrap_or_default()
+        );
+        if !run["quality"].is_null() {
+            eprintln!("quality: {}", run["quality"]);
+        }
+        if let Some(failure) = run["failure"].as_object() {
+            eprintln!(
+                "failed: {}: {}",
+                text(&failure["class"]),
+                text(&failure["message"])
+            );
+            return Ok(ExitCode::from(super::app::EXIT_APP_FAILED));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `app upload`: streams the component with a progress bar, then waits for admission.
@@ -121,12 +198,11 @@ pub async fn upload(args: UploadArgs) -> Result<ExitCode> {
         "already had"
     };
     println!(
-        "{verb} {} {} app version {} ({} bytes, compiled in {:.0} ms)",
+        "{verb} {} {} app version {} ({} bytes)",
         args.name,
         text(&version["kind"]),
         text(&version["version"]),
         version["size"],
-        version["compile_ms"].as_f64().unwrap_or_default(),
     );
     let active = text(&uploaded["app"]["active"]);
     if active == text(&version["version"]) {

@@ -58,6 +58,9 @@ pub enum AppCommand {
     Activate(app_remote::ActivateArgs),
     /// Re-activate the version that was active before the current one.
     Rollback(app_remote::NameArgs),
+    /// Run an app on the platform on a small input and print its documents; nothing is
+    /// written.
+    DryRun(app_remote::DryRunArgs),
     /// Delete an app and all its versions from the platform.
     Delete {
         /// The app and the API.
@@ -225,6 +228,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Command::App(AppCommand::List(args)) => app_remote::list(args).await,
             Command::App(AppCommand::Activate(args)) => app_remote::activate(args).await,
             Command::App(AppCommand::Rollback(args)) => app_remote::rollback(args).await,
+            Command::App(AppCommand::DryRun(args)) => app_remote::dry_run(args).await,
             Command::App(AppCommand::Delete { app, yes }) => app_remote::delete(app, yes).await,
         }
     })
