@@ -157,6 +157,17 @@ impl Host {
         .await
     }
 
+    /// Sets a tenant's profile from TOML text.
+    async fn put_profile(&self, tenant: &str, toml: &'static str) -> (StatusCode, Value) {
+        let path = format!("/v1/admin/tenants/{tenant}/profile");
+        self.call(
+            self.request(Method::PUT, &path, Some(OPERATOR))
+                .header("content-type", "application/toml")
+                .body(toml),
+        )
+        .await
+    }
+
     async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -289,47 +300,27 @@ async fn tenant_lifecycle() {
     );
 
     // A new profile version (TOML) takes effect at once; the history keeps both.
-    let (_, me) = host.tenant(&token, Method::GET, "/v1/tenant", None).await;
-    assert_eq!(
+    let version_and_memory = |me: &Value| {
         (
             me["profile_version"].as_i64(),
-            me["limits"]["memory_mib"].as_u64()
-        ),
-        (Some(1), Some(32))
-    );
-    let response = host
-        .request(
-            Method::PUT,
-            "/v1/admin/tenants/acme/profile",
-            Some(OPERATOR),
+            me["limits"]["memory_mib"].as_u64(),
         )
-        .header("content-type", "application/toml")
-        .body("[sandbox]\nmemory_mib = 16\n[stream]\nmax_consumers = 2\n")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
+    };
     let (_, me) = host.tenant(&token, Method::GET, "/v1/tenant", None).await;
-    assert_eq!(
-        (
-            me["profile_version"].as_i64(),
-            me["limits"]["memory_mib"].as_u64()
-        ),
-        (Some(2), Some(16))
-    );
-    let response = host
-        .request(
-            Method::PUT,
-            "/v1/admin/tenants/acme/profile",
-            Some(OPERATOR),
+    assert_eq!(version_and_memory(&me), (Some(1), Some(32)));
+    let (status, body) = host
+        .put_profile(
+            "acme",
+            "[sandbox]\nmemory_mib = 16\n[stream]\nmax_consumers = 2\n",
         )
-        .header("content-type", "application/toml")
-        .body("[stream]\nmax_consumers = \"many\"\n")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let body: Value = response.json().await.unwrap();
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, me) = host.tenant(&token, Method::GET, "/v1/tenant", None).await;
+    assert_eq!(version_and_memory(&me), (Some(2), Some(16)));
+    let (status, body) = host
+        .put_profile("acme", "[stream]\nmax_consumers = \"many\"\n")
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(body["error"]["field"], "stream.max_consumers", "{body}");
     let (_, history) = host
         .admin(Method::GET, "/v1/admin/tenants/acme/profile/versions", None)
