@@ -19,9 +19,13 @@ pub mod names;
 pub mod platform;
 /// Tenant profiles: constraints, limits and sink settings, validated and versioned.
 pub mod profile;
+/// Service discovery (tenants' coredms and other services) and host membership in etcd.
+pub mod registry;
 /// The wasmtime sandbox that runs tenant apps under fuel, memory, deadline and output limits.
 pub mod runtime;
 /// `mysimbdp serve`: the platform's process.
 pub mod serve;
+/// Where a tenant's documents go: the shared or a dedicated coredms, resolved and watched.
+pub mod sink;
 /// API tokens: generation and hashing.
 pub mod tokens;

@@ -30,6 +30,12 @@ pub const DEFAULT_REPORT_INTERVAL_SECS: u64 = 5;
 pub const DEFAULT_COLLECTION: &str = "documents";
 /// Documents per `insert_many`.
 pub const DEFAULT_INSERT_BATCH: usize = 1000;
+/// The largest daas write request, in MiB.
+pub const DEFAULT_DAAS_MAX_REQUEST_MIB: u64 = 16;
+/// Documents one daas write may carry.
+pub const DEFAULT_DAAS_MAX_DOCUMENTS_PER_REQUEST: u64 = 100_000;
+/// Documents one daas read returns at most.
+pub const DEFAULT_DAAS_MAX_READ_LIMIT: u64 = 1000;
 /// The most consumers any stream may have, whatever the profile says.
 pub const MAX_CONSUMERS_CEILING: u32 = 256;
 
@@ -47,6 +53,37 @@ pub struct Profile {
     pub sandbox: SandboxOverrides,
     /// Where and how documents are written.
     pub sink: SinkSettings,
+    /// The data-as-a-service API: what third-party programs may write and read.
+    pub daas: DaasConstraints,
+}
+
+/// `[daas]`: limits of the data-as-a-service API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaasConstraints {
+    /// The largest write request, in MiB.
+    #[schemars(range(min = 1, max = 1024))]
+    pub max_request_mib: u64,
+    /// Documents one write request may carry.
+    #[schemars(range(min = 1))]
+    pub max_documents_per_request: u64,
+    /// Bytes written through the API per UTC day, in MiB.
+    #[schemars(range(min = 1))]
+    pub max_mib_per_day: u64,
+    /// Documents one read returns at most.
+    #[schemars(range(min = 1, max = 10000))]
+    pub max_read_limit: u64,
+}
+
+impl Default for DaasConstraints {
+    fn default() -> Self {
+        Self {
+            max_request_mib: DEFAULT_DAAS_MAX_REQUEST_MIB,
+            max_documents_per_request: DEFAULT_DAAS_MAX_DOCUMENTS_PER_REQUEST,
+            max_mib_per_day: DEFAULT_MAX_MIB_PER_DAY,
+            max_read_limit: DEFAULT_DAAS_MAX_READ_LIMIT,
+        }
+    }
 }
 
 /// `[batch]`: what one upload and one day may bring.
@@ -134,7 +171,12 @@ impl Default for StreamConstraints {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct SinkSettings {
-    /// The tenant's database; default `tenant_<tenant id>` (with `-` as `_`).
+    /// Which coredms: `auto` (a dedicated one published in the registry, else the shared
+    /// one), `shared` (always the shared one), or `dedicated` (only a published one; writes
+    /// fail with a clear error while none is).
+    pub coredms: CoredmsMode,
+    /// The tenant's database on the shared coredms; default `tenant_<tenant id>` (with `-` as
+    /// `_`). A dedicated coredms names its own.
     pub database: Option<String>,
     /// The collection documents land in, unless an app or stream names another.
     pub collection: String,
@@ -148,12 +190,26 @@ pub struct SinkSettings {
 impl Default for SinkSettings {
     fn default() -> Self {
         Self {
+            coredms: CoredmsMode::Auto,
             database: None,
             collection: DEFAULT_COLLECTION.to_owned(),
             insert_batch: DEFAULT_INSERT_BATCH,
             write_concern: WriteConcern::Majority,
         }
     }
+}
+
+/// Which coredms serves the tenant.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CoredmsMode {
+    /// A dedicated coredms published in the registry if there is one, else the shared one.
+    #[default]
+    Auto,
+    /// Always the shared coredms.
+    Shared,
+    /// Only a dedicated coredms from the registry.
+    Dedicated,
 }
 
 /// MongoDB write concern of the sink.
@@ -309,6 +365,14 @@ impl Profile {
             ));
         }
         within("sink.insert_batch", sink.insert_batch as u64, 1, 100_000)?;
+        let daas = &self.daas;
+        within("daas.max_request_mib", daas.max_request_mib, 1, 1024)?;
+        positive(
+            "daas.max_documents_per_request",
+            daas.max_documents_per_request,
+        )?;
+        positive("daas.max_mib_per_day", daas.max_mib_per_day)?;
+        within("daas.max_read_limit", daas.max_read_limit, 1, 10_000)?;
         Ok(())
     }
 

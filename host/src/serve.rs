@@ -6,7 +6,9 @@ use crate::api::{self, AppState, Metrics};
 use crate::app_store::AppStore;
 use crate::config::ServeConfig;
 use crate::platform::Platform;
+use crate::registry::{HostInfo, Registry};
 use crate::runtime::Runtime;
+use crate::sink::SinkResolver;
 use anyhow::{Context, Result};
 use std::future::Future;
 use std::sync::Arc;
@@ -29,13 +31,32 @@ pub async fn run(
         config.apps.clone(),
         config.sandbox.clone(),
     ));
+    let registry = Registry::connect(&config.registry)
+        .await
+        .context("connecting to the service registry (registry.etcd_endpoints)")?;
+    let sinks = SinkResolver::start(registry.clone(), &config.sink);
     let grace = Duration::from_millis(config.server.shutdown_grace_ms);
-    let state = AppState::new(platform, apps, Arc::new(config), Arc::new(Metrics::new()));
-    let router = api::router(state);
+    let lease = Duration::from_secs(config.registry.host_lease_secs);
     let address = listener
         .local_addr()
         .context("reading the listener's address")?;
-    tracing::info!("mysimbdp listening on http://{address}");
+    let state = AppState::new(
+        platform,
+        apps,
+        Arc::new(config),
+        Arc::new(Metrics::new()),
+        registry.clone(),
+        sinks,
+    );
+    let router = api::router(state);
+    let membership = registry
+        .join(
+            HostInfo::this_process(format!("http://{address}"), vec!["api".to_owned()])?,
+            lease,
+        )
+        .await
+        .context("registering this host in etcd")?;
+    tracing::info!(host = %membership.host().id, "mysimbdp listening on http://{address}");
 
     let (stopping_tx, stopping_rx) = oneshot::channel::<()>();
     let server = axum::serve(listener, router).with_graceful_shutdown(async move {
@@ -50,14 +71,16 @@ pub async fn run(
             std::future::pending::<()>().await;
         }
     };
-    tokio::select! {
-        served = server => served.context("serving HTTP")?,
+    let served = tokio::select! {
+        served = server => served.context("serving HTTP"),
         () = grace_expired => {
             tracing::warn!(?grace, "shutdown grace period over; dropping requests still in flight");
+            Ok(())
         }
-    }
+    };
+    membership.leave().await;
     tracing::info!("stopped");
-    Ok(())
+    served
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

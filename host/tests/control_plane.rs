@@ -5,210 +5,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use futures_util::StreamExt;
 use mongodb::bson::doc;
 use mysimbdp_fixtures as fixtures;
-use mysimbdp_host::config::ServeConfig;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::sync::oneshot;
-
-const OPERATOR: &str = "test-operator-token-0123456789abcdef";
-
-/// A `serve` running inside the test process, on its own platform database.
-struct Host {
-    base: String,
-    database: String,
-    stop: Option<oneshot::Sender<()>>,
-    served: tokio::task::JoinHandle<anyhow::Result<()>>,
-    http: reqwest::Client,
-}
-
-fn config(database: &str, cache: &str) -> ServeConfig {
-    let mut config = ServeConfig::default();
-    config.server.operator_token = OPERATOR.to_owned();
-    config.server.shutdown_grace_ms = 5_000;
-    config.platform.mongodb_uri = mysimbdp_tests::MONGODB_URI.to_owned();
-    config.platform.database = database.to_owned();
-    config.sandbox.engine.cache_dir = Some(scratch(cache));
-    config.validate().unwrap();
-    config
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn database_name() -> String {
-    mysimbdp_tests::unique("cp").replace('-', "_")
-}
-
-impl Host {
-    async fn start() -> Self {
-        Self::start_on(&database_name(), "control-plane-cache").await
-    }
-
-    async fn start_on(database: &str, cache: &str) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let served = tokio::spawn(mysimbdp_host::serve::run(
-            config(database, cache),
-            listener,
-            async move {
-                let _ = stopped.await;
-            },
-        ));
-        let host = Self {
-            base,
-            database: database.to_owned(),
-            stop: Some(stop),
-            served,
-            http: reqwest::Client::new(),
-        };
-        host.wait_ready().await;
-        host
-    }
-
-    async fn wait_ready(&self) {
-        for _ in 0..200 {
-            if let Ok(response) = self.http.get(format!("{}/readyz", self.base)).send().await
-                && response.status().is_success()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the host at {} never became ready", self.base);
-    }
-
-    fn request(&self, method: Method, path: &str, token: Option<&str>) -> reqwest::RequestBuilder {
-        let request = self.http.request(method, format!("{}{path}", self.base));
-        match token {
-            Some(token) => request.bearer_auth(token),
-            None => request,
-        }
-    }
-
-    /// Sends and returns the status and the JSON body (Null when empty).
-    async fn call(&self, request: reqwest::RequestBuilder) -> (StatusCode, Value) {
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        let text = response.text().await.unwrap();
-        let body = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text)
-                .unwrap_or_else(|e| panic!("{status} with a non-JSON body {text:?}: {e}"))
-        };
-        if !status.is_success() {
-            assert_error_shape(status, &body);
-        }
-        (status, body)
-    }
-
-    async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut request = self.request(method, path, Some(OPERATOR));
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        self.call(request).await
-    }
-
-    async fn tenant(
-        &self,
-        token: &str,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut request = self.request(method, path, Some(token));
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        self.call(request).await
-    }
-
-    /// Creates a tenant and returns its token.
-    async fn create_tenant(&self, id: &str, profile: Option<Value>) -> String {
-        let mut body = json!({ "id": id });
-        if let Some(profile) = profile {
-            body["profile"] = profile;
-        }
-        let (status, created) = self
-            .admin(Method::POST, "/v1/admin/tenants", Some(body))
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{created}");
-        created["token"].as_str().unwrap().to_owned()
-    }
-
-    async fn upload(&self, token: &str, name: &str, wasm: Vec<u8>) -> (StatusCode, Value) {
-        self.call(
-            self.request(Method::PUT, &format!("/v1/apps/{name}"), Some(token))
-                .header("content-type", "application/wasm")
-                .body(wasm),
-        )
-        .await
-    }
-
-    /// Sets a tenant's profile from TOML text.
-    async fn put_profile(&self, tenant: &str, toml: &'static str) -> (StatusCode, Value) {
-        let path = format!("/v1/admin/tenants/{tenant}/profile");
-        self.call(
-            self.request(Method::PUT, &path, Some(OPERATOR))
-                .header("content-type", "application/toml")
-                .body(toml),
-        )
-        .await
-    }
-
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        tokio::time::timeout(Duration::from_secs(10), &mut self.served)
-            .await
-            .expect("the host stops within its grace period")
-            .unwrap()
-            .unwrap();
-        self.platform_db().await.drop().await.unwrap();
-    }
-
-    async fn platform_db(&self) -> mongodb::Database {
-        mongodb::Client::with_uri_str(mysimbdp_tests::MONGODB_URI)
-            .await
-            .unwrap()
-            .database(&self.database)
-    }
-}
-
-fn assert_error_shape(status: StatusCode, body: &Value) {
-    let error = &body["error"];
-    assert_eq!(error["status"], status.as_u16(), "{body}");
-    assert!(
-        error["code"].as_str().is_some_and(|c| !c.is_empty()),
-        "{body}"
-    );
-    assert!(
-        error["message"].as_str().is_some_and(|m| !m.is_empty()),
-        "{body}"
-    );
-}
-
-fn read(path: &str) -> Vec<u8> {
-    std::fs::read(path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
-}
-
-fn orders_csv() -> (String, fixtures::orders::Expected) {
-    let (bytes, expected) = fixtures::orders::generate(16 * 1024, 10);
-    (String::from_utf8(bytes).unwrap(), expected)
-}
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenant_lifecycle() {
@@ -906,6 +712,9 @@ async fn openapi_lists_every_endpoint_and_parses() {
         ("post", "/v1/admin/tenants/{id}/token"),
         ("put", "/v1/admin/tenants/{id}/profile"),
         ("get", "/v1/admin/tenants/{id}/profile/versions"),
+        ("get", "/v1/admin/hosts"),
+        ("post", "/v1/data/{collection}"),
+        ("get", "/v1/data/{collection}"),
         ("get", "/v1/tenant"),
         ("get", "/v1/apps"),
         ("put", "/v1/apps/{name}"),
@@ -946,7 +755,8 @@ async fn openapi_lists_every_endpoint_and_parses() {
         let concrete = path
             .replace("{id}", "nobody")
             .replace("{name}", "nothing")
-            .replace("{version}", "00000000");
+            .replace("{version}", "00000000")
+            .replace("{collection}", "nothing");
         let response = host
             .request(
                 method.to_uppercase().parse().unwrap(),
@@ -1052,57 +862,6 @@ async fn shutdown_lets_in_flight_requests_finish() {
         refused.is_err(),
         "the stopped host still accepts connections"
     );
-}
-
-/// A real `mysimbdp serve` process; its address is read from its log.
-struct Process {
-    child: tokio::process::Child,
-    base: String,
-}
-
-async fn spawn_serve(database: &str, cache: &str) -> Process {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mysimbdp"))
-        .arg("serve")
-        .env("MYSIMBDP_OPERATOR_TOKEN", OPERATOR)
-        .env("MYSIMBDP_LISTEN", "127.0.0.1:0")
-        .env("MYSIMBDP_MONGODB_URI", mysimbdp_tests::MONGODB_URI)
-        .env("MYSIMBDP_PLATFORM_DATABASE", database)
-        .env("MYSIMBDP_CACHE_DIR", scratch(cache))
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let base = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(at) = line.find("listening on ") {
-                return line[at + "listening on ".len()..].trim().to_owned();
-            }
-        }
-        panic!("serve exited before listening");
-    })
-    .await
-    .expect("serve starts within a minute");
-    // Keep draining its log so it never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Process { child, base }
-}
-
-impl Process {
-    async fn terminate(mut self) {
-        let pid = self.child.id().unwrap();
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let exit = tokio::time::timeout(Duration::from_secs(15), self.child.wait())
-            .await
-            .expect("serve stops on SIGTERM")
-            .unwrap();
-        assert!(exit.success(), "serve exited with {exit}");
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,6 +10,9 @@ pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 /// MongoDB as the single-node replica set `rs0`.
 pub const MONGODB_URI: &str =
     "mongodb://127.0.0.1:27017/?replicaSet=rs0&serverSelectionTimeoutMS=10000";
+/// The second MongoDB server (replica set `rs1`): a tenant's dedicated coredms in tests.
+pub const MONGODB2_URI: &str =
+    "mongodb://127.0.0.1:27018/?replicaSet=rs1&serverSelectionTimeoutMS=10000";
 /// etcd's client endpoint.
 pub const ETCD_ENDPOINT: &str = "127.0.0.1:2379";
 

@@ -1,9 +1,9 @@
-//! Proves the services script brought up real Redis, RabbitMQ, MongoDB (as replica set rs0)
-//! and etcd that later tests can rely on; each check fails loudly when a service is missing.
+//! Proves the services script brought up real Redis, RabbitMQ, MongoDB (as replica set rs0,
+//! and a second server as rs1) and etcd that later tests can rely on; each check fails loudly when a service is missing.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use mysimbdp_tests::{AMQP_URL, ETCD_ENDPOINT, MONGODB_URI, REDIS_URL, unique};
+use mysimbdp_tests::{AMQP_URL, ETCD_ENDPOINT, MONGODB_URI, MONGODB2_URI, REDIS_URL, unique};
 
 #[tokio::test]
 async fn redis_answers_and_stores() {
@@ -72,15 +72,24 @@ async fn rabbitmq_accepts_a_quorum_queue() {
 
 #[tokio::test]
 async fn mongodb_is_a_writable_replica_set() {
-    let client = mongodb::Client::with_uri_str(MONGODB_URI).await.unwrap();
+    writable_replica_set(MONGODB_URI, "rs0").await;
+}
+
+#[tokio::test]
+async fn a_second_mongodb_serves_as_a_dedicated_coredms() {
+    writable_replica_set(MONGODB2_URI, "rs1").await;
+}
+
+async fn writable_replica_set(uri: &str, set_name: &str) {
+    let client = mongodb::Client::with_uri_str(uri).await.unwrap();
     let hello = client
         .database("admin")
         .run_command(mongodb::bson::doc! { "hello": 1 })
         .await
         .unwrap_or_else(|e| {
-            panic!("MongoDB at {MONGODB_URI} is unreachable (run scripts/services up): {e}")
+            panic!("MongoDB at {uri} is unreachable (run scripts/services up): {e}")
         });
-    assert_eq!(hello.get_str("setName").unwrap(), "rs0");
+    assert_eq!(hello.get_str("setName").unwrap(), set_name);
     assert!(hello.get_bool("isWritablePrimary").unwrap());
     let collection = client
         .database("mysimbdp_services_test")

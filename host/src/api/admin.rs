@@ -7,6 +7,7 @@ use super::views::{ProfileVersionView, TenantView, TenantWithToken};
 use super::{ApiError, AppState, ErrorBody};
 use crate::platform::TenantStatus;
 use crate::profile::{Format, Profile, ProfileError};
+use crate::registry::HostInfo;
 use crate::{names, tokens};
 use axum::body::Bytes;
 use axum::extract::State;
@@ -259,4 +260,23 @@ pub async fn profile_versions(
     Ok(Json(
         versions.iter().map(ProfileVersionView::from).collect(),
     ))
+}
+
+/// The live hosts, from their etcd leases: a killed host disappears when its lease expires.
+#[utoipa::path(get, path = "/v1/admin/hosts", tag = "admin",
+    security(("operator_token" = [])),
+    responses((status = 200, body = Vec<HostInfo>), (status = 503, body = ErrorBody)))]
+pub async fn hosts(
+    State(state): State<AppState>,
+    _: Operator,
+) -> Result<Json<Vec<HostInfo>>, ApiError> {
+    let mut hosts = state.registry.hosts().await.map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "registry_unavailable",
+            format!("the registry (etcd) is unavailable: {e:#}"),
+        )
+    })?;
+    hosts.sort_by(|a, b| a.started_at.cmp(&b.started_at));
+    Ok(Json(hosts))
 }

@@ -112,6 +112,11 @@ impl ApiError {
         )
     }
 
+    /// The message for the client.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     /// The status.
     pub fn status(&self) -> StatusCode {
         self.status

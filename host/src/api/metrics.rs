@@ -38,6 +38,13 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     latency: HistogramFamily<RouteLabels>,
     uploads: Family<OutcomeLabels, Counter>,
+    daas: Family<TenantOutcomeLabels, Counter>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantOutcomeLabels {
+    tenant: String,
+    outcome: String,
 }
 
 impl Default for Metrics {
@@ -69,11 +76,18 @@ impl Metrics {
             "App uploads by outcome (admitted, refused)",
             uploads.clone(),
         );
+        let daas = Family::<TenantOutcomeLabels, Counter>::default();
+        registry.register(
+            "daas_documents",
+            "Documents written through the daas API, by tenant and outcome (inserted, rejected)",
+            daas.clone(),
+        );
         Self {
             registry: Mutex::new(registry),
             requests,
             latency,
             uploads,
+            daas,
         }
     }
 
@@ -91,6 +105,18 @@ impl Metrics {
                 outcome: outcome.to_owned(),
             })
             .inc();
+    }
+
+    /// Counts documents written through the daas API.
+    pub fn daas_documents(&self, tenant: &str, inserted: u64, rejected: u64) {
+        for (outcome, count) in [("inserted", inserted), ("rejected", rejected)] {
+            self.daas
+                .get_or_create(&TenantOutcomeLabels {
+                    tenant: tenant.to_owned(),
+                    outcome: outcome.to_owned(),
+                })
+                .inc_by(count);
+        }
     }
 
     /// The text exposition of every metric.

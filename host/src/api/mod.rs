@@ -6,6 +6,7 @@
 mod admin;
 mod apps;
 mod auth;
+mod data;
 pub mod error;
 mod meta;
 pub mod metrics;
@@ -17,6 +18,8 @@ pub use metrics::Metrics;
 use crate::app_store::AppStore;
 use crate::config::ServeConfig;
 use crate::platform::Platform;
+use crate::registry::Registry;
+use crate::sink::SinkResolver;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Request, StatusCode};
@@ -40,6 +43,10 @@ pub struct AppState {
     pub config: Arc<ServeConfig>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// Service discovery and membership.
+    pub registry: Registry,
+    /// Tenants' sinks, resolved through the registry.
+    pub sinks: Arc<SinkResolver>,
     /// The OpenAPI document, set once the router is built.
     openapi: Arc<OnceLock<serde_json::Value>>,
 }
@@ -51,12 +58,16 @@ impl AppState {
         apps: Arc<AppStore>,
         config: Arc<ServeConfig>,
         metrics: Arc<Metrics>,
+        registry: Registry,
+        sinks: Arc<SinkResolver>,
     ) -> Self {
         Self {
             platform,
             apps,
             config,
             metrics,
+            registry,
+            sinks,
             openapi: Arc::default(),
         }
     }
@@ -75,6 +86,7 @@ impl AppState {
         (name = "admin", description = "Tenants and their profiles (operator token)"),
         (name = "tenant", description = "The calling tenant"),
         (name = "apps", description = "The calling tenant's apps and their versions"),
+        (name = "data", description = "Data as a service: the calling tenant's documents"),
         (name = "meta", description = "Health, metrics and published documents (no token)"),
     )
 )]
@@ -116,6 +128,8 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(admin::rotate_token))
         .routes(routes!(admin::set_profile))
         .routes(routes!(admin::profile_versions))
+        .routes(routes!(admin::hosts))
+        .routes(routes!(data::write, data::read))
         .routes(routes!(apps::me))
         .routes(routes!(apps::list_apps))
         .routes(routes!(

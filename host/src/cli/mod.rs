@@ -3,6 +3,7 @@
 mod app;
 mod app_remote;
 mod client;
+mod registry;
 mod tenant;
 
 use crate::config::{SandboxConfig, ServeConfig};
@@ -31,6 +32,9 @@ pub enum Command {
     /// Tenant apps: check and run locally, or upload and manage them on the platform.
     #[command(subcommand)]
     App(AppCommand),
+    /// Service information in etcd: which coredms (daas, broker) serves which tenant.
+    #[command(subcommand)]
+    Registry(registry::RegistryCommand),
 }
 
 /// Arguments of `serve`.
@@ -222,6 +226,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
             Command::Tenant(command) => tenant::run(command).await,
+            Command::Registry(command) => registry::run(command).await,
             Command::App(AppCommand::Check(args)) => app::check(args).await,
             Command::App(AppCommand::Run(args)) => app::run(args).await,
             Command::App(AppCommand::Upload(args)) => app_remote::upload(args).await,

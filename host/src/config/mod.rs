@@ -34,16 +34,27 @@ pub const DEFAULT_DRY_RUN_MAX_DOCUMENTS: usize = 100;
 /// Interfaces an uploaded app may not import, by prefix: capabilities the sandbox never
 /// grants (no network, no files), so an app importing them could only fail or probe.
 pub const DEFAULT_REFUSED_IMPORTS: [&str; 2] = ["wasi:sockets/", "wasi:filesystem/"];
+/// etcd, as the services script starts it.
+pub const DEFAULT_ETCD_ENDPOINT: &str = "127.0.0.1:2379";
+/// Where the platform's keys live in etcd.
+pub const DEFAULT_REGISTRY_PREFIX: &str = "/mysimbdp/v1";
+/// Lease of a host's membership entry: a killed host disappears this long after.
+pub const DEFAULT_HOST_LEASE_SECS: u64 = 10;
 /// The shortest operator token accepted: guessing it must be hopeless.
 pub const MIN_OPERATOR_TOKEN_CHARS: usize = 32;
 
 /// Environment variables that override the file: secrets and addresses.
-pub const ENV_OVERRIDES: [(&str, &str); 5] = [
+pub const ENV_OVERRIDES: [(&str, &str); 7] = [
     ("MYSIMBDP_OPERATOR_TOKEN", "server.operator_token"),
     ("MYSIMBDP_LISTEN", "server.listen"),
     ("MYSIMBDP_MONGODB_URI", "platform.mongodb_uri"),
     ("MYSIMBDP_PLATFORM_DATABASE", "platform.database"),
     ("MYSIMBDP_CACHE_DIR", "sandbox.engine.cache_dir"),
+    (
+        "MYSIMBDP_ETCD_ENDPOINTS",
+        "registry.etcd_endpoints (comma-separated)",
+    ),
+    ("MYSIMBDP_SINK_MONGODB_URI", "sink.mongodb_uri"),
 ];
 
 /// Everything `mysimbdp serve` reads.
@@ -56,6 +67,10 @@ pub struct ServeConfig {
     pub platform: PlatformConfig,
     /// App admission and dry runs.
     pub apps: AppsConfig,
+    /// Service discovery and membership in etcd.
+    pub registry: RegistryConfig,
+    /// The shared coredms tenants write to unless the registry names a dedicated one.
+    pub sink: SinkConfig,
     /// The wasmtime engine and the default and maximum limits of app calls.
     pub sandbox: SandboxConfig,
 }
@@ -100,6 +115,44 @@ impl Default for PlatformConfig {
         Self {
             mongodb_uri: DEFAULT_MONGODB_URI.to_owned(),
             database: DEFAULT_PLATFORM_DATABASE.to_owned(),
+        }
+    }
+}
+
+/// `[registry]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryConfig {
+    /// etcd endpoints, `host:port`.
+    pub etcd_endpoints: Vec<String>,
+    /// The prefix of every key the platform writes.
+    pub prefix: String,
+    /// Lease of this host's membership entry, in seconds.
+    pub host_lease_secs: u64,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            etcd_endpoints: vec![DEFAULT_ETCD_ENDPOINT.to_owned()],
+            prefix: DEFAULT_REGISTRY_PREFIX.to_owned(),
+            host_lease_secs: DEFAULT_HOST_LEASE_SECS,
+        }
+    }
+}
+
+/// `[sink]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SinkConfig {
+    /// The shared coredms: each tenant gets its own database there.
+    pub mongodb_uri: String,
+}
+
+impl Default for SinkConfig {
+    fn default() -> Self {
+        Self {
+            mongodb_uri: DEFAULT_MONGODB_URI.to_owned(),
         }
     }
 }
@@ -168,8 +221,16 @@ impl ServeConfig {
         set("MYSIMBDP_LISTEN", &mut self.server.listen);
         set("MYSIMBDP_MONGODB_URI", &mut self.platform.mongodb_uri);
         set("MYSIMBDP_PLATFORM_DATABASE", &mut self.platform.database);
+        set("MYSIMBDP_SINK_MONGODB_URI", &mut self.sink.mongodb_uri);
         if let Some(dir) = lookup("MYSIMBDP_CACHE_DIR") {
             self.sandbox.engine.cache_dir = Some(dir.into());
+        }
+        if let Some(endpoints) = lookup("MYSIMBDP_ETCD_ENDPOINTS") {
+            self.registry.etcd_endpoints = endpoints
+                .split(',')
+                .map(|e| e.trim().to_owned())
+                .filter(|e| !e.is_empty())
+                .collect();
         }
     }
 
@@ -188,15 +249,34 @@ impl ServeConfig {
         if self.server.max_json_kib == 0 {
             bail!("server.max_json_kib = 0: it must be at least 1");
         }
-        if !self.platform.mongodb_uri.starts_with("mongodb://")
-            && !self.platform.mongodb_uri.starts_with("mongodb+srv://")
-        {
+        validate_database_name("platform.database", &self.platform.database)?;
+        for (key, uri) in [
+            ("platform.mongodb_uri", &self.platform.mongodb_uri),
+            ("sink.mongodb_uri", &self.sink.mongodb_uri),
+        ] {
+            if !uri.starts_with("mongodb://") && !uri.starts_with("mongodb+srv://") {
+                bail!(
+                    "{key} = {:?} is not a mongodb:// or mongodb+srv:// URI",
+                    redact_uri(uri)
+                );
+            }
+        }
+        let registry = &self.registry;
+        if registry.etcd_endpoints.is_empty() {
+            bail!("registry.etcd_endpoints is empty: name at least one etcd endpoint");
+        }
+        if !registry.prefix.starts_with('/') || registry.prefix.ends_with('/') {
             bail!(
-                "platform.mongodb_uri = {:?} is not a mongodb:// or mongodb+srv:// URI",
-                redact_uri(&self.platform.mongodb_uri)
+                "registry.prefix = {:?} must start with '/' and not end with one",
+                registry.prefix
             );
         }
-        validate_database_name("platform.database", &self.platform.database)?;
+        if !(2..=3600).contains(&registry.host_lease_secs) {
+            bail!(
+                "registry.host_lease_secs = {}: it must be 2..=3600",
+                registry.host_lease_secs
+            );
+        }
         let apps = &self.apps;
         for (key, value) in [
             ("apps.probe_fuel", apps.probe_fuel),

@@ -4,9 +4,11 @@
 
 mod apps;
 mod tenants;
+mod usage;
 
 pub use apps::{AppRecord, NewVersion, VersionRecord};
 pub use tenants::{ProfileVersion, TenantRecord, TenantStatus};
+pub use usage::{LogEntry, QuotaExceeded};
 
 use crate::config::{PlatformConfig, redact_uri};
 use anyhow::Context;
@@ -50,6 +52,8 @@ pub struct Platform {
     apps: Collection<AppRecord>,
     versions: Collection<VersionRecord>,
     components: GridFsBucket,
+    log: Collection<LogEntry>,
+    usage: Collection<mongodb::bson::Document>,
 }
 
 impl Platform {
@@ -75,6 +79,8 @@ impl Platform {
             profiles: database.collection("profile_versions"),
             apps: database.collection("apps"),
             versions: database.collection("app_versions"),
+            log: database.collection("ingestion_log"),
+            usage: database.collection("usage_daily"),
             components: database.gridfs_bucket(
                 GridFsBucketOptions::builder()
                     .bucket_name("components".to_owned())
@@ -115,6 +121,9 @@ impl Platform {
             .await?;
         self.versions
             .create_index(plain(doc! { "tenant": 1, "app": 1, "uploaded_at": -1 }))
+            .await?;
+        self.log
+            .create_index(plain(doc! { "tenant": 1, "started_at": -1 }))
             .await?;
         Ok(())
     }

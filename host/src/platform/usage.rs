@@ -1,0 +1,109 @@
+//! The ingestion log (one entry per ingestion: who, what, how much, how it ended) and daily
+//! usage counters that enforce per-day quotas atomically across hosts.
+
+use super::{Platform, StoreResult, is_duplicate_key};
+use mongodb::bson::{DateTime, doc};
+use mongodb::options::ReturnDocument;
+use serde::{Deserialize, Serialize};
+
+/// One ingestion, as logged.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// The tenant.
+    pub tenant: String,
+    /// What ingested: `daas`, later `batch` and `stream`.
+    pub source: String,
+    /// The collection written.
+    pub collection: String,
+    /// The database written (and which coredms, for the record).
+    pub database: String,
+    /// `shared` or the dedicated coredms's id.
+    pub coredms: String,
+    /// Documents written now.
+    pub documents: i64,
+    /// Documents that were already there (a replay): success in effect.
+    pub duplicates: i64,
+    /// Documents refused, with reasons in the answer to the caller.
+    pub rejected: i64,
+    /// Bytes received.
+    pub bytes: i64,
+    /// Start.
+    pub started_at: DateTime,
+    /// End.
+    pub ended_at: DateTime,
+    /// `ok`, `partial` (some refused or stopped by a quota) or `failed`.
+    pub status: String,
+    /// Why it failed or stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A quota left no room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaExceeded {
+    /// Bytes already used today.
+    pub used: u64,
+    /// The day's limit.
+    pub limit: u64,
+}
+
+impl Platform {
+    /// Appends to the ingestion log.
+    pub async fn log_ingestion(&self, entry: &LogEntry) -> StoreResult<()> {
+        self.log.insert_one(entry).await?;
+        Ok(())
+    }
+
+    /// Adds `bytes` to the tenant's usage of `channel` today, unless that would pass `limit`.
+    /// Atomic across hosts: the conditional upsert either increments or, when the condition
+    /// fails on the existing counter, collides with it on `_id`.
+    pub async fn reserve_daily(
+        &self,
+        tenant: &str,
+        channel: &str,
+        bytes: u64,
+        limit: u64,
+    ) -> StoreResult<Result<u64, QuotaExceeded>> {
+        let day = DateTime::now()
+            .try_to_rfc3339_string()
+            .unwrap_or_default()
+            .chars()
+            .take(10)
+            .collect::<String>();
+        let id = format!("{tenant}:{channel}:{day}");
+        let room = i64::try_from(limit.saturating_sub(bytes)).unwrap_or(i64::MAX);
+        if bytes > limit {
+            return Ok(Err(QuotaExceeded { used: 0, limit }));
+        }
+        let bytes_i = i64::try_from(bytes).unwrap_or(i64::MAX);
+        let updated = self
+            .usage
+            .find_one_and_update(
+                doc! { "_id": &id, "bytes": { "$lte": room } },
+                doc! {
+                    "$inc": { "bytes": bytes_i },
+                    "$setOnInsert": { "tenant": tenant, "channel": channel, "day": &day },
+                },
+            )
+            .upsert(true)
+            .return_document(ReturnDocument::After)
+            .await;
+        match updated {
+            Ok(Some(counter)) => Ok(Ok(counter.get_i64("bytes").unwrap_or(0) as u64)),
+            Ok(None) => Ok(Ok(bytes)),
+            Err(e) if is_duplicate_key(&e) => {
+                let used = self
+                    .usage
+                    .find_one(doc! { "_id": &id })
+                    .await?
+                    .and_then(|c| c.get_i64("bytes").ok())
+                    .unwrap_or(0);
+                Ok(Err(QuotaExceeded {
+                    used: used as u64,
+                    limit,
+                }))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! Where a tenant's documents go: the shared coredms with a database per tenant, or a
+//! dedicated coredms published for the tenant in the registry. Resolved once, cached, and
+//! re-resolved when the registry entry changes (an etcd watch) or the profile does, so a moved
+//! coredms takes new writes without restarting any host.
+
+use crate::config::{SinkConfig, redact_uri};
+use crate::platform::TenantRecord;
+use crate::profile::CoredmsMode;
+use crate::registry::{Registry, ServiceInfo, ServiceKind, read_secret};
+use mongodb::bson::doc;
+use mongodb::options::ClientOptions;
+use mongodb::{Client, Database};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Attempts at resolving (registry read, connect, ping) before giving up.
+const ATTEMPTS: u32 = 3;
+/// How long a coredms may take to answer its first ping.
+const PING_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a tenant's sink cannot be used now. Messages are safe to show the tenant.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SinkError {
+    /// The profile asks for a dedicated coredms and the registry has none usable.
+    #[error(
+        "no usable dedicated coredms is published for tenant {tenant:?} under {key}; ask the operator to publish one"
+    )]
+    Missing {
+        /// The tenant.
+        tenant: String,
+        /// Where it was looked for.
+        key: String,
+    },
+    /// The coredms (or the registry) did not answer.
+    #[error("{0}")]
+    Unreachable(String),
+}
+
+/// Which coredms a tenant resolved to.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct SinkTarget {
+    /// `shared` or `dedicated`.
+    pub coredms: String,
+    /// The registry entry's id, for a dedicated coredms.
+    pub service_id: Option<String>,
+    /// The URI, without secrets.
+    pub uri: String,
+    /// The database.
+    pub database: String,
+}
+
+/// A resolved sink: a database handle and where it points.
+pub struct Sink {
+    /// The tenant's database.
+    pub database: Database,
+    /// What it resolved to.
+    pub target: SinkTarget,
+    profile_version: i64,
+}
+
+/// Resolves and caches tenants' sinks. One per host.
+pub struct SinkResolver {
+    registry: Registry,
+    shared_uri: String,
+    clients: Mutex<HashMap<String, Client>>,
+    sinks: Mutex<HashMap<String, Arc<Sink>>>,
+    /// Bumped by every registry change seen: a resolution that raced one is not cached.
+    generation: AtomicU64,
+}
+
+impl SinkResolver {
+    /// A resolver over the registry; the watch that keeps it current runs until the returned
+    /// resolver is dropped.
+    pub fn start(registry: Registry, config: &SinkConfig) -> Arc<Self> {
+        let resolver = Arc::new(Self {
+            registry,
+            shared_uri: config.mongodb_uri.clone(),
+            clients: Mutex::default(),
+            sinks: Mutex::default(),
+            generation: AtomicU64::new(0),
+        });
+        let weak = Arc::downgrade(&resolver);
+        tokio::spawn(async move { watch(weak).await });
+        resolver
+    }
+
+    /// The sink of `tenant` now.
+    pub async fn resolve(&self, tenant: &TenantRecord) -> Result<Arc<Sink>, SinkError> {
+        if let Some(sink) = self.cached(&tenant.id)
+            && sink.profile_version == tenant.profile_version
+        {
+            return Ok(sink);
+        }
+        let mut last = None;
+        for attempt in 0..ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+            }
+            let generation = self.generation.load(Ordering::SeqCst);
+            match self.resolve_now(tenant).await {
+                Ok(sink) => {
+                    let sink = Arc::new(sink);
+                    if let Ok(mut sinks) = self.sinks.lock()
+                        && self.generation.load(Ordering::SeqCst) == generation
+                    {
+                        sinks.insert(tenant.id.clone(), sink.clone());
+                    }
+                    return Ok(sink);
+                }
+                Err(e @ SinkError::Missing { .. }) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(tenant = %tenant.id, attempt, error = %e, "resolving the sink failed");
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| SinkError::Unreachable("unknown".to_owned())))
+    }
+
+    /// Forgets a tenant's sink; the next use resolves it again.
+    pub fn forget(&self, tenant: &str) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        if let Ok(mut sinks) = self.sinks.lock() {
+            sinks.remove(tenant);
+        }
+    }
+
+    fn cached(&self, tenant: &str) -> Option<Arc<Sink>> {
+        self.sinks.lock().ok()?.get(tenant).cloned()
+    }
+
+    async fn resolve_now(&self, tenant: &TenantRecord) -> Result<Sink, SinkError> {
+        let mode = tenant.profile.sink.coredms;
+        let dedicated = match mode {
+            CoredmsMode::Shared => None,
+            CoredmsMode::Auto | CoredmsMode::Dedicated => self.dedicated(&tenant.id).await?,
+        };
+        let (target, client) = match dedicated {
+            Some(info) => {
+                let database = info.endpoints.database.clone().unwrap_or_default();
+                let client = self
+                    .client(&info.endpoints.uri, info.secret_ref.as_deref())
+                    .await?;
+                let target = SinkTarget {
+                    coredms: "dedicated".to_owned(),
+                    service_id: Some(info.id.clone()),
+                    uri: redact_uri(&info.endpoints.uri),
+                    database,
+                };
+                (target, client)
+            }
+            None if mode == CoredmsMode::Dedicated => {
+                return Err(SinkError::Missing {
+                    tenant: tenant.id.clone(),
+                    key: self
+                        .registry
+                        .service_key(&tenant.id, ServiceKind::Coredms, ""),
+                });
+            }
+            None => {
+                let client = self.client(&self.shared_uri, None).await?;
+                let target = SinkTarget {
+                    coredms: "shared".to_owned(),
+                    service_id: None,
+                    uri: redact_uri(&self.shared_uri),
+                    database: tenant.profile.database(&tenant.id),
+                };
+                (target, client)
+            }
+        };
+        let database = client.database(&target.database);
+        tokio::time::timeout(PING_TIMEOUT, database.run_command(doc! { "ping": 1 }))
+            .await
+            .map_err(|_| {
+                SinkError::Unreachable(format!(
+                    "the {} coredms at {} did not answer within {PING_TIMEOUT:?}",
+                    target.coredms, target.uri
+                ))
+            })?
+            .map_err(|e| {
+                SinkError::Unreachable(format!(
+                    "the {} coredms at {} is unreachable: {e}",
+                    target.coredms, target.uri
+                ))
+            })?;
+        tracing::info!(tenant = %tenant.id, coredms = %target.coredms, uri = %target.uri, database = %target.database, "sink resolved");
+        Ok(Sink {
+            database,
+            target,
+            profile_version: tenant.profile_version,
+        })
+    }
+
+    /// The tenant's usable dedicated coredms: healthy before degraded, then by id.
+    async fn dedicated(&self, tenant: &str) -> Result<Option<ServiceInfo>, SinkError> {
+        let mut entries = self
+            .registry
+            .list(Some(tenant), Some(ServiceKind::Coredms))
+            .await
+            .map_err(|e| SinkError::Unreachable(format!("the service registry: {e:#}")))?;
+        entries.retain(|e| e.usable() && e.validate().is_ok());
+        entries.sort_by_key(|e| {
+            (
+                e.status != crate::registry::ServiceStatus::Healthy,
+                e.id.clone(),
+            )
+        });
+        Ok(entries.into_iter().next())
+    }
+
+    /// One client per URI and secret: clients pool connections and are shared by tenants on
+    /// the same server.
+    async fn client(&self, uri: &str, secret_ref: Option<&str>) -> Result<Client, SinkError> {
+        let key = format!("{uri}\u{0}{}", secret_ref.unwrap_or_default());
+        if let Some(client) = self.clients.lock().ok().and_then(|c| c.get(&key).cloned()) {
+            return Ok(client);
+        }
+        let shown = redact_uri(uri);
+        let mut options = ClientOptions::parse(uri)
+            .await
+            .map_err(|e| SinkError::Unreachable(format!("coredms URI {shown}: {e}")))?;
+        options.app_name = Some("mysimbdp-sink".to_owned());
+        options.server_selection_timeout.get_or_insert(PING_TIMEOUT);
+        if let Some(reference) = secret_ref {
+            let secret = read_secret(reference).map_err(SinkError::Unreachable)?;
+            let credential = options.credential.get_or_insert_with(Default::default);
+            credential.password = Some(secret);
+        }
+        let client = Client::with_options(options)
+            .map_err(|e| SinkError::Unreachable(format!("coredms {shown}: {e}")))?;
+        if let Ok(mut clients) = self.clients.lock() {
+            clients.insert(key, client.clone());
+        }
+        Ok(client)
+    }
+}
+
+/// Invalidates cached sinks when a tenant's registry entries change. If the watch breaks,
+/// everything is forgotten (nothing stale survives a missed event) and the watch restarts.
+async fn watch(resolver: std::sync::Weak<SinkResolver>) {
+    loop {
+        let Some(current) = resolver.upgrade() else {
+            return;
+        };
+        let registry = current.registry.clone();
+        drop(current);
+        match registry.watch_services().await {
+            Ok(mut stream) => {
+                while let Ok(Some(response)) = stream.message().await {
+                    let Some(resolver) = resolver.upgrade() else {
+                        return;
+                    };
+                    for event in response.events() {
+                        let key = event
+                            .kv()
+                            .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
+                            .unwrap_or_default();
+                        if let Some(tenant) = registry.tenant_of_key(&key) {
+                            tracing::info!(%tenant, %key, "registry entry changed; the sink will be resolved again");
+                            resolver.forget(tenant);
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "cannot watch the registry"),
+        }
+        if let Some(resolver) = resolver.upgrade() {
+            resolver.generation.fetch_add(1, Ordering::SeqCst);
+            if let Ok(mut sinks) = resolver.sinks.lock() {
+                sinks.clear();
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
