@@ -5,9 +5,10 @@
 
 use crate::config::{SinkConfig, redact_uri};
 use crate::platform::TenantRecord;
-use crate::profile::CoredmsMode;
+use crate::profile::{CoredmsMode, WriteConcern};
 use crate::registry::{Registry, ServiceInfo, ServiceKind, read_secret};
 use mongodb::bson::doc;
+use mongodb::error::ErrorKind;
 use mongodb::options::ClientOptions;
 use mongodb::{Client, Database};
 use std::collections::HashMap;
@@ -59,6 +60,71 @@ pub struct Sink {
     pub target: SinkTarget,
     profile_version: i64,
 }
+
+/// What one unordered bulk insert did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct InsertOutcome {
+    /// Documents written now.
+    pub inserted: u64,
+    /// Documents whose `_id` was already there: a replay, success in effect.
+    pub duplicates: u64,
+    /// Documents MongoDB refused, by position in the batch, with its reason.
+    pub refused: Vec<(usize, String)>,
+}
+
+impl Sink {
+    /// Writes `documents` with one unordered `insert_many` under `concern`. Duplicate keys
+    /// count as success (deterministic ids make replays harmless); a document MongoDB refuses
+    /// does not stop the others. An `Err` is an infrastructure failure (unreachable, write
+    /// concern not met): the caller retries the whole batch, which the ids make safe.
+    pub async fn insert(
+        &self,
+        collection: &str,
+        documents: Vec<mongodb::bson::Document>,
+        concern: WriteConcern,
+    ) -> Result<InsertOutcome, mongodb::error::Error> {
+        let count = documents.len() as u64;
+        if count == 0 {
+            return Ok(InsertOutcome::default());
+        }
+        let concern = match concern {
+            WriteConcern::Majority => mongodb::options::WriteConcern::majority(),
+            WriteConcern::Primary => mongodb::options::WriteConcern::nodes(1),
+        };
+        let written = self
+            .database
+            .collection::<mongodb::bson::Document>(collection)
+            .insert_many(documents)
+            .ordered(false)
+            .write_concern(concern)
+            .await;
+        match written {
+            Ok(result) => Ok(InsertOutcome {
+                inserted: result.inserted_ids.len() as u64,
+                ..InsertOutcome::default()
+            }),
+            Err(e) => match e.kind.as_ref() {
+                ErrorKind::InsertMany(failure) if failure.write_concern_error.is_none() => {
+                    let mut outcome = InsertOutcome::default();
+                    let errors = failure.write_errors.as_deref().unwrap_or_default();
+                    for error in errors {
+                        if error.code == DUPLICATE_KEY {
+                            outcome.duplicates += 1;
+                        } else {
+                            outcome.refused.push((error.index, error.message.clone()));
+                        }
+                    }
+                    outcome.inserted = count.saturating_sub(errors.len() as u64);
+                    Ok(outcome)
+                }
+                _ => Err(e),
+            },
+        }
+    }
+}
+
+/// MongoDB's duplicate key error code.
+const DUPLICATE_KEY: i32 = 11000;
 
 /// Resolves and caches tenants' sinks. One per host.
 pub struct SinkResolver {

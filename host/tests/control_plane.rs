@@ -960,6 +960,7 @@ async fn two_serve_processes_share_one_platform() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
     tokio::join!(a.terminate(), b.terminate());
+    clear_registry(&database).await;
     mongodb::Client::with_uri_str(mysimbdp_tests::MONGODB_URI)
         .await
         .unwrap()
@@ -1115,4 +1116,41 @@ async fn the_cli_manages_tenants_and_apps() {
     assert_eq!(code, Some(1));
     assert!(err.contains("cannot reach the mysimbdp API"), "{err}");
     host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_refuses_a_bad_config_naming_the_key() {
+    let file = scratch("configs").join(mysimbdp_tests::unique("bad") + ".toml");
+    for (text, named) in [
+        (
+            "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace = 5\n",
+            "shutdown_grace",
+        ),
+        ("[sandbox.limits]\nmemory_mib = 4096\n", "memory_mib"),
+        (
+            "[registry]\nhost_lease_secs = 0\n",
+            "registry.host_lease_secs",
+        ),
+    ] {
+        std::fs::write(&file, text).unwrap();
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_mysimbdp"))
+            .args(["serve", "--config", file.to_str().unwrap()])
+            .env("MYSIMBDP_OPERATOR_TOKEN", OPERATOR)
+            .output()
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(named), "{named} not named in: {stderr}");
+    }
+    // No operator token: refused before anything is started.
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_mysimbdp"))
+        .arg("serve")
+        .env_remove("MYSIMBDP_OPERATOR_TOKEN")
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("MYSIMBDP_OPERATOR_TOKEN"), "{stderr}");
 }

@@ -126,6 +126,7 @@ async fn registry_entries_are_published_from_files_and_refused_by_field() {
     assert_eq!(code, 0);
     let (code, _, err) = registry_cli(&database, &["get", "acme", "coredms", "acme-main"]);
     assert_eq!(code, 1, "{err}");
+    clear_registry(&database).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -397,6 +398,14 @@ async fn hosts_register_and_a_killed_one_disappears_when_its_lease_expires() {
     a.terminate().await;
     let gone = registry.hosts().await.unwrap();
     assert!(!gone.iter().any(|h| h.address == a_base), "{gone:?}");
+    clear_registry(&database).await;
+    mongodb::Client::with_uri_str(mysimbdp_tests::MONGODB_URI)
+        .await
+        .unwrap()
+        .database(&database)
+        .drop()
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

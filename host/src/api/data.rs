@@ -8,7 +8,6 @@ use super::error::{Json, Path, Query};
 use super::{ApiError, AppState, ErrorBody};
 use crate::documents::derived_id;
 use crate::platform::{LogEntry, TenantRecord};
-use crate::profile::WriteConcern;
 use crate::sink::{Sink, SinkError, SinkTarget};
 use axum::body::Body;
 use axum::extract::State;
@@ -16,7 +15,6 @@ use axum::http::{HeaderMap, StatusCode, header};
 use futures_util::{StreamExt, TryStreamExt};
 use mongodb::bson::{self, Bson, DateTime, Document, doc};
 use mongodb::error::ErrorKind;
-use mongodb::options::WriteConcern as MongoWriteConcern;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use utoipa::{IntoParams, ToSchema};
@@ -442,50 +440,36 @@ impl Writer<'_> {
         self.batch_bytes = 0;
         let positions: Vec<u64> = batch.iter().map(|(at, _)| *at).collect();
         let documents: Vec<Document> = batch.into_iter().map(|(_, d)| d).collect();
-        let count = documents.len() as u64;
-        let concern = match self.tenant.profile.sink.write_concern {
-            WriteConcern::Majority => MongoWriteConcern::majority(),
-            WriteConcern::Primary => MongoWriteConcern::nodes(1),
-        };
         let written = self
             .sink
-            .database
-            .collection::<Document>(self.collection)
-            .insert_many(documents)
-            .ordered(false)
-            .write_concern(concern)
+            .insert(
+                self.collection,
+                documents,
+                self.tenant.profile.sink.write_concern,
+            )
             .await;
         match written {
-            Ok(result) => self.result.inserted += result.inserted_ids.len() as u64,
-            Err(e) => match e.kind.as_ref() {
-                ErrorKind::InsertMany(failure) if failure.write_concern_error.is_none() => {
-                    let errors = failure.write_errors.clone().unwrap_or_default();
-                    let mut failed = 0;
-                    for error in errors {
-                        failed += 1;
-                        if error.code == 11000 {
-                            self.result.duplicates += 1;
-                        } else {
-                            let at = positions.get(error.index).copied().unwrap_or_default();
-                            self.reject(at, error.message);
-                        }
-                    }
-                    self.result.inserted += count.saturating_sub(failed);
+            Ok(outcome) => {
+                self.result.inserted += outcome.inserted;
+                self.result.duplicates += outcome.duplicates;
+                for (index, reason) in outcome.refused {
+                    let at = positions.get(index).copied().unwrap_or_default();
+                    self.reject(at, reason);
                 }
-                _ => {
-                    self.state.sinks.forget(&self.tenant.id);
-                    return Err(ApiError::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "sink_unavailable",
-                        format!(
-                            "writing to the {} coredms failed ({e}); {} documents of this request \
-                             were written before; retry (with an Idempotency-Key nothing is \
-                             written twice)",
-                            self.sink.target.coredms, self.result.inserted
-                        ),
-                    ));
-                }
-            },
+            }
+            Err(e) => {
+                self.state.sinks.forget(&self.tenant.id);
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "sink_unavailable",
+                    format!(
+                        "writing to the {} coredms failed ({e}); {} documents of this request \
+                         were written before; retry (with an Idempotency-Key nothing is \
+                         written twice)",
+                        self.sink.target.coredms, self.result.inserted
+                    ),
+                ));
+            }
         }
         Ok(())
     }

@@ -187,6 +187,7 @@ impl Host {
             .unwrap()
             .unwrap();
         self.platform_db().await.drop().await.unwrap();
+        clear_registry(&self.database).await;
     }
 
     pub async fn platform_db(&self) -> mongodb::Database {
@@ -280,4 +281,18 @@ impl Process {
             .unwrap();
         assert!(exit.success(), "serve exited with {exit}");
     }
+}
+
+/// Deletes every etcd key a test wrote under its own prefix.
+pub async fn clear_registry(database: &str) {
+    let mut client = etcd_client::Client::connect([mysimbdp_tests::ETCD_ENDPOINT], None)
+        .await
+        .unwrap();
+    client
+        .delete(
+            format!("/mysimbdp-test/{database}/"),
+            Some(etcd_client::DeleteOptions::new().with_prefix()),
+        )
+        .await
+        .unwrap();
 }
