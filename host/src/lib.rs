@@ -7,6 +7,8 @@
 pub mod api;
 /// App admission (validate, compile, probe, store) and loading on any host.
 pub mod app_store;
+/// Batch ingestion: the job queue in Redis (workers and staging follow).
+pub mod batch;
 /// The command line: `mysimbdp serve|tenant|app …`.
 pub mod cli;
 /// Operator configuration, with documented defaults and env overrides.

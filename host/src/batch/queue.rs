@@ -1,0 +1,419 @@
+//! The batch job queue in Redis: at-least-once delivery with a visibility timeout, fair
+//! across tenants, capped per tenant, with bounded retries, a dead-letter list and replay.
+//!
+//! Keys (all under one hash tag, so a Redis Cluster keeps them in one slot):
+//!
+//! ```text
+//! <p>job:<id>        hash: tenant, spec (JSON), attempts, max_attempts, status, error, worker, times
+//! <p>ready:<tenant>  list of job ids waiting, FIFO per tenant
+//! <p>tenants         list of tenants with waiting jobs: the round-robin ring
+//! <p>caps            hash tenant -> jobs it may run at once
+//! <p>running:<tenant> set of its jobs in flight
+//! <p>inflight        zset id -> visibility deadline (ms); a worker's heartbeat pushes it on
+//! <p>delayed         zset id -> when a retry is due (ms)
+//! <p>dead:<tenant>   list: retries exhausted (replayable)
+//! <p>failed:<tenant> list: failed for good (quarantined: reject or a limit violation)
+//! ```
+//!
+//! Every transition is one Lua script, so two workers (on any hosts) never take the same job,
+//! and each settle is fenced by the attempt number: a worker whose job was reaped after its
+//! visibility timeout cannot settle the job's next attempt.
+
+use anyhow::{Context, Result};
+use redis::Script;
+use redis::aio::MultiplexedConnection;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// What a job is: which tenant's file goes through which app version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSpec {
+    /// The tenant.
+    pub tenant: String,
+    /// The app's name.
+    pub app: String,
+    /// The app version (digest) pinned at upload time.
+    pub version: String,
+    /// Where the staged file is.
+    pub file: String,
+    /// The name the tenant uploaded it under.
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its content type.
+    pub content_type: Option<String>,
+    /// App parameters.
+    pub params: BTreeMap<String, String>,
+}
+
+/// A job taken by a worker: it must heartbeat within the visibility timeout and settle it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// The job id.
+    pub id: String,
+    /// Which attempt this is (1, 2, …): the fence of heartbeats and settles.
+    pub attempt: u32,
+    /// The job.
+    pub spec: JobSpec,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done: the documents are written.
+    Done,
+    /// Transient: retry after `backoff`, unless the attempts are used up (then dead-lettered).
+    Retry {
+        /// Why.
+        reason: String,
+        /// When to try again.
+        backoff: Duration,
+    },
+    /// For good: never retried, the file is quarantined.
+    Fail {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A job's state as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobState {
+    /// The job.
+    pub spec: JobSpec,
+    /// `queued`, `running`, `retrying`, `done`, `failed` or `dead`.
+    pub status: String,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// The last error.
+    pub error: Option<String>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// The ring moves the tenant it looks at to the back, so each claim starts with the tenant
+/// after the one served last: one tenant's thousand files never starve another's one.
+static CLAIM: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local p, worker, now, visibility, default_cap = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local ring = p .. 'tenants'
+local n = redis.call('LLEN', ring)
+for i = 1, n do
+  local t = redis.call('LMOVE', ring, ring, 'LEFT', 'RIGHT')
+  if not t then return false end
+  local cap = tonumber(redis.call('HGET', p .. 'caps', t) or default_cap)
+  local ready = p .. 'ready:' .. t
+  if redis.call('SCARD', p .. 'running:' .. t) < cap then
+    local id = redis.call('LPOP', ready)
+    if id then
+      if redis.call('LLEN', ready) == 0 then redis.call('LREM', ring, 0, t) end
+      local job = p .. 'job:' .. id
+      local attempt = redis.call('HINCRBY', job, 'attempts', 1)
+      redis.call('HSET', job, 'status', 'running', 'worker', worker, 'updated', now)
+      redis.call('ZADD', p .. 'inflight', now + visibility, id)
+      redis.call('SADD', p .. 'running:' .. t, id)
+      return {id, attempt, redis.call('HGET', job, 'spec')}
+    end
+    redis.call('LREM', ring, 0, t)
+  end
+end
+return false
+",
+    )
+});
+
+static HEARTBEAT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local p, id, attempt, deadline = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local job = p .. 'job:' .. id
+if redis.call('HGET', job, 'status') ~= 'running' or redis.call('HGET', job, 'attempts') ~= attempt then return 0 end
+redis.call('ZADD', p .. 'inflight', 'XX', deadline, id)
+return 1
+",
+    )
+});
+
+static SETTLE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local p, id, attempt, outcome, reason, now, backoff = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
+local job = p .. 'job:' .. id
+if redis.call('HGET', job, 'status') ~= 'running' or redis.call('HGET', job, 'attempts') ~= attempt then return 0 end
+local t = redis.call('HGET', job, 'tenant')
+redis.call('ZREM', p .. 'inflight', id)
+redis.call('SREM', p .. 'running:' .. t, id)
+if outcome == 'done' then
+  redis.call('HSET', job, 'status', 'done', 'error', '')
+elseif outcome == 'retry' then
+  if tonumber(attempt) >= tonumber(redis.call('HGET', job, 'max_attempts')) then
+    redis.call('HSET', job, 'status', 'dead', 'error', reason)
+    redis.call('RPUSH', p .. 'dead:' .. t, id)
+  else
+    redis.call('HSET', job, 'status', 'retrying', 'error', reason)
+    redis.call('ZADD', p .. 'delayed', now + backoff, id)
+  end
+else
+  redis.call('HSET', job, 'status', 'failed', 'error', reason)
+  redis.call('RPUSH', p .. 'failed:' .. t, id)
+end
+redis.call('HSET', job, 'updated', now)
+return 1
+",
+    )
+});
+
+/// Reaps jobs whose worker stopped heartbeating (it died: a retryable failure) and promotes
+/// retries that are due; both go back to their tenant's queue.
+static TICK: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local p, now = ARGV[1], tonumber(ARGV[2])
+local ring = p .. 'tenants'
+local function requeue(id, front)
+  local job = p .. 'job:' .. id
+  local t = redis.call('HGET', job, 'tenant')
+  if not t then return end
+  redis.call('HSET', job, 'status', 'queued', 'updated', now)
+  if front then redis.call('LPUSH', p .. 'ready:' .. t, id) else redis.call('RPUSH', p .. 'ready:' .. t, id) end
+  if not redis.call('LPOS', ring, t) then redis.call('RPUSH', ring, t) end
+end
+local reaped, promoted = 0, 0
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', p .. 'inflight', '-inf', now, 'LIMIT', 0, 100)) do
+  local job = p .. 'job:' .. id
+  local t = redis.call('HGET', job, 'tenant')
+  redis.call('ZREM', p .. 'inflight', id)
+  if t then
+    redis.call('SREM', p .. 'running:' .. t, id)
+    if tonumber(redis.call('HGET', job, 'attempts')) >= tonumber(redis.call('HGET', job, 'max_attempts')) then
+      redis.call('HSET', job, 'status', 'dead', 'error', 'the worker stopped (visibility timeout) on the last attempt', 'updated', now)
+      redis.call('RPUSH', p .. 'dead:' .. t, id)
+    else
+      redis.call('HSET', job, 'error', 'the worker stopped (visibility timeout)')
+      requeue(id, true)
+    end
+    reaped = reaped + 1
+  end
+end
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', p .. 'delayed', '-inf', now, 'LIMIT', 0, 100)) do
+  redis.call('ZREM', p .. 'delayed', id)
+  requeue(id, false)
+  promoted = promoted + 1
+end
+return {reaped, promoted}
+",
+    )
+});
+
+static REPLAY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local p, id, now = ARGV[1], ARGV[2], ARGV[3]
+local job = p .. 'job:' .. id
+local status = redis.call('HGET', job, 'status')
+if status ~= 'dead' and status ~= 'failed' then return 0 end
+local t = redis.call('HGET', job, 'tenant')
+redis.call('LREM', p .. status .. ':' .. t, 0, id)
+redis.call('HSET', job, 'status', 'queued', 'attempts', 0, 'error', '', 'updated', now)
+redis.call('RPUSH', p .. 'ready:' .. t, id)
+if not redis.call('LPOS', p .. 'tenants', t) then redis.call('RPUSH', p .. 'tenants', t) end
+return 1
+",
+    )
+});
+
+static ENQUEUE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local p, id, tenant, spec, max_attempts, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+redis.call('HSET', p .. 'job:' .. id, 'tenant', tenant, 'spec', spec, 'attempts', 0,
+  'max_attempts', max_attempts, 'status', 'queued', 'error', '', 'created', now, 'updated', now)
+redis.call('RPUSH', p .. 'ready:' .. tenant, id)
+if not redis.call('LPOS', p .. 'tenants', tenant) then redis.call('RPUSH', p .. 'tenants', tenant) end
+return 1
+",
+    )
+});
+
+/// The queue. Cheap to clone; any number of workers on any hosts share one.
+#[derive(Clone)]
+pub struct JobQueue {
+    connection: MultiplexedConnection,
+    prefix: String,
+    visibility: Duration,
+    default_cap: u32,
+}
+
+impl JobQueue {
+    /// Connects to Redis. `namespace` separates deployments (and tests) sharing one Redis.
+    pub async fn connect(
+        url: &str,
+        namespace: &str,
+        visibility: Duration,
+        default_cap: u32,
+    ) -> Result<Self> {
+        let client = redis::Client::open(url).with_context(|| format!("Redis URL {url:?}"))?;
+        let connection = client
+            .get_multiplexed_async_connection()
+            .await
+            .with_context(|| format!("connecting to Redis at {url}"))?;
+        Ok(Self {
+            connection,
+            prefix: format!("{{{namespace}}}:batch:"),
+            visibility,
+            default_cap,
+        })
+    }
+
+    /// Queues a job and returns its id.
+    pub async fn enqueue(&self, spec: &JobSpec, max_attempts: u32) -> Result<String> {
+        let mut random = [0u8; 12];
+        getrandom::fill(&mut random).context("reading the OS's random source")?;
+        let id = hex::encode(random);
+        let spec_json = serde_json::to_string(spec)?;
+        let _: i64 = ENQUEUE
+            .arg(&self.prefix)
+            .arg(&id)
+            .arg(&spec.tenant)
+            .arg(spec_json)
+            .arg(max_attempts.max(1))
+            .arg(now_ms())
+            .invoke_async(&mut self.connection.clone())
+            .await
+            .context("queueing a batch job in Redis")?;
+        Ok(id)
+    }
+
+    /// Sets how many jobs a tenant may run at once across all workers.
+    pub async fn set_cap(&self, tenant: &str, cap: u32) -> Result<()> {
+        let _: i64 = redis::cmd("HSET")
+            .arg(format!("{}caps", self.prefix))
+            .arg(tenant)
+            .arg(cap)
+            .query_async(&mut self.connection.clone())
+            .await
+            .context("setting a tenant's job cap in Redis")?;
+        Ok(())
+    }
+
+    /// Takes the next job, fairly across tenants, within their caps.
+    pub async fn claim(&self, worker: &str) -> Result<Option<Claim>> {
+        let claimed: Option<(String, u32, String)> = CLAIM
+            .arg(&self.prefix)
+            .arg(worker)
+            .arg(now_ms())
+            .arg(self.visibility.as_millis() as i64)
+            .arg(self.default_cap)
+            .invoke_async(&mut self.connection.clone())
+            .await
+            .context("claiming a batch job in Redis")?;
+        claimed
+            .map(|(id, attempt, spec)| {
+                let spec = serde_json::from_str(&spec)
+                    .with_context(|| format!("job {id} holds an unreadable spec"))?;
+                Ok(Claim { id, attempt, spec })
+            })
+            .transpose()
+    }
+
+    /// Pushes the claim's visibility deadline on; false when the job is no longer this
+    /// attempt's (it was reaped): the worker must stop without settling.
+    pub async fn heartbeat(&self, claim: &Claim) -> Result<bool> {
+        let kept: i64 = HEARTBEAT
+            .arg(&self.prefix)
+            .arg(&claim.id)
+            .arg(claim.attempt)
+            .arg(now_ms() + self.visibility.as_millis() as i64)
+            .invoke_async(&mut self.connection.clone())
+            .await
+            .context("heartbeat of a batch job in Redis")?;
+        Ok(kept == 1)
+    }
+
+    /// Ends an attempt; false when it was no longer this attempt's (nothing changed).
+    pub async fn settle(&self, claim: &Claim, outcome: &Outcome) -> Result<bool> {
+        let (kind, reason, backoff) = match outcome {
+            Outcome::Done => ("done", "", Duration::ZERO),
+            Outcome::Retry { reason, backoff } => ("retry", reason.as_str(), *backoff),
+            Outcome::Fail { reason } => ("fail", reason.as_str(), Duration::ZERO),
+        };
+        let settled: i64 = SETTLE
+            .arg(&self.prefix)
+            .arg(&claim.id)
+            .arg(claim.attempt)
+            .arg(kind)
+            .arg(reason)
+            .arg(now_ms())
+            .arg(backoff.as_millis() as i64)
+            .invoke_async(&mut self.connection.clone())
+            .await
+            .context("settling a batch job in Redis")?;
+        Ok(settled == 1)
+    }
+
+    /// Reaps expired claims and promotes due retries: `(reaped, promoted)`. Any host may run
+    /// it any time; running it twice is harmless.
+    pub async fn tick(&self) -> Result<(u64, u64)> {
+        let (reaped, promoted): (u64, u64) = TICK
+            .arg(&self.prefix)
+            .arg(now_ms())
+            .invoke_async(&mut self.connection.clone())
+            .await
+            .context("reaping batch jobs in Redis")?;
+        Ok((reaped, promoted))
+    }
+
+    /// Puts a dead-lettered or failed job back in its tenant's queue, attempts reset.
+    pub async fn replay(&self, id: &str) -> Result<bool> {
+        let replayed: i64 = REPLAY
+            .arg(&self.prefix)
+            .arg(id)
+            .arg(now_ms())
+            .invoke_async(&mut self.connection.clone())
+            .await
+            .context("replaying a batch job in Redis")?;
+        Ok(replayed == 1)
+    }
+
+    /// A job's state.
+    pub async fn job(&self, id: &str) -> Result<Option<JobState>> {
+        let fields: BTreeMap<String, String> = redis::cmd("HGETALL")
+            .arg(format!("{}job:{id}", self.prefix))
+            .query_async(&mut self.connection.clone())
+            .await
+            .context("reading a batch job from Redis")?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        let spec = serde_json::from_str(fields.get("spec").map_or("", String::as_str))
+            .with_context(|| format!("job {id} holds an unreadable spec"))?;
+        Ok(Some(JobState {
+            spec,
+            status: fields.get("status").cloned().unwrap_or_default(),
+            attempts: fields
+                .get("attempts")
+                .and_then(|a| a.parse().ok())
+                .unwrap_or_default(),
+            error: fields.get("error").filter(|e| !e.is_empty()).cloned(),
+        }))
+    }
+
+    /// The ids in a tenant's dead-letter list.
+    pub async fn dead(&self, tenant: &str) -> Result<Vec<String>> {
+        redis::cmd("LRANGE")
+            .arg(format!("{}dead:{tenant}", self.prefix))
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut self.connection.clone())
+            .await
+            .context("reading the dead-letter list from Redis")
+    }
+}
