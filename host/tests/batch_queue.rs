@@ -147,7 +147,7 @@ async fn retries_are_bounded_then_dead_lettered_and_replayable() {
         (state.status.as_str(), state.error.as_deref()),
         ("dead", Some("MongoDB unavailable"))
     );
-    assert_eq!(queue.dead("t").await.unwrap(), [id.clone()]);
+    assert_eq!(queue.dead("t").await.unwrap(), std::slice::from_ref(&id));
     assert_eq!(queue.tick().await.unwrap(), (0, 0));
     assert_eq!(queue.claim("w").await.unwrap(), None);
 
