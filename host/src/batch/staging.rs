@@ -1,0 +1,271 @@
+//! The staging area: files tenants upload, kept per tenant under one directory until a worker
+//! has ingested them (then deleted or archived, per profile) or quarantined with the reason.
+//!
+//! ```text
+//! <dir>/<tenant>/incoming/<file id>      written while the upload streams in (never read)
+//! <dir>/<tenant>/staged/<file id>        complete, waiting for or in ingestion
+//! <dir>/<tenant>/archive/<file id>       ingested, kept (profile: after_success = "archive")
+//! <dir>/<tenant>/quarantine/<file id>    failed for good, with <file id>.reason beside it
+//! ```
+//!
+//! Every host running workers must see the same directory: one machine's disk, or a shared
+//! mount (NFS, EFS, …) across machines.
+
+use anyhow::{Context, Result, bail};
+use futures_util::{Stream, StreamExt};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use tokio::io::AsyncWriteExt;
+
+/// A file in the staging area.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagedFile {
+    /// Its id: unique, stable across retries (document ids derive from it).
+    pub id: String,
+    /// Its size.
+    pub size: u64,
+    /// Its SHA-256.
+    pub sha256: String,
+}
+
+/// Why an upload stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    /// Over the size limit: nothing is kept.
+    #[error("the file is larger than {limit} bytes")]
+    TooLarge {
+        /// The limit.
+        limit: u64,
+    },
+    /// Reading the upload or writing the disk failed: nothing is kept.
+    #[error(transparent)]
+    Io(#[from] anyhow::Error),
+}
+
+/// The staging area.
+#[derive(Debug, Clone)]
+pub struct Staging {
+    dir: PathBuf,
+}
+
+impl Staging {
+    /// The staging area under `dir` (created if missing).
+    pub fn new(dir: impl Into<PathBuf>) -> Result<Self> {
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating staging dir {dir:?}"))?;
+        Ok(Self { dir })
+    }
+
+    fn path(&self, tenant: &str, area: &str, id: &str) -> PathBuf {
+        self.dir.join(tenant).join(area).join(id)
+    }
+
+    /// Streams an upload to disk, at most `limit` bytes, and stages it. On any error the
+    /// partial file is removed: a failed upload leaves nothing behind.
+    pub async fn stage<S, E>(&self, tenant: &str, body: S, limit: u64) -> Result<StagedFile, StageError>
+    where
+        S: Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let mut random = [0u8; 16];
+        getrandom::fill(&mut random).context("reading the OS's random source")?;
+        let id = hex::encode(random);
+        let incoming = self.path(tenant, "incoming", &id);
+        let staged = self.path(tenant, "staged", &id);
+        for dir in [&incoming, &staged] {
+            if let Some(parent) = dir.parent() {
+                tokio::fs::create_dir_all(parent)
+                    .await
+                    .with_context(|| format!("creating {parent:?}"))?;
+            }
+        }
+        let result = write(&incoming, body, limit).await;
+        match result {
+            Ok((size, sha256)) => {
+                tokio::fs::rename(&incoming, &staged)
+                    .await
+                    .with_context(|| format!("moving {incoming:?} to {staged:?}"))?;
+                Ok(StagedFile { id, size, sha256 })
+            }
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&incoming).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Opens a staged file.
+    pub async fn open(&self, tenant: &str, id: &str) -> Result<tokio::fs::File> {
+        let path = self.path(tenant, "staged", id);
+        tokio::fs::File::open(&path)
+            .await
+            .with_context(|| format!("opening staged file {path:?}"))
+    }
+
+    /// Whether a staged file is there.
+    pub async fn exists(&self, tenant: &str, id: &str) -> bool {
+        tokio::fs::metadata(self.path(tenant, "staged", id)).await.is_ok()
+    }
+
+    /// Removes a staged file (after success, or a refused request).
+    pub async fn remove(&self, tenant: &str, id: &str) -> Result<()> {
+        remove_if_present(&self.path(tenant, "staged", id)).await
+    }
+
+    /// Moves a staged file to the archive.
+    pub async fn archive(&self, tenant: &str, id: &str) -> Result<()> {
+        self.move_to(tenant, id, "archive").await
+    }
+
+    /// Moves a staged file to quarantine, with the reason beside it.
+    pub async fn quarantine(&self, tenant: &str, id: &str, reason: &str) -> Result<()> {
+        self.move_to(tenant, id, "quarantine").await?;
+        let note = self.path(tenant, "quarantine", &format!("{id}.reason"));
+        tokio::fs::write(&note, reason)
+            .await
+            .with_context(|| format!("writing {note:?}"))
+    }
+
+    /// Moves a quarantined file back to staging (for a replay).
+    pub async fn release(&self, tenant: &str, id: &str) -> Result<()> {
+        let from = self.path(tenant, "quarantine", id);
+        if tokio::fs::metadata(&from).await.is_err() {
+            return Ok(());
+        }
+        let to = self.path(tenant, "staged", id);
+        tokio::fs::rename(&from, &to)
+            .await
+            .with_context(|| format!("moving {from:?} to {to:?}"))?;
+        remove_if_present(&self.path(tenant, "quarantine", &format!("{id}.reason"))).await
+    }
+
+    async fn move_to(&self, tenant: &str, id: &str, area: &str) -> Result<()> {
+        let from = self.path(tenant, "staged", id);
+        let to = self.path(tenant, area, id);
+        if let Some(parent) = to.parent() {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .with_context(|| format!("creating {parent:?}"))?;
+        }
+        match tokio::fs::rename(&from, &to).await {
+            Ok(()) => Ok(()),
+            // Already moved by an earlier attempt that died before settling.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("moving {from:?} to {to:?}")),
+        }
+    }
+}
+
+async fn write<S, E>(path: &Path, mut body: S, limit: u64) -> Result<(u64, String), StageError>
+where
+    S: Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let mut file = tokio::fs::File::create(path)
+        .await
+        .with_context(|| format!("creating {path:?}"))?;
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| anyhow::anyhow!("reading the upload: {e}"))?;
+        size += chunk.len() as u64;
+        if size > limit {
+            return Err(StageError::TooLarge { limit });
+        }
+        hasher.update(&chunk);
+        file.write_all(&chunk)
+            .await
+            .with_context(|| format!("writing {path:?}"))?;
+    }
+    file.flush().await.context("flushing the staged file")?;
+    file.sync_all().await.context("syncing the staged file")?;
+    if size == 0 {
+        return Err(StageError::Io(anyhow::anyhow!("the file is empty")));
+    }
+    Ok((size, hex::encode(hasher.finalize())))
+}
+
+async fn remove_if_present(path: &Path) -> Result<()> {
+    match tokio::fs::remove_file(path).await {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("removing {path:?}")),
+    }
+}
+
+/// Refuses ids that could leave the tenant's directory.
+pub fn check_id(id: &str) -> Result<()> {
+    if id.len() != 32 || !id.chars().all(|c| c.is_ascii_hexdigit()) {
+        bail!("{id:?} is not a staged file id");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunks(parts: &[&'static [u8]]) -> impl Stream<Item = Result<bytes::Bytes, String>> + Unpin {
+        futures_util::stream::iter(
+            parts
+                .iter()
+                .map(|p| Ok(bytes::Bytes::from_static(p)))
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    fn scratch() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "mysimbdp-staging-test-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[tokio::test]
+    async fn files_move_through_their_areas() {
+        let dir = scratch();
+        let staging = Staging::new(&dir).unwrap();
+        let file = staging
+            .stage("acme", chunks(&[b"a,b\n", b"1,2\n"]), 100)
+            .await
+            .unwrap();
+        assert_eq!(file.size, 8);
+        assert_eq!(file.sha256, hex::encode(Sha256::digest(b"a,b\n1,2\n")));
+        assert!(staging.exists("acme", &file.id).await);
+        assert!(!staging.exists("other", &file.id).await);
+        staging.quarantine("acme", &file.id, "reject: bad").await.unwrap();
+        assert!(!staging.exists("acme", &file.id).await);
+        let reason = dir.join("acme/quarantine").join(format!("{}.reason", file.id));
+        assert_eq!(std::fs::read_to_string(reason).unwrap(), "reject: bad");
+        staging.release("acme", &file.id).await.unwrap();
+        staging.archive("acme", &file.id).await.unwrap();
+        assert!(dir.join("acme/archive").join(&file.id).exists());
+        staging.archive("acme", &file.id).await.unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_oversized_or_empty_upload_leaves_nothing() {
+        let dir = scratch();
+        let staging = Staging::new(&dir).unwrap();
+        let error = staging
+            .stage("acme", chunks(&[b"12345", b"67890"]), 8)
+            .await
+            .unwrap_err();
+        assert!(matches!(error, StageError::TooLarge { limit: 8 }));
+        assert!(staging.stage("acme", chunks(&[]), 8).await.is_err());
+        for area in ["incoming", "staged"] {
+            let left = std::fs::read_dir(dir.join("acme").join(area)).unwrap().count();
+            assert_eq!(left, 0, "{area} kept a refused upload");
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+        assert!(check_id("../../etc/passwd").is_err());
+        check_id(&"a".repeat(32)).unwrap();
+    }
+}
