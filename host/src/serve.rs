@@ -4,6 +4,7 @@
 
 use crate::api::{self, AppState, Metrics};
 use crate::app_store::AppStore;
+use crate::batch::{BatchContext, JobQueue, Staging, worker};
 use crate::config::ServeConfig;
 use crate::platform::Platform;
 use crate::registry::{HostInfo, Registry};
@@ -14,7 +15,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 /// Serves the platform on `listener` until `shutdown` completes.
 pub async fn run(
@@ -40,6 +41,24 @@ pub async fn run(
     let address = listener
         .local_addr()
         .context("reading the listener's address")?;
+    let queue = JobQueue::connect(
+        &config.batch.redis_url,
+        &config.batch.namespace,
+        Duration::from_secs(config.batch.visibility_secs),
+        config.batch.tenant_concurrency,
+    )
+    .await
+    .context("connecting to the batch job queue (batch.redis_url)")?;
+    let staging = Staging::new(config.batch.staging_dir())?;
+    let batch = Arc::new(BatchContext {
+        queue,
+        staging,
+        platform: platform.clone(),
+        apps: apps.clone(),
+        sinks: sinks.clone(),
+        config: config.batch.clone(),
+    });
+    let workers = config.batch.workers;
     let state = AppState::new(
         platform,
         apps,
@@ -47,6 +66,7 @@ pub async fn run(
         Arc::new(Metrics::new()),
         registry.clone(),
         sinks,
+        batch.clone(),
     );
     let router = api::router(state);
     let membership = registry
@@ -57,6 +77,8 @@ pub async fn run(
         .await
         .context("registering this host in etcd")?;
     tracing::info!(host = %membership.host().id, "mysimbdp listening on http://{address}");
+    let (stop_workers, workers_stop) = watch::channel(false);
+    let worker_tasks = worker::spawn(batch, &membership.host().id, workers, workers_stop);
 
     let (stopping_tx, stopping_rx) = oneshot::channel::<()>();
     let server = axum::serve(listener, router).with_graceful_shutdown(async move {
@@ -78,6 +100,15 @@ pub async fn run(
             Ok(())
         }
     };
+    // Workers finish the job they hold (or the grace runs out: the job is reaped and run
+    // again elsewhere, which the deterministic ids make harmless).
+    let _ = stop_workers.send(true);
+    let finishing = futures_util::future::join_all(worker_tasks);
+    if tokio::time::timeout(grace, finishing).await.is_err() {
+        tracing::warn!(
+            "batch workers still busy after the grace period; their jobs will be retried"
+        );
+    }
     membership.leave().await;
     tracing::info!("stopped");
     served

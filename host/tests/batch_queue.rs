@@ -216,3 +216,19 @@ async fn concurrent_workers_take_every_job_exactly_once() {
     assert_eq!(all.len(), 300, "a job was taken twice");
     assert_eq!(unique, expected);
 }
+
+#[tokio::test]
+async fn a_deferred_job_keeps_its_attempts() {
+    let queue = queue(Duration::from_secs(60), 10).await;
+    let id = queue.enqueue(&spec("t", "paused"), 1).await.unwrap();
+    let claim = queue.claim("w").await.unwrap().unwrap();
+    let defer = Outcome::Defer {
+        reason: "tenant suspended".to_owned(),
+        backoff: Duration::ZERO,
+    };
+    assert!(queue.settle(&claim, &defer).await.unwrap());
+    assert_eq!(queue.job(&id).await.unwrap().unwrap().status, "paused");
+    assert_eq!(queue.tick().await.unwrap(), (0, 1));
+    let again = queue.claim("w").await.unwrap().unwrap();
+    assert_eq!(again.attempt, 1, "a deferral used up the only attempt");
+}

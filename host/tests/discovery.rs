@@ -337,16 +337,10 @@ async fn tenants_are_served_by_their_coredms_and_a_move_needs_no_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hosts_register_and_a_killed_one_disappears_when_its_lease_expires() {
     let database = database_name();
-    let file = scratch("configs").join(format!("{database}.toml"));
-    std::fs::write(
-        &file,
-        format!("[registry]\nprefix = \"/mysimbdp-test/{database}\"\nhost_lease_secs = 2\n"),
-    )
-    .unwrap();
-    let args = ["--config", file.to_str().unwrap()];
+    let extra = "host_lease_secs = 2";
     let (a, b) = tokio::join!(
-        spawn_serve_with(&database, "membership-a", &args),
-        spawn_serve_with(&database, "membership-b", &args)
+        spawn_serve_with(&database, "membership-a", extra),
+        spawn_serve_with(&database, "membership-b", extra)
     );
     let http = reqwest::Client::new();
     let hosts = || async {

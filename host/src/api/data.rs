@@ -223,6 +223,7 @@ pub async fn write(
         ended_at: DateTime::now(),
         status: status.to_owned(),
         error: outcome.as_ref().err().map(|e| e.message().to_owned()),
+        job: None,
     };
     if let Err(e) = state.platform.log_ingestion(&entry).await {
         tracing::error!(tenant = %tenant.id, error = %e, "could not write the ingestion log");

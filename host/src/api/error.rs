@@ -108,7 +108,7 @@ impl ApiError {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
-            "the platform database is unavailable; retry later",
+            "a platform service (database or queue) is unavailable; retry later",
         )
     }
 

@@ -6,6 +6,7 @@
 mod admin;
 mod apps;
 mod auth;
+mod batch;
 mod data;
 pub mod error;
 mod meta;
@@ -16,6 +17,7 @@ pub use error::{ApiError, ErrorBody};
 pub use metrics::Metrics;
 
 use crate::app_store::AppStore;
+use crate::batch::BatchContext;
 use crate::config::ServeConfig;
 use crate::platform::Platform;
 use crate::registry::Registry;
@@ -47,6 +49,8 @@ pub struct AppState {
     pub registry: Registry,
     /// Tenants' sinks, resolved through the registry.
     pub sinks: Arc<SinkResolver>,
+    /// Batch ingestion: staging and the job queue.
+    pub batch: Arc<BatchContext>,
     /// The OpenAPI document, set once the router is built.
     openapi: Arc<OnceLock<serde_json::Value>>,
 }
@@ -60,6 +64,7 @@ impl AppState {
         metrics: Arc<Metrics>,
         registry: Registry,
         sinks: Arc<SinkResolver>,
+        batch: Arc<BatchContext>,
     ) -> Self {
         Self {
             platform,
@@ -68,6 +73,7 @@ impl AppState {
             metrics,
             registry,
             sinks,
+            batch,
             openapi: Arc::default(),
         }
     }
@@ -87,6 +93,7 @@ impl AppState {
         (name = "tenant", description = "The calling tenant"),
         (name = "apps", description = "The calling tenant's apps and their versions"),
         (name = "data", description = "Data as a service: the calling tenant's documents"),
+        (name = "batch", description = "Batch ingestion: file uploads and jobs"),
         (name = "meta", description = "Health, metrics and published documents (no token)"),
     )
 )]
@@ -130,6 +137,17 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(admin::profile_versions))
         .routes(routes!(admin::hosts))
         .routes(routes!(data::write, data::read))
+        .routes({
+            // Uploads stream to staging under the profile's own size limits, not the JSON cap.
+            let (schemas, paths, method_router) = routes!(batch::upload);
+            (
+                schemas,
+                paths,
+                method_router.layer(DefaultBodyLimit::disable()),
+            )
+        })
+        .routes(routes!(batch::job))
+        .routes(routes!(batch::replay))
         .routes(routes!(apps::me))
         .routes(routes!(apps::list_apps))
         .routes(routes!(

@@ -1,8 +1,10 @@
 //! Batch ingestion: staged files become jobs in Redis that workers on any host run through
-//! the tenant's app into its coredms. So far: the job queue and the staging area.
+//! the tenant's app into its coredms: the staging area, the job queue, the workers.
 
 pub mod queue;
 pub mod staging;
+pub mod worker;
 
 pub use queue::{Claim, JobQueue, JobSpec, JobState, Outcome};
 pub use staging::{StageError, StagedFile, Staging};
+pub use worker::BatchContext;

@@ -76,6 +76,14 @@ pub enum Outcome {
         /// Why.
         reason: String,
     },
+    /// Not now, and not the job's fault (its tenant is suspended): back in the queue after
+    /// `backoff` without using up an attempt.
+    Defer {
+        /// Why.
+        reason: String,
+        /// When to look again.
+        backoff: Duration,
+    },
 }
 
 /// A job's state as stored.
@@ -83,7 +91,7 @@ pub enum Outcome {
 pub struct JobState {
     /// The job.
     pub spec: JobSpec,
-    /// `queued`, `running`, `retrying`, `done`, `failed` or `dead`.
+    /// `queued`, `running`, `retrying`, `paused`, `done`, `failed` or `dead`.
     pub status: String,
     /// Attempts so far.
     pub attempts: u32,
@@ -153,6 +161,10 @@ redis.call('ZREM', p .. 'inflight', id)
 redis.call('SREM', p .. 'running:' .. t, id)
 if outcome == 'done' then
   redis.call('HSET', job, 'status', 'done', 'error', '')
+elseif outcome == 'defer' then
+  redis.call('HINCRBY', job, 'attempts', -1)
+  redis.call('HSET', job, 'status', 'paused', 'error', reason)
+  redis.call('ZADD', p .. 'delayed', now + backoff, id)
 elseif outcome == 'retry' then
   if tonumber(attempt) >= tonumber(redis.call('HGET', job, 'max_attempts')) then
     redis.call('HSET', job, 'status', 'dead', 'error', reason)
@@ -344,6 +356,7 @@ impl JobQueue {
             Outcome::Done => ("done", "", Duration::ZERO),
             Outcome::Retry { reason, backoff } => ("retry", reason.as_str(), *backoff),
             Outcome::Fail { reason } => ("fail", reason.as_str(), Duration::ZERO),
+            Outcome::Defer { reason, backoff } => ("defer", reason.as_str(), *backoff),
         };
         let settled: i64 = SETTLE
             .arg(&self.prefix)

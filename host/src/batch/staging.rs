@@ -62,7 +62,12 @@ impl Staging {
 
     /// Streams an upload to disk, at most `limit` bytes, and stages it. On any error the
     /// partial file is removed: a failed upload leaves nothing behind.
-    pub async fn stage<S, E>(&self, tenant: &str, body: S, limit: u64) -> Result<StagedFile, StageError>
+    pub async fn stage<S, E>(
+        &self,
+        tenant: &str,
+        body: S,
+        limit: u64,
+    ) -> Result<StagedFile, StageError>
     where
         S: Stream<Item = Result<bytes::Bytes, E>> + Unpin,
         E: std::fmt::Display,
@@ -104,7 +109,9 @@ impl Staging {
 
     /// Whether a staged file is there.
     pub async fn exists(&self, tenant: &str, id: &str) -> bool {
-        tokio::fs::metadata(self.path(tenant, "staged", id)).await.is_ok()
+        tokio::fs::metadata(self.path(tenant, "staged", id))
+            .await
+            .is_ok()
     }
 
     /// Removes a staged file (after success, or a refused request).
@@ -239,9 +246,14 @@ mod tests {
         assert_eq!(file.sha256, hex::encode(Sha256::digest(b"a,b\n1,2\n")));
         assert!(staging.exists("acme", &file.id).await);
         assert!(!staging.exists("other", &file.id).await);
-        staging.quarantine("acme", &file.id, "reject: bad").await.unwrap();
+        staging
+            .quarantine("acme", &file.id, "reject: bad")
+            .await
+            .unwrap();
         assert!(!staging.exists("acme", &file.id).await);
-        let reason = dir.join("acme/quarantine").join(format!("{}.reason", file.id));
+        let reason = dir
+            .join("acme/quarantine")
+            .join(format!("{}.reason", file.id));
         assert_eq!(std::fs::read_to_string(reason).unwrap(), "reject: bad");
         staging.release("acme", &file.id).await.unwrap();
         staging.archive("acme", &file.id).await.unwrap();
@@ -261,7 +273,9 @@ mod tests {
         assert!(matches!(error, StageError::TooLarge { limit: 8 }));
         assert!(staging.stage("acme", chunks(&[]), 8).await.is_err());
         for area in ["incoming", "staged"] {
-            let left = std::fs::read_dir(dir.join("acme").join(area)).unwrap().count();
+            let left = std::fs::read_dir(dir.join("acme").join(area))
+                .unwrap()
+                .count();
             assert_eq!(left, 0, "{area} kept a refused upload");
         }
         std::fs::remove_dir_all(dir).unwrap();

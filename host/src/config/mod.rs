@@ -40,11 +40,23 @@ pub const DEFAULT_ETCD_ENDPOINT: &str = "127.0.0.1:2379";
 pub const DEFAULT_REGISTRY_PREFIX: &str = "/mysimbdp/v1";
 /// Lease of a host's membership entry: a killed host disappears this long after.
 pub const DEFAULT_HOST_LEASE_SECS: u64 = 10;
+/// Redis, as the services script starts it.
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/";
+/// Batch worker tasks per host.
+pub const DEFAULT_BATCH_WORKERS: usize = 2;
+/// A job not heartbeated for this long is taken to have lost its worker.
+pub const DEFAULT_VISIBILITY_SECS: u64 = 60;
+/// Attempts of a job before it is dead-lettered.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+/// Jobs of one tenant running at once across all hosts, unless its profile says otherwise.
+pub const DEFAULT_TENANT_CONCURRENCY: u32 = 4;
+/// First retry delay; doubled per attempt up to five minutes.
+pub const DEFAULT_RETRY_BACKOFF_MS: u64 = 1000;
 /// The shortest operator token accepted: guessing it must be hopeless.
 pub const MIN_OPERATOR_TOKEN_CHARS: usize = 32;
 
 /// Environment variables that override the file: secrets and addresses.
-pub const ENV_OVERRIDES: [(&str, &str); 7] = [
+pub const ENV_OVERRIDES: [(&str, &str); 9] = [
     ("MYSIMBDP_OPERATOR_TOKEN", "server.operator_token"),
     ("MYSIMBDP_LISTEN", "server.listen"),
     ("MYSIMBDP_MONGODB_URI", "platform.mongodb_uri"),
@@ -55,6 +67,8 @@ pub const ENV_OVERRIDES: [(&str, &str); 7] = [
         "registry.etcd_endpoints (comma-separated)",
     ),
     ("MYSIMBDP_SINK_MONGODB_URI", "sink.mongodb_uri"),
+    ("MYSIMBDP_REDIS_URL", "batch.redis_url"),
+    ("MYSIMBDP_STAGING_DIR", "batch.staging_dir"),
 ];
 
 /// Everything `mysimbdp serve` reads.
@@ -71,6 +85,8 @@ pub struct ServeConfig {
     pub registry: RegistryConfig,
     /// The shared coredms tenants write to unless the registry names a dedicated one.
     pub sink: SinkConfig,
+    /// Batch ingestion: staging, the job queue, workers.
+    pub batch: BatchConfig,
     /// The wasmtime engine and the default and maximum limits of app calls.
     pub sandbox: SandboxConfig,
 }
@@ -157,6 +173,59 @@ impl Default for SinkConfig {
     }
 }
 
+/// `[batch]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    /// Redis holding the job queue.
+    pub redis_url: String,
+    /// Separates deployments sharing one Redis.
+    pub namespace: String,
+    /// Where uploaded files are staged (shared by every host running workers).
+    pub staging_dir: Option<std::path::PathBuf>,
+    /// Worker tasks on this host (0: this host runs none).
+    pub workers: usize,
+    /// Seconds without a heartbeat after which a job is taken from its worker.
+    pub visibility_secs: u64,
+    /// Attempts before a job is dead-lettered.
+    pub max_attempts: u32,
+    /// Jobs of one tenant running at once, platform-wide.
+    pub tenant_concurrency: u32,
+    /// First retry delay in ms (doubled per attempt, at most 5 minutes).
+    pub retry_backoff_ms: u64,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            redis_url: DEFAULT_REDIS_URL.to_owned(),
+            namespace: "mysimbdp".to_owned(),
+            staging_dir: None,
+            workers: DEFAULT_BATCH_WORKERS,
+            visibility_secs: DEFAULT_VISIBILITY_SECS,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            tenant_concurrency: DEFAULT_TENANT_CONCURRENCY,
+            retry_backoff_ms: DEFAULT_RETRY_BACKOFF_MS,
+        }
+    }
+}
+
+impl BatchConfig {
+    /// The staging directory, resolved from the environment when not set.
+    pub fn staging_dir(&self) -> std::path::PathBuf {
+        if let Some(dir) = &self.staging_dir {
+            return dir.clone();
+        }
+        let base = std::env::var_os("XDG_DATA_HOME")
+            .map(std::path::PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".local/share"))
+            })
+            .unwrap_or_else(std::env::temp_dir);
+        base.join("mysimbdp/staging")
+    }
+}
+
 /// `[apps]`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -222,6 +291,10 @@ impl ServeConfig {
         set("MYSIMBDP_MONGODB_URI", &mut self.platform.mongodb_uri);
         set("MYSIMBDP_PLATFORM_DATABASE", &mut self.platform.database);
         set("MYSIMBDP_SINK_MONGODB_URI", &mut self.sink.mongodb_uri);
+        set("MYSIMBDP_REDIS_URL", &mut self.batch.redis_url);
+        if let Some(dir) = lookup("MYSIMBDP_STAGING_DIR") {
+            self.batch.staging_dir = Some(dir.into());
+        }
         if let Some(dir) = lookup("MYSIMBDP_CACHE_DIR") {
             self.sandbox.engine.cache_dir = Some(dir.into());
         }
@@ -275,6 +348,32 @@ impl ServeConfig {
             bail!(
                 "registry.host_lease_secs = {}: it must be 2..=3600",
                 registry.host_lease_secs
+            );
+        }
+        let batch = &self.batch;
+        if !batch.redis_url.starts_with("redis://") && !batch.redis_url.starts_with("rediss://") {
+            bail!(
+                "batch.redis_url = {:?} is not a redis:// URL",
+                batch.redis_url
+            );
+        }
+        for (key, value) in [
+            ("batch.visibility_secs", batch.visibility_secs),
+            ("batch.max_attempts", u64::from(batch.max_attempts)),
+            (
+                "batch.tenant_concurrency",
+                u64::from(batch.tenant_concurrency),
+            ),
+            ("batch.retry_backoff_ms", batch.retry_backoff_ms),
+        ] {
+            if value == 0 {
+                bail!("{key} = 0: it must be at least 1");
+            }
+        }
+        if batch.namespace.is_empty() || batch.namespace.contains(['{', '}']) {
+            bail!(
+                "batch.namespace = {:?} must be non-empty, without braces",
+                batch.namespace
             );
         }
         let apps = &self.apps;

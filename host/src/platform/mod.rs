@@ -8,7 +8,7 @@ mod usage;
 
 pub use apps::{AppRecord, NewVersion, VersionRecord};
 pub use tenants::{ProfileVersion, TenantRecord, TenantStatus};
-pub use usage::{LogEntry, QuotaExceeded};
+pub use usage::{JobRecord, LogEntry, QuotaExceeded};
 
 use crate::config::{PlatformConfig, redact_uri};
 use anyhow::Context;
@@ -124,6 +124,9 @@ impl Platform {
             .await?;
         self.log
             .create_index(plain(doc! { "tenant": 1, "started_at": -1 }))
+            .await?;
+        self.log
+            .create_index(plain(doc! { "tenant": 1, "job.id": 1 }))
             .await?;
         Ok(())
     }

@@ -36,6 +36,33 @@ pub struct LogEntry {
     /// Why it failed or stopped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Batch: the job, the file and the app version; fuel burnt; the failure class; the
+    /// app's quality report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobRecord>,
+}
+
+/// What a batch ingestion adds to its log entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// The job id.
+    pub id: String,
+    /// Which attempt.
+    pub attempt: i64,
+    /// The file's name as uploaded.
+    pub file: String,
+    /// The app.
+    pub app: String,
+    /// Its version.
+    pub version: String,
+    /// Fuel burnt.
+    pub fuel: i64,
+    /// The failure class, if it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_class: Option<String>,
+    /// The app's quality report (records in, bad, violations).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<mongodb::bson::Document>,
 }
 
 /// A quota left no room.
@@ -48,6 +75,15 @@ pub struct QuotaExceeded {
 }
 
 impl Platform {
+    /// The latest log entry of a batch job.
+    pub async fn job_log(&self, tenant: &str, job: &str) -> StoreResult<Option<LogEntry>> {
+        Ok(self
+            .log
+            .find_one(doc! { "tenant": tenant, "job.id": job })
+            .sort(doc! { "ended_at": -1 })
+            .await?)
+    }
+
     /// Appends to the ingestion log.
     pub async fn log_ingestion(&self, entry: &LogEntry) -> StoreResult<()> {
         self.log.insert_one(entry).await?;

@@ -34,6 +34,9 @@ pub fn config(database: &str, cache: &str) -> ServeConfig {
     config.sandbox.engine.cache_dir = Some(scratch(cache));
     config.registry.etcd_endpoints = vec![mysimbdp_tests::ETCD_ENDPOINT.to_owned()];
     config.registry.prefix = format!("/mysimbdp-test/{database}");
+    config.batch.namespace = database.to_owned();
+    config.batch.staging_dir = Some(scratch("staging").join(database));
+    config.batch.retry_backoff_ms = 100;
     config.validate().unwrap();
     config
 }
@@ -54,16 +57,23 @@ impl Host {
     }
 
     pub async fn start_on(database: &str, cache: &str) -> Self {
+        Self::start_with(database, cache, |_| {}).await
+    }
+
+    /// A host whose config `adjust` changes first.
+    pub async fn start_with(
+        database: &str,
+        cache: &str,
+        adjust: impl FnOnce(&mut ServeConfig),
+    ) -> Self {
+        let mut config = config(database, cache);
+        adjust(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
-        let served = tokio::spawn(mysimbdp_host::serve::run(
-            config(database, cache),
-            listener,
-            async move {
-                let _ = stopped.await;
-            },
-        ));
+        let served = tokio::spawn(mysimbdp_host::serve::run(config, listener, async move {
+            let _ = stopped.await;
+        }));
         let host = Self {
             base,
             database: database.to_owned(),
@@ -227,14 +237,26 @@ pub struct Process {
 }
 
 pub async fn spawn_serve(database: &str, cache: &str) -> Process {
-    spawn_serve_with(database, cache, &[]).await
+    spawn_serve_with(database, cache, "").await
 }
 
-/// A real `serve` with extra arguments (e.g. `--config FILE`).
-pub async fn spawn_serve_with(database: &str, cache: &str, args: &[&str]) -> Process {
+/// A real `serve` on the test's own registry prefix, queue namespace and staging directory,
+/// with `extra` TOML appended to its config (tables other than those three).
+pub async fn spawn_serve_with(database: &str, cache: &str, extra: &str) -> Process {
+    let config = scratch("configs").join(format!("{database}-{cache}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "[registry]\nprefix = \"/mysimbdp-test/{database}\"\n{extra}\n\
+             [batch]\nnamespace = \"{database}\"\nstaging_dir = {:?}\n",
+            scratch("staging").join(database)
+        ),
+    )
+    .unwrap();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mysimbdp"))
         .arg("serve")
-        .args(args)
+        .arg("--config")
+        .arg(&config)
         .env("MYSIMBDP_OPERATOR_TOKEN", OPERATOR)
         .env("MYSIMBDP_LISTEN", "127.0.0.1:0")
         .env("MYSIMBDP_MONGODB_URI", mysimbdp_tests::MONGODB_URI)

@@ -1,0 +1,437 @@
+//! Batch workers: each takes a job from the queue, streams the staged file through the
+//! tenant's pinned app version in the sandbox, writes the documents into the tenant's coredms
+//! with deterministic ids (a replay never duplicates), and settles the job by failure class:
+//! done → the file is deleted or archived; reject or a limit violation → failed, the file
+//! quarantined with the reason; retry or an infrastructure error → retried with backoff, then
+//! dead-lettered. Every attempt is logged in the ingestion log.
+
+use super::queue::{Claim, JobQueue, Outcome};
+use super::staging::Staging;
+use crate::app_store::{AdmitError, AppStore};
+use crate::config::BatchConfig;
+use crate::documents::{derived_id, with_id};
+use crate::platform::{JobRecord, LogEntry, Platform, StoreError, TenantStatus};
+use crate::profile::AfterSuccess;
+use crate::runtime::{BatchInput, CallOptions, FailureClass, OutputBatch, Usage};
+use crate::sink::SinkResolver;
+use mongodb::bson::{self, DateTime};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+/// How long a suspended tenant's job waits before it is looked at again.
+const SUSPENDED_BACKOFF: Duration = Duration::from_secs(30);
+/// The longest retry delay.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// How often an idle worker looks for work (and reaps).
+const POLL: Duration = Duration::from_millis(200);
+
+/// What workers need.
+pub struct BatchContext {
+    /// The queue.
+    pub queue: JobQueue,
+    /// The staging area.
+    pub staging: Staging,
+    /// The platform database.
+    pub platform: Platform,
+    /// App loading.
+    pub apps: Arc<AppStore>,
+    /// Sink resolution.
+    pub sinks: Arc<SinkResolver>,
+    /// Settings.
+    pub config: BatchConfig,
+}
+
+/// How one attempt ended, before it is settled.
+enum Ended {
+    Done {
+        usage: Usage,
+        quality: bson::Document,
+        written: Written,
+    },
+    Failed {
+        class: FailureClass,
+        message: String,
+        usage: Usage,
+        written: Written,
+    },
+    Transient {
+        reason: String,
+        written: Written,
+    },
+    Deferred {
+        reason: String,
+    },
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Written {
+    inserted: u64,
+    duplicates: u64,
+}
+
+/// Starts `count` workers named after `host`; they stop taking jobs when `stop` turns true
+/// and finish the job they hold.
+pub fn spawn(
+    context: Arc<BatchContext>,
+    host: &str,
+    count: usize,
+    stop: watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
+    (0..count)
+        .map(|i| {
+            let context = context.clone();
+            let name = format!("{host}/batch-{i}");
+            let stop = stop.clone();
+            tokio::spawn(async move { run(context, name, stop).await })
+        })
+        .collect()
+}
+
+async fn run(context: Arc<BatchContext>, name: String, mut stop: watch::Receiver<bool>) {
+    tracing::info!(worker = %name, "batch worker started");
+    while !*stop.borrow() {
+        if let Err(e) = context.queue.tick().await {
+            tracing::warn!(worker = %name, error = %format!("{e:#}"), "reaping failed");
+        }
+        match context.queue.claim(&name).await {
+            Ok(Some(claim)) => execute(&context, &name, claim).await,
+            Ok(None) => {
+                tokio::select! {
+                    _ = tokio::time::sleep(POLL) => {}
+                    _ = stop.changed() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(worker = %name, error = %format!("{e:#}"), "cannot claim a job");
+                tokio::time::sleep(POLL * 5).await;
+            }
+        }
+    }
+    tracing::info!(worker = %name, "batch worker stopped");
+}
+
+async fn execute(context: &BatchContext, worker: &str, claim: Claim) {
+    let started = DateTime::now();
+    let (lost_tx, mut lost) = watch::channel(false);
+    let heartbeat = {
+        let queue = context.queue.clone();
+        let claim = claim.clone();
+        let period =
+            Duration::from_secs(context.config.visibility_secs).max(Duration::from_secs(1)) / 3;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(period).await;
+                if !matches!(queue.heartbeat(&claim).await, Ok(true)) {
+                    let _ = lost_tx.send(true);
+                    return;
+                }
+            }
+        })
+    };
+    let ended = tokio::select! {
+        ended = attempt(context, &claim) => Some(ended),
+        _ = lost.changed() => None,
+    };
+    heartbeat.abort();
+    let Some(ended) = ended else {
+        tracing::warn!(%worker, job = %claim.id, "the job was taken from this worker (missed heartbeats); abandoning it");
+        return;
+    };
+    settle(context, worker, &claim, ended, started).await;
+}
+
+async fn attempt(context: &BatchContext, claim: &Claim) -> Ended {
+    let spec = &claim.spec;
+    let infra = |what: &str, e: &dyn std::fmt::Display| Ended::Transient {
+        reason: format!("{what}: {e}"),
+        written: Written::default(),
+    };
+    let fail = |message: String| Ended::Failed {
+        class: FailureClass::HostError,
+        message,
+        usage: Usage::default(),
+        written: Written::default(),
+    };
+    let tenant = match context.platform.tenant(&spec.tenant).await {
+        Ok(tenant) => tenant,
+        Err(StoreError::NotFound(_)) => {
+            return fail(format!("tenant {:?} no longer exists", spec.tenant));
+        }
+        Err(e) => return infra("the platform database", &e),
+    };
+    if tenant.status == TenantStatus::Suspended {
+        return Ended::Deferred {
+            reason: "the tenant is suspended: its work is paused".to_owned(),
+        };
+    }
+    let record = match context.platform.app(&tenant.id, &spec.app).await {
+        Ok(record) => record,
+        Err(StoreError::NotFound(_)) => {
+            return fail(format!("app {:?} no longer exists", spec.app));
+        }
+        Err(e) => return infra("the platform database", &e),
+    };
+    let version = match context
+        .platform
+        .version(&tenant.id, &spec.app, &spec.version)
+        .await
+    {
+        Ok(version) => version,
+        Err(StoreError::NotFound(_)) => {
+            return fail(format!(
+                "version {} of app {:?} no longer exists",
+                spec.version, spec.app
+            ));
+        }
+        Err(e) => return infra("the platform database", &e),
+    };
+    let app = match context.apps.load(&version).await {
+        Ok(app) => app,
+        Err(AdmitError::Refused(failure)) => return fail(failure.message),
+        Err(AdmitError::Store(e)) => return infra("loading the app", &e),
+    };
+    let sink = match context.sinks.resolve(&tenant).await {
+        Ok(sink) => sink,
+        Err(e) => return infra("the tenant's coredms", &e),
+    };
+    let file = match context.staging.open(&tenant.id, &spec.file).await {
+        Ok(file) => file,
+        Err(e) => return fail(format!("the staged file is gone: {e:#}")),
+    };
+    let input = BatchInput {
+        name: spec.name.clone(),
+        size: spec.size,
+        content_type: spec.content_type.clone(),
+        reader: Box::new(file),
+    };
+    let options = CallOptions {
+        label: format!(
+            "{}/{}@{} job {}",
+            tenant.id,
+            spec.app,
+            crate::app_store::short(&spec.version),
+            claim.id
+        ),
+        params: Arc::new(spec.params.clone()),
+        limits: context.apps.app_limits(&tenant, &record),
+    };
+    // The writer turns each emitted batch into BSON with deterministic ids and writes it
+    // while the app goes on; a full channel slows the app down to the sink's pace.
+    let (sender, mut batches) = mpsc::channel::<OutputBatch>(4);
+    let collection = tenant.profile.sink.collection.clone();
+    let concern = tenant.profile.sink.write_concern;
+    let source = spec.file.clone();
+    let tenant_id = tenant.id.clone();
+    let sink_for_writer = sink.clone();
+    let writer = tokio::spawn(async move {
+        let mut written = Written::default();
+        while let Some(batch) = batches.recv().await {
+            let mut documents = Vec::with_capacity(batch.documents.len());
+            for (i, document) in batch.documents.into_iter().enumerate() {
+                let index = batch.first_index + i as u64;
+                let json = with_id(&document.json, document.id.as_deref(), || {
+                    derived_id(&tenant_id, &source, index)
+                })
+                .and_then(|json| {
+                    serde_json::from_str::<bson::Document>(&json).map_err(|e| e.to_string())
+                })
+                .map_err(|e| {
+                    WriterError::Bad(format!(
+                        "document {index} is not a JSON object MongoDB can store: {e}"
+                    ))
+                })?;
+                documents.push(json);
+            }
+            let outcome = sink_for_writer
+                .insert(&collection, documents, concern)
+                .await
+                .map_err(|e| WriterError::Infra(e.to_string()))?;
+            if let Some((index, reason)) = outcome.refused.first() {
+                return Err(WriterError::Bad(format!(
+                    "MongoDB refused document {}: {reason}",
+                    batch.first_index + *index as u64
+                )));
+            }
+            written.inserted += outcome.inserted;
+            written.duplicates += outcome.duplicates;
+        }
+        Ok::<_, WriterError>(written)
+    });
+    let ran = context
+        .apps
+        .runtime()
+        .run_batch(&app, input, &options, sender)
+        .await;
+    let written = match writer.await {
+        Ok(Ok(written)) => written,
+        Ok(Err(WriterError::Infra(reason))) => {
+            context.sinks.forget(&tenant.id);
+            return Ended::Transient {
+                reason: format!("writing to the tenant's coredms: {reason}"),
+                written: Written::default(),
+            };
+        }
+        Ok(Err(WriterError::Bad(message))) => {
+            return Ended::Failed {
+                class: FailureClass::BadOutput,
+                message,
+                usage: ran.map(|r| r.usage).unwrap_or_else(|f| *f.usage),
+                written: Written::default(),
+            };
+        }
+        Err(e) => return infra("the document writer", &e),
+    };
+    match ran {
+        Ok(report) => Ended::Done {
+            quality: bson::to_document(&report.quality).unwrap_or_default(),
+            usage: report.usage,
+            written,
+        },
+        Err(failure) if failure.class.is_retryable() => Ended::Transient {
+            reason: format!("{}: {}", failure.class, failure.message),
+            written,
+        },
+        Err(failure) => Ended::Failed {
+            class: failure.class,
+            message: failure.message,
+            usage: *failure.usage,
+            written,
+        },
+    }
+}
+
+enum WriterError {
+    Infra(String),
+    Bad(String),
+}
+
+async fn settle(
+    context: &BatchContext,
+    worker: &str,
+    claim: &Claim,
+    ended: Ended,
+    started: DateTime,
+) {
+    let spec = &claim.spec;
+    let staging = &context.staging;
+    let backoff = (Duration::from_millis(context.config.retry_backoff_ms)
+        * 2u32.saturating_pow(claim.attempt.saturating_sub(1)))
+    .min(MAX_BACKOFF);
+    let (outcome, status, class, error, usage, quality, written) = match ended {
+        Ended::Done {
+            usage,
+            quality,
+            written,
+        } => {
+            let after = context
+                .platform
+                .tenant(&spec.tenant)
+                .await
+                .map(|t| t.profile.batch.after_success)
+                .unwrap_or_default();
+            let moved = match after {
+                AfterSuccess::Delete => staging.remove(&spec.tenant, &spec.file).await,
+                AfterSuccess::Archive => staging.archive(&spec.tenant, &spec.file).await,
+            };
+            if let Err(e) = moved {
+                tracing::warn!(job = %claim.id, error = %format!("{e:#}"), "the ingested file could not be cleaned up");
+            }
+            (
+                Outcome::Done,
+                "done",
+                None,
+                None,
+                usage,
+                Some(quality),
+                written,
+            )
+        }
+        Ended::Failed {
+            class,
+            message,
+            usage,
+            written,
+        } => {
+            let reason = format!("{class}: {message}");
+            if let Err(e) = staging.quarantine(&spec.tenant, &spec.file, &reason).await {
+                tracing::warn!(job = %claim.id, error = %format!("{e:#}"), "the file could not be quarantined");
+            }
+            (
+                Outcome::Fail {
+                    reason: reason.clone(),
+                },
+                "failed",
+                Some(class.as_str().to_owned()),
+                Some(reason),
+                usage,
+                None,
+                written,
+            )
+        }
+        Ended::Transient { reason, written } => (
+            Outcome::Retry {
+                reason: reason.clone(),
+                backoff,
+            },
+            "retrying",
+            Some("retry".to_owned()),
+            Some(reason),
+            Usage::default(),
+            None,
+            written,
+        ),
+        Ended::Deferred { reason } => (
+            Outcome::Defer {
+                reason: reason.clone(),
+                backoff: SUSPENDED_BACKOFF,
+            },
+            "paused",
+            None,
+            Some(reason),
+            Usage::default(),
+            None,
+            Written::default(),
+        ),
+    };
+    let entry = LogEntry {
+        tenant: spec.tenant.clone(),
+        source: "batch".to_owned(),
+        collection: String::new(),
+        database: String::new(),
+        coredms: String::new(),
+        documents: written.inserted as i64,
+        duplicates: written.duplicates as i64,
+        rejected: 0,
+        bytes: spec.size as i64,
+        started_at: started,
+        ended_at: DateTime::now(),
+        status: status.to_owned(),
+        error,
+        job: Some(JobRecord {
+            id: claim.id.clone(),
+            attempt: i64::from(claim.attempt),
+            file: spec.name.clone(),
+            app: spec.app.clone(),
+            version: spec.version.clone(),
+            fuel: usage.fuel as i64,
+            error_class: class,
+            quality,
+        }),
+    };
+    if let Err(e) = context.platform.log_ingestion(&entry).await {
+        tracing::error!(job = %claim.id, error = %e, "could not write the ingestion log");
+    }
+    match context.queue.settle(claim, &outcome).await {
+        Ok(true) => {
+            tracing::info!(%worker, job = %claim.id, status, documents = written.inserted, "batch job settled")
+        }
+        Ok(false) => {
+            tracing::warn!(%worker, job = %claim.id, "the job was no longer this worker's to settle")
+        }
+        Err(e) => {
+            tracing::error!(%worker, job = %claim.id, error = %format!("{e:#}"), "settling failed; the job will be reaped and run again")
+        }
+    }
+}
