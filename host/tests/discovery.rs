@@ -339,8 +339,8 @@ async fn hosts_register_and_a_killed_one_disappears_when_its_lease_expires() {
     let database = database_name();
     let extra = "host_lease_secs = 2";
     let (a, b) = tokio::join!(
-        spawn_serve_with(&database, "membership-a", extra),
-        spawn_serve_with(&database, "membership-b", extra)
+        spawn_serve_with(&database, "membership-a", extra, ""),
+        spawn_serve_with(&database, "membership-b", extra, "")
     );
     let http = reqwest::Client::new();
     let hosts = || async {

@@ -237,18 +237,23 @@ pub struct Process {
 }
 
 pub async fn spawn_serve(database: &str, cache: &str) -> Process {
-    spawn_serve_with(database, cache, "").await
+    spawn_serve_with(database, cache, "", "").await
 }
 
 /// A real `serve` on the test's own registry prefix, queue namespace and staging directory,
-/// with `extra` TOML appended to its config (tables other than those three).
-pub async fn spawn_serve_with(database: &str, cache: &str, extra: &str) -> Process {
+/// with extra keys for its `[registry]` and `[batch]` tables.
+pub async fn spawn_serve_with(
+    database: &str,
+    cache: &str,
+    registry_extra: &str,
+    batch_extra: &str,
+) -> Process {
     let config = scratch("configs").join(format!("{database}-{cache}.toml"));
     std::fs::write(
         &config,
         format!(
-            "[registry]\nprefix = \"/mysimbdp-test/{database}\"\n{extra}\n\
-             [batch]\nnamespace = \"{database}\"\nstaging_dir = {:?}\n",
+            "[registry]\nprefix = \"/mysimbdp-test/{database}\"\n{registry_extra}\n\
+             [batch]\nnamespace = \"{database}\"\nstaging_dir = {:?}\n{batch_extra}\n",
             scratch("staging").join(database)
         ),
     )
