@@ -50,6 +50,7 @@ pub async fn run(
     .await
     .context("connecting to the batch job queue (batch.redis_url)")?;
     let staging = Staging::new(config.batch.staging_dir())?;
+    let metrics = Arc::new(Metrics::new());
     let batch = Arc::new(BatchContext {
         queue,
         staging,
@@ -57,13 +58,14 @@ pub async fn run(
         apps: apps.clone(),
         sinks: sinks.clone(),
         config: config.batch.clone(),
+        metrics: metrics.clone(),
     });
     let workers = config.batch.workers;
     let state = AppState::new(
         platform,
         apps,
         Arc::new(config),
-        Arc::new(Metrics::new()),
+        metrics,
         registry.clone(),
         sinks,
         batch.clone(),

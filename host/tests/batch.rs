@@ -159,6 +159,57 @@ async fn two_tenants_ingest_concurrently_and_see_only_their_own() {
     );
     assert_eq!(documents(&tenant_database(&b_id), "documents").await, 0);
 
+    // Statistics and listings: each tenant its own, the operator all.
+    let (_, stats) = host.tenant(&a, Method::GET, "/v1/stats", None).await;
+    assert_eq!(
+        (
+            stats["files"].as_u64(),
+            stats["documents"].as_u64(),
+            stats["success_rate"].as_f64()
+        ),
+        (Some(3), Some(expected_a), Some(1.0)),
+        "{stats}"
+    );
+    assert!(
+        stats["p95_duration_ms"].as_f64().unwrap()
+            >= stats["avg_duration_ms"].as_f64().unwrap() * 0.5,
+        "{stats}"
+    );
+    let (_, all) = host.admin(Method::GET, "/v1/admin/stats", None).await;
+    assert_eq!(all[&b_id]["documents"].as_u64(), Some(expected_b), "{all}");
+    let (_, listed) = host
+        .tenant(&b, Method::GET, "/v1/batch/jobs?status=done", None)
+        .await;
+    let mut listed: Vec<String> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_str().unwrap().to_owned())
+        .collect();
+    listed.sort();
+    let mut mine = jobs_b.clone();
+    mine.sort();
+    assert_eq!(listed, mine);
+    let (status, _) = host
+        .tenant(&b, Method::GET, "/v1/batch/jobs?status=sideways", None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let metrics = host
+        .http
+        .get(format!("{}/metrics", host.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(&format!(
+            "mysimbdp_batch_documents_total{{tenant=\"{a_id}\"}} {expected_a}"
+        )),
+        "{metrics}"
+    );
+
     // Each sees only its own jobs and documents.
     let (status, _) = host
         .tenant(

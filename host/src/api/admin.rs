@@ -280,3 +280,14 @@ pub async fn hosts(
     hosts.sort_by(|a, b| a.started_at.cmp(&b.started_at));
     Ok(Json(hosts))
 }
+
+/// Ingestion statistics of the whole platform, per tenant.
+#[utoipa::path(get, path = "/v1/admin/stats", tag = "admin",
+    security(("operator_token" = [])),
+    responses((status = 200, body = std::collections::BTreeMap<String, crate::platform::BatchStats>)))]
+pub async fn stats(
+    State(state): State<AppState>,
+    _: Operator,
+) -> Result<Json<std::collections::BTreeMap<String, crate::platform::BatchStats>>, ApiError> {
+    Ok(Json(state.platform.batch_stats(None).await?))
+}

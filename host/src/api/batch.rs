@@ -2,15 +2,16 @@
 //! against the profile's constraints, queued as jobs) and follow their jobs.
 
 use super::auth::Tenant;
-use super::error::{Json, Path};
+use super::error::{Json, Path, Query};
 use super::{ApiError, AppState, ErrorBody};
 use crate::batch::{JobSpec, StageError, StagedFile};
+use crate::platform::BatchStats;
 use crate::profile::BatchConstraints;
 use crate::runtime::AppKind;
 use axum::extract::State;
 use axum::extract::multipart::{Field, Multipart, MultipartRejection};
 use axum::http::StatusCode;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
@@ -368,4 +369,90 @@ pub async fn replay(
         )));
     }
     job(State(state), tenant, Path(id)).await
+}
+
+/// Query of a job listing.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct JobsQuery {
+    /// Only jobs with this status.
+    pub status: Option<String>,
+    /// At most this many (default 100, at most 1000), newest first.
+    pub limit: Option<usize>,
+}
+
+/// One job in a listing.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobSummary {
+    /// Its id.
+    pub id: String,
+    /// Its status.
+    pub status: String,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// The file.
+    pub file: String,
+    /// The app.
+    pub app: String,
+    /// The last error.
+    pub error: Option<String>,
+}
+
+const STATUSES: [&str; 7] = [
+    "queued", "running", "retrying", "paused", "done", "failed", "dead",
+];
+
+/// The calling tenant's batch jobs, newest first.
+#[utoipa::path(get, path = "/v1/batch/jobs", tag = "batch",
+    security(("tenant_token" = [])),
+    params(JobsQuery),
+    responses((status = 200, body = Vec<JobSummary>), (status = 400, body = ErrorBody)))]
+pub async fn jobs(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Query(query): Query<JobsQuery>,
+) -> Result<Json<Vec<JobSummary>>, ApiError> {
+    if let Some(status) = &query.status
+        && !STATUSES.contains(&status.as_str()) {
+            return Err(ApiError::bad_request(format!(
+                "status {status:?} is not one of {}",
+                STATUSES.join(", ")
+            )));
+        }
+    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let jobs = state
+        .batch
+        .queue
+        .list(&tenant.id, query.status.as_deref(), limit, 10_000)
+        .await
+        .map_err(|e| ApiError::unavailable(format!("{e:#}")))?;
+    Ok(Json(
+        jobs.into_iter()
+            .map(|(id, job)| JobSummary {
+                id,
+                status: job.status,
+                attempts: job.attempts,
+                file: job.spec.name,
+                app: job.spec.app,
+                error: job.error,
+            })
+            .collect(),
+    ))
+}
+
+/// The calling tenant's ingestion statistics.
+#[utoipa::path(get, path = "/v1/stats", tag = "batch",
+    security(("tenant_token" = [])),
+    responses((status = 200, body = BatchStats)))]
+pub async fn stats(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+) -> Result<Json<BatchStats>, ApiError> {
+    let mut stats = state.platform.batch_stats(Some(&tenant.id)).await?;
+    Ok(Json(stats.remove(&tenant.id).unwrap_or_else(|| {
+        BatchStats {
+            success_rate: 1.0,
+            ..BatchStats::default()
+        }
+    })))
 }

@@ -39,6 +39,14 @@ pub struct Metrics {
     latency: HistogramFamily<RouteLabels>,
     uploads: Family<OutcomeLabels, Counter>,
     daas: Family<TenantOutcomeLabels, Counter>,
+    batch_jobs: Family<TenantOutcomeLabels, Counter>,
+    batch_documents: Family<TenantLabels, Counter>,
+    batch_bytes: Family<TenantLabels, Counter>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantLabels {
+    tenant: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -82,12 +90,33 @@ impl Metrics {
             "Documents written through the daas API, by tenant and outcome (inserted, rejected)",
             daas.clone(),
         );
+        let batch_jobs = Family::<TenantOutcomeLabels, Counter>::default();
+        registry.register(
+            "batch_job_attempts",
+            "Batch job attempts by tenant and outcome (done, failed, retrying, paused)",
+            batch_jobs.clone(),
+        );
+        let batch_documents = Family::<TenantLabels, Counter>::default();
+        registry.register(
+            "batch_documents",
+            "Documents written by batch jobs, by tenant",
+            batch_documents.clone(),
+        );
+        let batch_bytes = Family::<TenantLabels, Counter>::default();
+        registry.register(
+            "batch_bytes",
+            "Bytes of files ingested by finished batch jobs, by tenant",
+            batch_bytes.clone(),
+        );
         Self {
             registry: Mutex::new(registry),
             requests,
             latency,
             uploads,
             daas,
+            batch_jobs,
+            batch_documents,
+            batch_bytes,
         }
     }
 
@@ -116,6 +145,25 @@ impl Metrics {
                     outcome: outcome.to_owned(),
                 })
                 .inc_by(count);
+        }
+    }
+
+    /// Counts a batch job attempt that ended with `status`.
+    pub fn batch_job(&self, tenant: &str, status: &str, documents: u64, bytes: u64) {
+        self.batch_jobs
+            .get_or_create(&TenantOutcomeLabels {
+                tenant: tenant.to_owned(),
+                outcome: status.to_owned(),
+            })
+            .inc();
+        let labels = TenantLabels {
+            tenant: tenant.to_owned(),
+        };
+        self.batch_documents
+            .get_or_create(&labels)
+            .inc_by(documents);
+        if status == "done" {
+            self.batch_bytes.get_or_create(&labels).inc_by(bytes);
         }
     }
 

@@ -13,6 +13,7 @@
 //! <p>delayed         zset id -> when a retry is due (ms)
 //! <p>dead:<tenant>   list: retries exhausted (replayable)
 //! <p>failed:<tenant> list: failed for good (quarantined: reject or a limit violation)
+//! <p>jobs:<tenant>   zset id -> creation time (ms): the tenant's jobs, for listing
 //! ```
 //!
 //! Every transition is one Lua script, so two workers (on any hosts) never take the same job,
@@ -249,6 +250,7 @@ local p, id, tenant, spec, max_attempts, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4
 redis.call('HSET', p .. 'job:' .. id, 'tenant', tenant, 'spec', spec, 'attempts', 0,
   'max_attempts', max_attempts, 'status', 'queued', 'error', '', 'created', now, 'updated', now)
 redis.call('RPUSH', p .. 'ready:' .. tenant, id)
+redis.call('ZADD', p .. 'jobs:' .. tenant, now, id)
 if not redis.call('LPOS', p .. 'tenants', tenant) then redis.call('RPUSH', p .. 'tenants', tenant) end
 return 1
 ",
@@ -417,6 +419,35 @@ impl JobQueue {
                 .unwrap_or_default(),
             error: fields.get("error").filter(|e| !e.is_empty()).cloned(),
         }))
+    }
+
+    /// A tenant's newest jobs (at most `limit`, looking at the newest `scan`), optionally
+    /// only those with `status`.
+    pub async fn list(
+        &self,
+        tenant: &str,
+        status: Option<&str>,
+        limit: usize,
+        scan: usize,
+    ) -> Result<Vec<(String, JobState)>> {
+        let ids: Vec<String> = redis::cmd("ZREVRANGE")
+            .arg(format!("{}jobs:{tenant}", self.prefix))
+            .arg(0)
+            .arg(scan.max(1) as i64 - 1)
+            .query_async(&mut self.connection.clone())
+            .await
+            .context("listing batch jobs in Redis")?;
+        let mut jobs = Vec::new();
+        for id in ids {
+            if jobs.len() >= limit {
+                break;
+            }
+            if let Some(job) = self.job(&id).await?
+                && status.is_none_or(|s| s == job.status) {
+                    jobs.push((id, job));
+                }
+        }
+        Ok(jobs)
     }
 
     /// The ids in a tenant's dead-letter list.

@@ -7,13 +7,14 @@
 
 use super::queue::{Claim, JobQueue, Outcome};
 use super::staging::Staging;
+use crate::api::Metrics;
 use crate::app_store::{AdmitError, AppStore};
 use crate::config::BatchConfig;
 use crate::documents::{derived_id, with_id};
 use crate::platform::{JobRecord, LogEntry, Platform, StoreError, TenantStatus};
 use crate::profile::AfterSuccess;
 use crate::runtime::{BatchInput, CallOptions, FailureClass, OutputBatch, Usage};
-use crate::sink::SinkResolver;
+use crate::sink::{SinkResolver, SinkTarget};
 use mongodb::bson::{self, DateTime};
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +42,8 @@ pub struct BatchContext {
     pub sinks: Arc<SinkResolver>,
     /// Settings.
     pub config: BatchConfig,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
 }
 
 /// How one attempt ended, before it is settled.
@@ -130,8 +133,9 @@ async fn execute(context: &BatchContext, worker: &str, claim: Claim) {
             }
         })
     };
+    let mut place = None;
     let ended = tokio::select! {
-        ended = attempt(context, &claim) => Some(ended),
+        ended = attempt(context, &claim, &mut place) => Some(ended),
         _ = lost.changed() => None,
     };
     heartbeat.abort();
@@ -139,10 +143,13 @@ async fn execute(context: &BatchContext, worker: &str, claim: Claim) {
         tracing::warn!(%worker, job = %claim.id, "the job was taken from this worker (missed heartbeats); abandoning it");
         return;
     };
-    settle(context, worker, &claim, ended, started).await;
+    settle(context, worker, &claim, ended, started, place).await;
 }
 
-async fn attempt(context: &BatchContext, claim: &Claim) -> Ended {
+/// Where an attempt wrote: the collection and the resolved coredms.
+type Place = Option<(String, SinkTarget)>;
+
+async fn attempt(context: &BatchContext, claim: &Claim, place: &mut Place) -> Ended {
     let spec = &claim.spec;
     let infra = |what: &str, e: &dyn std::fmt::Display| Ended::Transient {
         reason: format!("{what}: {e}"),
@@ -196,6 +203,7 @@ async fn attempt(context: &BatchContext, claim: &Claim) -> Ended {
         Ok(sink) => sink,
         Err(e) => return infra("the tenant's coredms", &e),
     };
+    *place = Some((tenant.profile.sink.collection.clone(), sink.target.clone()));
     let file = match context.staging.open(&tenant.id, &spec.file).await {
         Ok(file) => file,
         Err(e) => return fail(format!("the staged file is gone: {e:#}")),
@@ -313,6 +321,7 @@ async fn settle(
     claim: &Claim,
     ended: Ended,
     started: DateTime,
+    place: Place,
 ) {
     let spec = &claim.spec;
     let staging = &context.staging;
@@ -395,12 +404,21 @@ async fn settle(
             Written::default(),
         ),
     };
+    context
+        .metrics
+        .batch_job(&spec.tenant, status, written.inserted, spec.size);
+    let (collection, target) = place.unzip();
     let entry = LogEntry {
         tenant: spec.tenant.clone(),
         source: "batch".to_owned(),
-        collection: String::new(),
-        database: String::new(),
-        coredms: String::new(),
+        collection: collection.unwrap_or_default(),
+        database: target
+            .as_ref()
+            .map(|t| t.database.clone())
+            .unwrap_or_default(),
+        coredms: target
+            .and_then(|t| t.service_id)
+            .unwrap_or_else(|| "shared".to_owned()),
         documents: written.inserted as i64,
         duplicates: written.duplicates as i64,
         rejected: 0,

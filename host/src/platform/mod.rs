@@ -8,7 +8,7 @@ mod usage;
 
 pub use apps::{AppRecord, NewVersion, VersionRecord};
 pub use tenants::{ProfileVersion, TenantRecord, TenantStatus};
-pub use usage::{JobRecord, LogEntry, QuotaExceeded};
+pub use usage::{BatchStats, JobRecord, LogEntry, QuotaExceeded};
 
 use crate::config::{PlatformConfig, redact_uri};
 use anyhow::Context;

@@ -143,3 +143,85 @@ impl Platform {
         }
     }
 }
+
+/// Batch ingestion figures, from the ingestion log.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct BatchStats {
+    /// Files whose job finished (done or failed for good).
+    pub files: u64,
+    /// Bytes of the files ingested.
+    pub bytes: u64,
+    /// Documents written (by every attempt).
+    pub documents: u64,
+    /// Jobs done.
+    pub done: u64,
+    /// Jobs failed for good (quarantined).
+    pub failed: u64,
+    /// done / (done + failed); 1 when nothing finished yet.
+    pub success_rate: f64,
+    /// Mean duration of a successful job, in ms.
+    pub avg_duration_ms: f64,
+    /// 95th percentile of the duration of a successful job, in ms.
+    pub p95_duration_ms: f64,
+}
+
+/// Log entries read for statistics at most (the newest).
+const STATS_WINDOW: i64 = 100_000;
+
+impl Platform {
+    /// Batch statistics of one tenant, or of the whole platform per tenant.
+    pub async fn batch_stats(
+        &self,
+        tenant: Option<&str>,
+    ) -> StoreResult<std::collections::BTreeMap<String, BatchStats>> {
+        use futures_util::TryStreamExt;
+        let mut filter = doc! { "source": "batch" };
+        if let Some(tenant) = tenant {
+            filter.insert("tenant", tenant);
+        }
+        let entries: Vec<LogEntry> = self
+            .log
+            .find(filter)
+            .sort(doc! { "ended_at": -1 })
+            .limit(STATS_WINDOW)
+            .await?
+            .try_collect()
+            .await?;
+        let mut durations: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+        let mut stats: std::collections::BTreeMap<String, BatchStats> = Default::default();
+        for entry in entries {
+            let s = stats.entry(entry.tenant.clone()).or_default();
+            s.documents += entry.documents.max(0) as u64;
+            match entry.status.as_str() {
+                "done" => {
+                    s.done += 1;
+                    s.files += 1;
+                    s.bytes += entry.bytes.max(0) as u64;
+                    let ms = (entry.ended_at.timestamp_millis()
+                        - entry.started_at.timestamp_millis()) as f64;
+                    durations.entry(entry.tenant).or_default().push(ms);
+                }
+                "failed" => {
+                    s.failed += 1;
+                    s.files += 1;
+                }
+                _ => {}
+            }
+        }
+        for (tenant, s) in stats.iter_mut() {
+            let finished = s.done + s.failed;
+            s.success_rate = if finished == 0 {
+                1.0
+            } else {
+                s.done as f64 / finished as f64
+            };
+            if let Some(list) = durations.get_mut(tenant) {
+                list.sort_by(f64::total_cmp);
+                s.avg_duration_ms = list.iter().sum::<f64>() / list.len() as f64;
+                let rank = ((list.len() as f64 * 0.95).ceil() as usize).clamp(1, list.len());
+                s.p95_duration_ms = list[rank - 1];
+            }
+        }
+        Ok(stats)
+    }
+}
