@@ -485,3 +485,68 @@ async fn workers_killed_mid_job_again_and_again_lose_and_duplicate_nothing() {
     drop_database(&tenant_database(&id)).await;
     host.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_uploads_files_and_waits_for_their_jobs() {
+    let host = Host::start().await;
+    let id = mysimbdp_tests::unique("bcli");
+    let token = host.create_tenant(&id, None).await;
+    host.upload(&token, "orders", read(fixtures::CSV_BATCH))
+        .await;
+    let (bytes, expected) = csv(200 * 1024, 9);
+    let file = scratch("cli").join(format!("{id}.csv"));
+    std::fs::write(&file, bytes).unwrap();
+    let run = |args: Vec<String>| {
+        let base = host.base.clone();
+        let token = token.clone();
+        tokio::task::spawn_blocking(move || {
+            let output = std::process::Command::new(env!("CARGO_BIN_EXE_mysimbdp"))
+                .args(&args)
+                .env("MYSIMBDP_API", base)
+                .env("MYSIMBDP_TOKEN", token)
+                .output()
+                .unwrap();
+            (
+                output.status.code(),
+                String::from_utf8_lossy(&output.stdout).into_owned(),
+                String::from_utf8_lossy(&output.stderr).into_owned(),
+            )
+        })
+    };
+    let args = [
+        "batch",
+        "upload",
+        "--app",
+        "orders",
+        "--wait",
+        file.to_str().unwrap(),
+    ];
+    let (code, out, err) = run(args.map(String::from).to_vec()).await.unwrap();
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains(&format!(
+            "done after 1 attempt(s), {} documents",
+            expected.good
+        )),
+        "{out}"
+    );
+    let (code, out, _) = run(["batch", "jobs", "--status", "done"]
+        .map(String::from)
+        .to_vec())
+    .await
+    .unwrap();
+    assert_eq!(code, Some(0));
+    assert!(out.contains(&format!("{id}.csv")), "{out}");
+    let args = [
+        "batch",
+        "upload",
+        "--app",
+        "nothing",
+        file.to_str().unwrap(),
+    ];
+    let (code, _, err) = run(args.map(String::from).to_vec()).await.unwrap();
+    assert_eq!(code, Some(1));
+    assert!(err.contains("404 not_found"), "{err}");
+    drop_database(&tenant_database(&id)).await;
+    host.stop().await;
+}

@@ -413,12 +413,13 @@ pub async fn jobs(
     Query(query): Query<JobsQuery>,
 ) -> Result<Json<Vec<JobSummary>>, ApiError> {
     if let Some(status) = &query.status
-        && !STATUSES.contains(&status.as_str()) {
-            return Err(ApiError::bad_request(format!(
-                "status {status:?} is not one of {}",
-                STATUSES.join(", ")
-            )));
-        }
+        && !STATUSES.contains(&status.as_str())
+    {
+        return Err(ApiError::bad_request(format!(
+            "status {status:?} is not one of {}",
+            STATUSES.join(", ")
+        )));
+    }
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
     let jobs = state
         .batch

@@ -443,9 +443,10 @@ impl JobQueue {
                 break;
             }
             if let Some(job) = self.job(&id).await?
-                && status.is_none_or(|s| s == job.status) {
-                    jobs.push((id, job));
-                }
+                && status.is_none_or(|s| s == job.status)
+            {
+                jobs.push((id, job));
+            }
         }
         Ok(jobs)
     }

@@ -2,6 +2,7 @@
 
 mod app;
 mod app_remote;
+mod batch;
 mod client;
 mod registry;
 mod tenant;
@@ -32,6 +33,9 @@ pub enum Command {
     /// Tenant apps: check and run locally, or upload and manage them on the platform.
     #[command(subcommand)]
     App(AppCommand),
+    /// Batch ingestion: upload files for a batch app, follow the jobs.
+    #[command(subcommand)]
+    Batch(batch::BatchCommand),
     /// Service information in etcd: which coredms (daas, broker) serves which tenant.
     #[command(subcommand)]
     Registry(registry::RegistryCommand),
@@ -227,6 +231,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             }
             Command::Tenant(command) => tenant::run(command).await,
             Command::Registry(command) => registry::run(command).await,
+            Command::Batch(command) => batch::run(command).await,
             Command::App(AppCommand::Check(args)) => app::check(args).await,
             Command::App(AppCommand::Run(args)) => app::run(args).await,
             Command::App(AppCommand::Upload(args)) => app_remote::upload(args).await,

@@ -1,0 +1,246 @@
+//! `mysimbdp batch upload|jobs|job|replay`: a tenant's batch ingestion over the API, with a
+//! progress bar for uploads.
+
+use super::client::{Client, TenantApi, print_json, segment, text};
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use futures_util::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use reqwest::Method;
+use reqwest::multipart::{Form, Part};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+/// `mysimbdp batch …`
+#[derive(Debug, Subcommand)]
+pub enum BatchCommand {
+    /// Upload files for a batch app; each becomes a job.
+    Upload(UploadArgs),
+    /// List your batch jobs, newest first.
+    Jobs {
+        /// Only jobs with this status (queued, running, retrying, paused, done, failed, dead).
+        #[arg(long)]
+        status: Option<String>,
+        /// The API and the tenant's token.
+        #[command(flatten)]
+        api: TenantApi,
+    },
+    /// Show one job.
+    Job(JobArgs),
+    /// Run a dead-lettered or quarantined job again.
+    Replay(JobArgs),
+    /// Your ingestion statistics.
+    Stats {
+        /// The API and the tenant's token.
+        #[command(flatten)]
+        api: TenantApi,
+    },
+}
+
+/// Arguments of `batch upload`.
+#[derive(Debug, Args)]
+pub struct UploadArgs {
+    /// The batch app to run.
+    #[arg(long)]
+    pub app: String,
+    /// The files.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// An app parameter, `name=value`; repeat for more.
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = super::parse_param)]
+    pub params: Vec<(String, String)>,
+    /// Wait until every job has finished, and say how each ended.
+    #[arg(long)]
+    pub wait: bool,
+    /// The API and the tenant's token.
+    #[command(flatten)]
+    pub api: TenantApi,
+}
+
+/// A job and the API.
+#[derive(Debug, Args)]
+pub struct JobArgs {
+    /// The job id.
+    pub id: String,
+    /// The API and the tenant's token.
+    #[command(flatten)]
+    pub api: TenantApi,
+}
+
+/// Runs a `batch` command.
+pub async fn run(command: BatchCommand) -> Result<ExitCode> {
+    match command {
+        BatchCommand::Upload(args) => upload(args).await,
+        BatchCommand::Jobs { status, api } => {
+            let client = Client::new(&api.api, &api.token)?;
+            let path = match status {
+                Some(status) => format!("/v1/batch/jobs?status={}", segment(&status)),
+                None => "/v1/batch/jobs".to_owned(),
+            };
+            let request = client.request(Method::GET, &path);
+            let jobs: Vec<Value> = client.send(request).await?;
+            if api.json {
+                print_json(&jobs)?;
+            } else {
+                println!(
+                    "{:<26} {:<9} {:>3}  {:<16} FILE",
+                    "JOB", "STATUS", "TRY", "APP"
+                );
+                for job in &jobs {
+                    println!(
+                        "{:<26} {:<9} {:>3}  {:<16} {}",
+                        text(&job["id"]),
+                        text(&job["status"]),
+                        job["attempts"],
+                        text(&job["app"]),
+                        text(&job["file"])
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        BatchCommand::Job(args) => {
+            let client = Client::new(&args.api.api, &args.api.token)?;
+            let job: Value = client
+                .send(client.request(
+                    Method::GET,
+                    &format!("/v1/batch/jobs/{}", segment(&args.id)),
+                ))
+                .await?;
+            print_job(&args.api, &job)
+        }
+        BatchCommand::Replay(args) => {
+            let client = Client::new(&args.api.api, &args.api.token)?;
+            let job: Value = client
+                .send(client.request(
+                    Method::POST,
+                    &format!("/v1/batch/jobs/{}/replay", segment(&args.id)),
+                ))
+                .await?;
+            print_job(&args.api, &job)
+        }
+        BatchCommand::Stats { api } => {
+            let client = Client::new(&api.api, &api.token)?;
+            let stats: Value = client
+                .send(client.request(Method::GET, "/v1/stats"))
+                .await?;
+            print_json(&stats)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn print_job(api: &TenantApi, job: &Value) -> Result<ExitCode> {
+    if api.json {
+        print_json(job)?;
+    } else {
+        println!(
+            "job {}: {} after {} attempt(s), {} documents{}",
+            text(&job["id"]),
+            text(&job["status"]),
+            job["attempts"],
+            text(&job["documents"]),
+            job["error"]
+                .as_str()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn upload(args: UploadArgs) -> Result<ExitCode> {
+    let client = Client::new(&args.api.api, &args.api.token)?;
+    let mut total = 0;
+    let mut sizes = Vec::new();
+    for file in &args.files {
+        let size = std::fs::metadata(file)
+            .with_context(|| format!("reading {file:?}"))?
+            .len();
+        total += size;
+        sizes.push(size);
+    }
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "uploading [{bar:32}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    let mut form = Form::new().text("app", args.app.clone());
+    for (name, value) in &args.params {
+        form = form.text("param", format!("{name}={value}"));
+    }
+    for (path, size) in args.files.iter().zip(sizes) {
+        let file = tokio::fs::File::open(path)
+            .await
+            .with_context(|| format!("opening {path:?}"))?;
+        let counted = bar.clone();
+        let stream =
+            tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024).inspect(move |chunk| {
+                if let Ok(chunk) = chunk {
+                    counted.inc(chunk.len() as u64);
+                }
+            });
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "upload".to_owned());
+        let part =
+            Part::stream_with_length(reqwest::Body::wrap_stream(stream), size).file_name(name);
+        form = form.part("file", part);
+    }
+    let result: Result<Value> = client
+        .send(
+            client
+                .request(Method::POST, "/v1/batch/files")
+                .multipart(form),
+        )
+        .await;
+    bar.finish_and_clear();
+    let queued = result.context("uploading the files")?;
+    if args.api.json && !args.wait {
+        print_json(&queued)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let files = queued["files"].as_array().cloned().unwrap_or_default();
+    for file in &files {
+        println!(
+            "queued {} ({} bytes) as job {}",
+            text(&file["file"]),
+            file["size"],
+            text(&file["job"])
+        );
+    }
+    if !args.wait {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let started = Instant::now();
+    let mut failed = false;
+    for file in &files {
+        let id = text(&file["job"]);
+        let job = loop {
+            let job: Value = client
+                .send(client.request(Method::GET, &format!("/v1/batch/jobs/{}", segment(&id))))
+                .await?;
+            if matches!(job["status"].as_str(), Some("done" | "failed" | "dead")) {
+                break job;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        };
+        failed |= job["status"] != "done";
+        print_job(&args.api, &job)?;
+    }
+    eprintln!(
+        "all jobs finished in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(if failed {
+        ExitCode::from(super::app::EXIT_APP_FAILED)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
