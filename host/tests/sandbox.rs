@@ -727,3 +727,42 @@ async fn stream_calls_are_under_the_same_limits() {
         .unwrap();
     assert_eq!(report.usage.documents, 50);
 }
+
+/// A slow sink slows the app down but does not make it miss its deadline: time blocked on
+/// the sink is not the app's time.
+#[tokio::test]
+async fn waiting_for_a_slow_sink_does_not_count_against_the_deadline() {
+    let app = common::load(fixtures::CSV_BATCH).await;
+    let (csv, expected) = fixtures::orders::generate(1 << 20, 0);
+    let tight = SandboxLimits {
+        deadline_ms: 400,
+        deadline_ms_per_input_mib: 0,
+        ..limits()
+    };
+    let (sink, mut batches) = tokio::sync::mpsc::channel::<mysimbdp_host::runtime::OutputBatch>(1);
+    let slow = tokio::spawn(async move {
+        let mut documents = 0u64;
+        while let Some(batch) = batches.recv().await {
+            documents += batch.documents.len() as u64;
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        documents
+    });
+    let input = mysimbdp_host::runtime::BatchInput {
+        name: "slow-sink.csv".to_owned(),
+        size: csv.len() as u64,
+        content_type: Some("text/csv".to_owned()),
+        reader: Box::new(std::io::Cursor::new(csv)),
+    };
+    let started = std::time::Instant::now();
+    let report = common::runtime()
+        .run_batch(&app, input, &common::options(&[], tight), sink)
+        .await
+        .unwrap_or_else(|f| panic!("the app was failed for the sink's slowness: {f}"));
+    assert!(
+        started.elapsed() > std::time::Duration::from_millis(800),
+        "the sink was not slow enough to prove anything"
+    );
+    assert_eq!(slow.await.unwrap(), expected.good);
+    assert_eq!(report.quality.records_in, expected.rows);
+}

@@ -4,7 +4,7 @@
 use super::bindings::{AppError, Document, Message, Quality};
 use super::failure::{Failure, FailureClass, Usage, Violation, classify};
 use super::host::input::InputFile;
-use super::state::{CallState, HostState, OutputBatch};
+use super::state::{CallState, Clock, HostState, OutputBatch};
 use super::{App, AppPre, Runtime};
 use crate::config::{Budget, SandboxLimits};
 use std::collections::BTreeMap;
@@ -113,7 +113,8 @@ impl Runtime {
             content_type: input.content_type,
             reader: input.reader,
         };
-        let result = tokio::time::timeout(budget.deadline + BACKSTOP_GRACE, async {
+        let clock = store.data().call.clock.clone();
+        let result = backstop(&clock, async {
             let instance = pre.instantiate_async(&mut store).await?;
             let file = store.data_mut().table.push(file)?;
             instance
@@ -145,7 +146,8 @@ impl Runtime {
         let budget = self.budget(options, input_bytes)?;
         let mut store = self.new_store(options, budget, None)?;
         let started = Instant::now();
-        let result = tokio::time::timeout(budget.deadline + BACKSTOP_GRACE, async {
+        let clock = store.data().call.clock.clone();
+        let result = backstop(&clock, async {
             let instance = pre.instantiate_async(&mut store).await?;
             instance
                 .mysimbdp_ingest_stream_ingest()
@@ -189,7 +191,8 @@ impl Runtime {
         let budget = self.budget(options, 0)?;
         let mut store = self.new_store(options, budget, None)?;
         let started = Instant::now();
-        let result = tokio::time::timeout(budget.deadline + BACKSTOP_GRACE, async {
+        let clock = store.data().call.clock.clone();
+        let result = backstop(&clock, async {
             match &app.pre {
                 AppPre::Batch(pre) => pre.instantiate_async(&mut store).await.map(drop),
                 AppPre::Stream(pre) => pre.instantiate_async(&mut store).await.map(drop),
@@ -225,7 +228,7 @@ impl Runtime {
             budget,
             output,
         );
-        let deadline = call.deadline;
+        let clock = call.clock.clone();
         let mut store = Store::new(&self.engine, HostState::new(&options.limits, call));
         store.limiter(|state| &mut state.limiter);
         store
@@ -233,7 +236,7 @@ impl Runtime {
             .map_err(|e| Failure::new(FailureClass::HostError, format!("setting fuel: {e}")))?;
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline {
+            if clock.passed() {
                 Err(Violation::Deadline(budget.deadline).into())
             } else {
                 Ok(UpdateDeadline::Yield(1))
@@ -251,8 +254,28 @@ fn usage(store: &Store<HostState>, budget: Budget, started: Instant) -> Usage {
 }
 
 /// Turns a timed-out or trapped call into a typed failure; passes the app's result through.
+/// The tokio backstop of a call: resolves to `TimedOut` once the call's (moving) deadline
+/// plus the grace has passed.
+async fn backstop<F: std::future::Future>(clock: &Clock, call: F) -> Result<F::Output, TimedOut> {
+    tokio::pin!(call);
+    loop {
+        let at = tokio::time::Instant::from_std(clock.deadline() + BACKSTOP_GRACE);
+        tokio::select! {
+            output = &mut call => return Ok(output),
+            () = tokio::time::sleep_until(at) => {
+                if Instant::now() >= clock.deadline() + BACKSTOP_GRACE {
+                    return Err(TimedOut);
+                }
+            }
+        }
+    }
+}
+
+/// A call the backstop ended.
+struct TimedOut;
+
 fn settle<T>(
-    result: Result<wasmtime::Result<T>, tokio::time::error::Elapsed>,
+    result: Result<wasmtime::Result<T>, TimedOut>,
     budget: Budget,
     usage: Usage,
 ) -> Result<(T, Usage), Failure> {

@@ -5,8 +5,9 @@ use super::bindings::Document;
 use super::failure::{Usage, Violation};
 use crate::config::{Budget, SandboxLimits};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -79,6 +80,42 @@ impl HostState {
     }
 }
 
+/// A call's wall-clock deadline, pushed back by the time the call spent waiting for its
+/// document sink: a slow database slows an app down (backpressure) but must not make it miss
+/// its deadline.
+#[derive(Debug)]
+pub(crate) struct Clock {
+    start: Instant,
+    budget: Duration,
+    waited_nanos: AtomicU64,
+}
+
+impl Clock {
+    pub(crate) fn new(budget: Duration) -> Self {
+        Self {
+            start: Instant::now(),
+            budget,
+            waited_nanos: AtomicU64::new(0),
+        }
+    }
+
+    /// Credits time spent blocked on the sink.
+    pub(crate) fn waited(&self, time: Duration) {
+        let nanos = u64::try_from(time.as_nanos()).unwrap_or(u64::MAX);
+        self.waited_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    /// When the call's own time runs out, as of now.
+    pub(crate) fn deadline(&self) -> Instant {
+        self.start + self.budget + Duration::from_nanos(self.waited_nanos.load(Ordering::Relaxed))
+    }
+
+    /// Whether the call's own time has run out.
+    pub(crate) fn passed(&self) -> bool {
+        Instant::now() >= self.deadline()
+    }
+}
+
 /// Per-call accounting and the call's inputs that host imports need.
 pub(crate) struct CallState {
     /// Who is running, for log lines: tenant, app, job or batch.
@@ -88,7 +125,7 @@ pub(crate) struct CallState {
     pub(crate) max_documents_per_call: usize,
     pub(crate) max_document_bytes: usize,
     pub(crate) log_lines: u64,
-    pub(crate) deadline: Instant,
+    pub(crate) clock: Arc<Clock>,
     /// Where a batch app's documents go; `None` for stream apps, whose documents come back as
     /// the return value.
     pub(crate) output: Option<mpsc::Sender<OutputBatch>>,
@@ -114,7 +151,7 @@ impl CallState {
             max_documents_per_call: limits.max_documents_per_call,
             max_document_bytes: limits.max_document_bytes,
             log_lines: limits.log_lines,
-            deadline: Instant::now() + budget.deadline,
+            clock: Arc::new(Clock::new(budget.deadline)),
             output,
             host_calls: 0,
             documents: 0,

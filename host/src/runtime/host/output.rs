@@ -15,12 +15,14 @@ impl Host for HostState {
         let Some(sink) = &self.call.output else {
             return Err(Violation::Host("this call has no document sink".to_owned()).into());
         };
+        let waiting = std::time::Instant::now();
         sink.send(OutputBatch {
             first_index,
             documents,
         })
         .await
         .map_err(|_| Violation::Host("the document sink stopped".to_owned()))?;
+        self.call.clock.waited(waiting.elapsed());
         Ok(())
     }
 }
