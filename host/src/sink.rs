@@ -123,6 +123,106 @@ impl Sink {
     }
 }
 
+/// Why a bulk write stopped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    /// The coredms failed (unreachable, write concern not met): retry the whole input.
+    #[error("writing to the coredms: {0}")]
+    Infra(String),
+    /// A document cannot be stored: the input (or the app) is at fault.
+    #[error("document {index} cannot be stored: {reason}")]
+    Refused {
+        /// Its position in the input.
+        index: u64,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Turns a stream of documents into `insert_many` calls of exactly `batch` documents (the
+/// last one smaller), so batch size is the profile's, whatever size the app emits in.
+pub struct BulkWriter {
+    sink: Arc<Sink>,
+    collection: String,
+    concern: WriteConcern,
+    batch: usize,
+    pending: Vec<mongodb::bson::Document>,
+    positions: Vec<u64>,
+    /// Documents written now.
+    pub inserted: u64,
+    /// Documents already there (a replay).
+    pub duplicates: u64,
+}
+
+impl BulkWriter {
+    /// A writer into `collection` of `sink`.
+    pub fn new(sink: Arc<Sink>, collection: String, concern: WriteConcern, batch: usize) -> Self {
+        let batch = batch.max(1);
+        Self {
+            sink,
+            collection,
+            concern,
+            batch,
+            pending: Vec::with_capacity(batch),
+            positions: Vec::with_capacity(batch),
+            inserted: 0,
+            duplicates: 0,
+        }
+    }
+
+    /// Adds the document at `index` of the input; writes when a batch is full.
+    pub async fn push(
+        &mut self,
+        index: u64,
+        document: mongodb::bson::Document,
+    ) -> Result<(), WriteError> {
+        self.pending.push(document);
+        self.positions.push(index);
+        if self.pending.len() >= self.batch {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Writes what is pending.
+    pub async fn flush(&mut self) -> Result<(), WriteError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let documents = std::mem::replace(&mut self.pending, Vec::with_capacity(self.batch));
+        let positions = std::mem::replace(&mut self.positions, Vec::with_capacity(self.batch));
+        let outcome = self
+            .sink
+            .insert(&self.collection, documents, self.concern)
+            .await
+            .map_err(|e| WriteError::Infra(e.to_string()))?;
+        self.inserted += outcome.inserted;
+        self.duplicates += outcome.duplicates;
+        if let Some((at, reason)) = outcome.refused.into_iter().next() {
+            return Err(WriteError::Refused {
+                index: positions.get(at).copied().unwrap_or_default(),
+                reason,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A document as the sink stores it: the app's JSON with its `_id` (the app's own, or
+/// derived from tenant, source and position), as BSON.
+pub fn stored_document(
+    tenant: &str,
+    source: &str,
+    index: u64,
+    json: &str,
+    id: Option<&str>,
+) -> Result<mongodb::bson::Document, String> {
+    let json = crate::documents::with_id(json, id, || {
+        crate::documents::derived_id(tenant, source, index)
+    })?;
+    serde_json::from_str::<mongodb::bson::Document>(&json).map_err(|e| e.to_string())
+}
+
 /// MongoDB's duplicate key error code.
 const DUPLICATE_KEY: i32 = 11000;
 

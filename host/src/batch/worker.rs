@@ -10,11 +10,10 @@ use super::staging::Staging;
 use crate::api::Metrics;
 use crate::app_store::{AdmitError, AppStore};
 use crate::config::BatchConfig;
-use crate::documents::{derived_id, with_id};
 use crate::platform::{JobRecord, LogEntry, Platform, StoreError, TenantStatus};
 use crate::profile::AfterSuccess;
 use crate::runtime::{BatchInput, CallOptions, FailureClass, OutputBatch, Usage};
-use crate::sink::{SinkResolver, SinkTarget};
+use crate::sink::{BulkWriter, SinkResolver, SinkTarget, WriteError, stored_document};
 use mongodb::bson::{self, DateTime};
 use std::sync::Arc;
 use std::time::Duration;
@@ -228,44 +227,34 @@ async fn attempt(context: &BatchContext, claim: &Claim, place: &mut Place) -> En
     // The writer turns each emitted batch into BSON with deterministic ids and writes it
     // while the app goes on; a full channel slows the app down to the sink's pace.
     let (sender, mut batches) = mpsc::channel::<OutputBatch>(4);
-    let collection = tenant.profile.sink.collection.clone();
-    let concern = tenant.profile.sink.write_concern;
+    let mut writer = BulkWriter::new(
+        sink.clone(),
+        tenant.profile.sink.collection.clone(),
+        tenant.profile.sink.write_concern,
+        tenant.profile.sink.insert_batch,
+    );
     let source = spec.file.clone();
     let tenant_id = tenant.id.clone();
-    let sink_for_writer = sink.clone();
     let writer = tokio::spawn(async move {
-        let mut written = Written::default();
         while let Some(batch) = batches.recv().await {
-            let mut documents = Vec::with_capacity(batch.documents.len());
             for (i, document) in batch.documents.into_iter().enumerate() {
                 let index = batch.first_index + i as u64;
-                let json = with_id(&document.json, document.id.as_deref(), || {
-                    derived_id(&tenant_id, &source, index)
-                })
-                .and_then(|json| {
-                    serde_json::from_str::<bson::Document>(&json).map_err(|e| e.to_string())
-                })
-                .map_err(|e| {
-                    WriterError::Bad(format!(
-                        "document {index} is not a JSON object MongoDB can store: {e}"
-                    ))
-                })?;
-                documents.push(json);
+                let stored = stored_document(
+                    &tenant_id,
+                    &source,
+                    index,
+                    &document.json,
+                    document.id.as_deref(),
+                )
+                .map_err(|reason| WriteError::Refused { index, reason })?;
+                writer.push(index, stored).await?;
             }
-            let outcome = sink_for_writer
-                .insert(&collection, documents, concern)
-                .await
-                .map_err(|e| WriterError::Infra(e.to_string()))?;
-            if let Some((index, reason)) = outcome.refused.first() {
-                return Err(WriterError::Bad(format!(
-                    "MongoDB refused document {}: {reason}",
-                    batch.first_index + *index as u64
-                )));
-            }
-            written.inserted += outcome.inserted;
-            written.duplicates += outcome.duplicates;
         }
-        Ok::<_, WriterError>(written)
+        writer.flush().await?;
+        Ok::<_, WriteError>(Written {
+            inserted: writer.inserted,
+            duplicates: writer.duplicates,
+        })
     });
     let ran = context
         .apps
@@ -274,17 +263,17 @@ async fn attempt(context: &BatchContext, claim: &Claim, place: &mut Place) -> En
         .await;
     let written = match writer.await {
         Ok(Ok(written)) => written,
-        Ok(Err(WriterError::Infra(reason))) => {
+        Ok(Err(WriteError::Infra(reason))) => {
             context.sinks.forget(&tenant.id);
             return Ended::Transient {
                 reason: format!("writing to the tenant's coredms: {reason}"),
                 written: Written::default(),
             };
         }
-        Ok(Err(WriterError::Bad(message))) => {
+        Ok(Err(refused @ WriteError::Refused { .. })) => {
             return Ended::Failed {
                 class: FailureClass::BadOutput,
-                message,
+                message: refused.to_string(),
                 usage: ran.map(|r| r.usage).unwrap_or_else(|f| *f.usage),
                 written: Written::default(),
             };
@@ -308,11 +297,6 @@ async fn attempt(context: &BatchContext, claim: &Claim, place: &mut Place) -> En
             written,
         },
     }
-}
-
-enum WriterError {
-    Infra(String),
-    Bad(String),
 }
 
 async fn settle(
