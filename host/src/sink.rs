@@ -73,6 +73,21 @@ pub struct InsertOutcome {
 }
 
 impl Sink {
+    /// A sink straight onto `database` (tools and benchmarks; hosts resolve theirs).
+    pub fn direct(database: Database) -> Self {
+        let target = SinkTarget {
+            coredms: "direct".to_owned(),
+            service_id: None,
+            uri: String::new(),
+            database: database.name().to_owned(),
+        };
+        Self {
+            database,
+            target,
+            profile_version: 0,
+        }
+    }
+
     /// Writes `documents` with one unordered `insert_many` under `concern`. Duplicate keys
     /// count as success (deterministic ids make replays harmless); a document MongoDB refuses
     /// does not stop the others. An `Err` is an infrastructure failure (unreachable, write
