@@ -26,7 +26,7 @@ use mysimbdp_host::profile::WriteConcern;
 use mysimbdp_host::sink::{BulkWriter, Sink, stored_document};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -125,7 +125,7 @@ async fn mongo() -> mongodb::Client {
 }
 
 /// Uploads the file to a real `serve` and waits for its job.
-async fn platform(run: &str, path: &PathBuf, bytes: u64) -> Measured {
+async fn platform(run: &str, path: &Path, bytes: u64) -> Measured {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
     let config = dir.join(format!("{run}.toml"));
     std::fs::write(
@@ -246,7 +246,7 @@ async fn platform(run: &str, path: &PathBuf, bytes: u64) -> Measured {
 }
 
 /// The same work without the platform: read, parse, transform, convert, insert_many.
-async fn native(run: &str, path: &PathBuf) -> Measured {
+async fn native(run: &str, path: &Path) -> Measured {
     let database = mongo().await.database(&format!("native_{run}"));
     let sink = Arc::new(Sink::direct(database));
     let (sender, mut batches) = tokio::sync::mpsc::channel::<Vec<(u64, String)>>(4);
@@ -267,7 +267,7 @@ async fn native(run: &str, path: &PathBuf) -> Measured {
         writer.flush().await.unwrap();
         writer.inserted
     });
-    let path = path.clone();
+    let path = path.to_owned();
     tokio::task::spawn_blocking(move || {
         let file = std::fs::File::open(&path).unwrap();
         let reader = BufReader::with_capacity(256 * 1024, file);
