@@ -396,6 +396,19 @@ async fn a_rejected_file_is_quarantined_and_a_flaky_job_dead_lettered_then_repla
         jobs[0]
     );
 
+    // The statistics count the quarantined file and the dead job as unsuccessful.
+    let (_, stats) = host.tenant(&token, Method::GET, "/v1/stats", None).await;
+    assert_eq!(
+        (
+            stats["done"].as_u64(),
+            stats["failed"].as_u64(),
+            stats["dead"].as_u64(),
+            stats["success_rate"].as_f64()
+        ),
+        (Some(0), Some(1), Some(1), Some(0.0)),
+        "{stats}"
+    );
+
     // A replay runs the job again with fresh attempts (this app dies again).
     let (status, replayed) = host
         .tenant(

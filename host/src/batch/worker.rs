@@ -388,6 +388,27 @@ async fn settle(
             Written::default(),
         ),
     };
+    // Settle first: the log then says how the job really ended (a last retry is `dead`).
+    let mut status = status;
+    match context.queue.settle(claim, &outcome).await {
+        Ok(true) => {
+            let dead = matches!(outcome, Outcome::Retry { .. })
+                && matches!(
+                    context.queue.job(&claim.id).await,
+                    Ok(Some(ref job)) if job.status == "dead"
+                );
+            if dead {
+                status = "dead";
+            }
+            tracing::info!(%worker, job = %claim.id, status, documents = written.inserted, "batch job settled");
+        }
+        Ok(false) => {
+            tracing::warn!(%worker, job = %claim.id, "the job was no longer this worker's to settle");
+        }
+        Err(e) => {
+            tracing::error!(%worker, job = %claim.id, error = %format!("{e:#}"), "settling failed; the job will be reaped and run again");
+        }
+    }
     context
         .metrics
         .batch_job(&spec.tenant, status, written.inserted, spec.size);
@@ -424,16 +445,5 @@ async fn settle(
     };
     if let Err(e) = context.platform.log_ingestion(&entry).await {
         tracing::error!(job = %claim.id, error = %e, "could not write the ingestion log");
-    }
-    match context.queue.settle(claim, &outcome).await {
-        Ok(true) => {
-            tracing::info!(%worker, job = %claim.id, status, documents = written.inserted, "batch job settled")
-        }
-        Ok(false) => {
-            tracing::warn!(%worker, job = %claim.id, "the job was no longer this worker's to settle")
-        }
-        Err(e) => {
-            tracing::error!(%worker, job = %claim.id, error = %format!("{e:#}"), "settling failed; the job will be reaped and run again")
-        }
     }
 }

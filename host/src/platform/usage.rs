@@ -147,7 +147,7 @@ impl Platform {
 /// Batch ingestion figures, from the ingestion log.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct BatchStats {
-    /// Files whose job finished (done or failed for good).
+    /// Files whose job finished (done, failed for good, or dead-lettered).
     pub files: u64,
     /// Bytes of the files ingested.
     pub bytes: u64,
@@ -157,7 +157,9 @@ pub struct BatchStats {
     pub done: u64,
     /// Jobs failed for good (quarantined).
     pub failed: u64,
-    /// done / (done + failed); 1 when nothing finished yet.
+    /// Jobs dead-lettered after their last retry (replayable).
+    pub dead: u64,
+    /// done / (done + failed + dead); 1 when nothing finished yet.
     pub success_rate: f64,
     /// Mean duration of a successful job, in ms.
     pub avg_duration_ms: f64,
@@ -205,11 +207,15 @@ impl Platform {
                     s.failed += 1;
                     s.files += 1;
                 }
+                "dead" => {
+                    s.dead += 1;
+                    s.files += 1;
+                }
                 _ => {}
             }
         }
         for (tenant, s) in stats.iter_mut() {
-            let finished = s.done + s.failed;
+            let finished = s.done + s.failed + s.dead;
             s.success_rate = if finished == 0 {
                 1.0
             } else {
