@@ -448,9 +448,13 @@ const DRY_RUN_SOURCE: &str = "dry-run";
 /// A document as the sink would store it: with its `_id` (the app's, or derived). A document
 /// the sink would refuse is shown as the app emitted it.
 fn as_stored(tenant: &str, source: &str, index: u64, document: crate::runtime::Document) -> String {
-    crate::documents::with_id(&document.json, document.id.as_deref(), || {
-        crate::documents::derived_id(tenant, source, index)
-    })
+    crate::documents::stored_json(
+        tenant,
+        source,
+        index,
+        &document.json,
+        document.id.as_deref(),
+    )
     .unwrap_or(document.json)
 }
 

@@ -30,6 +30,18 @@ pub fn derived_id(tenant: &str, source_id: &str, index: u64) -> String {
     hex::encode(&hasher.finalize()[..16])
 }
 
+/// A document's JSON as stored: its own id, or the one derived from tenant, source and
+/// position (see [`with_id`]).
+pub fn stored_json(
+    tenant: &str,
+    source: &str,
+    index: u64,
+    json: &str,
+    id: Option<&str>,
+) -> Result<String, String> {
+    with_id(json, id, || derived_id(tenant, source, index))
+}
+
 /// The cheap shape check the sandbox applies to every document: braces at both ends.
 pub fn looks_like_object(json: &str) -> bool {
     let trimmed = json.trim_ascii();

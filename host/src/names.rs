@@ -31,6 +31,16 @@ const TENANT_RULE: &str =
 const APP_RULE: &str =
     "use 1-64 characters: lowercase letters, digits, '-' and '_', starting with a letter";
 
+/// Whether MongoDB accepts `name` as a database name: 1-38 characters, none of `/\. "$`
+/// or NUL. (Profiles additionally keep tenants out of `admin`, `local` and `config`.)
+pub fn is_database_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 38
+        && !name
+            .chars()
+            .any(|c| matches!(c, '/' | '\\' | '.' | ' ' | '"' | '$' | '\0'))
+}
+
 /// Checks a tenant id.
 pub fn tenant_id(value: &str) -> Result<(), BadName> {
     check(value, "tenant id", TENANT_RULE, 2, 32, |c| c == '-')

@@ -420,12 +420,7 @@ fn is_media_type(value: &str) -> bool {
 }
 
 fn is_database_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 38
-        && !name
-            .chars()
-            .any(|c| matches!(c, '/' | '\\' | '.' | ' ' | '"' | '$' | '\0'))
-        && !matches!(name, "admin" | "local" | "config")
+    crate::names::is_database_name(name) && !matches!(name, "admin" | "local" | "config")
 }
 
 fn is_collection_name(name: &str) -> bool {

@@ -232,9 +232,7 @@ pub fn stored_document(
     json: &str,
     id: Option<&str>,
 ) -> Result<mongodb::bson::Document, String> {
-    let json = crate::documents::with_id(json, id, || {
-        crate::documents::derived_id(tenant, source, index)
-    })?;
+    let json = crate::documents::stored_json(tenant, source, index, json, id)?;
     serde_json::from_str::<mongodb::bson::Document>(&json).map_err(|e| e.to_string())
 }
 

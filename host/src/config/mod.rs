@@ -422,12 +422,7 @@ impl ServeConfig {
 
 /// MongoDB database names: short, no characters MongoDB forbids.
 fn validate_database_name(key: &str, name: &str) -> Result<()> {
-    let bad = name.is_empty()
-        || name.len() > 38
-        || name
-            .chars()
-            .any(|c| matches!(c, '/' | '\\' | '.' | ' ' | '"' | '$' | '\0'));
-    if bad {
+    if !crate::names::is_database_name(name) {
         bail!(
             "{key} = {name:?} is not a valid MongoDB database name (1-38 characters, none of /\\. \"$)"
         );

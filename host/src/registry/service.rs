@@ -200,7 +200,7 @@ impl ServiceInfo {
                         "a coredms names the database the tenant's documents go to",
                     ));
                 }
-                Some(db) if !is_database_name(db) => {
+                Some(db) if !names::is_database_name(db) => {
                     return Err(refuse(
                         "endpoints.database",
                         format!("{db:?} is not a valid MongoDB database name"),
@@ -250,14 +250,6 @@ impl ServiceInfo {
     pub fn json_schema() -> serde_json::Value {
         serde_json::to_value(schemars::schema_for!(ServiceInfo)).unwrap_or_default()
     }
-}
-
-fn is_database_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 38
-        && !name
-            .chars()
-            .any(|c| matches!(c, '/' | '\\' | '.' | ' ' | '"' | '$' | '\0'))
 }
 
 /// Reads the secret a `secret_ref` points at.
