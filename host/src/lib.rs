@@ -29,5 +29,7 @@ pub mod runtime;
 pub mod serve;
 /// Where a tenant's documents go: the shared or a dedicated coredms, resolved and watched.
 pub mod sink;
+/// Stream ingestion: broker provisioning, consumers, reports, monitor, quotas.
+pub mod stream;
 /// API tokens: generation and hashing.
 pub mod tokens;

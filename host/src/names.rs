@@ -51,6 +51,13 @@ pub fn app_name(value: &str) -> Result<(), BadName> {
     check(value, "app name", APP_RULE, 1, 64, |c| c == '-' || c == '_')
 }
 
+/// Checks a stream name (also its queue's name in the tenant's vhost).
+pub fn stream_name(value: &str) -> Result<(), BadName> {
+    check(value, "stream name", APP_RULE, 1, 64, |c| {
+        c == '-' || c == '_'
+    })
+}
+
 fn check(
     value: &str,
     what: &'static str,

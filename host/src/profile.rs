@@ -26,6 +26,18 @@ pub const DEFAULT_MIN_CONSUMERS: u32 = 1;
 pub const DEFAULT_MAX_CONSUMERS: u32 = 4;
 /// How often stream consumers report, in seconds.
 pub const DEFAULT_REPORT_INTERVAL_SECS: u64 = 5;
+/// Backlog per consumer above which the monitor adds a consumer.
+pub const DEFAULT_SCALE_UP_BACKLOG: u64 = 1000;
+/// p99 latency (ms) above which the monitor adds a consumer.
+pub const DEFAULT_SCALE_UP_LATENCY_MS: u64 = 2000;
+/// Backlog per consumer below which the monitor may remove a consumer.
+pub const DEFAULT_SCALE_DOWN_BACKLOG: u64 = 100;
+/// Throughput per consumer (messages/s) below which the monitor may remove a consumer.
+pub const DEFAULT_SCALE_DOWN_THROUGHPUT: u64 = 100;
+/// Checks in a row a scaling condition must hold.
+pub const DEFAULT_SCALE_SUSTAIN: u32 = 2;
+/// Seconds the monitor leaves a stream alone after a decision.
+pub const DEFAULT_SCALE_COOLDOWN_SECS: u64 = 30;
 /// The collection documents land in.
 pub const DEFAULT_COLLECTION: &str = "documents";
 /// Documents per `insert_many`.
@@ -152,6 +164,48 @@ pub struct StreamConstraints {
     /// How often consumers report, in seconds.
     #[schemars(range(min = 1, max = 3600))]
     pub report_interval_secs: u64,
+    /// When the monitor adds or removes consumers.
+    pub autoscale: Autoscale,
+}
+
+/// `[stream.autoscale]`: the monitor's thresholds. A stream gains a consumer when its backlog
+/// per consumer or its p99 latency stays above the upper thresholds for `sustain` checks in a
+/// row; it loses one when backlog and throughput per consumer stay below the lower ones for
+/// `sustain` checks. The gap between the thresholds and the `cooldown_secs` after each
+/// decision keep it from flapping.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Autoscale {
+    /// Messages waiting per consumer above which a consumer is added.
+    #[schemars(range(min = 1))]
+    pub scale_up_backlog: u64,
+    /// p99 ingestion latency in ms above which a consumer is added.
+    #[schemars(range(min = 1))]
+    pub scale_up_latency_ms: u64,
+    /// Messages waiting per consumer below which a consumer may be removed (below
+    /// `scale_up_backlog`).
+    pub scale_down_backlog: u64,
+    /// Messages per second per consumer below which a consumer may be removed.
+    pub scale_down_throughput: u64,
+    /// Checks in a row a condition must hold before the monitor acts.
+    #[schemars(range(min = 1, max = 100))]
+    pub sustain: u32,
+    /// Seconds after a decision during which the stream is left alone.
+    #[schemars(range(max = 86400))]
+    pub cooldown_secs: u64,
+}
+
+impl Default for Autoscale {
+    fn default() -> Self {
+        Self {
+            scale_up_backlog: DEFAULT_SCALE_UP_BACKLOG,
+            scale_up_latency_ms: DEFAULT_SCALE_UP_LATENCY_MS,
+            scale_down_backlog: DEFAULT_SCALE_DOWN_BACKLOG,
+            scale_down_throughput: DEFAULT_SCALE_DOWN_THROUGHPUT,
+            sustain: DEFAULT_SCALE_SUSTAIN,
+            cooldown_secs: DEFAULT_SCALE_COOLDOWN_SECS,
+        }
+    }
 }
 
 impl Default for StreamConstraints {
@@ -163,6 +217,7 @@ impl Default for StreamConstraints {
             min_consumers: DEFAULT_MIN_CONSUMERS,
             max_consumers: DEFAULT_MAX_CONSUMERS,
             report_interval_secs: DEFAULT_REPORT_INTERVAL_SECS,
+            autoscale: Autoscale::default(),
         }
     }
 }
@@ -332,6 +387,29 @@ impl Profile {
                 format!(
                     "{} is above stream.max_consumers = {}",
                     stream.min_consumers, stream.max_consumers
+                ),
+            ));
+        }
+        let scale = &stream.autoscale;
+        positive("stream.autoscale.scale_up_backlog", scale.scale_up_backlog)?;
+        positive(
+            "stream.autoscale.scale_up_latency_ms",
+            scale.scale_up_latency_ms,
+        )?;
+        within("stream.autoscale.sustain", scale.sustain.into(), 1, 100)?;
+        within(
+            "stream.autoscale.cooldown_secs",
+            scale.cooldown_secs,
+            0,
+            86_400,
+        )?;
+        if scale.scale_down_backlog >= scale.scale_up_backlog {
+            return Err(refuse(
+                "stream.autoscale.scale_down_backlog",
+                format!(
+                    "{} is not below stream.autoscale.scale_up_backlog = {}: the monitor would \
+                     flap between adding and removing consumers",
+                    scale.scale_down_backlog, scale.scale_up_backlog
                 ),
             ));
         }

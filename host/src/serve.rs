@@ -10,6 +10,7 @@ use crate::platform::Platform;
 use crate::registry::{HostInfo, Registry};
 use crate::runtime::Runtime;
 use crate::sink::SinkResolver;
+use crate::stream::{self, Broker, Quota, StreamContext};
 use anyhow::{Context, Result};
 use std::future::Future;
 use std::sync::Arc;
@@ -51,6 +52,42 @@ pub async fn run(
     .context("connecting to the batch job queue (batch.redis_url)")?;
     let staging = Staging::new(config.batch.staging_dir())?;
     let metrics = Arc::new(Metrics::new());
+    let mut roles = vec!["api".to_owned()];
+    if config.batch.workers > 0 {
+        roles.push("batch".to_owned());
+    }
+    if config.stream.max_consumers > 0 {
+        roles.push(stream::CONSUMER_ROLE.to_owned());
+    }
+    let host = HostInfo::this_process(format!("http://{address}"), roles)?;
+    let broker = Broker::new(&config.stream)?;
+    broker.check().await.with_context(|| {
+        format!(
+            "reaching RabbitMQ's management API at {} (stream.management_url; enable it with \
+             `rabbitmq-plugins enable rabbitmq_management`)",
+            config.stream.management_url
+        )
+    })?;
+    platform
+        .ensure_stream_indexes(Duration::from_secs(
+            u64::from(config.stream.report_retention_days) * 86_400,
+        ))
+        .await
+        .context("creating the stream collections' indexes")?;
+    let quota = Quota::connect(&config.batch.redis_url, &config.batch.namespace)
+        .await
+        .context("connecting to Redis for stream quotas (batch.redis_url)")?;
+    let streams = Arc::new(StreamContext {
+        broker,
+        quota,
+        platform: platform.clone(),
+        apps: apps.clone(),
+        sinks: sinks.clone(),
+        registry: registry.clone(),
+        config: config.stream.clone(),
+        metrics: metrics.clone(),
+        host: host.id.clone(),
+    });
     let batch = Arc::new(BatchContext {
         queue,
         staging,
@@ -69,18 +106,18 @@ pub async fn run(
         registry.clone(),
         sinks,
         batch.clone(),
+        streams.clone(),
     );
     let router = api::router(state);
     let membership = registry
-        .join(
-            HostInfo::this_process(format!("http://{address}"), vec!["api".to_owned()])?,
-            lease,
-        )
+        .join(host, lease)
         .await
         .context("registering this host in etcd")?;
     tracing::info!(host = %membership.host().id, "mysimbdp listening on http://{address}");
     let (stop_workers, workers_stop) = watch::channel(false);
-    let worker_tasks = worker::spawn(batch, &membership.host().id, workers, workers_stop);
+    let worker_tasks = worker::spawn(batch, &membership.host().id, workers, workers_stop.clone());
+    let consumers = tokio::spawn(stream::manager::run(streams.clone(), workers_stop.clone()));
+    let monitor = tokio::spawn(stream::monitor::run(streams, lease, workers_stop));
 
     let (stopping_tx, stopping_rx) = oneshot::channel::<()>();
     let server = axum::serve(listener, router).with_graceful_shutdown(async move {
@@ -104,11 +141,17 @@ pub async fn run(
     };
     // Workers finish the job they hold (or the grace runs out: the job is reaped and run
     // again elsewhere, which the deterministic ids make harmless).
+    // Consumers finish their batch; what they hold unacknowledged goes back to the queue.
     let _ = stop_workers.send(true);
     let finishing = futures_util::future::join_all(worker_tasks);
-    if tokio::time::timeout(grace, finishing).await.is_err() {
+    let streams_done = futures_util::future::join(consumers, monitor);
+    if tokio::time::timeout(grace, futures_util::future::join(finishing, streams_done))
+        .await
+        .is_err()
+    {
         tracing::warn!(
-            "batch workers still busy after the grace period; their jobs will be retried"
+            "workers or consumers still busy after the grace period; their jobs and messages \
+             will be retried"
         );
     }
     membership.leave().await;

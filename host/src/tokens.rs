@@ -18,6 +18,13 @@ pub fn generate() -> Result<String> {
     Ok(format!("{TENANT_TOKEN_PREFIX}{}", hex::encode(bytes)))
 }
 
+/// A fresh broker password for a tenant's AMQP user: 192 random bits as hex.
+pub fn broker_password() -> Result<String> {
+    let mut bytes = [0u8; 24];
+    getrandom::fill(&mut bytes).context("reading the OS's random source")?;
+    Ok(hex::encode(bytes))
+}
+
 /// The hash a token is stored and looked up under.
 pub fn hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))

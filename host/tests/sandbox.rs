@@ -503,6 +503,47 @@ async fn evil_flaky() {
 }
 
 #[tokio::test]
+async fn evil_poison() {
+    let app = load(fixtures::EVIL_POISON).await;
+    let report = run_stream(
+        &app,
+        &[
+            r#"{"n":1}"#,
+            r#"{"n":2,"fail":"reject"}"#,
+            r#"{"n":3,"fail":"retry"}"#,
+        ],
+        &options(&[], limits()),
+    )
+    .await
+    .unwrap();
+    let documents = report.outcomes[0].as_ref().unwrap();
+    assert_eq!(documents.len(), 1);
+    assert!(
+        documents[0].json.contains(r#""n":1"#),
+        "{}",
+        documents[0].json
+    );
+    assert_eq!(
+        report.outcomes[1].as_ref().unwrap_err().class,
+        FailureClass::Reject
+    );
+    assert_eq!(
+        report.outcomes[2].as_ref().unwrap_err().class,
+        FailureClass::Retry
+    );
+    // One trapping message takes the whole call down: the stream host isolates it.
+    let batch = [r#"{"n":1}"#, r#"{"n":2,"fail":"panic"}"#];
+    assert_eq!(
+        class_of(run_stream(&app, &batch, &options(&[], limits())).await),
+        FailureClass::Panic
+    );
+    assert_eq!(
+        class_of(run_stream(&app, &[r#"{"fail":"loop"}"#], &options(&[], limits())).await),
+        FailureClass::OutOfFuel
+    );
+}
+
+#[tokio::test]
 async fn evil_exit() {
     let app = load(fixtures::EVIL_EXIT).await;
     let failure = run_batch_empty(&app, &[], limits()).await.unwrap_err();

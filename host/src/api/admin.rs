@@ -115,8 +115,9 @@ pub async fn show_tenant(
     Ok(Json(TenantView::from(&state.platform.tenant(&id).await?)))
 }
 
-/// Delete a tenant with its profiles and apps. Its database of documents is kept for the
-/// operator to archive or drop.
+/// Delete a tenant with its profiles, apps and streams, and its broker vhost and user (with
+/// whatever its queues still held). Its database of documents is kept for the operator to
+/// archive or drop.
 #[utoipa::path(delete, path = "/v1/admin/tenants/{id}", tag = "admin",
     security(("operator_token" = [])),
     params(("id" = String, Path, description = "Tenant id")),
@@ -127,6 +128,10 @@ pub async fn delete_tenant(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     state.platform.delete_tenant(&id).await?;
+    state.platform.delete_tenant_streams(&id).await?;
+    if let Err(e) = state.streams.broker.delete_tenant(&id).await {
+        tracing::warn!(tenant = %id, error = %format!("{e:#}"), "could not remove the tenant's broker vhost and user; remove them by hand");
+    }
     tracing::info!(tenant = %id, "tenant deleted");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -84,7 +84,7 @@ fn sink_error(error: SinkError) -> ApiError {
     )
 }
 
-fn check_collection(name: &str) -> Result<(), ApiError> {
+pub(super) fn check_collection(name: &str) -> Result<(), ApiError> {
     let ok = !name.is_empty()
         && name.len() <= 120
         && !name.starts_with("system.")

@@ -7,6 +7,7 @@ use axum::response::Response;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::sync::{Arc, Mutex};
@@ -42,6 +43,26 @@ pub struct Metrics {
     batch_jobs: Family<TenantOutcomeLabels, Counter>,
     batch_documents: Family<TenantLabels, Counter>,
     batch_bytes: Family<TenantLabels, Counter>,
+    stream_messages: Family<StreamOutcomeLabels, Counter>,
+    stream_documents: Family<StreamLabels, Counter>,
+    stream_bytes: Family<StreamLabels, Counter>,
+    stream_latency: HistogramFamily<StreamLabels>,
+    stream_consumers: Family<StreamLabels, Gauge>,
+    stream_depth: Family<StreamLabels, Gauge>,
+    stream_throttled: Family<StreamLabels, Gauge>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StreamLabels {
+    tenant: String,
+    stream: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StreamOutcomeLabels {
+    tenant: String,
+    stream: String,
+    outcome: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -108,8 +129,58 @@ impl Metrics {
             "Bytes of files ingested by finished batch jobs, by tenant",
             batch_bytes.clone(),
         );
+        let stream_messages = Family::<StreamOutcomeLabels, Counter>::default();
+        registry.register(
+            "stream_messages",
+            "Stream messages settled by this host, by tenant, stream and outcome (ok, dead_lettered, requeued)",
+            stream_messages.clone(),
+        );
+        let stream_documents = Family::<StreamLabels, Counter>::default();
+        registry.register(
+            "stream_documents",
+            "Documents written by this host's stream consumers",
+            stream_documents.clone(),
+        );
+        let stream_bytes = Family::<StreamLabels, Counter>::default();
+        registry.register(
+            "stream_bytes",
+            "Payload bytes of stream messages settled by this host",
+            stream_bytes.clone(),
+        );
+        let stream_latency: HistogramFamily<StreamLabels> =
+            Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.0005, 2.0, 16)));
+        registry.register(
+            "stream_ingestion_latency_seconds",
+            "From delivery to the completed write, per message",
+            stream_latency.clone(),
+        );
+        let stream_consumers = Family::<StreamLabels, Gauge>::default();
+        registry.register(
+            "stream_consumers",
+            "Consumers of the stream running on this host",
+            stream_consumers.clone(),
+        );
+        let stream_depth = Family::<StreamLabels, Gauge>::default();
+        registry.register(
+            "stream_queue_depth",
+            "Messages waiting in the stream's queue at the last report",
+            stream_depth.clone(),
+        );
+        let stream_throttled = Family::<StreamLabels, Gauge>::default();
+        registry.register(
+            "stream_throttled",
+            "1 while the tenant's consumption of the stream is paused over its quota",
+            stream_throttled.clone(),
+        );
         Self {
             registry: Mutex::new(registry),
+            stream_messages,
+            stream_documents,
+            stream_bytes,
+            stream_latency,
+            stream_consumers,
+            stream_depth,
+            stream_throttled,
             requests,
             latency,
             uploads,
@@ -134,6 +205,75 @@ impl Metrics {
                 outcome: outcome.to_owned(),
             })
             .inc();
+    }
+
+    /// Counts one settled stream batch.
+    #[allow(clippy::too_many_arguments)]
+    pub fn stream_batch(
+        &self,
+        tenant: &str,
+        stream: &str,
+        ok: u64,
+        dead_lettered: u64,
+        requeued: u64,
+        bytes: u64,
+        documents: u64,
+    ) {
+        for (outcome, count) in [
+            ("ok", ok),
+            ("dead_lettered", dead_lettered),
+            ("requeued", requeued),
+        ] {
+            self.stream_messages
+                .get_or_create(&StreamOutcomeLabels {
+                    tenant: tenant.to_owned(),
+                    stream: stream.to_owned(),
+                    outcome: outcome.to_owned(),
+                })
+                .inc_by(count);
+        }
+        let labels = StreamLabels {
+            tenant: tenant.to_owned(),
+            stream: stream.to_owned(),
+        };
+        self.stream_bytes.get_or_create(&labels).inc_by(bytes);
+        self.stream_documents
+            .get_or_create(&labels)
+            .inc_by(documents);
+    }
+
+    /// Observes one message's ingestion latency.
+    pub fn stream_latency(&self, tenant: &str, stream: &str, latency: std::time::Duration) {
+        self.stream_latency
+            .get_or_create(&StreamLabels {
+                tenant: tenant.to_owned(),
+                stream: stream.to_owned(),
+            })
+            .observe(latency.as_secs_f64());
+    }
+
+    /// Sets a stream's gauges at a report.
+    pub fn stream_gauges(
+        &self,
+        tenant: &str,
+        stream: &str,
+        consumers: u32,
+        depth: u64,
+        throttled: bool,
+    ) {
+        let labels = StreamLabels {
+            tenant: tenant.to_owned(),
+            stream: stream.to_owned(),
+        };
+        self.stream_consumers
+            .get_or_create(&labels)
+            .set(consumers.into());
+        self.stream_depth
+            .get_or_create(&labels)
+            .set(i64::try_from(depth).unwrap_or(i64::MAX));
+        self.stream_throttled
+            .get_or_create(&labels)
+            .set(i64::from(throttled));
     }
 
     /// Counts documents written through the daas API.

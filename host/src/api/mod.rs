@@ -11,6 +11,7 @@ mod data;
 pub mod error;
 mod meta;
 pub mod metrics;
+mod streams;
 mod views;
 
 pub use error::{ApiError, ErrorBody};
@@ -22,6 +23,7 @@ use crate::config::ServeConfig;
 use crate::platform::Platform;
 use crate::registry::Registry;
 use crate::sink::SinkResolver;
+use crate::stream::StreamContext;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Request, StatusCode};
@@ -51,6 +53,8 @@ pub struct AppState {
     pub sinks: Arc<SinkResolver>,
     /// Batch ingestion: staging and the job queue.
     pub batch: Arc<BatchContext>,
+    /// Stream ingestion: the broker, quotas, the stream records.
+    pub streams: Arc<StreamContext>,
     /// The OpenAPI document, set once the router is built.
     openapi: Arc<OnceLock<serde_json::Value>>,
 }
@@ -65,6 +69,7 @@ impl AppState {
         registry: Registry,
         sinks: Arc<SinkResolver>,
         batch: Arc<BatchContext>,
+        streams: Arc<StreamContext>,
     ) -> Self {
         Self {
             platform,
@@ -74,6 +79,7 @@ impl AppState {
             registry,
             sinks,
             batch,
+            streams,
             openapi: Arc::default(),
         }
     }
@@ -94,6 +100,7 @@ impl AppState {
         (name = "apps", description = "The calling tenant's apps and their versions"),
         (name = "data", description = "Data as a service: the calling tenant's documents"),
         (name = "batch", description = "Batch ingestion: file uploads and jobs"),
+        (name = "streams", description = "Stream ingestion: streams, their broker endpoint, stats"),
         (name = "meta", description = "Health, metrics and published documents (no token)"),
     )
 )]
@@ -164,6 +171,13 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(apps::activate))
         .routes(routes!(apps::rollback))
         .routes(routes!(apps::dry_run))
+        .routes(routes!(streams::create, streams::list))
+        .routes(routes!(streams::show, streams::delete))
+        .routes(routes!(streams::connection))
+        .routes(routes!(streams::start))
+        .routes(routes!(streams::stop))
+        .routes(routes!(streams::stats))
+        .routes(routes!(streams::rotate_credentials))
         .routes(routes!(meta::health))
         .routes(routes!(meta::ready))
         .routes(routes!(meta::metrics))

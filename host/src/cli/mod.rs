@@ -5,6 +5,7 @@ mod app_remote;
 mod batch;
 mod client;
 mod registry;
+mod stream;
 mod tenant;
 
 use crate::config::{SandboxConfig, ServeConfig};
@@ -36,6 +37,9 @@ pub enum Command {
     /// Batch ingestion: upload files for a batch app, follow the jobs.
     #[command(subcommand)]
     Batch(batch::BatchCommand),
+    /// Stream ingestion: create streams for a stream app, publish messages, follow stats.
+    #[command(subcommand)]
+    Stream(stream::StreamCommand),
     /// Service information in etcd: which coredms (daas, broker) serves which tenant.
     #[command(subcommand)]
     Registry(registry::RegistryCommand),
@@ -232,6 +236,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Command::Tenant(command) => tenant::run(command).await,
             Command::Registry(command) => registry::run(command).await,
             Command::Batch(command) => batch::run(command).await,
+            Command::Stream(command) => stream::run(command).await,
             Command::App(AppCommand::Check(args)) => app::check(args).await,
             Command::App(AppCommand::Run(args)) => app::run(args).await,
             Command::App(AppCommand::Upload(args)) => app_remote::upload(args).await,

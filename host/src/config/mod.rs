@@ -53,10 +53,35 @@ pub const DEFAULT_TENANT_CONCURRENCY: u32 = 4;
 /// First retry delay; doubled per attempt up to five minutes.
 pub const DEFAULT_RETRY_BACKOFF_MS: u64 = 1000;
 /// The shortest operator token accepted: guessing it must be hopeless.
+/// The broker, as the platform's administrator reaches it.
+pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+/// RabbitMQ's management API.
+pub const DEFAULT_MANAGEMENT_URL: &str = "http://127.0.0.1:15672";
+/// The broker as tenants reach it.
+pub const DEFAULT_PUBLIC_AMQP_URL: &str = "amqp://127.0.0.1:5672";
+/// Consumers one host runs at most.
+pub const DEFAULT_HOST_MAX_CONSUMERS: usize = 64;
+/// AMQP prefetch per consumer.
+pub const DEFAULT_PREFETCH: u16 = 200;
+/// Messages per app call.
+pub const DEFAULT_STREAM_BATCH: usize = 100;
+/// How long a consumer waits for a batch to fill, in ms.
+pub const DEFAULT_LINGER_MS: u64 = 20;
+/// Deliveries of a message before it is dead-lettered.
+pub const DEFAULT_DELIVERY_LIMIT: u32 = 5;
+/// How often consumers are reconciled, in ms.
+pub const DEFAULT_RECONCILE_MS: u64 = 1000;
+/// How often the monitor checks the streams, in ms.
+pub const DEFAULT_MONITOR_INTERVAL_MS: u64 = 5000;
+/// Days reports and decisions are kept.
+pub const DEFAULT_REPORT_RETENTION_DAYS: u32 = 7;
+/// The most deliveries a stream may allow per message.
+pub const MAX_DELIVERY_LIMIT: u32 = 1000;
+/// The minimum operator token length.
 pub const MIN_OPERATOR_TOKEN_CHARS: usize = 32;
 
 /// Environment variables that override the file: secrets and addresses.
-pub const ENV_OVERRIDES: [(&str, &str); 9] = [
+pub const ENV_OVERRIDES: [(&str, &str); 12] = [
     ("MYSIMBDP_OPERATOR_TOKEN", "server.operator_token"),
     ("MYSIMBDP_LISTEN", "server.listen"),
     ("MYSIMBDP_MONGODB_URI", "platform.mongodb_uri"),
@@ -69,6 +94,9 @@ pub const ENV_OVERRIDES: [(&str, &str); 9] = [
     ("MYSIMBDP_SINK_MONGODB_URI", "sink.mongodb_uri"),
     ("MYSIMBDP_REDIS_URL", "batch.redis_url"),
     ("MYSIMBDP_STAGING_DIR", "batch.staging_dir"),
+    ("MYSIMBDP_AMQP_URL", "stream.amqp_url"),
+    ("MYSIMBDP_RABBITMQ_MANAGEMENT_URL", "stream.management_url"),
+    ("MYSIMBDP_PUBLIC_AMQP_URL", "stream.public_amqp_url"),
 ];
 
 /// Everything `mysimbdp serve` reads.
@@ -87,6 +115,8 @@ pub struct ServeConfig {
     pub sink: SinkConfig,
     /// Batch ingestion: staging, the job queue, workers.
     pub batch: BatchConfig,
+    /// Stream ingestion: the broker, consumers, reports and the monitor.
+    pub stream: StreamConfig,
     /// The wasmtime engine and the default and maximum limits of app calls.
     pub sandbox: SandboxConfig,
 }
@@ -226,6 +256,56 @@ impl BatchConfig {
     }
 }
 
+/// `[stream]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamConfig {
+    /// The broker, with the credentials of an administrator: the host provisions tenants'
+    /// vhosts with them and consumes from every tenant's vhost.
+    pub amqp_url: String,
+    /// RabbitMQ's management API (provisioning vhosts, users, permissions and queues).
+    pub management_url: String,
+    /// The broker's address as tenants reach it (no credentials, no vhost).
+    pub public_amqp_url: String,
+    /// Prefix of every tenant's vhost and user name.
+    pub vhost_prefix: String,
+    /// Consumers this host runs at most, over every stream (0: it consumes nothing).
+    pub max_consumers: usize,
+    /// Unacknowledged messages a consumer holds at most (AMQP prefetch).
+    pub prefetch: u16,
+    /// Messages handed to the app per call.
+    pub batch_size: usize,
+    /// How long a consumer waits for a batch to fill, in ms.
+    pub linger_ms: u64,
+    /// Deliveries of a message before it is dead-lettered, unless a stream sets its own.
+    pub delivery_limit: u32,
+    /// How often a host matches its consumers to the streams' desired counts, in ms.
+    pub reconcile_ms: u64,
+    /// How often the elected monitor checks every stream, in ms.
+    pub monitor_interval_ms: u64,
+    /// Days stream reports and monitor decisions are kept.
+    pub report_retention_days: u32,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        Self {
+            amqp_url: DEFAULT_AMQP_URL.to_owned(),
+            management_url: DEFAULT_MANAGEMENT_URL.to_owned(),
+            public_amqp_url: DEFAULT_PUBLIC_AMQP_URL.to_owned(),
+            vhost_prefix: "mysimbdp-".to_owned(),
+            max_consumers: DEFAULT_HOST_MAX_CONSUMERS,
+            prefetch: DEFAULT_PREFETCH,
+            batch_size: DEFAULT_STREAM_BATCH,
+            linger_ms: DEFAULT_LINGER_MS,
+            delivery_limit: DEFAULT_DELIVERY_LIMIT,
+            reconcile_ms: DEFAULT_RECONCILE_MS,
+            monitor_interval_ms: DEFAULT_MONITOR_INTERVAL_MS,
+            report_retention_days: DEFAULT_REPORT_RETENTION_DAYS,
+        }
+    }
+}
+
 /// `[apps]`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -292,6 +372,12 @@ impl ServeConfig {
         set("MYSIMBDP_PLATFORM_DATABASE", &mut self.platform.database);
         set("MYSIMBDP_SINK_MONGODB_URI", &mut self.sink.mongodb_uri);
         set("MYSIMBDP_REDIS_URL", &mut self.batch.redis_url);
+        set("MYSIMBDP_AMQP_URL", &mut self.stream.amqp_url);
+        set(
+            "MYSIMBDP_RABBITMQ_MANAGEMENT_URL",
+            &mut self.stream.management_url,
+        );
+        set("MYSIMBDP_PUBLIC_AMQP_URL", &mut self.stream.public_amqp_url);
         if let Some(dir) = lookup("MYSIMBDP_STAGING_DIR") {
             self.batch.staging_dir = Some(dir.into());
         }
@@ -376,6 +462,7 @@ impl ServeConfig {
                 batch.namespace
             );
         }
+        self.validate_stream()?;
         let apps = &self.apps;
         for (key, value) in [
             ("apps.probe_fuel", apps.probe_fuel),
@@ -404,6 +491,69 @@ impl ServeConfig {
                  travels inside a JSON body",
                 apps.dry_run_max_kib,
                 self.server.max_json_kib
+            );
+        }
+        Ok(())
+    }
+
+    fn validate_stream(&self) -> Result<()> {
+        let stream = &self.stream;
+        for (key, url) in [
+            ("stream.amqp_url", &stream.amqp_url),
+            ("stream.public_amqp_url", &stream.public_amqp_url),
+        ] {
+            if !url.starts_with("amqp://") && !url.starts_with("amqps://") {
+                bail!("{key} = {:?} is not an amqp:// URL", redact_uri(url));
+            }
+        }
+        if !stream.management_url.starts_with("http://")
+            && !stream.management_url.starts_with("https://")
+        {
+            bail!(
+                "stream.management_url = {:?} is not an http:// URL",
+                stream.management_url
+            );
+        }
+        if stream.public_amqp_url.contains('@') {
+            bail!("stream.public_amqp_url must not carry credentials: tenants get their own");
+        }
+        if stream.vhost_prefix.is_empty()
+            || !stream
+                .vhost_prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            bail!(
+                "stream.vhost_prefix = {:?} must be non-empty letters, digits, '-', '_' or '.'",
+                stream.vhost_prefix
+            );
+        }
+        for (key, value) in [
+            ("stream.prefetch", u64::from(stream.prefetch)),
+            ("stream.batch_size", stream.batch_size as u64),
+            ("stream.delivery_limit", u64::from(stream.delivery_limit)),
+            ("stream.reconcile_ms", stream.reconcile_ms),
+            ("stream.monitor_interval_ms", stream.monitor_interval_ms),
+            (
+                "stream.report_retention_days",
+                u64::from(stream.report_retention_days),
+            ),
+        ] {
+            if value == 0 {
+                bail!("{key} = 0: it must be at least 1");
+            }
+        }
+        if stream.delivery_limit > MAX_DELIVERY_LIMIT {
+            bail!(
+                "stream.delivery_limit = {} is above {MAX_DELIVERY_LIMIT}",
+                stream.delivery_limit
+            );
+        }
+        if stream.batch_size > usize::from(stream.prefetch) {
+            bail!(
+                "stream.batch_size = {} is above stream.prefetch = {}: a batch could never fill",
+                stream.batch_size,
+                stream.prefetch
             );
         }
         Ok(())

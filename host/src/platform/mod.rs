@@ -3,10 +3,14 @@
 //! host reads and writes it, so every `serve` process sees the same platform.
 
 mod apps;
+mod streams;
 mod tenants;
 mod usage;
 
 pub use apps::{AppRecord, NewVersion, VersionRecord};
+pub use streams::{
+    BrokerAccount, NewStream, StreamEvent, StreamRecord, StreamReport, StreamStatus,
+};
 pub use tenants::{ProfileVersion, TenantRecord, TenantStatus};
 pub use usage::{BatchStats, JobRecord, LogEntry, QuotaExceeded};
 

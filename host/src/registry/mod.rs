@@ -5,12 +5,16 @@
 //! ```text
 //! <prefix>/tenants/<tenant>/services/<kind>/<id>   ServiceInfo JSON (published, no lease)
 //! <prefix>/hosts/<host id>                         HostInfo JSON, under the host's lease
+//! <prefix>/elections/<name>/<lease>                a candidate in an election (see election.rs)
 //! ```
 //!
 //! Service entries are configuration: they stay until removed. Host entries live as long as
 //! their host keeps its lease alive; a killed host's entry disappears when the lease expires.
 
+mod election;
 mod service;
+
+pub use election::Leadership;
 
 pub use service::{
     Endpoints, SERVICE_SCHEMA, ServiceError, ServiceInfo, ServiceKind, ServiceStatus, read_secret,

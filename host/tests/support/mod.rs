@@ -85,6 +85,17 @@ impl Host {
         host
     }
 
+    /// A client of a `serve` running elsewhere (a spawned process).
+    pub fn remote(base: &str) -> Self {
+        Self {
+            base: base.to_owned(),
+            database: String::new(),
+            stop: None,
+            served: tokio::spawn(async { Ok(()) }),
+            http: reqwest::Client::new(),
+        }
+    }
+
     pub async fn wait_ready(&self) {
         for _ in 0..200 {
             if let Ok(response) = self.http.get(format!("{}/readyz", self.base)).send().await

@@ -1,0 +1,571 @@
+//! `/v1/streams/…`: a tenant's streams. Creating one provisions the broker side (the
+//! tenant's vhost and user on first use, the stream's quorum queue with its delivery limit
+//! and dead-letter queue) and answers with where and how to publish. Start, stop, delete,
+//! and the stream's statistics from its consumers' reports.
+
+use super::auth::Tenant;
+use super::data::check_collection;
+use super::error::{Json, Path, Query};
+use super::{ApiError, AppState, ErrorBody};
+use crate::config::MAX_DELIVERY_LIMIT;
+use crate::names;
+use crate::platform::{
+    BrokerAccount, NewStream, StoreError, StreamEvent, StreamRecord, StreamStatus, TenantRecord,
+};
+use crate::runtime::AppKind;
+use crate::stream::broker::DeleteRefused;
+use crate::stream::dead_letter_queue;
+use axum::extract::State;
+use axum::http::StatusCode;
+use mongodb::bson::DateTime;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use utoipa::{IntoParams, ToSchema};
+
+/// `POST /v1/streams`
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateStream {
+    /// The stream's name (its id): 1-64 lowercase letters, digits, '-' and '_'.
+    pub name: String,
+    /// The stream app consuming it (its active version, followed as it changes).
+    pub app: String,
+    /// The app's parameters.
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+    /// The collection documents land in (default: the profile's `sink.collection`).
+    pub collection: Option<String>,
+    /// Deliveries of a message before it is dead-lettered (default `stream.delivery_limit`).
+    pub delivery_limit: Option<u32>,
+}
+
+/// Where and how the tenant publishes to a stream.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConnectionView {
+    /// The AMQP URL without credentials, vhost included.
+    pub url: String,
+    /// The tenant's vhost.
+    pub vhost: String,
+    /// The tenant's broker user.
+    pub user: String,
+    /// Its password.
+    pub password: String,
+    /// Publish here (default exchange, routing key = queue).
+    pub queue: String,
+    /// Dead letters land here; the tenant's user may read it.
+    pub dead_letter_queue: String,
+}
+
+/// A stream.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StreamView {
+    /// Its name (id).
+    pub name: String,
+    /// The app.
+    pub app: String,
+    /// The app's active version (what consumers run now).
+    pub version: Option<String>,
+    /// Parameters.
+    pub params: BTreeMap<String, String>,
+    /// Where documents land.
+    pub collection: String,
+    /// `running` or `stopped`.
+    pub status: StreamStatus,
+    /// Consumers the stream should have now (moved by the monitor within min/max).
+    pub consumers: u32,
+    /// Consumers reported running in the last report interval, over all hosts.
+    pub running_consumers: u32,
+    /// Whether consumption is paused over the tenant's quota (latest reports).
+    pub throttled: bool,
+    /// Deliveries before dead-lettering.
+    pub delivery_limit: u32,
+    /// The queue.
+    pub queue: String,
+    /// The dead-letter queue.
+    pub dead_letter_queue: String,
+    /// The vhost.
+    pub vhost: String,
+    /// Created.
+    pub created_at: String,
+}
+
+/// A newly created stream and where to publish.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedStream {
+    /// The stream.
+    pub stream: StreamView,
+    /// How to publish to it.
+    pub connection: ConnectionView,
+}
+
+/// `?window_secs=`
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct StatsQuery {
+    /// The window the figures cover, in seconds (default 60, at most 86400).
+    pub window_secs: Option<u64>,
+}
+
+/// A stream's figures over a window, from its consumers' reports.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StreamStats {
+    /// The stream.
+    pub stream: String,
+    /// The window, in seconds.
+    pub window_secs: u64,
+    /// Reports in the window.
+    pub reports: usize,
+    /// Messages settled.
+    pub messages: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Documents written.
+    pub documents: u64,
+    /// Messages per second over the window.
+    pub messages_per_sec: f64,
+    /// Messages dead-lettered.
+    pub dead_lettered: u64,
+    /// Messages requeued.
+    pub retried: u64,
+    /// Infrastructure errors met by consumers.
+    pub errors: u64,
+    /// Mean ingestion latency (delivery to completed write), weighted by messages, ms.
+    pub latency_avg_ms: f64,
+    /// The highest per-report p99 latency in the window, ms.
+    pub latency_p99_ms: f64,
+    /// Messages waiting (latest report).
+    pub queue_depth: u64,
+    /// Consumers running (latest report of each host).
+    pub running_consumers: u32,
+    /// Consumers wanted.
+    pub desired_consumers: u32,
+    /// Whether consumption is paused over the quota.
+    pub throttled: bool,
+    /// The monitor's latest decisions and throttling changes, newest first.
+    pub events: Vec<EventView>,
+}
+
+/// A decision or a throttling change.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventView {
+    /// When (RFC 3339).
+    pub at: String,
+    /// `scale_up`, `scale_down`, `throttled`, `resumed`.
+    pub kind: String,
+    /// Consumers before.
+    pub from: Option<u32>,
+    /// Consumers after.
+    pub to: Option<u32>,
+    /// Why.
+    pub reason: String,
+    /// Which host decided.
+    pub host: String,
+}
+
+impl From<StreamEvent> for EventView {
+    fn from(event: StreamEvent) -> Self {
+        Self {
+            at: rfc3339(event.at),
+            kind: event.kind,
+            from: event.from,
+            to: event.to,
+            reason: event.reason,
+            host: event.host,
+        }
+    }
+}
+
+fn rfc3339(at: DateTime) -> String {
+    at.try_to_rfc3339_string().unwrap_or_default()
+}
+
+fn broker_unavailable(error: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "broker_unavailable",
+        format!("{error:#}"),
+    )
+}
+
+/// Live figures from the reports of the last interval: running consumers and throttling.
+async fn live(state: &AppState, tenant: &TenantRecord, stream: &StreamRecord) -> (u32, bool) {
+    let secs = tenant.profile.stream.report_interval_secs * 2;
+    let since = DateTime::from_millis(DateTime::now().timestamp_millis() - secs as i64 * 1000);
+    let reports = state
+        .platform
+        .reports_since(&tenant.id, &stream.name, since)
+        .await
+        .unwrap_or_default();
+    let mut latest = BTreeMap::new();
+    for report in reports {
+        latest.insert(report.host.clone(), report);
+    }
+    (
+        latest.values().map(|r| r.consumers).sum(),
+        latest.values().any(|r| r.throttled),
+    )
+}
+
+async fn view(state: &AppState, tenant: &TenantRecord, stream: StreamRecord) -> StreamView {
+    let version = state
+        .platform
+        .app(&tenant.id, &stream.app)
+        .await
+        .ok()
+        .and_then(|a| a.active);
+    let (running_consumers, throttled) = live(state, tenant, &stream).await;
+    StreamView {
+        collection: stream
+            .collection
+            .clone()
+            .unwrap_or_else(|| tenant.profile.sink.collection.clone()),
+        name: stream.name,
+        app: stream.app,
+        version,
+        params: stream.params,
+        status: stream.status,
+        consumers: stream.consumers,
+        running_consumers,
+        throttled,
+        delivery_limit: stream.delivery_limit,
+        queue: stream.queue,
+        dead_letter_queue: stream.dead_letter_queue,
+        vhost: stream.vhost,
+        created_at: rfc3339(stream.created_at),
+    }
+}
+
+/// The tenant's broker account: created (and its vhost provisioned) on first use.
+async fn account(state: &AppState, tenant: &str) -> Result<BrokerAccount, ApiError> {
+    let broker = &state.streams.broker;
+    if let Some(account) = state.platform.broker_account(tenant).await? {
+        return Ok(account);
+    }
+    let account = BrokerAccount {
+        tenant: tenant.to_owned(),
+        vhost: broker.vhost(tenant),
+        user: broker.vhost(tenant),
+        password: crate::tokens::broker_password().map_err(ApiError::internal)?,
+        issued_at: DateTime::now(),
+    };
+    state.platform.save_broker_account(&account).await?;
+    Ok(account)
+}
+
+fn connection_view(
+    state: &AppState,
+    account: &BrokerAccount,
+    stream: &StreamRecord,
+) -> ConnectionView {
+    ConnectionView {
+        url: state.streams.broker.endpoint(&account.tenant).url,
+        vhost: account.vhost.clone(),
+        user: account.user.clone(),
+        password: account.password.clone(),
+        queue: stream.queue.clone(),
+        dead_letter_queue: stream.dead_letter_queue.clone(),
+    }
+}
+
+/// Create a stream: provisions the tenant's vhost and user (first stream only), the stream's
+/// quorum queue with its delivery limit and its dead-letter queue, and starts it. The answer
+/// says where to publish, with the tenant's broker credentials.
+#[utoipa::path(post, path = "/v1/streams", tag = "streams",
+    security(("tenant_token" = [])),
+    request_body = CreateStream,
+    responses(
+        (status = 201, body = CreatedStream),
+        (status = 400, body = ErrorBody),
+        (status = 404, description = "No such app", body = ErrorBody),
+        (status = 409, description = "The name is taken, or the app is not a stream app with an active version", body = ErrorBody),
+        (status = 503, description = "The broker is unavailable", body = ErrorBody),
+    ))]
+pub async fn create(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Json(request): Json<CreateStream>,
+) -> Result<(StatusCode, Json<CreatedStream>), ApiError> {
+    names::stream_name(&request.name)
+        .map_err(|e| ApiError::invalid_field("invalid_name", "name".into(), e.to_string()))?;
+    if let Some(collection) = &request.collection {
+        check_collection(collection)?;
+    }
+    let delivery_limit = request
+        .delivery_limit
+        .unwrap_or(state.config.stream.delivery_limit);
+    if !(1..=MAX_DELIVERY_LIMIT).contains(&delivery_limit) {
+        return Err(ApiError::invalid_field(
+            "invalid_value",
+            "delivery_limit".into(),
+            format!("delivery_limit = {delivery_limit}: it must be 1..={MAX_DELIVERY_LIMIT}"),
+        ));
+    }
+    let app = state.platform.app(&tenant.id, &request.app).await?;
+    if app.kind != AppKind::Stream {
+        return Err(ApiError::conflict(format!(
+            "app {:?} is a batch app; a stream needs a stream app",
+            request.app
+        )));
+    }
+    if app.active.is_none() {
+        return Err(ApiError::conflict(format!(
+            "app {:?} has no active version",
+            request.app
+        )));
+    }
+    match state.platform.stream(&tenant.id, &request.name).await {
+        Ok(_) => {
+            return Err(ApiError::conflict(format!(
+                "a stream named {:?} exists already",
+                request.name
+            )));
+        }
+        Err(StoreError::NotFound(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let account = account(&state, &tenant.id).await?;
+    let broker = &state.streams.broker;
+    // Provisioning is idempotent: every creation also repairs the tenant's vhost.
+    broker
+        .provision_tenant(&tenant.id, &account.password)
+        .await
+        .map_err(broker_unavailable)?;
+    let queue = request.name.clone();
+    let dead_letters = dead_letter_queue(&queue);
+    broker
+        .provision_stream(&tenant.id, &queue, &dead_letters, delivery_limit)
+        .await
+        .map_err(broker_unavailable)?;
+    let record = state
+        .platform
+        .create_stream(NewStream {
+            tenant: &tenant.id,
+            name: &request.name,
+            app: &request.app,
+            params: request.params,
+            collection: request.collection,
+            delivery_limit,
+            consumers: tenant
+                .profile
+                .stream
+                .min_consumers
+                .max(1)
+                .min(tenant.profile.stream.max_consumers),
+            vhost: account.vhost.clone(),
+            queue,
+            dead_letter_queue: dead_letters,
+        })
+        .await?;
+    tracing::info!(tenant = %tenant.id, stream = %record.name, "stream created");
+    let connection = connection_view(&state, &account, &record);
+    let stream = view(&state, &tenant, record).await;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedStream { stream, connection }),
+    ))
+}
+
+/// The calling tenant's streams.
+#[utoipa::path(get, path = "/v1/streams", tag = "streams",
+    security(("tenant_token" = [])),
+    responses((status = 200, body = Vec<StreamView>)))]
+pub async fn list(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+) -> Result<Json<Vec<StreamView>>, ApiError> {
+    let mut views = Vec::new();
+    for stream in state.platform.list_streams(&tenant.id).await? {
+        views.push(view(&state, &tenant, stream).await);
+    }
+    Ok(Json(views))
+}
+
+/// One stream.
+#[utoipa::path(get, path = "/v1/streams/{name}", tag = "streams",
+    security(("tenant_token" = [])),
+    params(("name" = String, Path, description = "Stream name")),
+    responses((status = 200, body = StreamView), (status = 404, body = ErrorBody)))]
+pub async fn show(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(name): Path<String>,
+) -> Result<Json<StreamView>, ApiError> {
+    let stream = state.platform.stream(&tenant.id, &name).await?;
+    Ok(Json(view(&state, &tenant, stream).await))
+}
+
+/// Where and how to publish to a stream, with the tenant's broker credentials.
+#[utoipa::path(get, path = "/v1/streams/{name}/connection", tag = "streams",
+    security(("tenant_token" = [])),
+    params(("name" = String, Path, description = "Stream name")),
+    responses((status = 200, body = ConnectionView), (status = 404, body = ErrorBody)))]
+pub async fn connection(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(name): Path<String>,
+) -> Result<Json<ConnectionView>, ApiError> {
+    let stream = state.platform.stream(&tenant.id, &name).await?;
+    let account = account(&state, &tenant.id).await?;
+    Ok(Json(connection_view(&state, &account, &stream)))
+}
+
+/// Start a stopped stream: consumers come back on the next reconciliation.
+#[utoipa::path(post, path = "/v1/streams/{name}/start", tag = "streams",
+    security(("tenant_token" = [])),
+    params(("name" = String, Path, description = "Stream name")),
+    responses((status = 200, body = StreamView), (status = 404, body = ErrorBody)))]
+pub async fn start(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(name): Path<String>,
+) -> Result<Json<StreamView>, ApiError> {
+    let stream = state
+        .platform
+        .set_stream_status(&tenant.id, &name, StreamStatus::Running)
+        .await?;
+    Ok(Json(view(&state, &tenant, stream).await))
+}
+
+/// Stop a stream: its consumers finish their batch and go; messages wait in the queue.
+#[utoipa::path(post, path = "/v1/streams/{name}/stop", tag = "streams",
+    security(("tenant_token" = [])),
+    params(("name" = String, Path, description = "Stream name")),
+    responses((status = 200, body = StreamView), (status = 404, body = ErrorBody)))]
+pub async fn stop(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(name): Path<String>,
+) -> Result<Json<StreamView>, ApiError> {
+    let stream = state
+        .platform
+        .set_stream_status(&tenant.id, &name, StreamStatus::Stopped)
+        .await?;
+    Ok(Json(view(&state, &tenant, stream).await))
+}
+
+/// `?force=`
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct DeleteQuery {
+    /// Delete even when the queues hold messages (they are lost).
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// Delete a stream and its queues. Refused (409) while its queue or dead-letter queue holds
+/// messages, unless `force=true`.
+#[utoipa::path(delete, path = "/v1/streams/{name}", tag = "streams",
+    security(("tenant_token" = [])),
+    params(("name" = String, Path, description = "Stream name"), DeleteQuery),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(name): Path<String>,
+    Query(query): Query<DeleteQuery>,
+) -> Result<StatusCode, ApiError> {
+    let stream = state.platform.stream(&tenant.id, &name).await?;
+    state
+        .streams
+        .broker
+        .delete_stream(
+            &tenant.id,
+            &stream.queue,
+            &stream.dead_letter_queue,
+            query.force,
+        )
+        .await
+        .map_err(|e| match e {
+            DeleteRefused::NotEmpty(message) => ApiError::conflict(message),
+            DeleteRefused::Broker(e) => broker_unavailable(e),
+        })?;
+    state.platform.delete_stream(&tenant.id, &name).await?;
+    tracing::info!(tenant = %tenant.id, stream = %name, "stream deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A stream's figures over a window: messages, bytes, throughput, latency, errors, queue
+/// depth and consumers, from its consumers' periodic reports, with the monitor's decisions.
+#[utoipa::path(get, path = "/v1/streams/{name}/stats", tag = "streams",
+    security(("tenant_token" = [])),
+    params(("name" = String, Path, description = "Stream name"), StatsQuery),
+    responses((status = 200, body = StreamStats), (status = 404, body = ErrorBody)))]
+pub async fn stats(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(name): Path<String>,
+    Query(query): Query<StatsQuery>,
+) -> Result<Json<StreamStats>, ApiError> {
+    let stream = state.platform.stream(&tenant.id, &name).await?;
+    let window_secs = query.window_secs.unwrap_or(60).clamp(1, 86_400);
+    let since =
+        DateTime::from_millis(DateTime::now().timestamp_millis() - window_secs as i64 * 1000);
+    let reports = state
+        .platform
+        .reports_since(&tenant.id, &name, since)
+        .await?;
+    let sum = |f: fn(&crate::platform::StreamReport) -> u64| reports.iter().map(f).sum::<u64>();
+    let messages = sum(|r| r.messages);
+    let weighted: f64 = reports
+        .iter()
+        .map(|r| r.latency_avg_ms * r.messages as f64)
+        .sum();
+    let (running_consumers, throttled) = live(&state, &tenant, &stream).await;
+    let events = state
+        .platform
+        .stream_events(&tenant.id, &name, 20)
+        .await?
+        .into_iter()
+        .map(EventView::from)
+        .collect();
+    Ok(Json(StreamStats {
+        stream: name,
+        window_secs,
+        reports: reports.len(),
+        messages,
+        bytes: sum(|r| r.bytes),
+        documents: sum(|r| r.documents),
+        messages_per_sec: messages as f64 / window_secs as f64,
+        dead_lettered: sum(|r| r.dead_lettered),
+        retried: sum(|r| r.retried),
+        errors: sum(|r| r.errors),
+        latency_avg_ms: if messages == 0 {
+            0.0
+        } else {
+            weighted / messages as f64
+        },
+        latency_p99_ms: reports.iter().map(|r| r.latency_p99_ms).fold(0.0, f64::max),
+        queue_depth: reports.last().map(|r| r.queue_depth).unwrap_or(0),
+        running_consumers,
+        desired_consumers: stream.consumers,
+        throttled,
+        events,
+    }))
+}
+
+/// Issue a new broker password for the tenant (every stream's publishers need it; the old
+/// one stops working at once for new connections).
+#[utoipa::path(post, path = "/v1/streams/credentials/rotate", tag = "streams",
+    security(("tenant_token" = [])),
+    responses((status = 200, body = ConnectionView, description = "The new credentials (queue fields empty)"), (status = 503, body = ErrorBody)))]
+pub async fn rotate_credentials(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+) -> Result<Json<ConnectionView>, ApiError> {
+    let mut account = account(&state, &tenant.id).await?;
+    account.password = crate::tokens::broker_password().map_err(ApiError::internal)?;
+    account.issued_at = DateTime::now();
+    state
+        .streams
+        .broker
+        .set_password(&tenant.id, &account.password)
+        .await
+        .map_err(broker_unavailable)?;
+    state.platform.save_broker_account(&account).await?;
+    Ok(Json(ConnectionView {
+        url: state.streams.broker.endpoint(&tenant.id).url,
+        vhost: account.vhost,
+        user: account.user,
+        password: account.password,
+        queue: String::new(),
+        dead_letter_queue: String::new(),
+    }))
+}

@@ -1,0 +1,442 @@
+//! `mysimbdp stream create|list|show|start|stop|delete|stats|publish`: a tenant's streams over
+//! the API, and publishing a file of messages to a stream's queue with publisher confirms.
+
+use super::client::{Client, TenantApi, print_json, segment, text};
+use anyhow::{Context, Result, anyhow};
+use clap::{Args, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::uri::AMQPUri;
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use reqwest::Method;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use tokio::io::AsyncBufReadExt;
+
+/// `mysimbdp stream …`
+#[derive(Debug, Subcommand)]
+pub enum StreamCommand {
+    /// Create a stream consumed by a stream app; prints where to publish.
+    Create(CreateArgs),
+    /// List your streams.
+    List {
+        /// The API and the tenant's token.
+        #[command(flatten)]
+        api: TenantApi,
+    },
+    /// Show one stream.
+    Show(NameArgs),
+    /// Start a stopped stream.
+    Start(NameArgs),
+    /// Stop a stream: consumers finish their batch; messages wait in the queue.
+    Stop(NameArgs),
+    /// Delete a stream and its queues (refused while they hold messages, unless --force).
+    Delete {
+        /// Drop the messages still queued.
+        #[arg(long)]
+        force: bool,
+        /// The stream.
+        #[command(flatten)]
+        stream: NameArgs,
+    },
+    /// A stream's figures: messages, throughput, latency, errors, consumers, decisions.
+    Stats {
+        /// The window, in seconds.
+        #[arg(long, default_value_t = 60)]
+        window: u64,
+        /// The stream.
+        #[command(flatten)]
+        stream: NameArgs,
+    },
+    /// Publish a file of messages to a stream, with publisher confirms and a progress bar.
+    Publish(PublishArgs),
+}
+
+/// Arguments of `stream create`.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// The stream's name.
+    pub name: String,
+    /// The stream app consuming it.
+    #[arg(long)]
+    pub app: String,
+    /// An app parameter, `name=value`; repeat for more.
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = super::parse_param)]
+    pub params: Vec<(String, String)>,
+    /// The collection documents land in (default: the profile's).
+    #[arg(long)]
+    pub collection: Option<String>,
+    /// Deliveries of a message before it is dead-lettered (default: the operator's).
+    #[arg(long)]
+    pub delivery_limit: Option<u32>,
+    /// The API and the tenant's token.
+    #[command(flatten)]
+    pub api: TenantApi,
+}
+
+/// A stream and the API.
+#[derive(Debug, Args)]
+pub struct NameArgs {
+    /// The stream's name.
+    pub name: String,
+    /// The API and the tenant's token.
+    #[command(flatten)]
+    pub api: TenantApi,
+}
+
+/// How a file splits into messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// One message per non-empty line (NDJSON, CSV rows, log lines).
+    Lines,
+    /// The whole file is one message.
+    Whole,
+}
+
+/// Arguments of `stream publish`.
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// The stream.
+    #[arg(long)]
+    pub stream: String,
+    /// The file of messages.
+    pub file: PathBuf,
+    /// How the file splits into messages.
+    #[arg(long, value_enum, default_value_t = Format::Lines)]
+    pub format: Format,
+    /// The messages' content type.
+    #[arg(long, default_value = "application/json")]
+    pub content_type: String,
+    /// Messages awaiting their confirm at once.
+    #[arg(long, default_value_t = 1000)]
+    pub window: usize,
+    /// The API and the tenant's token.
+    #[command(flatten)]
+    pub api: TenantApi,
+}
+
+/// Runs a `stream` command.
+pub async fn run(command: StreamCommand) -> Result<ExitCode> {
+    match command {
+        StreamCommand::Create(args) => {
+            let client = Client::new(&args.api.api, &args.api.token)?;
+            let mut body = json!({
+                "name": args.name,
+                "app": args.app,
+                "params": args
+                    .params
+                    .into_iter()
+                    .map(|(k, v)| (k, Value::String(v)))
+                    .collect::<serde_json::Map<_, _>>(),
+            });
+            if let Some(collection) = args.collection {
+                body["collection"] = json!(collection);
+            }
+            if let Some(limit) = args.delivery_limit {
+                body["delivery_limit"] = json!(limit);
+            }
+            let created: Value = client
+                .send(client.request(Method::POST, "/v1/streams").json(&body))
+                .await?;
+            if args.api.json {
+                print_json(&created)?;
+            } else {
+                let c = &created["connection"];
+                println!(
+                    "stream {} created; publish to queue {:?} at {} as user {} (password {})\n\
+                     dead letters go to {:?}",
+                    text(&created["stream"]["name"]),
+                    text(&c["queue"]),
+                    text(&c["url"]),
+                    text(&c["user"]),
+                    text(&c["password"]),
+                    text(&c["dead_letter_queue"]),
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        StreamCommand::List { api } => {
+            let client = Client::new(&api.api, &api.token)?;
+            let streams: Vec<Value> = client
+                .send(client.request(Method::GET, "/v1/streams"))
+                .await?;
+            if api.json {
+                print_json(&streams)?;
+            } else {
+                println!(
+                    "{:<24} {:<8} {:<20} {:>9} {:>7}  QUEUE",
+                    "STREAM", "STATUS", "APP", "CONSUMERS", "RUNNING"
+                );
+                for s in &streams {
+                    println!(
+                        "{:<24} {:<8} {:<20} {:>9} {:>7}  {}",
+                        text(&s["name"]),
+                        text(&s["status"]),
+                        text(&s["app"]),
+                        s["consumers"],
+                        s["running_consumers"],
+                        text(&s["queue"])
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        StreamCommand::Show(args) => simple(&args, Method::GET, "").await,
+        StreamCommand::Start(args) => simple(&args, Method::POST, "/start").await,
+        StreamCommand::Stop(args) => simple(&args, Method::POST, "/stop").await,
+        StreamCommand::Delete { force, stream } => {
+            let client = Client::new(&stream.api.api, &stream.api.token)?;
+            client
+                .send_empty(client.request(
+                    Method::DELETE,
+                    &format!("/v1/streams/{}?force={force}", segment(&stream.name)),
+                ))
+                .await?;
+            println!("stream {} deleted", stream.name);
+            Ok(ExitCode::SUCCESS)
+        }
+        StreamCommand::Stats { window, stream } => {
+            let client = Client::new(&stream.api.api, &stream.api.token)?;
+            let stats: Value = client
+                .send(client.request(
+                    Method::GET,
+                    &format!(
+                        "/v1/streams/{}/stats?window_secs={window}",
+                        segment(&stream.name)
+                    ),
+                ))
+                .await?;
+            print_json(&stats)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        StreamCommand::Publish(args) => publish(args).await,
+    }
+}
+
+async fn simple(args: &NameArgs, method: Method, suffix: &str) -> Result<ExitCode> {
+    let client = Client::new(&args.api.api, &args.api.token)?;
+    let stream: Value = client
+        .send(client.request(
+            method,
+            &format!("/v1/streams/{}{suffix}", segment(&args.name)),
+        ))
+        .await?;
+    if args.api.json {
+        print_json(&stream)?;
+    } else {
+        println!(
+            "stream {}: {}, app {} ({}), {} consumer(s) wanted, {} running{}; queue {:?}, dead \
+             letters {:?}",
+            text(&stream["name"]),
+            text(&stream["status"]),
+            text(&stream["app"]),
+            text(&stream["version"]).get(..12).unwrap_or("-"),
+            stream["consumers"],
+            stream["running_consumers"],
+            if stream["throttled"] == true {
+                ", throttled"
+            } else {
+                ""
+            },
+            text(&stream["queue"]),
+            text(&stream["dead_letter_queue"]),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Publishes every message of the file, keeping up to `--window` unconfirmed. Message ids
+/// derive from the file's digest and the message's position, so publishing the same file
+/// again is recognised downstream and writes no document twice.
+async fn publish(args: PublishArgs) -> Result<ExitCode> {
+    let client = Client::new(&args.api.api, &args.api.token)?;
+    let connection: Value = client
+        .send(client.request(
+            Method::GET,
+            &format!("/v1/streams/{}/connection", segment(&args.stream)),
+        ))
+        .await?;
+    let mut uri: AMQPUri = text(&connection["url"])
+        .parse()
+        .map_err(|e: String| anyhow!("the API gave a bad AMQP URL: {e}"))?;
+    uri.authority.userinfo.username = text(&connection["user"]);
+    uri.authority.userinfo.password = text(&connection["password"]);
+    let queue = text(&connection["queue"]);
+    let digest = file_digest(&args.file).await?;
+    let size = tokio::fs::metadata(&args.file)
+        .await
+        .with_context(|| format!("reading {:?}", args.file))?
+        .len();
+    let amqp = Connection::connect_uri(uri, ConnectionProperties::default())
+        .await
+        .context("connecting to the broker with the stream's credentials")?;
+    let channel = amqp.create_channel().await.context("opening a channel")?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .context("enabling publisher confirms")?;
+    let bar = ProgressBar::new(size);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "publishing [{bar:32}] {binary_bytes}/{binary_total_bytes} {msg} {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    let started = Instant::now();
+    let file = tokio::fs::File::open(&args.file)
+        .await
+        .with_context(|| format!("opening {:?}", args.file))?;
+    let mut reader = tokio::io::BufReader::with_capacity(256 * 1024, file);
+    let mut pending = VecDeque::new();
+    let (mut sent, mut confirmed, mut refused) = (0u64, 0u64, 0u64);
+    let mut line = Vec::new();
+    let mut position = 0u64;
+    loop {
+        line.clear();
+        let read = match args.format {
+            Format::Lines => reader
+                .read_until(b'\n', &mut line)
+                .await
+                .context("reading the file")?,
+            Format::Whole if position == 0 => {
+                tokio::io::AsyncReadExt::read_to_end(&mut reader, &mut line)
+                    .await
+                    .context("reading the file")?
+            }
+            Format::Whole => 0,
+        };
+        if read == 0 {
+            break;
+        }
+        position += 1;
+        let body = trim_line(&line);
+        if body.is_empty() {
+            bar.inc(read as u64);
+            continue;
+        }
+        let properties = BasicProperties::default()
+            .with_message_id(format!("{digest}:{position}").into())
+            .with_content_type(args.content_type.as_str().into())
+            .with_delivery_mode(2)
+            .with_timestamp(
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or_default(),
+            );
+        let confirm = channel
+            .basic_publish(
+                "".into(),
+                queue.as_str().into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..Default::default()
+                },
+                body,
+                properties,
+            )
+            .await
+            .context("publishing")?;
+        sent += 1;
+        pending.push_back((confirm, read as u64));
+        while pending.len() >= args.window.max(1) {
+            settle(&mut pending, &bar, &mut confirmed, &mut refused).await?;
+        }
+        if sent % 1000 == 0 {
+            bar.set_message(format!("{sent} messages"));
+        }
+    }
+    while !pending.is_empty() {
+        settle(&mut pending, &bar, &mut confirmed, &mut refused).await?;
+    }
+    bar.finish_and_clear();
+    let _ = amqp.close(200, "published".into()).await;
+    let secs = started.elapsed().as_secs_f64();
+    let summary = json!({
+        "stream": args.stream,
+        "messages": sent,
+        "confirmed": confirmed,
+        "refused": refused,
+        "bytes": size,
+        "seconds": secs,
+        "messages_per_sec": if secs > 0.0 { confirmed as f64 / secs } else { 0.0 },
+    });
+    if args.api.json {
+        print_json(&summary)?;
+    } else {
+        eprintln!(
+            "published {confirmed} of {sent} messages to {} in {secs:.1} s ({:.0} messages/s){}",
+            args.stream,
+            summary["messages_per_sec"].as_f64().unwrap_or_default(),
+            if refused > 0 {
+                format!("; the broker refused {refused}")
+            } else {
+                String::new()
+            }
+        );
+    }
+    Ok(if refused > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn settle(
+    pending: &mut VecDeque<(lapin::PublisherConfirm, u64)>,
+    bar: &ProgressBar,
+    confirmed: &mut u64,
+    refused: &mut u64,
+) -> Result<()> {
+    let Some((confirm, bytes)) = pending.pop_front() else {
+        return Ok(());
+    };
+    let confirmation = confirm.await.context("waiting for the broker's confirm")?;
+    if confirmation.is_ack() && confirmation.take_message().is_none() {
+        *confirmed += 1;
+    } else {
+        *refused += 1;
+        if *refused == 1 {
+            bar.suspend(|| {
+                eprintln!(
+                    "the broker refused or could not route a message (is the stream deleted?)"
+                )
+            });
+        }
+    }
+    bar.inc(bytes);
+    Ok(())
+}
+
+fn trim_line(line: &[u8]) -> &[u8] {
+    let mut end = line.len();
+    while end > 0 && matches!(line[end - 1], b'\n' | b'\r') {
+        end -= 1;
+    }
+    &line[..end]
+}
+
+async fn file_digest(path: &PathBuf) -> Result<String> {
+    use tokio::io::AsyncReadExt;
+    let mut file = tokio::fs::File::open(path)
+        .await
+        .with_context(|| format!("opening {path:?}"))?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 256 * 1024];
+    loop {
+        let n = file
+            .read(&mut buffer)
+            .await
+            .with_context(|| format!("reading {path:?}"))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+    }
+    Ok(hex::encode(&hasher.finalize()[..8]))
+}

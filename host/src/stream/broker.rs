@@ -1,0 +1,393 @@
+//! The broker side of streams, in RabbitMQ: one vhost and one user per tenant, and per stream
+//! a quorum queue with a delivery limit whose dead letters go through the vhost's
+//! dead-letter exchange to the stream's dead-letter queue. Provisioned through the
+//! management API (every call idempotent); consumed over AMQP with the administrator's
+//! credentials.
+//!
+//! A tenant's user may only publish through the default exchange of its own vhost and read
+//! its own dead-letter queues: it cannot consume its live queues, declare anything, or enter
+//! another tenant's vhost.
+
+use crate::config::{StreamConfig, redact_uri};
+use anyhow::{Context, Result, anyhow};
+use lapin::uri::AMQPUri;
+use lapin::{Connection, ConnectionProperties};
+use serde_json::json;
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// The exchange dead letters go through, in every tenant vhost.
+pub const DEAD_LETTER_EXCHANGE: &str = "mysimbdp.dead";
+/// Suffix of a stream's dead-letter queue.
+pub const DEAD_LETTER_SUFFIX: &str = ".dead";
+
+/// How long a management API call may take.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where a tenant publishes: returned by the API with the password.
+#[derive(Debug, Clone)]
+pub struct TenantEndpoint {
+    /// `amqp://host:port/<vhost>`.
+    pub url: String,
+    /// The vhost.
+    pub vhost: String,
+}
+
+/// The queue's state as the broker sees it now.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QueueDepth {
+    /// Messages waiting.
+    pub ready: u64,
+    /// Messages delivered and not yet acknowledged.
+    pub unacked: u64,
+}
+
+/// RabbitMQ as the platform's administrator sees it.
+pub struct Broker {
+    http: reqwest::Client,
+    management: String,
+    admin: AMQPUri,
+    public_url: String,
+    prefix: String,
+    /// One administrator connection per vhost for queue-depth checks.
+    probes: tokio::sync::Mutex<HashMap<String, Connection>>,
+}
+
+impl Broker {
+    /// Reads the addresses and credentials of `config`; connects to nothing yet.
+    pub fn new(config: &StreamConfig) -> Result<Self> {
+        let admin: AMQPUri = config.amqp_url.parse().map_err(|e: String| {
+            anyhow!(
+                "stream.amqp_url {:?} is not an AMQP URL: {e}",
+                redact_uri(&config.amqp_url)
+            )
+        })?;
+        let http = reqwest::Client::builder()
+            .timeout(HTTP_TIMEOUT)
+            .build()
+            .context("building the management API client")?;
+        Ok(Self {
+            http,
+            management: config.management_url.trim_end_matches('/').to_owned(),
+            admin,
+            public_url: config.public_amqp_url.trim_end_matches('/').to_owned(),
+            prefix: config.vhost_prefix.clone(),
+            probes: tokio::sync::Mutex::default(),
+        })
+    }
+
+    /// The tenant's vhost (also its user's name).
+    pub fn vhost(&self, tenant: &str) -> String {
+        format!("{}{tenant}", self.prefix)
+    }
+
+    /// Where the tenant publishes.
+    pub fn endpoint(&self, tenant: &str) -> TenantEndpoint {
+        let vhost = self.vhost(tenant);
+        TenantEndpoint {
+            url: format!("{}/{vhost}", self.public_url),
+            vhost,
+        }
+    }
+
+    /// Checks the management API answers and accepts the administrator.
+    pub async fn check(&self) -> Result<()> {
+        self.call(reqwest::Method::GET, "/api/overview", None)
+            .await?;
+        Ok(())
+    }
+
+    /// Creates (or repairs) the tenant's vhost, user, permissions and dead-letter exchange.
+    pub async fn provision_tenant(&self, tenant: &str, password: &str) -> Result<()> {
+        let vhost = self.vhost(tenant);
+        let admin = self.admin.authority.userinfo.username.clone();
+        self.call(
+            reqwest::Method::PUT,
+            &format!("/api/vhosts/{vhost}"),
+            Some(json!({ "description": format!("mysimbdp tenant {tenant}") })),
+        )
+        .await?;
+        self.set_password(tenant, password).await?;
+        // The tenant publishes through the default exchange and reads its dead letters.
+        self.call(
+            reqwest::Method::PUT,
+            &format!("/api/permissions/{vhost}/{vhost}"),
+            Some(json!({
+                "configure": "^$",
+                "write": "^amq\\.default$",
+                "read": format!("^.*{}$", regex_escape(DEAD_LETTER_SUFFIX)),
+            })),
+        )
+        .await?;
+        self.call(
+            reqwest::Method::PUT,
+            &format!("/api/permissions/{vhost}/{admin}"),
+            Some(json!({ "configure": ".*", "write": ".*", "read": ".*" })),
+        )
+        .await?;
+        self.call(
+            reqwest::Method::PUT,
+            &format!("/api/exchanges/{vhost}/{DEAD_LETTER_EXCHANGE}"),
+            Some(json!({ "type": "direct", "durable": true })),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Sets the tenant user's password (creating the user).
+    pub async fn set_password(&self, tenant: &str, password: &str) -> Result<()> {
+        let user = self.vhost(tenant);
+        self.call(
+            reqwest::Method::PUT,
+            &format!("/api/users/{user}"),
+            Some(json!({ "password": password, "tags": "" })),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Creates (or checks) a stream's quorum queue and its dead-letter queue. Declaring an
+    /// existing queue with other arguments fails, so a stream cannot silently change shape.
+    pub async fn provision_stream(
+        &self,
+        tenant: &str,
+        queue: &str,
+        dead_letter_queue: &str,
+        delivery_limit: u32,
+    ) -> Result<()> {
+        let vhost = self.vhost(tenant);
+        self.call(
+            reqwest::Method::PUT,
+            &format!("/api/queues/{vhost}/{dead_letter_queue}"),
+            Some(json!({ "durable": true, "arguments": { "x-queue-type": "quorum" } })),
+        )
+        .await?;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/api/bindings/{vhost}/e/{DEAD_LETTER_EXCHANGE}/q/{dead_letter_queue}"),
+            Some(json!({ "routing_key": queue })),
+        )
+        .await?;
+        self.call(
+            reqwest::Method::PUT,
+            &format!("/api/queues/{vhost}/{queue}"),
+            Some(json!({
+                "durable": true,
+                "arguments": {
+                    "x-queue-type": "quorum",
+                    "x-delivery-limit": delivery_limit,
+                    "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
+                    "x-dead-letter-routing-key": queue,
+                },
+            })),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Deletes a stream's queues. Unless `force`, refuses while either holds messages.
+    pub async fn delete_stream(
+        &self,
+        tenant: &str,
+        queue: &str,
+        dead_letter_queue: &str,
+        force: bool,
+    ) -> Result<(), DeleteRefused> {
+        let vhost = self.vhost(tenant);
+        if !force {
+            for name in [queue, dead_letter_queue] {
+                // Ready messages from a passive declare (exact now); unacknowledged ones
+                // from the management API's statistics.
+                let ready = self
+                    .ready(tenant, name)
+                    .await
+                    .map_err(DeleteRefused::Broker)?;
+                let depth = self
+                    .management_depth(&vhost, name)
+                    .await
+                    .map_err(DeleteRefused::Broker)?;
+                let held = ready.max(depth.ready) + depth.unacked;
+                if held > 0 {
+                    return Err(DeleteRefused::NotEmpty(format!(
+                        "queue {name:?} still holds {held} messages; consume them, or delete \
+                         with force to drop them"
+                    )));
+                }
+            }
+        }
+        for name in [queue, dead_letter_queue] {
+            match self
+                .call(
+                    reqwest::Method::DELETE,
+                    &format!("/api/queues/{vhost}/{name}"),
+                    None,
+                )
+                .await
+            {
+                Ok(_) | Err(ManagementError::NotFound) => {}
+                Err(e) => return Err(DeleteRefused::Broker(e.into())),
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the tenant's vhost (with every queue in it) and user.
+    pub async fn delete_tenant(&self, tenant: &str) -> Result<()> {
+        let vhost = self.vhost(tenant);
+        for path in [
+            format!("/api/vhosts/{vhost}"),
+            format!("/api/users/{vhost}"),
+        ] {
+            match self.call(reqwest::Method::DELETE, &path, None).await {
+                Ok(_) | Err(ManagementError::NotFound) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.probes.lock().await.remove(&vhost);
+        Ok(())
+    }
+
+    /// The queue's depth from the management API (its statistics lag by a few seconds).
+    async fn management_depth(&self, vhost: &str, queue: &str) -> Result<QueueDepth> {
+        let body = match self
+            .call(
+                reqwest::Method::GET,
+                &format!("/api/queues/{vhost}/{queue}"),
+                None,
+            )
+            .await
+        {
+            Ok(body) => body,
+            Err(ManagementError::NotFound) => return Ok(QueueDepth::default()),
+            Err(e) => return Err(e.into()),
+        };
+        let count = |key: &str| body.get(key).and_then(|v| v.as_u64()).unwrap_or(0);
+        Ok(QueueDepth {
+            ready: count("messages_ready"),
+            unacked: count("messages_unacknowledged"),
+        })
+    }
+
+    /// Messages waiting in a queue now (a passive declare over AMQP: no statistics lag).
+    pub async fn ready(&self, tenant: &str, queue: &str) -> Result<u64> {
+        let vhost = self.vhost(tenant);
+        let mut probes = self.probes.lock().await;
+        let connection = match probes.get(&vhost) {
+            Some(connection) if connection.status().connected() => connection,
+            _ => {
+                let connection = self.connect(tenant).await?;
+                probes.insert(vhost.clone(), connection);
+                probes
+                    .get(&vhost)
+                    .ok_or_else(|| anyhow!("probe connection vanished"))?
+            }
+        };
+        // A passive declare of a missing queue closes its channel: one channel per probe.
+        let channel = connection
+            .create_channel()
+            .await
+            .with_context(|| format!("opening a channel in vhost {vhost:?}"))?;
+        let declared = channel
+            .queue_declare(
+                queue.into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                lapin::types::FieldTable::default(),
+            )
+            .await
+            .with_context(|| format!("looking up queue {queue:?} in vhost {vhost:?}"));
+        let _ = channel.close(200, "probe done".into()).await;
+        Ok(u64::from(declared?.message_count()))
+    }
+
+    /// An AMQP connection into the tenant's vhost as the administrator.
+    pub async fn connect(&self, tenant: &str) -> Result<Connection> {
+        let mut uri = self.admin.clone();
+        uri.vhost = self.vhost(tenant);
+        if uri.query.heartbeat.is_none() {
+            uri.query.heartbeat = Some(10);
+        }
+        let vhost = uri.vhost.clone();
+        let host = format!("{}:{}", uri.authority.host, uri.authority.port);
+        tokio::time::timeout(
+            HTTP_TIMEOUT,
+            Connection::connect_uri(uri, ConnectionProperties::default()),
+        )
+        .await
+        .map_err(|_| anyhow!("connecting to the broker at {host} timed out"))?
+        .with_context(|| format!("connecting to the broker at {host}, vhost {vhost:?}"))
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<serde_json::Value, ManagementError> {
+        let url = format!("{}{path}", self.management);
+        let userinfo = &self.admin.authority.userinfo;
+        let mut request = self
+            .http
+            .request(method.clone(), &url)
+            .basic_auth(&userinfo.username, Some(&userinfo.password));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| ManagementError::Unreachable(format!("{}: {e}", self.management)))?;
+        let status = response.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Err(ManagementError::NotFound);
+        }
+        let text = response.text().await.unwrap_or_default();
+        if !status.is_success() {
+            return Err(ManagementError::Refused(format!(
+                "{method} {path}: {status}: {}",
+                text.trim()
+            )));
+        }
+        if text.is_empty() {
+            return Ok(serde_json::Value::Null);
+        }
+        serde_json::from_str(&text)
+            .map_err(|e| ManagementError::Refused(format!("{method} {path}: bad JSON: {e}")))
+    }
+}
+
+/// A failed management API call.
+#[derive(Debug, thiserror::Error)]
+pub enum ManagementError {
+    /// No such object.
+    #[error("not found")]
+    NotFound,
+    /// The API cannot be reached.
+    #[error("RabbitMQ's management API is unreachable at {0}")]
+    Unreachable(String),
+    /// The API refused.
+    #[error("RabbitMQ's management API refused {0}")]
+    Refused(String),
+}
+
+/// Why a stream's queues were not deleted.
+#[derive(Debug, thiserror::Error)]
+pub enum DeleteRefused {
+    /// Messages would be lost.
+    #[error("{0}")]
+    NotEmpty(String),
+    /// The broker failed.
+    #[error(transparent)]
+    Broker(anyhow::Error),
+}
+
+fn regex_escape(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let escape = !c.is_ascii_alphanumeric() && c != '_' && c != '-';
+            escape.then_some('\\').into_iter().chain([c])
+        })
+        .collect()
+}

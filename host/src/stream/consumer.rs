@@ -1,0 +1,592 @@
+//! One consumer of one stream: takes deliveries in batches (`stream.batch_size`, or what came
+//! within `stream.linger_ms`), checks the tenant's quota, hands the batch to the stream app in
+//! a fresh sandbox, writes the documents with unordered bulk inserts and deterministic ids,
+//! then settles each message by its outcome:
+//!
+//! | outcome                                   | settlement                                    |
+//! |-------------------------------------------|-----------------------------------------------|
+//! | documents (written)                       | ack (one multiple ack per batch, after the write) |
+//! | `retry` (or a host error) before the limit | nack + requeue                                |
+//! | `retry` on the last allowed delivery      | dead-lettered, class `retry`                  |
+//! | `reject`, a limit violation, bad output   | dead-lettered with class and reason            |
+//! | coredms or broker down                    | held unacknowledged, retried with backoff      |
+//!
+//! A batch whose call traps (one message's panic or limit kills the instance) is run again
+//! one message per call, so only the guilty message is dead-lettered. Dead letters are
+//! published with confirms to the vhost's dead-letter exchange before the original is
+//! acknowledged, with `x-mysimbdp-*` headers saying tenant, stream, app version, class and
+//! reason. A crash anywhere before the ack redelivers the batch; the ids make the rewrite a
+//! no-op, so nothing is lost and nothing duplicated.
+
+use super::StreamContext;
+use super::broker::DEAD_LETTER_EXCHANGE;
+use super::quota::{Admission, Limits};
+use super::stats::StreamShared;
+use crate::platform::{StreamEvent, StreamRecord, TenantRecord};
+use crate::runtime::{App, CallOptions, Document, Failure, FailureClass, Message};
+use crate::sink::{BulkWriter, WriteError, stored_document};
+use anyhow::{Context, Result, bail};
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, message::Delivery};
+use mongodb::bson::DateTime;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// The longest pause between attempts to reach the broker or the coredms.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// The first such pause.
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+
+/// What a consumer runs: the stream, its tenant and the app version, refreshed by the
+/// manager when any of them changes.
+pub struct Plan {
+    /// The stream.
+    pub stream: StreamRecord,
+    /// Its tenant (profile included).
+    pub tenant: TenantRecord,
+    /// The app's active version, loaded.
+    pub app: Arc<App>,
+    /// Its digest.
+    pub version: String,
+    /// Label, parameters and sandbox limits of calls.
+    pub options: CallOptions,
+    /// Where documents land.
+    pub collection: String,
+}
+
+/// One consumer task.
+pub struct Consumer {
+    /// Shared parts.
+    pub context: Arc<StreamContext>,
+    /// The current plan.
+    pub plan: watch::Receiver<Arc<Plan>>,
+    /// The stream's counters on this host.
+    pub shared: Arc<StreamShared>,
+    /// Its slot in the stream (names it).
+    pub slot: u32,
+    /// Turns true when the consumer should finish its batch and go.
+    pub stop: watch::Receiver<bool>,
+}
+
+/// Whether to go on after a batch.
+enum Flow {
+    Continue,
+    Stop,
+}
+
+/// What becomes of one message.
+enum Action {
+    Write(Vec<Document>),
+    Requeue(String),
+    Dead { class: String, reason: String },
+}
+
+impl Consumer {
+    /// Consumes until stopped, reconnecting with backoff after any broker error.
+    pub async fn run(mut self) {
+        let name = self.name();
+        tracing::info!(consumer = %name, "stream consumer started");
+        let mut backoff = FIRST_BACKOFF;
+        while !*self.stop.borrow() {
+            match self.session().await {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::warn!(consumer = %name, error = %format!("{e:#}"), "stream consumer failed; reconnecting");
+                    self.shared.record(|c| c.errors += 1);
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = self.stop.changed() => {}
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+        tracing::info!(consumer = %name, "stream consumer stopped");
+    }
+
+    fn name(&self) -> String {
+        let plan = self.plan.borrow();
+        format!(
+            "{}/{}/{}#{}",
+            self.context.host, plan.stream.tenant, plan.stream.name, self.slot
+        )
+    }
+
+    /// One connection: consume batches until stopped (Ok) or the broker fails (Err).
+    async fn session(&mut self) -> Result<()> {
+        let plan = self.plan.borrow().clone();
+        let config = &self.context.config;
+        let connection = self.context.broker.connect(&plan.stream.tenant).await?;
+        let channel = connection
+            .create_channel()
+            .await
+            .context("opening a channel")?;
+        channel
+            .basic_qos(config.prefetch, BasicQosOptions::default())
+            .await
+            .context("setting the prefetch")?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .context("enabling publisher confirms")?;
+        let mut deliveries = channel
+            .basic_consume(
+                plan.stream.queue.as_str().into(),
+                self.name().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .with_context(|| format!("consuming queue {:?}", plan.stream.queue))?;
+        let linger = Duration::from_millis(config.linger_ms);
+        loop {
+            if *self.stop.borrow() {
+                break;
+            }
+            let first = tokio::select! {
+                delivery = deliveries.next() => delivery,
+                _ = self.stop.changed() => break,
+            };
+            let mut batch = vec![(received(first)?, Instant::now())];
+            let cap = self.batch_cap();
+            let deadline = tokio::time::Instant::now() + linger;
+            while batch.len() < cap {
+                match tokio::time::timeout_at(deadline, deliveries.next()).await {
+                    Ok(delivery) => batch.push((received(delivery)?, Instant::now())),
+                    Err(_) => break,
+                }
+            }
+            if let Flow::Stop = self.handle(&channel, batch).await? {
+                break;
+            }
+        }
+        // Closing returns what this consumer still holds to the queue.
+        let _ = channel.close(200, "consumer stopping".into()).await;
+        let _ = connection.close(200, "consumer stopping".into()).await;
+        Ok(())
+    }
+
+    /// The batch size: the configured one, never above the tenant's whole window quota.
+    fn batch_cap(&self) -> usize {
+        let plan = self.plan.borrow();
+        let quota = plan.tenant.profile.stream.max_messages_per_window;
+        self.context
+            .config
+            .batch_size
+            .min(usize::try_from(quota).unwrap_or(usize::MAX))
+            .max(1)
+    }
+
+    /// Runs one batch through quota, app, sink and settlement.
+    async fn handle(&mut self, channel: &Channel, batch: Vec<(Delivery, Instant)>) -> Result<Flow> {
+        let plan = self.plan.borrow().clone();
+        let bytes: u64 = batch.iter().map(|(d, _)| d.data.len() as u64).sum();
+        if let Flow::Stop = self.admit(&plan, batch.len() as u64, bytes).await? {
+            return Ok(Flow::Stop);
+        }
+        let messages: Vec<Message> = batch.iter().map(|(d, _)| message_of(d)).collect();
+        let mut actions = self.run_app(&plan, &messages).await;
+        for (action, message) in actions.iter_mut().zip(&messages) {
+            if let Action::Requeue(reason) = action
+                && message.attempt >= plan.stream.delivery_limit
+            {
+                *action = Action::Dead {
+                    class: FailureClass::Retry.as_str().to_owned(),
+                    reason: format!(
+                        "gave up after {} deliveries (the stream's delivery limit): {reason}",
+                        message.attempt
+                    ),
+                };
+            }
+        }
+        let Some(documents) = self.write(&plan, &messages, &mut actions).await else {
+            return Ok(Flow::Stop);
+        };
+        let written = Instant::now();
+        self.settle(channel, &plan, &batch, &messages, &actions)
+            .await?;
+        let tenant = &plan.stream.tenant;
+        let stream = &plan.stream.name;
+        let metrics = &self.context.metrics;
+        let (mut ok, mut dead, mut retried) = (0u64, 0u64, 0u64);
+        self.shared.record(|c| {
+            c.messages += batch.len() as u64;
+            c.bytes += bytes;
+            c.documents += documents;
+            for (action, (_, at)) in actions.iter().zip(&batch) {
+                match action {
+                    Action::Write(_) => {
+                        ok += 1;
+                        c.latency(written.duration_since(*at).as_micros() as u64);
+                    }
+                    Action::Dead { .. } => dead += 1,
+                    Action::Requeue(_) => retried += 1,
+                }
+            }
+            c.dead_lettered += dead;
+            c.retried += retried;
+        });
+        metrics.stream_batch(tenant, stream, ok, dead, retried, bytes, documents);
+        for (action, (_, at)) in actions.iter().zip(&batch) {
+            if let Action::Write(_) = action {
+                metrics.stream_latency(tenant, stream, written.duration_since(*at));
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Waits while the tenant is over its quota; the batch stays unacknowledged meanwhile.
+    async fn admit(&mut self, plan: &Plan, messages: u64, bytes: u64) -> Result<Flow> {
+        let profile = &plan.tenant.profile.stream;
+        let limits = Limits {
+            messages: profile.max_messages_per_window,
+            bytes: profile.max_mib_per_window.saturating_mul(1024 * 1024),
+            window: Duration::from_secs(profile.window_secs),
+        };
+        loop {
+            match self
+                .context
+                .quota
+                .admit(&plan.stream.tenant, messages, bytes, limits)
+                .await?
+            {
+                Admission::Granted => {
+                    if self.shared.set_throttled(false) {
+                        self.event(plan, "resumed", "back within the quota".to_owned())
+                            .await;
+                    }
+                    return Ok(Flow::Continue);
+                }
+                Admission::Wait { wait, reason } => {
+                    if self.shared.set_throttled(true) {
+                        tracing::info!(tenant = %plan.stream.tenant, stream = %plan.stream.name, %reason, "stream throttled");
+                        self.event(plan, "throttled", reason).await;
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait + Duration::from_millis(5)) => {}
+                        _ = self.stop.changed() => return Ok(Flow::Stop),
+                    }
+                }
+            }
+        }
+    }
+
+    async fn event(&self, plan: &Plan, kind: &str, reason: String) {
+        let event = StreamEvent {
+            tenant: plan.stream.tenant.clone(),
+            stream: plan.stream.name.clone(),
+            at: DateTime::now(),
+            kind: kind.to_owned(),
+            from: None,
+            to: None,
+            reason,
+            host: self.context.host.clone(),
+        };
+        if let Err(e) = self.context.platform.insert_event(&event).await {
+            tracing::warn!(error = %e, "could not record a stream event");
+        }
+    }
+
+    /// One outcome per message; a batch that traps is run again one message at a time.
+    async fn run_app(&self, plan: &Plan, messages: &[Message]) -> Vec<Action> {
+        let runtime = self.context.apps.runtime();
+        match runtime.run_stream(&plan.app, messages, &plan.options).await {
+            Ok(report) => report.outcomes.into_iter().map(action_of).collect(),
+            Err(failure) if messages.len() == 1 => vec![action_of(Err(failure))],
+            Err(failure) => {
+                tracing::info!(
+                    stream = %plan.stream.id, class = %failure.class, error = %failure.message,
+                    "a batch failed as a whole; running its {} messages one by one",
+                    messages.len()
+                );
+                let mut actions = Vec::with_capacity(messages.len());
+                for message in messages {
+                    let one = runtime
+                        .run_stream(&plan.app, std::slice::from_ref(message), &plan.options)
+                        .await
+                        .and_then(|mut report| {
+                            report.outcomes.pop().ok_or_else(|| {
+                                Failure::new(FailureClass::BadOutput, "no outcome for the message")
+                            })?
+                        });
+                    actions.push(action_of(one));
+                }
+                actions
+            }
+        }
+    }
+
+    /// Writes the documents of every `Write` action; a message whose document the coredms
+    /// refuses becomes a dead letter and the rest is written again (the ids make that
+    /// harmless). Returns the documents written, or `None` when stopped while the coredms
+    /// was down (the batch then goes back to the queue).
+    async fn write(
+        &mut self,
+        plan: &Plan,
+        messages: &[Message],
+        actions: &mut [Action],
+    ) -> Option<u64> {
+        let tenant = &plan.tenant;
+        let sink_settings = &tenant.profile.sink;
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            let failed = match self.context.sinks.resolve(tenant).await {
+                Err(e) => e.to_string(),
+                Ok(sink) => {
+                    let mut writer = BulkWriter::new(
+                        sink,
+                        plan.collection.clone(),
+                        sink_settings.write_concern,
+                        sink_settings.insert_batch,
+                    );
+                    match self.write_once(plan, messages, actions, &mut writer).await {
+                        Ok(()) => return Some(writer.inserted + writer.duplicates),
+                        Err((WriteError::Refused { index, reason }, owners)) => {
+                            if let Some(&owner) = owners.get(index as usize) {
+                                actions[owner] = Action::Dead {
+                                    class: FailureClass::BadOutput.as_str().to_owned(),
+                                    reason: format!("the coredms refused a document: {reason}"),
+                                };
+                            }
+                            continue;
+                        }
+                        Err((WriteError::Infra(reason), _)) => {
+                            self.context.sinks.forget(&tenant.id);
+                            reason
+                        }
+                    }
+                }
+            };
+            tracing::warn!(stream = %plan.stream.id, error = %failed, ?backoff, "cannot write to the tenant's coredms; holding the batch and retrying");
+            self.shared.record(|c| c.errors += 1);
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = self.stop.changed() => return None,
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// One attempt at writing; on failure also returns which message owns each document.
+    async fn write_once(
+        &self,
+        plan: &Plan,
+        messages: &[Message],
+        actions: &mut [Action],
+        writer: &mut BulkWriter,
+    ) -> Result<(), (WriteError, Vec<usize>)> {
+        let mut owners = Vec::new();
+        for (i, message) in messages.iter().enumerate() {
+            let Action::Write(documents) = &actions[i] else {
+                continue;
+            };
+            let source = format!("stream/{}/{}", plan.stream.name, message.id);
+            let mut stored = Vec::with_capacity(documents.len());
+            let mut refused = None;
+            for (n, document) in documents.iter().enumerate() {
+                match stored_document(
+                    &plan.stream.tenant,
+                    &source,
+                    n as u64,
+                    &document.json,
+                    document.id.as_deref(),
+                ) {
+                    Ok(document) => stored.push(document),
+                    Err(reason) => {
+                        refused = Some(format!("document {n} is not a JSON object: {reason}"));
+                        break;
+                    }
+                }
+            }
+            if let Some(reason) = refused {
+                actions[i] = Action::Dead {
+                    class: FailureClass::BadOutput.as_str().to_owned(),
+                    reason,
+                };
+                continue;
+            }
+            for document in stored {
+                let index = owners.len() as u64;
+                owners.push(i);
+                if let Err(e) = writer.push(index, document).await {
+                    return Err((e, owners));
+                }
+            }
+        }
+        writer.flush().await.map_err(|e| (e, owners))
+    }
+
+    /// Dead letters first (confirmed), then requeues, then one multiple ack.
+    async fn settle(
+        &self,
+        channel: &Channel,
+        plan: &Plan,
+        batch: &[(Delivery, Instant)],
+        messages: &[Message],
+        actions: &[Action],
+    ) -> Result<()> {
+        let mut confirms = Vec::new();
+        for ((action, (delivery, _)), message) in actions.iter().zip(batch).zip(messages) {
+            let Action::Dead { class, reason } = action else {
+                continue;
+            };
+            tracing::info!(stream = %plan.stream.id, message = %message.id, %class, %reason, "dead-lettering a message");
+            let properties = dead_letter_properties(plan, delivery, message, class, reason);
+            let confirm = channel
+                .basic_publish(
+                    DEAD_LETTER_EXCHANGE.into(),
+                    plan.stream.queue.as_str().into(),
+                    BasicPublishOptions::default(),
+                    &delivery.data,
+                    properties,
+                )
+                .await
+                .context("publishing a dead letter")?;
+            confirms.push(confirm);
+        }
+        for confirm in confirms {
+            let confirmation = confirm.await.context("confirming a dead letter")?;
+            if !confirmation.is_ack() {
+                bail!("the broker refused a dead letter");
+            }
+        }
+        let mut last_ack = None;
+        for (action, (delivery, _)) in actions.iter().zip(batch) {
+            match action {
+                Action::Requeue(_) => channel
+                    .basic_nack(
+                        delivery.delivery_tag,
+                        BasicNackOptions {
+                            multiple: false,
+                            requeue: true,
+                        },
+                    )
+                    .await
+                    .context("requeueing a message")?,
+                _ => last_ack = Some(delivery.delivery_tag),
+            }
+        }
+        if let Some(tag) = last_ack {
+            channel
+                .basic_ack(tag, BasicAckOptions { multiple: true })
+                .await
+                .context("acknowledging the batch")?;
+        }
+        Ok(())
+    }
+}
+
+fn received(delivery: Option<lapin::Result<Delivery>>) -> Result<Delivery> {
+    match delivery {
+        Some(Ok(delivery)) => Ok(delivery),
+        Some(Err(e)) => Err(e).context("receiving from the broker"),
+        None => bail!("the broker cancelled the consumer (queue deleted?)"),
+    }
+}
+
+fn action_of(outcome: Result<Vec<Document>, Failure>) -> Action {
+    match outcome {
+        Ok(documents) => Action::Write(documents),
+        Err(failure) if failure.class.is_retryable() => {
+            Action::Requeue(format!("{}: {}", failure.class, failure.message))
+        }
+        Err(failure) => Action::Dead {
+            class: failure.class.as_str().to_owned(),
+            reason: failure.message,
+        },
+    }
+}
+
+/// The message as the app sees it. Its id is the publisher's `message_id`, or else the
+/// SHA-256 of its body: stable across redeliveries either way, so document ids are too.
+pub fn message_of(delivery: &Delivery) -> Message {
+    let properties = &delivery.properties;
+    let id = match properties.message_id() {
+        Some(id) if !id.as_str().is_empty() => id.to_string(),
+        _ => format!(
+            "sha256:{}",
+            hex::encode(&Sha256::digest(&delivery.data)[..16])
+        ),
+    };
+    let mut headers = Vec::new();
+    let mut previous_deliveries = 0u32;
+    if let Some(table) = properties.headers() {
+        for (name, value) in table.inner() {
+            if name.as_str() == "x-delivery-count" {
+                previous_deliveries = integer(value).unwrap_or(0).try_into().unwrap_or(0);
+                continue;
+            }
+            match value {
+                AMQPValue::LongString(s) => headers.push((
+                    name.to_string(),
+                    String::from_utf8_lossy(s.as_bytes()).into(),
+                )),
+                AMQPValue::ShortString(s) => headers.push((name.to_string(), s.to_string())),
+                other => {
+                    if let Some(n) = integer(other) {
+                        headers.push((name.to_string(), n.to_string()));
+                    }
+                }
+            }
+        }
+    }
+    Message {
+        id,
+        payload: delivery.data.clone(),
+        content_type: properties.content_type().as_ref().map(|c| c.to_string()),
+        headers,
+        attempt: previous_deliveries.saturating_add(1),
+    }
+}
+
+fn integer(value: &AMQPValue) -> Option<i64> {
+    Some(match value {
+        AMQPValue::ShortShortInt(n) => (*n).into(),
+        AMQPValue::ShortShortUInt(n) => (*n).into(),
+        AMQPValue::ShortInt(n) => (*n).into(),
+        AMQPValue::ShortUInt(n) => (*n).into(),
+        AMQPValue::LongInt(n) => (*n).into(),
+        AMQPValue::LongUInt(n) => (*n).into(),
+        AMQPValue::LongLongInt(n) => *n,
+        _ => return None,
+    })
+}
+
+/// The original properties, with headers saying who dead-lettered the message and why.
+fn dead_letter_properties(
+    plan: &Plan,
+    delivery: &Delivery,
+    message: &Message,
+    class: &str,
+    reason: &str,
+) -> BasicProperties {
+    let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+    let text = |s: &str| AMQPValue::LongString(s.into());
+    for (name, value) in [
+        ("x-mysimbdp-tenant", text(&plan.stream.tenant)),
+        ("x-mysimbdp-stream", text(&plan.stream.name)),
+        ("x-mysimbdp-app", text(&plan.stream.app)),
+        ("x-mysimbdp-app-version", text(&plan.version)),
+        ("x-mysimbdp-error-class", text(class)),
+        ("x-mysimbdp-error", text(reason)),
+        ("x-mysimbdp-message-id", text(&message.id)),
+        (
+            "x-mysimbdp-deliveries",
+            AMQPValue::LongLongInt(message.attempt.into()),
+        ),
+        (
+            "x-mysimbdp-dead-lettered-at",
+            text(&DateTime::now().try_to_rfc3339_string().unwrap_or_default()),
+        ),
+    ] {
+        headers.insert(name.into(), value);
+    }
+    delivery.properties.clone().with_headers(headers)
+}

@@ -1,0 +1,350 @@
+//! The consumer manager, on every host: every `stream.reconcile_ms` it reads the running
+//! streams and the live hosts, and runs this host's share of each stream's consumers.
+//!
+//! Placement needs no coordination: a stream's consumer slots `0..desired` go round the
+//! sorted list of live consumer hosts starting at a hash of the stream's id, so each host
+//! computes the same assignment and streams spread over hosts. While membership changes two
+//! hosts may briefly run the same slot; competing consumers on one queue make that harmless.
+//!
+//! Each stream with consumers here also gets a reporter that writes the host's report for
+//! it every `report_interval_secs` of the tenant's profile.
+
+use super::consumer::{Consumer, Plan};
+use super::stats::StreamShared;
+use super::{CONSUMER_ROLE, StreamContext};
+use crate::app_store::short;
+use crate::platform::{StoreError, StreamRecord, StreamReport, TenantRecord, TenantStatus};
+use crate::runtime::CallOptions;
+use anyhow::Result;
+use mongodb::bson::DateTime;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// How long stopping consumers may take to finish their batch before they are dropped.
+const STOP_GRACE: Duration = Duration::from_secs(30);
+
+struct Running {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+/// A stream with consumers on this host.
+struct Local {
+    plan: watch::Sender<Arc<Plan>>,
+    shared: Arc<StreamShared>,
+    reporter_stop: watch::Sender<bool>,
+    reporter: JoinHandle<()>,
+}
+
+/// Runs the manager until `stop`; then stops every consumer (each finishes its batch) and
+/// writes the last reports.
+pub async fn run(context: Arc<StreamContext>, mut stop: watch::Receiver<bool>) {
+    let mut consumers: HashMap<(String, u32), Running> = HashMap::new();
+    let mut streams: HashMap<String, Local> = HashMap::new();
+    let period = Duration::from_millis(context.config.reconcile_ms);
+    let mut warned = Instant::now() - Duration::from_secs(3600);
+    while !*stop.borrow() {
+        match wanted(&context).await {
+            Ok(wanted) => apply(&context, wanted, &mut consumers, &mut streams).await,
+            Err(e) if warned.elapsed() > Duration::from_secs(30) => {
+                warned = Instant::now();
+                tracing::warn!(error = %format!("{e:#}"), "cannot plan stream consumers; keeping the current ones");
+            }
+            Err(_) => {}
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = stop.changed() => {}
+        }
+    }
+    let keys: Vec<_> = consumers.keys().cloned().collect();
+    stop_consumers(&mut consumers, keys).await;
+    for (_, local) in streams.drain() {
+        finish_reporter(local).await;
+    }
+}
+
+/// The consumers this host should run now, by (stream id, slot), with their plans.
+async fn wanted(context: &StreamContext) -> Result<BTreeMap<(String, u32), Arc<Plan>>> {
+    let mut hosts: Vec<String> = context
+        .registry
+        .hosts()
+        .await?
+        .into_iter()
+        .filter(|h| h.roles.iter().any(|r| r == CONSUMER_ROLE))
+        .map(|h| h.id)
+        .collect();
+    if !hosts.contains(&context.host) {
+        hosts.push(context.host.clone());
+    }
+    hosts.sort();
+    let mut wanted = BTreeMap::new();
+    let mut tenants: HashMap<String, Option<TenantRecord>> = HashMap::new();
+    for stream in context.platform.running_streams().await? {
+        if !tenants.contains_key(&stream.tenant) {
+            let tenant = match context.platform.tenant(&stream.tenant).await {
+                Ok(tenant) => Some(tenant),
+                Err(StoreError::NotFound(_)) => None,
+                Err(e) => return Err(e.into()),
+            };
+            tenants.insert(stream.tenant.clone(), tenant);
+        }
+        let Some(Some(tenant)) = tenants.get(&stream.tenant) else {
+            continue;
+        };
+        if tenant.status == TenantStatus::Suspended {
+            continue;
+        }
+        let profile = &tenant.profile.stream;
+        let desired = stream
+            .consumers
+            .clamp(profile.min_consumers, profile.max_consumers);
+        let start = placement(&stream.id);
+        let mine: Vec<u32> = (0..desired)
+            .filter(|slot| hosts[(start + *slot as usize) % hosts.len()] == context.host)
+            .collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let Some(plan) = plan(context, stream, tenant.clone()).await else {
+            continue;
+        };
+        let plan = Arc::new(plan);
+        for slot in mine {
+            wanted.insert((plan.stream.id.clone(), slot), plan.clone());
+        }
+    }
+    Ok(wanted)
+}
+
+/// Where a stream's slot 0 goes in the host list.
+fn placement(stream: &str) -> usize {
+    let digest = Sha256::digest(stream.as_bytes());
+    u64::from_be_bytes(digest[..8].try_into().unwrap_or_default()) as usize
+}
+
+/// The stream's app, loaded; `None` (logged) when it has no usable active version.
+async fn plan(context: &StreamContext, stream: StreamRecord, tenant: TenantRecord) -> Option<Plan> {
+    let platform = &context.platform;
+    let record = match platform.app(&tenant.id, &stream.app).await {
+        Ok(record) => record,
+        Err(e) => {
+            tracing::debug!(stream = %stream.id, error = %e, "stream app unavailable");
+            return None;
+        }
+    };
+    let active = record.active.clone()?;
+    let version = platform
+        .version(&tenant.id, &stream.app, &active)
+        .await
+        .ok()?;
+    let app = match context.apps.load(&version).await {
+        Ok(app) => app,
+        Err(e) => {
+            tracing::warn!(stream = %stream.id, error = %e, "cannot load the stream's app");
+            return None;
+        }
+    };
+    let options = CallOptions {
+        label: format!(
+            "{}/{}@{} stream {}",
+            tenant.id,
+            stream.app,
+            short(&active),
+            stream.name
+        ),
+        params: Arc::new(stream.params.clone()),
+        limits: context.apps.app_limits(&tenant, &record),
+    };
+    let collection = stream
+        .collection
+        .clone()
+        .unwrap_or_else(|| tenant.profile.sink.collection.clone());
+    Some(Plan {
+        stream,
+        tenant,
+        app,
+        version: active,
+        options,
+        collection,
+    })
+}
+
+async fn apply(
+    context: &Arc<StreamContext>,
+    mut wanted: BTreeMap<(String, u32), Arc<Plan>>,
+    consumers: &mut HashMap<(String, u32), Running>,
+    streams: &mut HashMap<String, Local>,
+) {
+    let cap = context.config.max_consumers;
+    if wanted.len() > cap {
+        tracing::warn!(
+            wanted = wanted.len(),
+            cap,
+            "this host's share of stream consumers is above stream.max_consumers; running the first {cap}"
+        );
+        let keep: Vec<_> = wanted.keys().take(cap).cloned().collect();
+        wanted.retain(|k, _| keep.contains(k));
+    }
+    let gone: Vec<_> = consumers
+        .keys()
+        .filter(|k| !wanted.contains_key(*k))
+        .cloned()
+        .collect();
+    stop_consumers(consumers, gone).await;
+    // Each local stream gets the newest plan; streams without consumers here lose theirs.
+    let mut plans: HashMap<String, Arc<Plan>> = HashMap::new();
+    for ((stream, _), plan) in &wanted {
+        plans.entry(stream.clone()).or_insert_with(|| plan.clone());
+    }
+    let idle: Vec<_> = streams
+        .keys()
+        .filter(|s| !plans.contains_key(*s))
+        .cloned()
+        .collect();
+    for stream in idle {
+        if let Some(local) = streams.remove(&stream) {
+            finish_reporter(local).await;
+        }
+    }
+    for (stream, plan) in plans {
+        match streams.get(&stream) {
+            Some(local) => {
+                local.plan.send_replace(plan);
+            }
+            None => {
+                let local = start_reporter(context.clone(), plan);
+                streams.insert(stream, local);
+            }
+        }
+    }
+    for (key, _) in wanted {
+        if consumers.contains_key(&key) {
+            continue;
+        }
+        let Some(local) = streams.get(&key.0) else {
+            continue;
+        };
+        let (stop, stop_rx) = watch::channel(false);
+        let consumer = Consumer {
+            context: context.clone(),
+            plan: local.plan.subscribe(),
+            shared: local.shared.clone(),
+            slot: key.1,
+            stop: stop_rx,
+        };
+        local.shared.consumers.fetch_add(1, Ordering::Relaxed);
+        let shared = local.shared.clone();
+        let task = tokio::spawn(async move {
+            consumer.run().await;
+            shared.consumers.fetch_sub(1, Ordering::Relaxed);
+        });
+        consumers.insert(key, Running { stop, task });
+    }
+}
+
+async fn stop_consumers(consumers: &mut HashMap<(String, u32), Running>, keys: Vec<(String, u32)>) {
+    let mut tasks = Vec::new();
+    for key in keys {
+        if let Some(running) = consumers.remove(&key) {
+            let _ = running.stop.send(true);
+            tasks.push(running.task);
+        }
+    }
+    if tasks.is_empty() {
+        return;
+    }
+    let all = futures_util::future::join_all(tasks);
+    if tokio::time::timeout(STOP_GRACE, all).await.is_err() {
+        tracing::warn!(
+            "stream consumers still busy after {STOP_GRACE:?}; their messages go back to the queue"
+        );
+    }
+}
+
+fn start_reporter(context: Arc<StreamContext>, plan: Arc<Plan>) -> Local {
+    let (plan_tx, plan_rx) = watch::channel(plan);
+    let shared = Arc::new(StreamShared::default());
+    let (reporter_stop, mut stop) = watch::channel(false);
+    let reporter = {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let mut last = Instant::now();
+            loop {
+                let every = Duration::from_secs(
+                    plan_rx.borrow().tenant.profile.stream.report_interval_secs,
+                );
+                let stopping = tokio::select! {
+                    _ = tokio::time::sleep(every) => false,
+                    _ = stop.changed() => true,
+                };
+                let plan = plan_rx.borrow().clone();
+                report(&context, &plan, &shared, last.elapsed()).await;
+                last = Instant::now();
+                if stopping {
+                    break;
+                }
+            }
+        })
+    };
+    Local {
+        plan: plan_tx,
+        shared,
+        reporter_stop,
+        reporter,
+    }
+}
+
+async fn finish_reporter(local: Local) {
+    let _ = local.reporter_stop.send(true);
+    let _ = local.reporter.await;
+}
+
+/// Writes this host's report of one stream and updates the gauges.
+async fn report(context: &StreamContext, plan: &Plan, shared: &StreamShared, interval: Duration) {
+    let mut counts = shared.take();
+    let (latency_avg_ms, latency_p99_ms) = counts.latency_ms();
+    let stream = &plan.stream;
+    let queue_depth = match context.broker.ready(&stream.tenant, &stream.queue).await {
+        Ok(depth) => depth,
+        Err(e) => {
+            tracing::warn!(stream = %stream.id, error = %format!("{e:#}"), "cannot read the queue's depth");
+            0
+        }
+    };
+    let consumers = shared.consumers.load(Ordering::Relaxed);
+    let throttled = shared.throttled.load(Ordering::Relaxed);
+    context.metrics.stream_gauges(
+        &stream.tenant,
+        &stream.name,
+        consumers,
+        queue_depth,
+        throttled,
+    );
+    let report = StreamReport {
+        tenant: stream.tenant.clone(),
+        stream: stream.name.clone(),
+        host: context.host.clone(),
+        at: Some(DateTime::now()),
+        interval_ms: interval.as_millis() as u64,
+        consumers,
+        messages: counts.messages,
+        bytes: counts.bytes,
+        documents: counts.documents,
+        dead_lettered: counts.dead_lettered,
+        retried: counts.retried,
+        errors: counts.errors,
+        latency_avg_ms,
+        latency_p99_ms,
+        queue_depth,
+        throttled,
+    };
+    if let Err(e) = context.platform.insert_report(&report).await {
+        tracing::warn!(stream = %stream.id, error = %e, "cannot store a stream report");
+    }
+}

@@ -1,0 +1,254 @@
+//! The monitor and autoscaler. Every host campaigns in the etcd election `stream-monitor`;
+//! the leader checks every running stream each `stream.monitor_interval_ms` and moves its
+//! desired consumer count by one within the profile's `min_consumers..=max_consumers`:
+//!
+//! - up when the backlog per consumer is above `scale_up_backlog`, or the p99 latency of the
+//!   latest reports above `scale_up_latency_ms` (with messages waiting), for `sustain` checks
+//!   in a row; never while the tenant is throttled (more consumers would not help);
+//! - down when backlog per consumer and throughput per consumer are below
+//!   `scale_down_backlog` and `scale_down_throughput` for `sustain` checks in a row;
+//! - never within `cooldown_secs` of the stream's last change; at once back into min/max
+//!   when the profile changed under it.
+//!
+//! Each decision is a conditional update of the stream record (so even two leaders in a
+//! split second cannot both apply theirs) and is logged with its reason in `stream_events`.
+//! Hosts' managers then start or stop consumers.
+
+use super::StreamContext;
+use crate::platform::{StreamEvent, StreamRecord, TenantStatus};
+use anyhow::Result;
+use mongodb::bson::DateTime;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// The election's name.
+pub const ELECTION: &str = "stream-monitor";
+
+/// Consecutive checks a stream has leaned one way.
+#[derive(Debug, Default, Clone, Copy)]
+struct Pressure {
+    up: u32,
+    down: u32,
+}
+
+/// What the monitor read about a stream.
+#[derive(Debug, Clone, Copy)]
+pub struct Reading {
+    /// Messages waiting.
+    pub backlog: u64,
+    /// Messages per second consumed, over all hosts.
+    pub throughput: f64,
+    /// The highest p99 latency of the latest reports, ms.
+    pub p99_ms: f64,
+    /// Whether any host reported the stream throttled.
+    pub throttled: bool,
+}
+
+/// Campaigns, and checks the streams while leading, until `stop`.
+pub async fn run(context: Arc<StreamContext>, lease: Duration, mut stop: watch::Receiver<bool>) {
+    while !*stop.borrow() {
+        let campaign = context.registry.campaign(ELECTION, &context.host, lease);
+        let leadership = tokio::select! {
+            leadership = campaign => leadership,
+            _ = stop.changed() => break,
+        };
+        match leadership {
+            Ok(leadership) => {
+                tracing::info!(host = %context.host, "this host now runs the stream monitor");
+                lead(&context, leadership.lost(), &mut stop).await;
+                leadership.resign().await;
+                tracing::info!(host = %context.host, "this host no longer runs the stream monitor");
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "stream monitor election failed; trying again");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                    _ = stop.changed() => break,
+                }
+            }
+        }
+    }
+}
+
+async fn lead(
+    context: &StreamContext,
+    mut lost: watch::Receiver<bool>,
+    stop: &mut watch::Receiver<bool>,
+) {
+    let mut pressure: HashMap<String, Pressure> = HashMap::new();
+    let period = Duration::from_millis(context.config.monitor_interval_ms);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = stop.changed() => return,
+            _ = lost.changed() => return,
+        }
+        if *lost.borrow() || *stop.borrow() {
+            return;
+        }
+        let streams = match context.platform.running_streams().await {
+            Ok(streams) => streams,
+            Err(e) => {
+                tracing::warn!(error = %e, "monitor cannot list the streams");
+                continue;
+            }
+        };
+        pressure.retain(|id, _| streams.iter().any(|s| &s.id == id));
+        for stream in streams {
+            let entry = pressure.entry(stream.id.clone()).or_default();
+            if let Err(e) = check(context, &stream, entry).await {
+                tracing::warn!(stream = %stream.id, error = %format!("{e:#}"), "monitor cannot check the stream");
+            }
+        }
+    }
+}
+
+async fn check(
+    context: &StreamContext,
+    stream: &StreamRecord,
+    pressure: &mut Pressure,
+) -> Result<()> {
+    let tenant = context.platform.tenant(&stream.tenant).await?;
+    if tenant.status == TenantStatus::Suspended {
+        return Ok(());
+    }
+    let profile = &tenant.profile.stream;
+    let (min, max) = (profile.min_consumers, profile.max_consumers);
+    let current = stream.consumers;
+    if !(min..=max).contains(&current) {
+        let target = current.clamp(min, max);
+        let reason =
+            format!("the profile allows {min}..={max} consumers; the stream had {current}");
+        return decide(context, stream, target, reason).await;
+    }
+    let reading = read(context, stream, profile.report_interval_secs).await?;
+    let scale = &profile.autoscale;
+    let consumers = u64::from(current.max(1));
+    let per_consumer = reading.backlog / consumers;
+    let up_reason = if reading.backlog == 0 || reading.throttled {
+        None
+    } else if current == 0 {
+        Some(format!(
+            "{} messages wait and no consumer runs",
+            reading.backlog
+        ))
+    } else if per_consumer > scale.scale_up_backlog {
+        Some(format!(
+            "backlog {} ({per_consumer} per consumer) above {} per consumer",
+            reading.backlog, scale.scale_up_backlog
+        ))
+    } else if reading.p99_ms > scale.scale_up_latency_ms as f64 {
+        Some(format!(
+            "p99 latency {:.0} ms above {} ms with {} messages waiting",
+            reading.p99_ms, scale.scale_up_latency_ms, reading.backlog
+        ))
+    } else {
+        None
+    };
+    let per_consumer_rate = reading.throughput / consumers as f64;
+    let down = up_reason.is_none()
+        && per_consumer < scale.scale_down_backlog
+        && per_consumer_rate < scale.scale_down_throughput as f64
+        && reading.p99_ms <= scale.scale_up_latency_ms as f64;
+    pressure.up = if up_reason.is_some() {
+        pressure.up + 1
+    } else {
+        0
+    };
+    pressure.down = if down { pressure.down + 1 } else { 0 };
+    let cooling = stream.scaled_at.is_some_and(|at| {
+        DateTime::now().timestamp_millis() - at.timestamp_millis()
+            < (scale.cooldown_secs * 1000) as i64
+    });
+    if cooling {
+        return Ok(());
+    }
+    if let Some(reason) = up_reason
+        && pressure.up >= scale.sustain
+        && current < max
+    {
+        *pressure = Pressure::default();
+        let reason = format!("{reason} for {} checks", scale.sustain);
+        return decide(context, stream, current + 1, reason).await;
+    }
+    if down && pressure.down >= scale.sustain && current > min {
+        *pressure = Pressure::default();
+        let reason = format!(
+            "idle for {} checks: backlog {} ({per_consumer} per consumer, below {}), {:.1} \
+             messages/s per consumer (below {})",
+            scale.sustain,
+            reading.backlog,
+            scale.scale_down_backlog,
+            per_consumer_rate,
+            scale.scale_down_throughput
+        );
+        return decide(context, stream, current - 1, reason).await;
+    }
+    Ok(())
+}
+
+/// Backlog now (from the broker), throughput and latency from the reports of the last two
+/// report intervals.
+async fn read(context: &StreamContext, stream: &StreamRecord, report_secs: u64) -> Result<Reading> {
+    let backlog = context.broker.ready(&stream.tenant, &stream.queue).await?;
+    let window_ms = (report_secs * 2000).max(context.config.monitor_interval_ms * 2);
+    let since = DateTime::from_millis(DateTime::now().timestamp_millis() - window_ms as i64);
+    let reports = context
+        .platform
+        .reports_since(&stream.tenant, &stream.name, since)
+        .await?;
+    let messages: u64 = reports.iter().map(|r| r.messages).sum();
+    // The latest report of each host says how things stand now.
+    let mut latest: HashMap<&str, &crate::platform::StreamReport> = HashMap::new();
+    for report in &reports {
+        latest.insert(&report.host, report);
+    }
+    Ok(Reading {
+        backlog,
+        throughput: messages as f64 * 1000.0 / window_ms as f64,
+        p99_ms: latest
+            .values()
+            .map(|r| r.latency_p99_ms)
+            .fold(0.0, f64::max),
+        throttled: latest.values().any(|r| r.throttled),
+    })
+}
+
+async fn decide(
+    context: &StreamContext,
+    stream: &StreamRecord,
+    target: u32,
+    reason: String,
+) -> Result<()> {
+    let from = stream.consumers;
+    if !context
+        .platform
+        .scale_stream(&stream.id, from, target)
+        .await?
+    {
+        // Someone else changed it since we read it: look again next time.
+        return Ok(());
+    }
+    let kind = if target > from {
+        "scale_up"
+    } else {
+        "scale_down"
+    };
+    tracing::info!(stream = %stream.id, from, to = target, %reason, "stream {kind}");
+    context
+        .platform
+        .insert_event(&StreamEvent {
+            tenant: stream.tenant.clone(),
+            stream: stream.name.clone(),
+            at: DateTime::now(),
+            kind: kind.to_owned(),
+            from: Some(from),
+            to: Some(target),
+            reason,
+            host: context.host.clone(),
+        })
+        .await?;
+    Ok(())
+}
