@@ -17,22 +17,22 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 #[path = "../../sample-apps/csv-batch/src/transform.rs"]
 #[allow(dead_code)]
 mod transform;
 
+use common::{OPERATOR, bench_dir, mongo, vm_hwm_kib};
 use mysimbdp_fixtures as fixtures;
 use mysimbdp_host::profile::WriteConcern;
 use mysimbdp_host::sink::{BulkWriter, Sink, stored_document};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::AsyncBufReadExt;
 
-const OPERATOR: &str = "bench-operator-token-0123456789abcdef";
 const INSERT_BATCH: usize = 1000;
 
 struct Measured {
@@ -41,26 +41,13 @@ struct Measured {
     peak_rss_kib: u64,
 }
 
-fn vm_hwm_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 #[tokio::main]
 async fn main() {
     let size_mib: u64 = std::env::args()
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(1024);
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = bench_dir();
     let path = dir.join(format!("orders-{size_mib}m.csv"));
     let expected = {
         let mut out = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
@@ -118,47 +105,19 @@ async fn main() {
     let _ = std::fs::remove_dir_all(dir.join(format!("staging-{run}")));
 }
 
-async fn mongo() -> mongodb::Client {
-    mongodb::Client::with_uri_str(mysimbdp_tests::MONGODB_URI)
-        .await
-        .unwrap()
-}
-
 /// Uploads the file to a real `serve` and waits for its job.
 async fn platform(run: &str, path: &Path, bytes: u64) -> Measured {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
-    let config = dir.join(format!("{run}.toml"));
-    std::fs::write(
-        &config,
-        format!(
+    let dir = bench_dir();
+    let (mut child, base) = common::serve(
+        run,
+        &format!(
             "[platform]\ndatabase = \"{run}\"\n[registry]\nprefix = \"/mysimbdp-bench/{run}\"\n\
              [batch]\nnamespace = \"{run}\"\nworkers = 1\nstaging_dir = {:?}\n",
             dir.join(format!("staging-{run}"))
         ),
+        false,
     )
-    .unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mysimbdp"))
-        .args(["serve", "--config", config.to_str().unwrap()])
-        .env("MYSIMBDP_OPERATOR_TOKEN", OPERATOR)
-        .env("MYSIMBDP_LISTEN", "127.0.0.1:0")
-        .env("MYSIMBDP_CACHE_DIR", dir.join("cache"))
-        .env("RUST_LOG", "warn,mysimbdp_host::serve=info")
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let base = loop {
-        let line = lines.next_line().await.unwrap().expect("serve exited");
-        if let Some(at) = line.find("listening on ") {
-            break line[at + 13..]
-                .split_whitespace()
-                .next()
-                .unwrap()
-                .to_owned();
-        }
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    .await;
     let http = reqwest::Client::new();
     let created: Value = http
         .post(format!("{base}/v1/admin/tenants"))

@@ -558,7 +558,7 @@ mod tests {
             published,
             Profile::json_schema(),
             "regenerate docs/tenant-profile.schema.json: \
-             cargo run -p mysimbdp-host -- tenant profile-schema > docs/tenant-profile.schema.json"
+             cargo run -p mysimbdp-host -- tenant profile schema > docs/tenant-profile.schema.json"
         );
     }
 

@@ -371,7 +371,10 @@ async fn hosts_register_and_a_killed_one_disappears_when_its_lease_expires() {
         .unwrap();
     assert_eq!(
         (entry.roles.as_slice(), entry.pid),
-        (["api".to_owned()].as_slice(), b.child.id().unwrap())
+        (
+            ["api", "batch", "stream"].map(String::from).as_slice(),
+            b.child.id().unwrap()
+        )
     );
 
     // SIGKILL: no goodbye; the entry goes when the lease runs out.

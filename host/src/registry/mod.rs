@@ -38,7 +38,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct HostInfo {
     /// Unique per process: `<hostname>-<pid>-<random>`.
     pub id: String,
-    /// What it does: `api` now; `batch-worker`, `stream-consumer` as they arrive.
+    /// What it does: `api`, and `batch` / `stream` when it runs batch workers / stream
+    /// consumers.
     pub roles: Vec<String>,
     /// Where its API listens.
     pub address: String,

@@ -443,7 +443,12 @@ impl Consumer {
                 .basic_publish(
                     DEAD_LETTER_EXCHANGE.into(),
                     plan.stream.queue.as_str().into(),
-                    BasicPublishOptions::default(),
+                    // Returned if the dead-letter queue is gone: then the original stays
+                    // unacknowledged rather than vanish.
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..Default::default()
+                    },
                     &delivery.data,
                     properties,
                 )
@@ -453,8 +458,11 @@ impl Consumer {
         }
         for confirm in confirms {
             let confirmation = confirm.await.context("confirming a dead letter")?;
-            if !confirmation.is_ack() {
-                bail!("the broker refused a dead letter");
+            if !confirmation.is_ack() || confirmation.take_message().is_some() {
+                bail!(
+                    "the broker refused a dead letter (is {:?} gone?)",
+                    plan.stream.dead_letter_queue
+                );
             }
         }
         let mut last_ack = None;

@@ -6,77 +6,21 @@
 //! reading is rejected (dead-lettered) with the reason. Parameters `unit.<metric>` override
 //! the built-in units.
 
+mod transform;
+
 use mysimbdp_sdk::{AppError, Message, Output, params, stream_app};
-use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
-
-#[derive(Deserialize)]
-struct Reading {
-    device: String,
-    ts: String,
-    #[serde(default)]
-    site: Option<String>,
-    readings: BTreeMap<String, serde_json::Value>,
-}
-
-#[derive(Serialize)]
-struct Metric<'a> {
-    device: &'a str,
-    site: Option<&'a str>,
-    ts: &'a str,
-    day: &'a str,
-    metric: &'a str,
-    value: f64,
-    unit: String,
-}
+use transform::{Reading, default_unit, metrics};
 
 #[stream_app]
 fn process(message: &Message, out: &mut Output) -> Result<(), AppError> {
     let reading: Reading = message.json()?;
-    if reading.device.trim().is_empty() {
-        return Err(AppError::reject("device is empty"));
-    }
-    let day = reading
-        .ts
-        .get(..10)
-        .filter(|d| {
-            d.as_bytes()
-                .iter()
-                .enumerate()
-                .all(|(i, c)| matches!(i, 4 | 7) == (*c == b'-'))
-        })
-        .ok_or_else(|| {
-            AppError::reject(format!("ts {:?} is not an ISO 8601 timestamp", reading.ts))
-        })?;
-    if reading.readings.is_empty() {
-        return Err(AppError::reject("readings is empty"));
-    }
-    for (metric, value) in &reading.readings {
-        let value = value.as_f64().ok_or_else(|| {
-            AppError::reject(format!("reading {metric:?} is not a number: {value}"))
-        })?;
-        out.emit(&Metric {
-            device: &reading.device,
-            site: reading.site.as_deref(),
-            ts: &reading.ts,
-            day,
-            metric,
-            value,
-            unit: unit_of(metric),
-        })?;
+    let metrics = metrics(&reading, unit_of).map_err(AppError::reject)?;
+    for metric in &metrics {
+        out.emit(metric)?;
     }
     Ok(())
 }
 
 fn unit_of(metric: &str) -> String {
-    params::get(&format!("unit.{metric}")).unwrap_or_else(|| {
-        match metric {
-            "temp" => "C",
-            "hum" => "%",
-            "pressure" => "hPa",
-            "co2" => "ppm",
-            _ => "",
-        }
-        .to_owned()
-    })
+    params::get(&format!("unit.{metric}")).unwrap_or_else(|| default_unit(metric).to_owned())
 }
