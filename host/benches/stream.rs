@@ -162,7 +162,7 @@ async fn load(channel: &Channel, queue: &str, count: u64) {
     }
 }
 
-async fn count(collection: &mongodb::Collection<mongodb::bson::Document>) -> u64 {
+async fn stored(collection: &mongodb::Collection<mongodb::bson::Document>) -> u64 {
     collection.estimated_document_count().await.unwrap()
 }
 
@@ -248,7 +248,7 @@ async fn platform(run: &str, count: u64) -> Measured {
         .await
         .unwrap();
     assert!(response.status().is_success());
-    while count(&metrics).await < count * 2 {
+    while stored(&metrics).await < count * 2 {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let elapsed = started.elapsed();
@@ -284,7 +284,7 @@ async fn platform(run: &str, count: u64) -> Measured {
     let _ = child.wait().await;
     Measured {
         messages: count,
-        documents: count(&metrics).await,
+        documents: stored(&metrics).await,
         elapsed,
         latency_avg_ms: stats["latency_avg_ms"].as_f64().unwrap(),
         latency_p99_ms: stats["latency_p99_ms"].as_f64().unwrap(),

@@ -60,7 +60,8 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// State over the platform's parts.
+    /// State over the platform's parts (each one a shared handle `serve` built).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         platform: Platform,
         apps: Arc<AppStore>,
