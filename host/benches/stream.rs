@@ -5,17 +5,23 @@
 //!   started: the consumer takes batches (`batch_size` 100, `linger_ms` 20, prefetch 200),
 //!   runs the json-stream sample app in a fresh sandbox per batch, writes its documents with
 //!   unordered `insert_many` (deterministic ids, write concern majority) and multi-acks after
-//!   the write. Timed from the start request until the last document is in MongoDB.
+//!   the write, running the app on the next batch (and converting its documents to BSON)
+//!   while the previous one is written. Timed
+//!   from the start request until the last document is in MongoDB.
 //! - **native**: a Rust consumer doing the same work the same way: its own quorum queue with
 //!   the same arguments, loaded with the same messages; the same prefetch, batch size and
 //!   linger; the same transform (json-stream's own `transform.rs`, compiled natively), `_id`
-//!   derivation, BSON conversion and `BulkWriter`; the same multiple ack after the write.
+//!   derivation, BSON conversion and `BulkWriter`; the same multiple ack after the write; and
+//!   the same two stages (one batch transformed and converted to BSON while the previous one
+//!   is written).
 //!
-//! Latency is per message, from delivery to the completed write (the platform's from its
-//! consumer report, the native one computed the same way over every message).
+//! Rounds alternate which side goes first (MongoDB checkpoints and the broker's log work
+//! otherwise favour one side); the verdict is the ratio of total times. Latency is per
+//! message, from delivery to the completed write (the platform's from its consumer's report
+//! of the round, the native one computed the same way over every message).
 //!
-//! `cargo bench -p mysimbdp-host --bench stream [-- MESSAGES]` (default 200000). Needs
-//! `scripts/services up`.
+//! `cargo bench -p mysimbdp-host --bench stream [-- ROUNDS [MESSAGES]]` (default 6 rounds of
+//! 100000). Needs `scripts/services up`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -33,7 +39,7 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::uri::AMQPUri;
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Connection, ConnectionProperties};
 use mysimbdp_fixtures as fixtures;
 use mysimbdp_host::profile::WriteConcern;
 use mysimbdp_host::sink::{BulkWriter, Sink, stored_document};
@@ -54,45 +60,40 @@ struct Measured {
     elapsed: Duration,
     latency_avg_ms: f64,
     latency_p99_ms: f64,
-    peak_rss_kib: u64,
 }
 
-fn messages(count: u64) -> impl Iterator<Item = (String, Vec<u8>)> {
-    (0..count).map(|i| {
+fn messages(round: u64, count: u64) -> impl Iterator<Item = (String, Vec<u8>)> {
+    (0..count).map(move |i| {
         let body = json!({
             "device": format!("d-{}", i % 100),
             "ts": "2026-11-21T10:00:00Z",
             "site": "hel",
             "readings": { "temp": 20.0 + (i % 50) as f64 / 10.0, "hum": 40 + i % 20 }
         });
-        (format!("m{i}"), serde_json::to_vec(&body).unwrap())
+        (format!("r{round}-m{i}"), serde_json::to_vec(&body).unwrap())
     })
 }
 
 #[tokio::main]
 async fn main() {
-    let count: u64 = std::env::args()
+    let numbers: Vec<u64> = std::env::args()
         .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(200_000);
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let rounds = numbers.first().copied().unwrap_or(6).max(1);
+    let count = numbers.get(1).copied().unwrap_or(100_000);
     let run = mysimbdp_tests::unique("sbench").replace('-', "_");
     println!(
-        "stream ingestion bench: {count} sensor readings (2 documents each), batch {BATCH}, \
-         prefetch {PREFETCH}, linger {} ms, one consumer",
+        "stream ingestion bench: {rounds} rounds of {count} sensor readings (2 documents each), \
+         batch {BATCH}, prefetch {PREFETCH}, linger {} ms, one consumer",
         LINGER.as_millis()
     );
-    let platform = platform(&run, count).await;
-    assert_eq!(platform.documents, count * 2, "the platform lost documents");
-    let native = native(&run, count).await;
-    assert_eq!(
-        native.documents,
-        count * 2,
-        "the native consumer lost documents"
-    );
-
+    let mut platform = Platform::start(&run).await;
+    let mut native = Native::start(&run).await;
     println!();
     println!(
-        "{:<10} {:>9} {:>10} {:>8} {:>11} {:>12} {:>9} {:>9} {:>9}",
+        "{:<6} {:<10} {:>9} {:>10} {:>8} {:>11} {:>12} {:>9} {:>9}",
+        "round",
         "pipeline",
         "messages",
         "documents",
@@ -100,27 +101,62 @@ async fn main() {
         "messages/s",
         "documents/s",
         "avg ms",
-        "p99 ms",
-        "RSS MiB"
+        "p99 ms"
     );
-    for (name, m) in [("platform", &platform), ("native", &native)] {
-        let secs = m.elapsed.as_secs_f64();
-        println!(
-            "{name:<10} {:>9} {:>10} {:>8.1} {:>11.0} {:>12.0} {:>9.1} {:>9.1} {:>9.1}",
-            m.messages,
-            m.documents,
-            secs,
-            m.messages as f64 / secs,
-            m.documents as f64 / secs,
-            m.latency_avg_ms,
-            m.latency_p99_ms,
-            m.peak_rss_kib as f64 / 1024.0
-        );
+    let (mut platform_total, mut native_total) = (Duration::ZERO, Duration::ZERO);
+    let (mut platform_p99, mut native_p99) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let (p, n) = if round % 2 == 0 {
+            let p = platform.round(round, count).await;
+            (p, native.round(round, count).await)
+        } else {
+            let n = native.round(round, count).await;
+            (platform.round(round, count).await, n)
+        };
+        assert_eq!(p.documents, count * 2, "the platform lost documents");
+        assert_eq!(n.documents, count * 2, "the native consumer lost documents");
+        for (name, m) in [("platform", &p), ("native", &n)] {
+            let secs = m.elapsed.as_secs_f64();
+            println!(
+                "{round:<6} {name:<10} {:>9} {:>10} {:>8.2} {:>11.0} {:>12.0} {:>9.1} {:>9.1}",
+                m.messages,
+                m.documents,
+                secs,
+                m.messages as f64 / secs,
+                m.documents as f64 / secs,
+                m.latency_avg_ms,
+                m.latency_p99_ms,
+            );
+        }
+        platform_total += p.elapsed;
+        native_total += n.elapsed;
+        platform_p99.push(p.latency_p99_ms);
+        native_p99.push(n.latency_p99_ms);
     }
+    let total = (rounds * count) as f64;
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!();
+    println!(
+        "platform: {:.0} messages/s, p99 {:.1} ms (median of rounds), peak RSS {:.1} MiB (serve)",
+        total / platform_total.as_secs_f64(),
+        median(platform_p99),
+        vm_hwm_kib(platform.pid) as f64 / 1024.0
+    );
+    println!(
+        "native:   {:.0} messages/s, p99 {:.1} ms (median of rounds), peak RSS {:.1} MiB",
+        total / native_total.as_secs_f64(),
+        median(native_p99),
+        vm_hwm_kib(std::process::id()) as f64 / 1024.0
+    );
     println!(
         "platform / native throughput: {:.3}x",
-        native.elapsed.as_secs_f64() / platform.elapsed.as_secs_f64()
+        native_total.as_secs_f64() / platform_total.as_secs_f64()
     );
+    platform.finish().await;
+    native.finish().await;
     let mongo = mongo().await;
     for database in [
         format!("tenant_{run}"),
@@ -132,13 +168,14 @@ async fn main() {
 }
 
 /// Publishes every message with confirms, 1000 in flight.
-async fn load(channel: &Channel, queue: &str, count: u64) {
+async fn load(connection: &Connection, queue: &str, round: u64, count: u64) {
+    let channel = connection.create_channel().await.unwrap();
     channel
         .confirm_select(ConfirmSelectOptions::default())
         .await
         .unwrap();
     let mut pending = VecDeque::new();
-    for (id, body) in messages(count) {
+    for (id, body) in messages(round, count) {
         let confirm = channel
             .basic_publish(
                 "".into(),
@@ -160,6 +197,7 @@ async fn load(channel: &Channel, queue: &str, count: u64) {
     for confirm in pending {
         assert!(confirm.await.unwrap().is_ack());
     }
+    let _ = channel.close(200, "loaded".into()).await;
 }
 
 async fn stored(collection: &mongodb::Collection<mongodb::bson::Document>) -> u64 {
@@ -167,128 +205,167 @@ async fn stored(collection: &mongodb::Collection<mongodb::bson::Document>) -> u6
 }
 
 /// A real `serve` with one consumer of the tenant's stream.
-async fn platform(run: &str, count: u64) -> Measured {
-    let (mut child, base) = common::serve(
-        run,
-        &format!(
-            "[platform]\ndatabase = \"{run}\"\n[registry]\nprefix = \"/mysimbdp-bench/{run}\"\n\
-             [batch]\nnamespace = \"{run}\"\nworkers = 0\n\
-             [stream]\nbatch_size = {BATCH}\nprefetch = {PREFETCH}\nlinger_ms = {}\n\
-             reconcile_ms = 200\n",
-            LINGER.as_millis()
-        ),
-        true,
-    )
-    .await;
-    let http = reqwest::Client::new();
-    let tenant = run.replace('_', "-");
-    let created: Value = http
-        .post(format!("{base}/v1/admin/tenants"))
-        .bearer_auth(OPERATOR)
-        .json(&json!({ "id": tenant, "profile": {
-            "stream": {
-                "min_consumers": 1, "max_consumers": 1, "report_interval_secs": 3600,
-                "max_messages_per_window": 1_000_000_000_000u64,
-                "max_mib_per_window": 1_000_000_000u64
-            },
-            "sink": { "insert_batch": INSERT_BATCH } } }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = created["token"].as_str().unwrap().to_owned();
-    let call = |method: reqwest::Method, path: &str| {
-        http.request(method, format!("{base}{path}"))
-            .bearer_auth(&token)
-    };
-    let response = call(reqwest::Method::PUT, "/v1/apps/sensors")
-        .body(std::fs::read(fixtures::JSON_STREAM).unwrap())
-        .send()
-        .await
-        .unwrap();
-    assert!(response.status().is_success());
-    let created: Value = call(reqwest::Method::POST, "/v1/streams")
-        .json(&json!({ "name": "bench", "app": "sensors", "collection": "metrics" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let connection = &created["connection"];
-    let stopped = call(reqwest::Method::POST, "/v1/streams/bench/stop")
-        .send()
-        .await
-        .unwrap();
-    assert!(stopped.status().is_success());
-    tokio::time::sleep(Duration::from_secs(1)).await;
+struct Platform {
+    child: tokio::process::Child,
+    pid: u32,
+    base: String,
+    http: reqwest::Client,
+    token: String,
+    tenant: String,
+    amqp: Connection,
+    metrics: mongodb::Collection<mongodb::bson::Document>,
+    reports: mongodb::Collection<mongodb::bson::Document>,
+}
 
-    let mut uri: AMQPUri = connection["url"].as_str().unwrap().parse().unwrap();
-    uri.authority.userinfo.username = connection["user"].as_str().unwrap().to_owned();
-    uri.authority.userinfo.password = connection["password"].as_str().unwrap().to_owned();
-    let amqp = Connection::connect_uri(uri, ConnectionProperties::default())
-        .await
-        .unwrap();
-    let loading = Instant::now();
-    load(&amqp.create_channel().await.unwrap(), "bench", count).await;
-    println!(
-        "platform: {count} messages queued in {:.1} s",
-        loading.elapsed().as_secs_f64()
-    );
-    let metrics = mongo()
-        .await
-        .database(&format!("tenant_{run}"))
-        .collection::<mongodb::bson::Document>("metrics");
-
-    let started = Instant::now();
-    let response = call(reqwest::Method::POST, "/v1/streams/bench/start")
-        .send()
-        .await
-        .unwrap();
-    assert!(response.status().is_success());
-    while stored(&metrics).await < count * 2 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let elapsed = started.elapsed();
-    let peak_rss_kib = vm_hwm_kib(child.id().unwrap());
-    // Stopping writes the consumer's final report, which covers the whole run.
-    call(reqwest::Method::POST, "/v1/streams/bench/stop")
-        .send()
-        .await
-        .unwrap();
-    let stats = loop {
-        let stats: Value = call(
-            reqwest::Method::GET,
-            "/v1/streams/bench/stats?window_secs=86400",
+impl Platform {
+    async fn start(run: &str) -> Self {
+        let (child, base) = common::serve(
+            run,
+            &format!(
+                "[platform]\ndatabase = \"{run}\"\n[registry]\nprefix = \"/mysimbdp-bench/{run}\"\n\
+                 [batch]\nnamespace = \"{run}\"\nworkers = 0\n\
+                 [stream]\nbatch_size = {BATCH}\nprefetch = {PREFETCH}\nlinger_ms = {}\n\
+                 reconcile_ms = 200\n",
+                LINGER.as_millis()
+            ),
+            true,
         )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-        if stats["messages"].as_u64() == Some(count) {
-            break stats;
+        .await;
+        let http = reqwest::Client::new();
+        let tenant = run.replace('_', "-");
+        let created: Value = http
+            .post(format!("{base}/v1/admin/tenants"))
+            .bearer_auth(OPERATOR)
+            .json(&json!({ "id": tenant, "profile": {
+                "stream": {
+                    "min_consumers": 1, "max_consumers": 1, "report_interval_secs": 3600,
+                    "max_messages_per_window": 1_000_000_000_000u64,
+                    "max_mib_per_window": 1_000_000_000u64
+                },
+                "sink": { "insert_batch": INSERT_BATCH } } }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = created["token"].as_str().unwrap().to_owned();
+        let pid = child.id().unwrap();
+        let mut platform = Self {
+            child,
+            pid,
+            base,
+            http,
+            token,
+            tenant,
+            amqp: Connection::connect(mysimbdp_tests::AMQP_URL, ConnectionProperties::default())
+                .await
+                .unwrap(),
+            metrics: mongo()
+                .await
+                .database(&format!("tenant_{run}"))
+                .collection("metrics"),
+            reports: mongo().await.database(run).collection("stream_reports"),
+        };
+        let response = platform
+            .call(reqwest::Method::PUT, "/v1/apps/sensors")
+            .body(std::fs::read(fixtures::JSON_STREAM).unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success());
+        let created: Value = platform
+            .call(reqwest::Method::POST, "/v1/streams")
+            .json(&json!({ "name": "bench", "app": "sensors", "collection": "metrics" }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        platform.switch("stop").await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let connection = &created["connection"];
+        let mut uri: AMQPUri = connection["url"].as_str().unwrap().parse().unwrap();
+        uri.authority.userinfo.username = connection["user"].as_str().unwrap().to_owned();
+        uri.authority.userinfo.password = connection["password"].as_str().unwrap().to_owned();
+        platform.amqp = Connection::connect_uri(uri, ConnectionProperties::default())
+            .await
+            .unwrap();
+        platform
+    }
+
+    fn call(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+    }
+
+    async fn switch(&self, to: &str) {
+        let response = self
+            .call(reqwest::Method::POST, &format!("/v1/streams/bench/{to}"))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success());
+    }
+
+    /// Loads the stopped stream, starts it, and times it until the round's documents are in.
+    async fn round(&mut self, round: u64, count: u64) -> Measured {
+        load(&self.amqp, "bench", round, count).await;
+        let before = stored(&self.metrics).await;
+        let reports = self
+            .reports
+            .count_documents(mongodb::bson::doc! {})
+            .await
+            .unwrap();
+        let started = Instant::now();
+        self.switch("start").await;
+        while stored(&self.metrics).await < before + count * 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    let _ = amqp.close(200, "done".into()).await;
-    http.delete(format!("{base}/v1/admin/tenants/{tenant}"))
-        .bearer_auth(OPERATOR)
-        .send()
-        .await
-        .unwrap();
-    child.start_kill().unwrap();
-    let _ = child.wait().await;
-    Measured {
-        messages: count,
-        documents: stored(&metrics).await,
-        elapsed,
-        latency_avg_ms: stats["latency_avg_ms"].as_f64().unwrap(),
-        latency_p99_ms: stats["latency_p99_ms"].as_f64().unwrap(),
-        peak_rss_kib,
+        let elapsed = started.elapsed();
+        let documents = stored(&self.metrics).await - before;
+        // Stopping writes the consumer's report of the round.
+        self.switch("stop").await;
+        let report = loop {
+            let latest = self
+                .reports
+                .find_one(mongodb::bson::doc! {})
+                .sort(mongodb::bson::doc! { "at": -1 })
+                .await
+                .unwrap();
+            if self
+                .reports
+                .count_documents(mongodb::bson::doc! {})
+                .await
+                .unwrap()
+                > reports
+                && let Some(latest) = latest
+            {
+                break latest;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        Measured {
+            messages: report.get_i64("messages").unwrap() as u64,
+            documents,
+            elapsed,
+            latency_avg_ms: report.get_f64("latency_avg_ms").unwrap(),
+            latency_p99_ms: report.get_f64("latency_p99_ms").unwrap(),
+        }
+    }
+
+    async fn finish(mut self) {
+        let _ = self.amqp.close(200, "done".into()).await;
+        self.http
+            .delete(format!("{}/v1/admin/tenants/{}", self.base, self.tenant))
+            .bearer_auth(OPERATOR)
+            .send()
+            .await
+            .unwrap();
+        self.child.start_kill().unwrap();
+        let _ = self.child.wait().await;
     }
 }
 
@@ -303,113 +380,167 @@ fn transform(payload: &[u8]) -> Result<Vec<String>, String> {
 }
 
 /// The same consumer without the platform.
-async fn native(run: &str, count: u64) -> Measured {
-    let queue = format!("native-{run}");
-    let amqp = Connection::connect(mysimbdp_tests::AMQP_URL, ConnectionProperties::default())
-        .await
-        .unwrap();
-    let channel = amqp.create_channel().await.unwrap();
-    let mut arguments = FieldTable::default();
-    arguments.insert(
-        "x-queue-type".into(),
-        AMQPValue::LongString("quorum".into()),
-    );
-    arguments.insert(
-        "x-delivery-limit".into(),
-        AMQPValue::LongLongInt(DELIVERY_LIMIT),
-    );
-    channel
-        .queue_declare(
-            queue.as_str().into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            arguments,
-        )
-        .await
-        .unwrap();
-    load(&amqp.create_channel().await.unwrap(), &queue, count).await;
-    let database = mongo().await.database(&format!("native_{run}"));
-    let sink = Arc::new(Sink::direct(database));
-    let consumer_channel = amqp.create_channel().await.unwrap();
-    consumer_channel
-        .basic_qos(PREFETCH, BasicQosOptions::default())
-        .await
-        .unwrap();
+struct Native {
+    amqp: Connection,
+    queue: String,
+    run: String,
+    sink: Arc<Sink>,
+}
 
-    let started = Instant::now();
-    let mut deliveries = consumer_channel
-        .basic_consume(
-            queue.as_str().into(),
-            "native".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    let mut latencies = Vec::with_capacity(count as usize);
-    let (mut settled, mut documents) = (0u64, 0u64);
-    while settled < count {
-        let first = deliveries.next().await.unwrap().unwrap();
-        let mut batch = vec![(first, Instant::now())];
-        let deadline = tokio::time::Instant::now() + LINGER;
-        while batch.len() < BATCH {
-            match tokio::time::timeout_at(deadline, deliveries.next()).await {
-                Ok(delivery) => batch.push((delivery.unwrap().unwrap(), Instant::now())),
-                Err(_) => break,
-            }
-        }
-        let mut writer = BulkWriter::new(
-            sink.clone(),
-            "metrics".to_owned(),
-            WriteConcern::Majority,
-            INSERT_BATCH,
-        );
-        let mut index = 0u64;
-        for (delivery, _) in &batch {
-            let id = delivery
-                .properties
-                .message_id()
-                .clone()
-                .unwrap()
-                .to_string();
-            let source = format!("stream/bench/{id}");
-            for (n, json) in transform(&delivery.data).unwrap().iter().enumerate() {
-                let stored = stored_document(run, &source, n as u64, json, None).unwrap();
-                writer.push(index, stored).await.unwrap();
-                index += 1;
-            }
-        }
-        writer.flush().await.unwrap();
-        let written = Instant::now();
-        documents += writer.inserted + writer.duplicates;
-        let last = batch.last().unwrap().0.delivery_tag;
-        consumer_channel
-            .basic_ack(last, BasicAckOptions { multiple: true })
+impl Native {
+    async fn start(run: &str) -> Self {
+        let queue = format!("native-{run}");
+        let amqp = Connection::connect(mysimbdp_tests::AMQP_URL, ConnectionProperties::default())
             .await
             .unwrap();
-        for (_, at) in &batch {
-            latencies.push(written.duration_since(*at).as_micros() as u64);
+        let channel = amqp.create_channel().await.unwrap();
+        let mut arguments = FieldTable::default();
+        arguments.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        );
+        arguments.insert(
+            "x-delivery-limit".into(),
+            AMQPValue::LongLongInt(DELIVERY_LIMIT),
+        );
+        channel
+            .queue_declare(
+                queue.as_str().into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                arguments,
+            )
+            .await
+            .unwrap();
+        let database = mongo().await.database(&format!("native_{run}"));
+        Self {
+            amqp,
+            queue,
+            run: run.to_owned(),
+            sink: Arc::new(Sink::direct(database)),
         }
-        settled += batch.len() as u64;
     }
-    let elapsed = started.elapsed();
-    latencies.sort_unstable();
-    let n = latencies.len();
-    let avg = latencies.iter().sum::<u64>() as f64 / n as f64 / 1000.0;
-    let p99 = latencies[((n * 99).div_ceil(100)).saturating_sub(1)] as f64 / 1000.0;
-    channel
-        .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
-        .await
-        .unwrap();
-    let _ = amqp.close(200, "done".into()).await;
-    Measured {
-        messages: count,
-        documents,
-        elapsed,
-        latency_avg_ms: avg,
-        latency_p99_ms: p99,
-        peak_rss_kib: vm_hwm_kib(std::process::id()),
+
+    async fn round(&mut self, round: u64, count: u64) -> Measured {
+        load(&self.amqp, &self.queue, round, count).await;
+        let channel = self.amqp.create_channel().await.unwrap();
+        channel
+            .basic_qos(PREFETCH, BasicQosOptions::default())
+            .await
+            .unwrap();
+        let started = Instant::now();
+        let mut deliveries = channel
+            .basic_consume(
+                self.queue.as_str().into(),
+                "native".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        // The same two stages as the platform's consumer: one task collects a batch and
+        // transforms it while the other writes and acknowledges the previous one.
+        let (ready, mut transformed) = tokio::sync::mpsc::channel::<
+            Vec<(
+                lapin::message::Delivery,
+                Instant,
+                Vec<mongodb::bson::Document>,
+            )>,
+        >(1);
+        let run = self.run.as_str();
+        let reader = async move {
+            let mut taken = 0u64;
+            while taken < count {
+                let first = deliveries.next().await.unwrap().unwrap();
+                let mut batch = vec![(first, Instant::now())];
+                let deadline = tokio::time::Instant::now() + LINGER;
+                while batch.len() < BATCH {
+                    match tokio::time::timeout_at(deadline, deliveries.next()).await {
+                        Ok(delivery) => batch.push((delivery.unwrap().unwrap(), Instant::now())),
+                        Err(_) => break,
+                    }
+                }
+                taken += batch.len() as u64;
+                let batch = batch
+                    .into_iter()
+                    .map(|(delivery, at)| {
+                        let id = delivery
+                            .properties
+                            .message_id()
+                            .clone()
+                            .unwrap()
+                            .to_string();
+                        let source = format!("stream/bench/{id}");
+                        let documents = transform(&delivery.data)
+                            .unwrap()
+                            .iter()
+                            .enumerate()
+                            .map(|(n, json)| {
+                                stored_document(run, &source, n as u64, json, None).unwrap()
+                            })
+                            .collect();
+                        (delivery, at, documents)
+                    })
+                    .collect();
+                ready.send(batch).await.unwrap();
+            }
+        };
+        let writer = async {
+            let mut latencies = Vec::with_capacity(count as usize);
+            let (mut settled, mut documents) = (0u64, 0u64);
+            while let Some(batch) = transformed.recv().await {
+                let mut writer = BulkWriter::new(
+                    self.sink.clone(),
+                    "metrics".to_owned(),
+                    WriteConcern::Majority,
+                    INSERT_BATCH,
+                );
+                let mut index = 0u64;
+                let last = batch.last().unwrap().0.delivery_tag;
+                let mut received = Vec::with_capacity(batch.len());
+                for (_, at, stored) in batch {
+                    received.push(at);
+                    for document in stored {
+                        writer.push(index, document).await.unwrap();
+                        index += 1;
+                    }
+                }
+                writer.flush().await.unwrap();
+                let written = Instant::now();
+                documents += writer.inserted + writer.duplicates;
+                channel
+                    .basic_ack(last, BasicAckOptions { multiple: true })
+                    .await
+                    .unwrap();
+                for at in &received {
+                    latencies.push(written.duration_since(*at).as_micros() as u64);
+                }
+                settled += received.len() as u64;
+            }
+            (latencies, settled, documents)
+        };
+        let ((), (mut latencies, settled, documents)) = tokio::join!(reader, writer);
+        let elapsed = started.elapsed();
+        let _ = channel.close(200, "round done".into()).await;
+        latencies.sort_unstable();
+        let n = latencies.len();
+        Measured {
+            messages: settled,
+            documents,
+            elapsed,
+            latency_avg_ms: latencies.iter().sum::<u64>() as f64 / n as f64 / 1000.0,
+            latency_p99_ms: latencies[((n * 99).div_ceil(100)).saturating_sub(1)] as f64 / 1000.0,
+        }
+    }
+
+    async fn finish(self) {
+        let channel = self.amqp.create_channel().await.unwrap();
+        channel
+            .queue_delete(self.queue.as_str().into(), QueueDeleteOptions::default())
+            .await
+            .unwrap();
+        let _ = self.amqp.close(200, "done".into()).await;
     }
 }

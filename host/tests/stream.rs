@@ -3,7 +3,8 @@
 //! documents land in each tenant's own database; poison messages reach the dead-letter queue
 //! with headers saying why while the stream flows on; consumer processes SIGKILLed mid-batch
 //! again and again lose and duplicate nothing; a burst scales consumers up and idleness down,
-//! within the profile's bounds; a tenant over its quota is paused and loses nothing.
+//! within the profile's bounds; a tenant over its quota is paused and loses nothing; two hosts
+//! share a stream's consumers, and exactly one of them runs the monitor at a time.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -718,4 +719,111 @@ async fn bad_stream_requests_are_refused_with_reasons() {
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     delete_tenant(&host, &tenant).await;
     host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn consumers_spread_over_hosts_and_one_host_at_a_time_runs_the_monitor() {
+    let database = database_name();
+    let first = host(&database).await;
+    let second = host(&database).await;
+    let tenant = mysimbdp_tests::unique("sh");
+    let (_, conn) = stream_of(
+        &first,
+        &tenant,
+        profile(json!({ "min_consumers": 2, "max_consumers": 2 })),
+        "poison",
+        fixtures::EVIL_POISON,
+        json!({ "name": "shared", "app": "poison", "collection": "events" }),
+    )
+    .await;
+    publish(
+        &conn,
+        (0..500).map(|n| (format!("m{n}"), json!({ "n": n }).to_string())),
+    )
+    .await;
+    wait_documents(&tenant, "events", 500, Duration::from_secs(60)).await;
+
+    // Each host reports one consumer of the stream: the two slots went to different hosts.
+    let (_, hosts) = first.admin(Method::GET, "/v1/admin/hosts", None).await;
+    let ids: Vec<String> = hosts
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 2, "{hosts}");
+    let reports = first
+        .platform_db()
+        .await
+        .collection::<Document>("stream_reports");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut per_host = std::collections::BTreeMap::new();
+        let mut cursor = reports
+            .find(doc! { "tenant": &tenant, "stream": "shared" })
+            .sort(doc! { "at": 1 })
+            .await
+            .unwrap();
+        while cursor.advance().await.unwrap() {
+            let report = cursor.deserialize_current().unwrap();
+            per_host.insert(
+                report.get_str("host").unwrap().to_owned(),
+                report
+                    .get_i64("consumers")
+                    .unwrap_or_else(|_| i64::from(report.get_i32("consumers").unwrap())),
+            );
+        }
+        if per_host.len() == 2 && per_host.values().all(|c| *c == 1) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "consumers per host: {per_host:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    // Exactly one of them leads the monitor election; when it stops, the other takes over.
+    let registry =
+        mysimbdp_host::registry::Registry::connect(&mysimbdp_host::config::RegistryConfig {
+            etcd_endpoints: vec![mysimbdp_tests::ETCD_ENDPOINT.to_owned()],
+            prefix: format!("/mysimbdp-test/{database}"),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let election = mysimbdp_host::stream::monitor::ELECTION;
+    let leader = registry.leader(election).await.unwrap().expect("a leader");
+    assert!(ids.contains(&leader), "{leader} is not one of {ids:?}");
+    let leader_base = hosts
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["id"] == leader.as_str())
+        .unwrap()["address"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (leaving, staying) = if leader_base == first.base {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    let mut leaving = leaving;
+    let _ = leaving.stop.take().unwrap().send(());
+    let _ = tokio::time::timeout(Duration::from_secs(10), &mut leaving.served).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = registry.leader(election).await.unwrap();
+        if let Some(now) = &now
+            && now != &leader
+        {
+            assert!(ids.contains(now));
+            break;
+        }
+        assert!(Instant::now() < deadline, "no new leader: {now:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    delete_tenant(&staying, &tenant).await;
+    staying.stop().await;
 }

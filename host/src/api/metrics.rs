@@ -242,14 +242,20 @@ impl Metrics {
             .inc_by(documents);
     }
 
-    /// Observes one message's ingestion latency.
-    pub fn stream_latency(&self, tenant: &str, stream: &str, latency: std::time::Duration) {
-        self.stream_latency
-            .get_or_create(&StreamLabels {
-                tenant: tenant.to_owned(),
-                stream: stream.to_owned(),
-            })
-            .observe(latency.as_secs_f64());
+    /// Observes the ingestion latency of a batch's messages.
+    pub fn stream_latencies(
+        &self,
+        tenant: &str,
+        stream: &str,
+        latencies: impl Iterator<Item = std::time::Duration>,
+    ) {
+        let histogram = self.stream_latency.get_or_create(&StreamLabels {
+            tenant: tenant.to_owned(),
+            stream: stream.to_owned(),
+        });
+        for latency in latencies {
+            histogram.observe(latency.as_secs_f64());
+        }
     }
 
     /// Sets a stream's gauges at a report.

@@ -37,7 +37,7 @@ use mongodb::bson::DateTime;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 /// The longest pause between attempts to reach the broker or the coredms.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -75,10 +75,15 @@ pub struct Consumer {
     pub stop: watch::Receiver<bool>,
 }
 
-/// Whether to go on after a batch.
-enum Flow {
-    Continue,
-    Stop,
+/// A batch the app has run on, on its way to the writer.
+struct Processed {
+    plan: Arc<Plan>,
+    batch: Vec<(Delivery, Instant)>,
+    messages: Vec<Message>,
+    actions: Vec<Action>,
+    /// Each message's documents as stored (BSON with `_id`), converted by the reader.
+    stored: Vec<Vec<mongodb::bson::Document>>,
+    bytes: u64,
 }
 
 /// What becomes of one message.
@@ -145,14 +150,34 @@ impl Consumer {
             )
             .await
             .with_context(|| format!("consuming queue {:?}", plan.stream.queue))?;
-        let linger = Duration::from_millis(config.linger_ms);
+        // Two stages: while the writer writes (and acknowledges) one batch, the reader
+        // collects the next and runs the app on it. Settlement stays in delivery order.
+        let (ready, processed) = mpsc::channel::<Processed>(1);
+        let outcome = tokio::try_join!(
+            self.read(&mut deliveries, ready, self.stop.clone()),
+            self.drain(&channel, processed, self.stop.clone()),
+        );
+        // Closing returns what this consumer still holds to the queue.
+        let _ = channel.close(200, "consumer stopping".into()).await;
+        let _ = connection.close(200, "consumer stopping".into()).await;
+        outcome.map(drop)
+    }
+
+    /// Collects batches and runs the app on them until stopped (or the writer is gone).
+    async fn read(
+        &self,
+        deliveries: &mut lapin::Consumer,
+        ready: mpsc::Sender<Processed>,
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<()> {
+        let linger = Duration::from_millis(self.context.config.linger_ms);
         loop {
-            if *self.stop.borrow() {
-                break;
+            if *stop.borrow() {
+                return Ok(());
             }
             let first = tokio::select! {
                 delivery = deliveries.next() => delivery,
-                _ = self.stop.changed() => break,
+                _ = stop.changed() => return Ok(()),
             };
             let mut batch = vec![(received(first)?, Instant::now())];
             let cap = self.batch_cap();
@@ -163,13 +188,47 @@ impl Consumer {
                     Err(_) => break,
                 }
             }
-            if let Flow::Stop = self.handle(&channel, batch).await? {
-                break;
+            let Some(processed) = self.process(batch, &mut stop).await? else {
+                return Ok(());
+            };
+            if ready.send(processed).await.is_err() {
+                return Ok(());
             }
         }
-        // Closing returns what this consumer still holds to the queue.
-        let _ = channel.close(200, "consumer stopping".into()).await;
-        let _ = connection.close(200, "consumer stopping".into()).await;
+    }
+
+    /// Writes and settles processed batches in order until the reader is done.
+    async fn drain(
+        &self,
+        channel: &Channel,
+        mut processed: mpsc::Receiver<Processed>,
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<()> {
+        while let Some(mut batch) = processed.recv().await {
+            let stored = std::mem::take(&mut batch.stored);
+            let Some(documents) = self
+                .write(
+                    &batch.plan,
+                    &batch.messages,
+                    &mut batch.actions,
+                    stored,
+                    &mut stop,
+                )
+                .await
+            else {
+                return Ok(());
+            };
+            let written = Instant::now();
+            self.settle(
+                channel,
+                &batch.plan,
+                &batch.batch,
+                &batch.messages,
+                &batch.actions,
+            )
+            .await?;
+            self.account(&batch, documents, written);
+        }
         Ok(())
     }
 
@@ -184,15 +243,28 @@ impl Consumer {
             .max(1)
     }
 
-    /// Runs one batch through quota, app, sink and settlement.
-    async fn handle(&mut self, channel: &Channel, batch: Vec<(Delivery, Instant)>) -> Result<Flow> {
+    /// Runs the app on a batch once the tenant's quota admits it; `None` when stopped while
+    /// waiting for the quota (the batch then goes back to the queue).
+    async fn process(
+        &self,
+        batch: Vec<(Delivery, Instant)>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<Option<Processed>> {
         let plan = self.plan.borrow().clone();
         let bytes: u64 = batch.iter().map(|(d, _)| d.data.len() as u64).sum();
-        if let Flow::Stop = self.admit(&plan, batch.len() as u64, bytes).await? {
-            return Ok(Flow::Stop);
-        }
+        let count = batch.len() as u64;
         let messages: Vec<Message> = batch.iter().map(|(d, _)| message_of(d)).collect();
-        let mut actions = self.run_app(&plan, &messages).await;
+        // The quota check and the app call overlap: the Redis round trip costs nothing then.
+        // Over the quota, the outcomes simply wait with their (unacknowledged) messages.
+        let (admission, mut actions) = tokio::join!(
+            self.context
+                .quota
+                .admit(&plan.stream.tenant, count, bytes, limits(&plan)),
+            self.run_app(&plan, &messages)
+        );
+        if !self.admit(&plan, count, bytes, admission?, stop).await? {
+            return Ok(None);
+        }
         for (action, message) in actions.iter_mut().zip(&messages) {
             if let Action::Requeue(reason) = action
                 && message.attempt >= plan.stream.delivery_limit
@@ -206,21 +278,32 @@ impl Consumer {
                 };
             }
         }
-        let Some(documents) = self.write(&plan, &messages, &mut actions).await else {
-            return Ok(Flow::Stop);
-        };
-        let written = Instant::now();
-        self.settle(channel, &plan, &batch, &messages, &actions)
-            .await?;
-        let tenant = &plan.stream.tenant;
-        let stream = &plan.stream.name;
-        let metrics = &self.context.metrics;
+        let stored = convert(&plan, &messages, &mut actions);
+        Ok(Some(Processed {
+            plan,
+            batch,
+            messages,
+            actions,
+            stored,
+            bytes,
+        }))
+    }
+
+    /// Counts a settled batch in the stream's report and the metrics.
+    fn account(&self, processed: &Processed, documents: u64, written: Instant) {
+        let Processed {
+            plan,
+            batch,
+            actions,
+            bytes,
+            ..
+        } = processed;
         let (mut ok, mut dead, mut retried) = (0u64, 0u64, 0u64);
         self.shared.record(|c| {
             c.messages += batch.len() as u64;
             c.bytes += bytes;
             c.documents += documents;
-            for (action, (_, at)) in actions.iter().zip(&batch) {
+            for (action, (_, at)) in actions.iter().zip(batch) {
                 match action {
                     Action::Write(_) => {
                         ok += 1;
@@ -233,36 +316,39 @@ impl Consumer {
             c.dead_lettered += dead;
             c.retried += retried;
         });
-        metrics.stream_batch(tenant, stream, ok, dead, retried, bytes, documents);
-        for (action, (_, at)) in actions.iter().zip(&batch) {
-            if let Action::Write(_) = action {
-                metrics.stream_latency(tenant, stream, written.duration_since(*at));
-            }
-        }
-        Ok(Flow::Continue)
+        let (tenant, stream) = (&plan.stream.tenant, &plan.stream.name);
+        let metrics = &self.context.metrics;
+        metrics.stream_batch(tenant, stream, ok, dead, retried, *bytes, documents);
+        metrics.stream_latencies(
+            tenant,
+            stream,
+            actions
+                .iter()
+                .zip(batch)
+                .filter(|(action, _)| matches!(action, Action::Write(_)))
+                .map(|(_, (_, at))| written.duration_since(*at)),
+        );
     }
 
-    /// Waits while the tenant is over its quota; the batch stays unacknowledged meanwhile.
-    async fn admit(&mut self, plan: &Plan, messages: u64, bytes: u64) -> Result<Flow> {
-        let profile = &plan.tenant.profile.stream;
-        let limits = Limits {
-            messages: profile.max_messages_per_window,
-            bytes: profile.max_mib_per_window.saturating_mul(1024 * 1024),
-            window: Duration::from_secs(profile.window_secs),
-        };
+    /// Waits while the tenant is over its quota (from the `first` answer on); the batch stays
+    /// unacknowledged meanwhile. False when stopped while waiting.
+    async fn admit(
+        &self,
+        plan: &Plan,
+        messages: u64,
+        bytes: u64,
+        first: Admission,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<bool> {
+        let mut admission = first;
         loop {
-            match self
-                .context
-                .quota
-                .admit(&plan.stream.tenant, messages, bytes, limits)
-                .await?
-            {
+            match admission {
                 Admission::Granted => {
                     if self.shared.set_throttled(false) {
                         self.event(plan, "resumed", "back within the quota".to_owned())
                             .await;
                     }
-                    return Ok(Flow::Continue);
+                    return Ok(true);
                 }
                 Admission::Wait { wait, reason } => {
                     if self.shared.set_throttled(true) {
@@ -271,8 +357,13 @@ impl Consumer {
                     }
                     tokio::select! {
                         _ = tokio::time::sleep(wait + Duration::from_millis(5)) => {}
-                        _ = self.stop.changed() => return Ok(Flow::Stop),
+                        _ = stop.changed() => return Ok(false),
                     }
+                    admission = self
+                        .context
+                        .quota
+                        .admit(&plan.stream.tenant, messages, bytes, limits(plan))
+                        .await?;
                 }
             }
         }
@@ -328,11 +419,15 @@ impl Consumer {
     /// harmless). Returns the documents written, or `None` when stopped while the coredms
     /// was down (the batch then goes back to the queue).
     async fn write(
-        &mut self,
+        &self,
         plan: &Plan,
         messages: &[Message],
         actions: &mut [Action],
+        stored: Vec<Vec<mongodb::bson::Document>>,
+        stop: &mut watch::Receiver<bool>,
     ) -> Option<u64> {
+        // The first attempt writes what the reader converted; a retry converts again.
+        let mut stored = Some(stored);
         let tenant = &plan.tenant;
         let sink_settings = &tenant.profile.sink;
         let mut backoff = FIRST_BACKOFF;
@@ -346,7 +441,10 @@ impl Consumer {
                         sink_settings.write_concern,
                         sink_settings.insert_batch,
                     );
-                    match self.write_once(plan, messages, actions, &mut writer).await {
+                    let documents = stored
+                        .take()
+                        .unwrap_or_else(|| convert(plan, messages, actions));
+                    match write_once(actions, documents, &mut writer).await {
                         Ok(()) => return Some(writer.inserted + writer.duplicates),
                         Err((WriteError::Refused { index, reason }, owners)) => {
                             if let Some(&owner) = owners.get(index as usize) {
@@ -368,59 +466,10 @@ impl Consumer {
             self.shared.record(|c| c.errors += 1);
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
-                _ = self.stop.changed() => return None,
+                _ = stop.changed() => return None,
             }
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
-    }
-
-    /// One attempt at writing; on failure also returns which message owns each document.
-    async fn write_once(
-        &self,
-        plan: &Plan,
-        messages: &[Message],
-        actions: &mut [Action],
-        writer: &mut BulkWriter,
-    ) -> Result<(), (WriteError, Vec<usize>)> {
-        let mut owners = Vec::new();
-        for (i, message) in messages.iter().enumerate() {
-            let Action::Write(documents) = &actions[i] else {
-                continue;
-            };
-            let source = format!("stream/{}/{}", plan.stream.name, message.id);
-            let mut stored = Vec::with_capacity(documents.len());
-            let mut refused = None;
-            for (n, document) in documents.iter().enumerate() {
-                match stored_document(
-                    &plan.stream.tenant,
-                    &source,
-                    n as u64,
-                    &document.json,
-                    document.id.as_deref(),
-                ) {
-                    Ok(document) => stored.push(document),
-                    Err(reason) => {
-                        refused = Some(format!("document {n} is not a JSON object: {reason}"));
-                        break;
-                    }
-                }
-            }
-            if let Some(reason) = refused {
-                actions[i] = Action::Dead {
-                    class: FailureClass::BadOutput.as_str().to_owned(),
-                    reason,
-                };
-                continue;
-            }
-            for document in stored {
-                let index = owners.len() as u64;
-                owners.push(i);
-                if let Err(e) = writer.push(index, document).await {
-                    return Err((e, owners));
-                }
-            }
-        }
-        writer.flush().await.map_err(|e| (e, owners))
     }
 
     /// Dead letters first (confirmed), then requeues, then one multiple ack.
@@ -488,6 +537,82 @@ impl Consumer {
                 .context("acknowledging the batch")?;
         }
         Ok(())
+    }
+}
+
+/// Each message's documents as stored: BSON with its `_id` (the app's, or derived from
+/// tenant, stream, message id and position). A message with a document that is not a JSON
+/// object becomes a dead letter (`bad-output`).
+fn convert(
+    plan: &Plan,
+    messages: &[Message],
+    actions: &mut [Action],
+) -> Vec<Vec<mongodb::bson::Document>> {
+    let mut all = Vec::with_capacity(messages.len());
+    for (action, message) in actions.iter_mut().zip(messages) {
+        let Action::Write(documents) = action else {
+            all.push(Vec::new());
+            continue;
+        };
+        let source = format!("stream/{}/{}", plan.stream.name, message.id);
+        let stored: Result<Vec<_>, String> = documents
+            .iter()
+            .enumerate()
+            .map(|(n, document)| {
+                stored_document(
+                    &plan.stream.tenant,
+                    &source,
+                    n as u64,
+                    &document.json,
+                    document.id.as_deref(),
+                )
+                .map_err(|reason| format!("document {n} is not a JSON object: {reason}"))
+            })
+            .collect();
+        match stored {
+            Ok(stored) => all.push(stored),
+            Err(reason) => {
+                *action = Action::Dead {
+                    class: FailureClass::BadOutput.as_str().to_owned(),
+                    reason,
+                };
+                all.push(Vec::new());
+            }
+        }
+    }
+    all
+}
+
+/// One attempt at writing the `Write` actions' documents; on failure also returns which
+/// message owns each document pushed.
+async fn write_once(
+    actions: &[Action],
+    stored: Vec<Vec<mongodb::bson::Document>>,
+    writer: &mut BulkWriter,
+) -> Result<(), (WriteError, Vec<usize>)> {
+    let mut owners = Vec::new();
+    for (i, (action, documents)) in actions.iter().zip(stored).enumerate() {
+        if !matches!(action, Action::Write(_)) {
+            continue;
+        }
+        for document in documents {
+            let index = owners.len() as u64;
+            owners.push(i);
+            if let Err(e) = writer.push(index, document).await {
+                return Err((e, owners));
+            }
+        }
+    }
+    writer.flush().await.map_err(|e| (e, owners))
+}
+
+/// The tenant's stream quota, from its profile.
+fn limits(plan: &Plan) -> Limits {
+    let profile = &plan.tenant.profile.stream;
+    Limits {
+        messages: profile.max_messages_per_window,
+        bytes: profile.max_mib_per_window.saturating_mul(1024 * 1024),
+        window: Duration::from_secs(profile.window_secs),
     }
 }
 
