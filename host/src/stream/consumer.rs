@@ -1,7 +1,8 @@
 //! One consumer of one stream: takes deliveries in batches (`stream.batch_size`, or what came
 //! within `stream.linger_ms`), checks the tenant's quota, hands the batch to the stream app in
 //! a fresh sandbox, writes the documents with unordered bulk inserts and deterministic ids,
-//! then settles each message by its outcome:
+//! then settles each message by its outcome. Two stages overlap: the reader runs the app on
+//! batch n+1 while the writer writes and settles batch n (in delivery order).
 //!
 //! | outcome                                   | settlement                                    |
 //! |-------------------------------------------|-----------------------------------------------|
