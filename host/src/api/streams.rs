@@ -120,7 +120,7 @@ pub struct StreamStats {
     pub bytes: u64,
     /// Documents written.
     pub documents: u64,
-    /// Messages per second over the window.
+    /// Messages per second over the time the reports cover (at most the window).
     pub messages_per_sec: f64,
     /// Messages dead-lettered.
     pub dead_lettered: u64,
@@ -523,7 +523,7 @@ pub async fn stats(
         messages,
         bytes: sum(|r| r.bytes),
         documents: sum(|r| r.documents),
-        messages_per_sec: messages as f64 / window_secs as f64,
+        messages_per_sec: messages as f64 / covered_secs(&reports, window_secs),
         dead_lettered: sum(|r| r.dead_lettered),
         retried: sum(|r| r.retried),
         errors: sum(|r| r.errors),
@@ -539,6 +539,22 @@ pub async fn stats(
         throttled,
         events,
     }))
+}
+
+/// The seconds the reports cover: from the start of the first one's interval to the end of
+/// the last one, at most the window.
+fn covered_secs(reports: &[crate::platform::StreamReport], window_secs: u64) -> f64 {
+    let window_ms = window_secs as i64 * 1000;
+    let covered_ms = match (reports.first(), reports.last()) {
+        (Some(first), Some(last)) => {
+            let start = first.at.map(|at| at.timestamp_millis()).unwrap_or_default()
+                - first.interval_ms as i64;
+            let end = last.at.map(|at| at.timestamp_millis()).unwrap_or_default();
+            (end - start).clamp(1, window_ms)
+        }
+        _ => window_ms,
+    };
+    covered_ms as f64 / 1000.0
 }
 
 /// Issue a new broker password for the tenant (every stream's publishers need it; the old

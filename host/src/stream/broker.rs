@@ -21,7 +21,7 @@ pub const DEAD_LETTER_EXCHANGE: &str = "mysimbdp.dead";
 /// Suffix of a stream's dead-letter queue.
 pub const DEAD_LETTER_SUFFIX: &str = ".dead";
 
-/// How long a management API call may take.
+/// How long a management API call or a broker request may take.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where a tenant publishes: returned by the API with the password.
@@ -287,16 +287,18 @@ impl Broker {
             .create_channel()
             .await
             .with_context(|| format!("opening a channel in vhost {vhost:?}"))?;
-        let declared = channel
-            .queue_declare(
-                queue.into(),
-                lapin::options::QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                lapin::types::FieldTable::default(),
-            )
+        let declare = channel.queue_declare(
+            queue.into(),
+            lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            lapin::types::FieldTable::default(),
+        );
+        let declared = tokio::time::timeout(HTTP_TIMEOUT, declare)
             .await
+            .map_err(|_| anyhow!("the broker did not answer within {HTTP_TIMEOUT:?}"))
+            .and_then(|declared| declared.map_err(anyhow::Error::from))
             .with_context(|| format!("looking up queue {queue:?} in vhost {vhost:?}"));
         let _ = channel.close(200, "probe done".into()).await;
         Ok(u64::from(declared?.message_count()))
