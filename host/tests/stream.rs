@@ -832,3 +832,90 @@ async fn consumers_spread_over_hosts_and_one_host_at_a_time_runs_the_monitor() {
     delete_tenant(&staying, &tenant).await;
     staying.stop().await;
 }
+
+/// Runs the `mysimbdp` binary against `host` as the tenant holding `token`.
+async fn cli(host: &Host, token: &str, args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_mysimbdp"))
+        .args(args)
+        .env("MYSIMBDP_API", &host.base)
+        .env("MYSIMBDP_TOKEN", token)
+        .output()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_cli_creates_a_stream_and_publishes_a_file_with_confirms() {
+    let database = database_name();
+    let host = host(&database).await;
+    let tenant = mysimbdp_tests::unique("sl");
+    let token = host.create_tenant(&tenant, Some(profile(json!({})))).await;
+    let (status, body) = host
+        .upload(&token, "sensors", read(fixtures::JSON_STREAM))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let created = cli(
+        &host,
+        &token,
+        &[
+            "stream",
+            "create",
+            "feed",
+            "--app",
+            "sensors",
+            "--collection",
+            "readings",
+            "--param",
+            "unit.temp=K",
+            "--json",
+        ],
+    )
+    .await;
+    assert!(created.status.success(), "{created:?}");
+    let created: Value = serde_json::from_slice(&created.stdout).unwrap();
+    assert_eq!(created["stream"]["params"]["unit.temp"], "K", "{created}");
+
+    let file = scratch("stream-cli").join(format!("{tenant}.ndjson"));
+    let mut lines: Vec<String> = readings("cli-dev", 500)
+        .into_iter()
+        .map(|(_, b)| b)
+        .collect();
+    lines.insert(250, String::new()); // blank lines are skipped
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let file = file.to_str().unwrap();
+    let publish = ["stream", "publish", "--stream", "feed", file, "--json"];
+    let published = cli(&host, &token, &publish).await;
+    assert!(published.status.success(), "{published:?}");
+    let summary: Value = serde_json::from_slice(&published.stdout).unwrap();
+    assert_eq!(summary["confirmed"], 500, "{summary}");
+    assert_eq!(summary["refused"], 0, "{summary}");
+    wait_documents(&tenant, "readings", 1000, Duration::from_secs(60)).await;
+    let kelvin = tenant_collection(&tenant, "readings")
+        .await
+        .count_documents(doc! { "metric": "temp", "unit": "K" })
+        .await
+        .unwrap();
+    assert_eq!(kelvin, 500, "the app's parameter reached it");
+
+    // The same file again: same message ids, so no document is written twice.
+    let again = cli(&host, &token, &publish).await;
+    assert!(again.status.success(), "{again:?}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    wait_documents(&tenant, "readings", 1000, Duration::from_secs(10)).await;
+
+    // A stream that does not exist is a clear error, not a hang.
+    let missing = cli(
+        &host,
+        &token,
+        &["stream", "publish", "--stream", "nope", file],
+    )
+    .await;
+    assert!(!missing.status.success());
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(stderr.contains("nope"), "{stderr}");
+    let shown = cli(&host, &token, &["stream", "show", "feed"]).await;
+    assert!(shown.status.success(), "{shown:?}");
+    assert!(String::from_utf8_lossy(&shown.stdout).contains("running"));
+    delete_tenant(&host, &tenant).await;
+    host.stop().await;
+}
