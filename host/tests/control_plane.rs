@@ -742,6 +742,8 @@ async fn openapi_lists_every_endpoint_and_parses() {
         ("post", "/v1/streams/{name}/stop"),
         ("get", "/v1/streams/{name}/stats"),
         ("post", "/v1/streams/credentials/rotate"),
+        ("get", "/v1/streams/{name}/dead-letters"),
+        ("post", "/v1/streams/{name}/dead-letters/replay"),
         ("get", "/healthz"),
         ("get", "/readyz"),
         ("get", "/metrics"),

@@ -919,3 +919,92 @@ async fn the_cli_creates_a_stream_and_publishes_a_file_with_confirms() {
     delete_tenant(&host, &tenant).await;
     host.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dead_letters_can_be_inspected_and_replayed_after_a_fix() {
+    let database = database_name();
+    let host = host(&database).await;
+    let tenant = mysimbdp_tests::unique("sd");
+    // Version 1 rejects every message that asks it to; version 2 (the sensor app) does not.
+    let (token, conn) = stream_of(
+        &host,
+        &tenant,
+        profile(json!({})),
+        "sensors",
+        fixtures::EVIL_POISON,
+        json!({ "name": "fixme", "app": "sensors", "collection": "metrics" }),
+    )
+    .await;
+    let messages: Vec<(String, String)> = (0..5)
+        .map(|i| {
+            let body = json!({
+                "device": "d-1", "ts": "2026-11-21T10:00:00Z",
+                "readings": { "temp": i }, "fail": "reject"
+            });
+            (format!("m{i}"), body.to_string())
+        })
+        .collect();
+    publish(&conn, messages).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let letters = loop {
+        let (status, letters) = host
+            .tenant(
+                &token,
+                Method::GET,
+                "/v1/streams/fixme/dead-letters?limit=100",
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{letters}");
+        if letters.as_array().unwrap().len() == 5 {
+            break letters;
+        }
+        assert!(Instant::now() < deadline, "{letters}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let first = &letters[0];
+    assert_eq!(first["class"], "reject", "{first}");
+    assert!(
+        first["error"].as_str().unwrap().contains("rejected"),
+        "{first}"
+    );
+    assert_eq!(first["app_version"].as_str().unwrap().len(), 64, "{first}");
+    assert!(
+        first["payload"].as_str().unwrap().contains("d-1"),
+        "{first}"
+    );
+    // Peeking left them in place.
+    let (_, again) = host
+        .tenant(
+            &token,
+            Method::GET,
+            "/v1/streams/fixme/dead-letters?limit=100",
+            None,
+        )
+        .await;
+    assert_eq!(again.as_array().unwrap().len(), 5, "{again}");
+
+    // The fix: a new active version; then the dead letters go back through the stream.
+    let (status, body) = host
+        .upload(&token, "sensors", read(fixtures::JSON_STREAM))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    tokio::time::sleep(Duration::from_millis(1500)).await; // reconciliations: the new version
+    let (status, replayed) = host
+        .tenant(
+            &token,
+            Method::POST,
+            "/v1/streams/fixme/dead-letters/replay",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{replayed}");
+    assert_eq!(replayed["replayed"], 5, "{replayed}");
+    wait_documents(&tenant, "metrics", 5, Duration::from_secs(60)).await;
+    let (_, left) = host
+        .tenant(&token, Method::GET, "/v1/streams/fixme/dead-letters", None)
+        .await;
+    assert_eq!(left.as_array().unwrap().len(), 0, "{left}");
+    delete_tenant(&host, &tenant).await;
+    host.stop().await;
+}

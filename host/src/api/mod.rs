@@ -179,6 +179,8 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(streams::stop))
         .routes(routes!(streams::stats))
         .routes(routes!(streams::rotate_credentials))
+        .routes(routes!(streams::dead_letters))
+        .routes(routes!(streams::replay))
         .routes(routes!(meta::health))
         .routes(routes!(meta::ready))
         .routes(routes!(meta::metrics))

@@ -13,7 +13,7 @@ use crate::platform::{
     BrokerAccount, NewStream, StoreError, StreamEvent, StreamRecord, StreamStatus, TenantRecord,
 };
 use crate::runtime::AppKind;
-use crate::stream::broker::DeleteRefused;
+use crate::stream::broker::{DeadLetter, DeleteRefused};
 use crate::stream::dead_letter_queue;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -539,6 +539,72 @@ pub async fn stats(
         throttled,
         events,
     }))
+}
+
+/// `?limit=`
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct LimitQuery {
+    /// How many at most.
+    pub limit: Option<u64>,
+}
+
+/// A look at a stream's dead letters (left in place): id, failure class, reason, deliveries,
+/// the app version that failed them and the body (4 KiB at most).
+#[utoipa::path(get, path = "/v1/streams/{name}/dead-letters", tag = "streams",
+    security(("tenant_token" = [])),
+    params(("name" = String, Path, description = "Stream name"), LimitQuery),
+    responses((status = 200, body = Vec<DeadLetter>), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn dead_letters(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(name): Path<String>,
+    Query(query): Query<LimitQuery>,
+) -> Result<Json<Vec<DeadLetter>>, ApiError> {
+    let stream = state.platform.stream(&tenant.id, &name).await?;
+    let limit = query.limit.unwrap_or(10).clamp(1, 100) as u32;
+    let letters = state
+        .streams
+        .broker
+        .peek(&tenant.id, &stream.dead_letter_queue, limit)
+        .await
+        .map_err(broker_unavailable)?;
+    Ok(Json(letters))
+}
+
+/// How many dead letters went back.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Replayed {
+    /// Messages moved from the dead-letter queue back to the stream's queue.
+    pub replayed: u64,
+}
+
+/// Send a stream's dead letters back through it (say, after activating a fixed app version):
+/// each is republished to the stream's queue, without the dead-lettering headers and with a
+/// fresh delivery count, then removed from the dead-letter queue.
+#[utoipa::path(post, path = "/v1/streams/{name}/dead-letters/replay", tag = "streams",
+    security(("tenant_token" = [])),
+    params(("name" = String, Path, description = "Stream name"), LimitQuery),
+    responses((status = 200, body = Replayed), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn replay(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(name): Path<String>,
+    Query(query): Query<LimitQuery>,
+) -> Result<Json<Replayed>, ApiError> {
+    let stream = state.platform.stream(&tenant.id, &name).await?;
+    let replayed = state
+        .streams
+        .broker
+        .replay(
+            &tenant.id,
+            &stream.queue,
+            &stream.dead_letter_queue,
+            query.limit.unwrap_or(u64::MAX),
+        )
+        .await
+        .map_err(broker_unavailable)?;
+    tracing::info!(tenant = %tenant.id, stream = %name, replayed, "dead letters replayed");
+    Ok(Json(Replayed { replayed }))
 }
 
 /// The seconds the reports cover: from the start of the first one's interval to the end of

@@ -1,5 +1,6 @@
-//! `mysimbdp stream create|list|show|start|stop|delete|stats|publish`: a tenant's streams over
-//! the API, and publishing a file of messages to a stream's queue with publisher confirms.
+//! `mysimbdp stream create|list|show|start|stop|delete|stats|dead-letters|replay|publish`: a
+//! tenant's streams over the API, and publishing a file of messages to a stream's queue with
+//! publisher confirms.
 
 use super::client::{Client, TenantApi, print_json, segment, text};
 use anyhow::{Context, Result, anyhow};
@@ -54,6 +55,24 @@ pub enum StreamCommand {
     },
     /// Publish a file of messages to a stream, with publisher confirms and a progress bar.
     Publish(PublishArgs),
+    /// Show a stream's dead letters (left in place): class, reason, body.
+    DeadLetters {
+        /// How many at most (1-100).
+        #[arg(long, default_value_t = 10)]
+        limit: u64,
+        /// The stream.
+        #[command(flatten)]
+        stream: NameArgs,
+    },
+    /// Send a stream's dead letters back through it (after fixing the app).
+    Replay {
+        /// How many at most (default: all).
+        #[arg(long)]
+        limit: Option<u64>,
+        /// The stream.
+        #[command(flatten)]
+        stream: NameArgs,
+    },
 }
 
 /// Arguments of `stream create`.
@@ -214,6 +233,60 @@ pub async fn run(command: StreamCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         StreamCommand::Publish(args) => publish(args).await,
+        StreamCommand::DeadLetters { limit, stream } => {
+            let client = Client::new(&stream.api.api, &stream.api.token)?;
+            let letters: Vec<Value> = client
+                .send(client.request(
+                    Method::GET,
+                    &format!(
+                        "/v1/streams/{}/dead-letters?limit={limit}",
+                        segment(&stream.name)
+                    ),
+                ))
+                .await?;
+            if stream.api.json {
+                print_json(&letters)?;
+            } else {
+                for letter in &letters {
+                    println!(
+                        "{} [{}] {}\n    {}",
+                        text(&letter["message_id"]),
+                        text(&letter["class"]),
+                        text(&letter["error"]),
+                        text(&letter["payload"])
+                            .chars()
+                            .take(200)
+                            .collect::<String>()
+                    );
+                }
+                if letters.is_empty() {
+                    println!("no dead letters");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        StreamCommand::Replay { limit, stream } => {
+            let client = Client::new(&stream.api.api, &stream.api.token)?;
+            let query = limit.map(|l| format!("?limit={l}")).unwrap_or_default();
+            let replayed: Value = client
+                .send(client.request(
+                    Method::POST,
+                    &format!(
+                        "/v1/streams/{}/dead-letters/replay{query}",
+                        segment(&stream.name)
+                    ),
+                ))
+                .await?;
+            if stream.api.json {
+                print_json(&replayed)?;
+            } else {
+                println!(
+                    "{} dead letter(s) sent back through {}",
+                    replayed["replayed"], stream.name
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -21,6 +21,52 @@ pub const DEAD_LETTER_EXCHANGE: &str = "mysimbdp.dead";
 /// Suffix of a stream's dead-letter queue.
 pub const DEAD_LETTER_SUFFIX: &str = ".dead";
 
+/// Payload bytes a peeked dead letter shows.
+const PEEK_TRUNCATE: u32 = 4096;
+
+/// A dead letter as shown to its tenant.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct DeadLetter {
+    /// The message's id.
+    pub message_id: Option<String>,
+    /// The failure class (`x-mysimbdp-error-class`), or `delivery-limit` when the broker
+    /// dead-lettered it itself.
+    pub class: Option<String>,
+    /// Why (`x-mysimbdp-error`).
+    pub error: Option<String>,
+    /// Deliveries it had.
+    pub deliveries: Option<i64>,
+    /// The app version that failed it.
+    pub app_version: Option<String>,
+    /// When it was dead-lettered.
+    pub dead_lettered_at: Option<String>,
+    /// Its body (as text when it is UTF-8, else base64), truncated to 4 KiB.
+    pub payload: String,
+    /// Whether the body is base64.
+    pub base64: bool,
+}
+
+impl DeadLetter {
+    fn from_management(message: &serde_json::Value) -> Self {
+        let properties = &message["properties"];
+        let headers = &properties["headers"];
+        let text = |v: &serde_json::Value| v.as_str().map(str::to_owned);
+        let broker_limit =
+            headers.get("x-death").is_some() && headers.get("x-mysimbdp-error-class").is_none();
+        Self {
+            message_id: text(&properties["message_id"]),
+            class: text(&headers["x-mysimbdp-error-class"])
+                .or_else(|| broker_limit.then(|| "delivery-limit".to_owned())),
+            error: text(&headers["x-mysimbdp-error"]),
+            deliveries: headers["x-mysimbdp-deliveries"].as_i64(),
+            app_version: text(&headers["x-mysimbdp-app-version"]),
+            dead_lettered_at: text(&headers["x-mysimbdp-dead-lettered-at"]),
+            payload: text(&message["payload"]).unwrap_or_default(),
+            base64: message["payload_encoding"] == "base64",
+        }
+    }
+}
+
 /// How long a management API call or a broker request may take.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -302,6 +348,102 @@ impl Broker {
             .with_context(|| format!("looking up queue {queue:?} in vhost {vhost:?}"));
         let _ = channel.close(200, "probe done".into()).await;
         Ok(u64::from(declared?.message_count()))
+    }
+
+    /// Up to `count` dead letters, left in place (the management API's "get" with requeue:
+    /// their order in the dead-letter queue may change).
+    pub async fn peek(&self, tenant: &str, queue: &str, count: u32) -> Result<Vec<DeadLetter>> {
+        let vhost = self.vhost(tenant);
+        let body = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/api/queues/{vhost}/{queue}/get"),
+                Some(json!({
+                    "count": count,
+                    "ackmode": "ack_requeue_true",
+                    "encoding": "auto",
+                    "truncate": PEEK_TRUNCATE,
+                })),
+            )
+            .await?;
+        let messages = body.as_array().cloned().unwrap_or_default();
+        Ok(messages.iter().map(DeadLetter::from_management).collect())
+    }
+
+    /// Moves up to `limit` dead letters back to the stream's queue, without the headers
+    /// dead-lettering added: each is published with confirms, then removed from the
+    /// dead-letter queue. Returns how many moved. A crash between the two can leave a message
+    /// in both; its documents' ids make the second one harmless.
+    pub async fn replay(
+        &self,
+        tenant: &str,
+        queue: &str,
+        dead_letter_queue: &str,
+        limit: u64,
+    ) -> Result<u64> {
+        use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions};
+        let connection = self.connect(tenant).await?;
+        let channel = connection
+            .create_channel()
+            .await
+            .context("opening a channel")?;
+        channel
+            .confirm_select(lapin::options::ConfirmSelectOptions::default())
+            .await
+            .context("enabling publisher confirms")?;
+        let mut moved = 0;
+        while moved < limit {
+            let Some(message) = channel
+                .basic_get(dead_letter_queue.into(), BasicGetOptions { no_ack: false })
+                .await
+                .with_context(|| format!("reading {dead_letter_queue:?}"))?
+            else {
+                break;
+            };
+            let delivery = message.delivery;
+            let mut properties = delivery.properties.clone();
+            if let Some(headers) = properties.headers().clone() {
+                let mut kept = lapin::types::FieldTable::default();
+                for (name, value) in headers.inner() {
+                    let name = name.as_str();
+                    if !name.starts_with("x-mysimbdp-")
+                        && !name.starts_with("x-death")
+                        && !name.starts_with("x-first-death")
+                        && !name.starts_with("x-last-death")
+                    {
+                        kept.insert(name.into(), value.clone());
+                    }
+                }
+                properties = properties.with_headers(kept);
+            }
+            let confirmation = channel
+                .basic_publish(
+                    "".into(),
+                    queue.into(),
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..Default::default()
+                    },
+                    &delivery.data,
+                    properties,
+                )
+                .await
+                .context("publishing a replayed message")?
+                .await
+                .context("confirming a replayed message")?;
+            if !confirmation.is_ack() || confirmation.take_message().is_some() {
+                anyhow::bail!("the broker refused a replayed message (is {queue:?} gone?)");
+            }
+            delivery
+                .acker
+                .ack(BasicAckOptions::default())
+                .await
+                .context("removing a replayed dead letter")?;
+            moved += 1;
+        }
+        let _ = channel.close(200, "replayed".into()).await;
+        let _ = connection.close(200, "replayed".into()).await;
+        Ok(moved)
     }
 
     /// An AMQP connection into the tenant's vhost as the administrator.
