@@ -21,6 +21,17 @@ use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use support::*;
 
+/// Runs a test body under a time limit: a hang (a broker or a server that never answers)
+/// fails with the test's name instead of stalling the whole run.
+async fn within(name: &str, body: impl std::future::Future<Output = ()>) {
+    if tokio::time::timeout(Duration::from_secs(300), body)
+        .await
+        .is_err()
+    {
+        panic!("{name} did not finish within 300 s");
+    }
+}
+
 /// A host with fast reconciliation and monitoring, and no batch workers.
 async fn host(database: &str) -> Host {
     Host::start_with(database, "stream-cache", |config| {
@@ -178,141 +189,151 @@ async fn delete_tenant(host: &Host, tenant: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn tenants_are_isolated_on_the_broker_and_in_their_databases() {
-    let database = database_name();
-    let host = host(&database).await;
-    let (a, b) = (mysimbdp_tests::unique("sa"), mysimbdp_tests::unique("sb"));
-    let (token_a, conn_a) = stream_of(
-        &host,
-        &a,
-        profile(json!({})),
-        "sensors",
-        fixtures::JSON_STREAM,
-        json!({ "name": "readings", "app": "sensors", "collection": "metrics" }),
-    )
-    .await;
-    let (token_b, conn_b) = stream_of(
-        &host,
-        &b,
-        profile(json!({})),
-        "sensors",
-        fixtures::JSON_STREAM,
-        json!({ "name": "b-readings", "app": "sensors", "collection": "metrics" }),
-    )
-    .await;
-    assert_ne!(conn_a["vhost"], conn_b["vhost"]);
-    assert_ne!(conn_a["user"], conn_b["user"]);
-    assert_eq!(conn_a["dead_letter_queue"], "readings.dead");
-
-    publish(&conn_a, readings("a-dev", 60)).await;
-    publish(&conn_b, readings("b-dev", 40)).await;
-    wait_documents(&a, "metrics", 120, Duration::from_secs(60)).await;
-    wait_documents(&b, "metrics", 80, Duration::from_secs(60)).await;
-    for (tenant, device) in [(&a, "a-dev"), (&b, "b-dev")] {
-        let strangers = tenant_collection(tenant, "metrics")
-            .await
-            .count_documents(doc! { "device": { "$ne": device } })
-            .await
-            .unwrap();
-        assert_eq!(strangers, 0, "{tenant} holds another tenant's documents");
-    }
-
-    // A's credentials do not open B's vhost at all.
-    let into_b = Connection::connect_uri(
-        uri(&conn_a, Some(conn_b["vhost"].as_str().unwrap())),
-        ConnectionProperties::default(),
-    )
-    .await;
-    assert!(into_b.is_err(), "tenant A entered tenant B's vhost");
-    // In its own vhost, B's queue name routes nowhere, and A cannot read its live queue or
-    // declare anything.
-    let routed = publish_to(&conn_a, "b-readings", [("x".to_owned(), "{}".to_owned())]).await;
-    assert_eq!(routed, 0, "a message reached a queue named like B's");
-    let amqp = connect(&conn_a).await;
-    let channel = amqp.create_channel().await.unwrap();
-    let read = channel
-        .basic_get("readings".into(), BasicGetOptions::default())
-        .await;
-    assert!(read.is_err(), "tenant A read its live queue directly");
-    let channel = amqp.create_channel().await.unwrap();
-    let declared = channel
-        .queue_declare(
-            "sneaky".into(),
-            lapin::options::QueueDeclareOptions::default(),
-            lapin::types::FieldTable::default(),
-        )
-        .await;
-    assert!(declared.is_err(), "tenant A declared a queue");
-    let _ = amqp.close(200, "done".into()).await;
-    // B sees nothing of A's streams through the API either.
-    let (status, _) = host
-        .tenant(&token_b, Method::GET, "/v1/streams/readings", None)
-        .await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    let (_, streams) = host
-        .tenant(&token_b, Method::GET, "/v1/streams", None)
-        .await;
-    assert_eq!(streams.as_array().unwrap().len(), 1, "{streams}");
-
-    // Reports reach the stats: every message of A counted once, latency measured.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let stats = loop {
-        let (status, stats) = host
-            .tenant(
-                &token_a,
-                Method::GET,
-                "/v1/streams/readings/stats?window_secs=600",
-                None,
+    within(
+        "tenants_are_isolated_on_the_broker_and_in_their_databases",
+        async {
+            let database = database_name();
+            let host = host(&database).await;
+            let (a, b) = (mysimbdp_tests::unique("sa"), mysimbdp_tests::unique("sb"));
+            let (token_a, conn_a) = stream_of(
+                &host,
+                &a,
+                profile(json!({})),
+                "sensors",
+                fixtures::JSON_STREAM,
+                json!({ "name": "readings", "app": "sensors", "collection": "metrics" }),
             )
             .await;
-        assert_eq!(status, StatusCode::OK, "{stats}");
-        if stats["messages"] == 60 {
-            break stats;
-        }
-        assert!(Instant::now() < deadline, "stats never counted 60: {stats}");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
-    assert_eq!(stats["documents"], 120, "{stats}");
-    assert_eq!(stats["dead_lettered"], 0, "{stats}");
-    assert!(stats["latency_p99_ms"].as_f64().unwrap() > 0.0, "{stats}");
-    assert!(stats["reports"].as_u64().unwrap() >= 1, "{stats}");
-    // The rate covers the time the reports span, not the whole (mostly empty) window.
-    assert!(
-        stats["messages_per_sec"].as_f64().unwrap() > 60.0 / 600.0,
-        "{stats}"
-    );
+            let (token_b, conn_b) = stream_of(
+                &host,
+                &b,
+                profile(json!({})),
+                "sensors",
+                fixtures::JSON_STREAM,
+                json!({ "name": "b-readings", "app": "sensors", "collection": "metrics" }),
+            )
+            .await;
+            assert_ne!(conn_a["vhost"], conn_b["vhost"]);
+            assert_ne!(conn_a["user"], conn_b["user"]);
+            assert_eq!(conn_a["dead_letter_queue"], "readings.dead");
 
-    // A stream holding messages is not deleted by accident.
-    let (status, _) = host
-        .tenant(&token_a, Method::POST, "/v1/streams/readings/stop", None)
-        .await;
-    assert_eq!(status, StatusCode::OK);
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    publish(&conn_a, readings("a-late", 3)).await;
-    let (status, refused) = host
-        .tenant(&token_a, Method::DELETE, "/v1/streams/readings", None)
-        .await;
-    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
-    let (status, _) = host
-        .tenant(
-            &token_a,
-            Method::DELETE,
-            "/v1/streams/readings?force=true",
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
+            publish(&conn_a, readings("a-dev", 60)).await;
+            publish(&conn_b, readings("b-dev", 40)).await;
+            wait_documents(&a, "metrics", 120, Duration::from_secs(60)).await;
+            wait_documents(&b, "metrics", 80, Duration::from_secs(60)).await;
+            for (tenant, device) in [(&a, "a-dev"), (&b, "b-dev")] {
+                let strangers = tenant_collection(tenant, "metrics")
+                    .await
+                    .count_documents(doc! { "device": { "$ne": device } })
+                    .await
+                    .unwrap();
+                assert_eq!(strangers, 0, "{tenant} holds another tenant's documents");
+            }
 
-    delete_tenant(&host, &a).await;
-    delete_tenant(&host, &b).await;
-    host.stop().await;
+            // A's credentials do not open B's vhost at all.
+            let into_b = Connection::connect_uri(
+                uri(&conn_a, Some(conn_b["vhost"].as_str().unwrap())),
+                ConnectionProperties::default(),
+            )
+            .await;
+            assert!(into_b.is_err(), "tenant A entered tenant B's vhost");
+            // In its own vhost, B's queue name routes nowhere, and A cannot read its live queue or
+            // declare anything.
+            let routed =
+                publish_to(&conn_a, "b-readings", [("x".to_owned(), "{}".to_owned())]).await;
+            assert_eq!(routed, 0, "a message reached a queue named like B's");
+            let amqp = connect(&conn_a).await;
+            let channel = amqp.create_channel().await.unwrap();
+            let read = channel
+                .basic_get("readings".into(), BasicGetOptions::default())
+                .await;
+            assert!(read.is_err(), "tenant A read its live queue directly");
+            let channel = amqp.create_channel().await.unwrap();
+            let declared = channel
+                .queue_declare(
+                    "sneaky".into(),
+                    lapin::options::QueueDeclareOptions::default(),
+                    lapin::types::FieldTable::default(),
+                )
+                .await;
+            assert!(declared.is_err(), "tenant A declared a queue");
+            let _ = amqp.close(200, "done".into()).await;
+            // B sees nothing of A's streams through the API either.
+            let (status, _) = host
+                .tenant(&token_b, Method::GET, "/v1/streams/readings", None)
+                .await;
+            assert_eq!(status, StatusCode::NOT_FOUND);
+            let (_, streams) = host
+                .tenant(&token_b, Method::GET, "/v1/streams", None)
+                .await;
+            assert_eq!(streams.as_array().unwrap().len(), 1, "{streams}");
+
+            // Reports reach the stats: every message of A counted once, latency measured.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let stats = loop {
+                let (status, stats) = host
+                    .tenant(
+                        &token_a,
+                        Method::GET,
+                        "/v1/streams/readings/stats?window_secs=600",
+                        None,
+                    )
+                    .await;
+                assert_eq!(status, StatusCode::OK, "{stats}");
+                if stats["messages"] == 60 {
+                    break stats;
+                }
+                assert!(Instant::now() < deadline, "stats never counted 60: {stats}");
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            };
+            assert_eq!(stats["documents"], 120, "{stats}");
+            assert_eq!(stats["dead_lettered"], 0, "{stats}");
+            assert!(stats["latency_p99_ms"].as_f64().unwrap() > 0.0, "{stats}");
+            assert!(stats["reports"].as_u64().unwrap() >= 1, "{stats}");
+            // The rate covers the time the reports span, not the whole (mostly empty) window.
+            assert!(
+                stats["messages_per_sec"].as_f64().unwrap() > 60.0 / 600.0,
+                "{stats}"
+            );
+
+            // A stream holding messages is not deleted by accident.
+            let (status, _) = host
+                .tenant(&token_a, Method::POST, "/v1/streams/readings/stop", None)
+                .await;
+            assert_eq!(status, StatusCode::OK);
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            publish(&conn_a, readings("a-late", 3)).await;
+            let (status, refused) = host
+                .tenant(&token_a, Method::DELETE, "/v1/streams/readings", None)
+                .await;
+            assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+            let (status, _) = host
+                .tenant(
+                    &token_a,
+                    Method::DELETE,
+                    "/v1/streams/readings?force=true",
+                    None,
+                )
+                .await;
+            assert_eq!(status, StatusCode::NO_CONTENT);
+
+            delete_tenant(&host, &a).await;
+            delete_tenant(&host, &b).await;
+            host.stop().await;
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn poison_messages_are_dead_lettered_with_headers_while_the_stream_flows() {
-    let database = database_name();
-    let host = host(&database).await;
-    let tenant = mysimbdp_tests::unique("sp");
-    let (token, conn) = stream_of(
+    within(
+        "poison_messages_are_dead_lettered_with_headers_while_the_stream_flows",
+        async {
+            let database = database_name();
+            let host = host(&database).await;
+            let tenant = mysimbdp_tests::unique("sp");
+            let (token, conn) = stream_of(
         &host,
         &tenant,
         profile(json!({})),
@@ -321,516 +342,550 @@ async fn poison_messages_are_dead_lettered_with_headers_while_the_stream_flows()
         json!({ "name": "events", "app": "poison", "collection": "events", "delivery_limit": 3 }),
     )
     .await;
-    let mut messages: Vec<(String, String)> = (0..200)
-        .map(|n| {
-            let body = match n {
-                50 => json!({ "n": n, "fail": "retry" }),
-                100 => json!({ "n": n, "fail": "panic" }),
-                150 => json!({ "n": n, "fail": "reject" }),
-                _ => json!({ "n": n }),
-            };
-            (format!("m{n}"), body.to_string())
-        })
-        .collect();
-    messages.push(("garbage".to_owned(), "not json at all".to_owned()));
-    publish(&conn, messages).await;
-    wait_documents(&tenant, "events", 197, Duration::from_secs(60)).await;
+            let mut messages: Vec<(String, String)> = (0..200)
+                .map(|n| {
+                    let body = match n {
+                        50 => json!({ "n": n, "fail": "retry" }),
+                        100 => json!({ "n": n, "fail": "panic" }),
+                        150 => json!({ "n": n, "fail": "reject" }),
+                        _ => json!({ "n": n }),
+                    };
+                    (format!("m{n}"), body.to_string())
+                })
+                .collect();
+            messages.push(("garbage".to_owned(), "not json at all".to_owned()));
+            publish(&conn, messages).await;
+            wait_documents(&tenant, "events", 197, Duration::from_secs(60)).await;
 
-    // The four bad ones are in the dead-letter queue, readable with the tenant's credentials.
-    let amqp = connect(&conn).await;
-    let channel = amqp.create_channel().await.unwrap();
-    let mut dead = std::collections::BTreeMap::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while dead.len() < 4 {
-        assert!(
-            Instant::now() < deadline,
-            "only {:?} dead-lettered",
-            dead.keys()
-        );
-        let got = channel
-            .basic_get("events.dead".into(), BasicGetOptions { no_ack: true })
-            .await
-            .unwrap();
-        let Some(message) = got else {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            continue;
-        };
-        let headers = message.delivery.properties.headers().clone().unwrap();
-        let header = |name: &str| match headers.inner().get(name) {
-            Some(AMQPValue::LongString(s)) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
-            Some(AMQPValue::LongLongInt(n)) => n.to_string(),
-            other => panic!("header {name}: {other:?}"),
-        };
-        assert_eq!(header("x-mysimbdp-tenant"), tenant);
-        assert_eq!(header("x-mysimbdp-stream"), "events");
-        assert_eq!(header("x-mysimbdp-app"), "poison");
-        assert_eq!(header("x-mysimbdp-app-version").len(), 64);
-        let id = message
-            .delivery
-            .properties
-            .message_id()
-            .clone()
-            .unwrap()
-            .to_string();
-        dead.insert(
-            id,
-            (
-                header("x-mysimbdp-error-class"),
-                header("x-mysimbdp-error"),
-                header("x-mysimbdp-deliveries"),
-            ),
-        );
-    }
-    let _ = amqp.close(200, "done".into()).await;
-    assert_eq!(dead["m50"].0, "retry", "{dead:?}");
-    assert_eq!(
-        dead["m50"].2, "3",
-        "retried up to the delivery limit: {dead:?}"
-    );
-    assert!(dead["m50"].1.contains("delivery limit"), "{dead:?}");
-    assert_eq!(dead["m100"].0, "panic", "{dead:?}");
-    assert_eq!(dead["m150"].0, "reject", "{dead:?}");
-    assert_eq!(dead["garbage"].0, "reject", "{dead:?}");
-    assert!(dead["garbage"].1.contains("not valid JSON"), "{dead:?}");
-    // The good messages around the poison ones all made it, each once.
-    let documents = tenant_collection(&tenant, "events").await;
-    for n in [49, 51, 99, 101, 149, 151, 199] {
-        assert_eq!(
-            documents.count_documents(doc! { "n": n }).await.unwrap(),
-            1,
-            "message {n}"
-        );
-    }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, stats) = host
-            .tenant(
-                &token,
-                Method::GET,
-                "/v1/streams/events/stats?window_secs=600",
-                None,
-            )
-            .await;
-        if stats["dead_lettered"] == 4 {
-            assert!(stats["retried"].as_u64().unwrap() >= 2, "{stats}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "{stats}");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    delete_tenant(&host, &tenant).await;
-    host.stop().await;
+            // The four bad ones are in the dead-letter queue, readable with the tenant's credentials.
+            let amqp = connect(&conn).await;
+            let channel = amqp.create_channel().await.unwrap();
+            let mut dead = std::collections::BTreeMap::new();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while dead.len() < 4 {
+                assert!(
+                    Instant::now() < deadline,
+                    "only {:?} dead-lettered",
+                    dead.keys()
+                );
+                let got = channel
+                    .basic_get("events.dead".into(), BasicGetOptions { no_ack: true })
+                    .await
+                    .unwrap();
+                let Some(message) = got else {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                };
+                let headers = message.delivery.properties.headers().clone().unwrap();
+                let header = |name: &str| match headers.inner().get(name) {
+                    Some(AMQPValue::LongString(s)) => {
+                        String::from_utf8_lossy(s.as_bytes()).into_owned()
+                    }
+                    Some(AMQPValue::LongLongInt(n)) => n.to_string(),
+                    other => panic!("header {name}: {other:?}"),
+                };
+                assert_eq!(header("x-mysimbdp-tenant"), tenant);
+                assert_eq!(header("x-mysimbdp-stream"), "events");
+                assert_eq!(header("x-mysimbdp-app"), "poison");
+                assert_eq!(header("x-mysimbdp-app-version").len(), 64);
+                let id = message
+                    .delivery
+                    .properties
+                    .message_id()
+                    .clone()
+                    .unwrap()
+                    .to_string();
+                dead.insert(
+                    id,
+                    (
+                        header("x-mysimbdp-error-class"),
+                        header("x-mysimbdp-error"),
+                        header("x-mysimbdp-deliveries"),
+                    ),
+                );
+            }
+            let _ = amqp.close(200, "done".into()).await;
+            assert_eq!(dead["m50"].0, "retry", "{dead:?}");
+            assert_eq!(
+                dead["m50"].2, "3",
+                "retried up to the delivery limit: {dead:?}"
+            );
+            assert!(dead["m50"].1.contains("delivery limit"), "{dead:?}");
+            assert_eq!(dead["m100"].0, "panic", "{dead:?}");
+            assert_eq!(dead["m150"].0, "reject", "{dead:?}");
+            assert_eq!(dead["garbage"].0, "reject", "{dead:?}");
+            assert!(dead["garbage"].1.contains("not valid JSON"), "{dead:?}");
+            // The good messages around the poison ones all made it, each once.
+            let documents = tenant_collection(&tenant, "events").await;
+            for n in [49, 51, 99, 101, 149, 151, 199] {
+                assert_eq!(
+                    documents.count_documents(doc! { "n": n }).await.unwrap(),
+                    1,
+                    "message {n}"
+                );
+            }
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let (_, stats) = host
+                    .tenant(
+                        &token,
+                        Method::GET,
+                        "/v1/streams/events/stats?window_secs=600",
+                        None,
+                    )
+                    .await;
+                if stats["dead_lettered"] == 4 {
+                    assert!(stats["retried"].as_u64().unwrap() >= 2, "{stats}");
+                    break;
+                }
+                assert!(Instant::now() < deadline, "{stats}");
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            delete_tenant(&host, &tenant).await;
+            host.stop().await;
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn consumers_killed_mid_batch_lose_and_duplicate_nothing() {
-    let database = database_name();
-    let extra = "[stream]\nreconcile_ms = 200\nmonitor_interval_ms = 500\nbatch_size = 50\n";
-    let registry = "host_lease_secs = 2";
-    let tenant = mysimbdp_tests::unique("sc");
-    let first = spawn_serve_with(
-        &database,
-        "stream-crash-cache",
-        registry,
-        &format!("workers = 0\n{extra}"),
+    within(
+        "consumers_killed_mid_batch_lose_and_duplicate_nothing",
+        async {
+            let database = database_name();
+            let extra =
+                "[stream]\nreconcile_ms = 200\nmonitor_interval_ms = 500\nbatch_size = 50\n";
+            let registry = "host_lease_secs = 2";
+            let tenant = mysimbdp_tests::unique("sc");
+            let first = spawn_serve_with(
+                &database,
+                "stream-crash-cache",
+                registry,
+                &format!("workers = 0\n{extra}"),
+            )
+            .await;
+            let api = Host::remote(&first.base);
+            // Slow on purpose (1 ms per message): every kill lands in the middle of some batch.
+            let (token, conn) = stream_of(
+                &api,
+                &tenant,
+                profile(json!({ "min_consumers": 2, "max_consumers": 2 })),
+                "poison",
+                fixtures::EVIL_POISON,
+                json!({
+                    "name": "crash", "app": "poison", "collection": "events",
+                    "params": { "spin_us": "1000" }, "delivery_limit": 100
+                }),
+            )
+            .await;
+            let total = 3000;
+            publish(
+                &conn,
+                (0..total).map(|n| (format!("m{n}"), json!({ "n": n }).to_string())),
+            )
+            .await;
+            let documents = tenant_collection(&tenant, "events").await;
+            let mut process = first;
+            let mut kills = 0;
+            for round in 0..6 {
+                // Let it work a while, then kill it without warning.
+                tokio::time::sleep(Duration::from_millis(700 + 300 * round)).await;
+                let before = documents.count_documents(doc! {}).await.unwrap();
+                process.child.start_kill().unwrap();
+                process.child.wait().await.unwrap();
+                kills += 1;
+                if before >= total {
+                    break;
+                }
+                process = spawn_serve_with(
+                    &database,
+                    "stream-crash-cache",
+                    registry,
+                    &format!("workers = 0\n{extra}"),
+                )
+                .await;
+            }
+            assert!(kills >= 3, "the stream finished before the kills began");
+            let last = spawn_serve_with(
+                &database,
+                "stream-crash-cache",
+                registry,
+                &format!("workers = 0\n{extra}"),
+            )
+            .await;
+            wait_documents(&tenant, "events", total, Duration::from_secs(180)).await;
+            // Exactly one document per message: no loss, no duplicates.
+            let distinct = documents.distinct("n", doc! {}).await.unwrap().len();
+            assert_eq!(distinct as u64, total);
+            let api = Host::remote(&last.base);
+            let (_, stream) = api
+                .tenant(&token, Method::GET, "/v1/streams/crash", None)
+                .await;
+            assert_eq!(stream["status"], "running", "{stream}");
+            // Redeliveries happened (the kills), and nothing went to the dead-letter queue.
+            let redelivered = documents
+                .count_documents(doc! { "attempt": { "$gt": 1 } })
+                .await
+                .unwrap();
+            assert!(redelivered > 0, "no message was ever redelivered");
+            let amqp = connect(&conn).await;
+            let channel = amqp.create_channel().await.unwrap();
+            let dead = channel
+                .basic_get("crash.dead".into(), BasicGetOptions::default())
+                .await
+                .unwrap();
+            assert!(dead.is_none(), "a message was dead-lettered");
+            let _ = amqp.close(200, "done".into()).await;
+            delete_tenant(&api, &tenant).await;
+            last.terminate().await;
+        },
     )
     .await;
-    let api = Host::remote(&first.base);
-    // Slow on purpose (1 ms per message): every kill lands in the middle of some batch.
-    let (token, conn) = stream_of(
-        &api,
-        &tenant,
-        profile(json!({ "min_consumers": 2, "max_consumers": 2 })),
-        "poison",
-        fixtures::EVIL_POISON,
-        json!({
-            "name": "crash", "app": "poison", "collection": "events",
-            "params": { "spin_us": "1000" }, "delivery_limit": 100
-        }),
-    )
-    .await;
-    let total = 3000;
-    publish(
-        &conn,
-        (0..total).map(|n| (format!("m{n}"), json!({ "n": n }).to_string())),
-    )
-    .await;
-    let documents = tenant_collection(&tenant, "events").await;
-    let mut process = first;
-    let mut kills = 0;
-    for round in 0..6 {
-        // Let it work a while, then kill it without warning.
-        tokio::time::sleep(Duration::from_millis(700 + 300 * round)).await;
-        let before = documents.count_documents(doc! {}).await.unwrap();
-        process.child.start_kill().unwrap();
-        process.child.wait().await.unwrap();
-        kills += 1;
-        if before >= total {
-            break;
-        }
-        process = spawn_serve_with(
-            &database,
-            "stream-crash-cache",
-            registry,
-            &format!("workers = 0\n{extra}"),
-        )
-        .await;
-    }
-    assert!(kills >= 3, "the stream finished before the kills began");
-    let last = spawn_serve_with(
-        &database,
-        "stream-crash-cache",
-        registry,
-        &format!("workers = 0\n{extra}"),
-    )
-    .await;
-    wait_documents(&tenant, "events", total, Duration::from_secs(180)).await;
-    // Exactly one document per message: no loss, no duplicates.
-    let distinct = documents.distinct("n", doc! {}).await.unwrap().len();
-    assert_eq!(distinct as u64, total);
-    let api = Host::remote(&last.base);
-    let (_, stream) = api
-        .tenant(&token, Method::GET, "/v1/streams/crash", None)
-        .await;
-    assert_eq!(stream["status"], "running", "{stream}");
-    // Redeliveries happened (the kills), and nothing went to the dead-letter queue.
-    let redelivered = documents
-        .count_documents(doc! { "attempt": { "$gt": 1 } })
-        .await
-        .unwrap();
-    assert!(redelivered > 0, "no message was ever redelivered");
-    let amqp = connect(&conn).await;
-    let channel = amqp.create_channel().await.unwrap();
-    let dead = channel
-        .basic_get("crash.dead".into(), BasicGetOptions::default())
-        .await
-        .unwrap();
-    assert!(dead.is_none(), "a message was dead-lettered");
-    let _ = amqp.close(200, "done".into()).await;
-    delete_tenant(&api, &tenant).await;
-    last.terminate().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_burst_scales_consumers_up_and_idleness_down_within_bounds() {
-    let database = database_name();
-    let host = host(&database).await;
-    let tenant = mysimbdp_tests::unique("ss");
-    let (token, conn) = stream_of(
-        &host,
-        &tenant,
-        profile(json!({
-            "min_consumers": 1,
-            "max_consumers": 3,
-            "autoscale": {
-                "scale_up_backlog": 200,
-                "scale_down_backlog": 10,
-                "scale_down_throughput": 5,
-                "sustain": 1,
-                "cooldown_secs": 1
-            }
-        })),
-        "poison",
-        fixtures::EVIL_POISON,
-        json!({
-            "name": "burst", "app": "poison", "collection": "events",
-            "params": { "spin_us": "2000" }
-        }),
-    )
-    .await;
-    let total = 4000u64;
-    let watch_token = token.clone();
-    let base = host.base.clone();
-    // Watch the desired count the whole time: it must stay within 1..=3.
-    let watcher = tokio::spawn(async move {
-        let api = Host::remote(&base);
-        let (mut highest, mut lowest_after_peak) = (0u64, u64::MAX);
-        let deadline = Instant::now() + Duration::from_secs(240);
-        loop {
-            let (_, stream) = api
-                .tenant(&watch_token, Method::GET, "/v1/streams/burst", None)
+    within(
+        "a_burst_scales_consumers_up_and_idleness_down_within_bounds",
+        async {
+            let database = database_name();
+            let host = host(&database).await;
+            let tenant = mysimbdp_tests::unique("ss");
+            let (token, conn) = stream_of(
+                &host,
+                &tenant,
+                profile(json!({
+                    "min_consumers": 1,
+                    "max_consumers": 3,
+                    "autoscale": {
+                        "scale_up_backlog": 200,
+                        "scale_down_backlog": 10,
+                        "scale_down_throughput": 5,
+                        "sustain": 1,
+                        "cooldown_secs": 1
+                    }
+                })),
+                "poison",
+                fixtures::EVIL_POISON,
+                json!({
+                    "name": "burst", "app": "poison", "collection": "events",
+                    "params": { "spin_us": "2000" }
+                }),
+            )
+            .await;
+            let total = 4000u64;
+            let watch_token = token.clone();
+            let base = host.base.clone();
+            // Watch the desired count the whole time: it must stay within 1..=3.
+            let watcher = tokio::spawn(async move {
+                let api = Host::remote(&base);
+                let (mut highest, mut lowest_after_peak) = (0u64, u64::MAX);
+                let deadline = Instant::now() + Duration::from_secs(240);
+                loop {
+                    let (_, stream) = api
+                        .tenant(&watch_token, Method::GET, "/v1/streams/burst", None)
+                        .await;
+                    let consumers = stream["consumers"].as_u64().unwrap();
+                    assert!((1..=3).contains(&consumers), "{stream}");
+                    assert!(
+                        stream["running_consumers"].as_u64().unwrap() <= 3,
+                        "{stream}"
+                    );
+                    highest = highest.max(consumers);
+                    if highest == 3 {
+                        lowest_after_peak = lowest_after_peak.min(consumers);
+                    }
+                    if lowest_after_peak == 1 {
+                        return highest;
+                    }
+                    assert!(
+                        Instant::now() < deadline,
+                        "never scaled up and down: {stream}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            });
+            publish(
+                &conn,
+                (0..total).map(|n| (format!("m{n}"), json!({ "n": n }).to_string())),
+            )
+            .await;
+            wait_documents(&tenant, "events", total, Duration::from_secs(180)).await;
+            assert_eq!(watcher.await.unwrap(), 3);
+            let (_, stats) = host
+                .tenant(
+                    &token,
+                    Method::GET,
+                    "/v1/streams/burst/stats?window_secs=600",
+                    None,
+                )
                 .await;
-            let consumers = stream["consumers"].as_u64().unwrap();
-            assert!((1..=3).contains(&consumers), "{stream}");
+            let events = stats["events"].as_array().unwrap();
+            let ups: Vec<_> = events.iter().filter(|e| e["kind"] == "scale_up").collect();
+            let downs: Vec<_> = events
+                .iter()
+                .filter(|e| e["kind"] == "scale_down")
+                .collect();
+            assert!(ups.len() >= 2, "{events:?}");
+            assert!(downs.len() >= 2, "{events:?}");
             assert!(
-                stream["running_consumers"].as_u64().unwrap() <= 3,
-                "{stream}"
+                ups.iter()
+                    .all(|e| e["reason"].as_str().unwrap().contains("backlog")
+                        || e["reason"].as_str().unwrap().contains("latency")),
+                "{events:?}"
             );
-            highest = highest.max(consumers);
-            if highest == 3 {
-                lowest_after_peak = lowest_after_peak.min(consumers);
-            }
-            if lowest_after_peak == 1 {
-                return highest;
-            }
             assert!(
-                Instant::now() < deadline,
-                "never scaled up and down: {stream}"
+                downs
+                    .iter()
+                    .all(|e| e["reason"].as_str().unwrap().contains("idle")),
+                "{events:?}"
             );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    });
-    publish(
-        &conn,
-        (0..total).map(|n| (format!("m{n}"), json!({ "n": n }).to_string())),
+            delete_tenant(&host, &tenant).await;
+            host.stop().await;
+        },
     )
     .await;
-    wait_documents(&tenant, "events", total, Duration::from_secs(180)).await;
-    assert_eq!(watcher.await.unwrap(), 3);
-    let (_, stats) = host
-        .tenant(
-            &token,
-            Method::GET,
-            "/v1/streams/burst/stats?window_secs=600",
-            None,
-        )
-        .await;
-    let events = stats["events"].as_array().unwrap();
-    let ups: Vec<_> = events.iter().filter(|e| e["kind"] == "scale_up").collect();
-    let downs: Vec<_> = events
-        .iter()
-        .filter(|e| e["kind"] == "scale_down")
-        .collect();
-    assert!(ups.len() >= 2, "{events:?}");
-    assert!(downs.len() >= 2, "{events:?}");
-    assert!(
-        ups.iter()
-            .all(|e| e["reason"].as_str().unwrap().contains("backlog")
-                || e["reason"].as_str().unwrap().contains("latency")),
-        "{events:?}"
-    );
-    assert!(
-        downs
-            .iter()
-            .all(|e| e["reason"].as_str().unwrap().contains("idle")),
-        "{events:?}"
-    );
-    delete_tenant(&host, &tenant).await;
-    host.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_tenant_over_its_quota_is_paused_and_loses_nothing() {
-    let database = database_name();
-    let host = host(&database).await;
-    let tenant = mysimbdp_tests::unique("sq");
-    let (token, conn) = stream_of(
-        &host,
-        &tenant,
-        profile(json!({ "max_messages_per_window": 100, "window_secs": 2 })),
-        "poison",
-        fixtures::EVIL_POISON,
-        json!({ "name": "quota", "app": "poison", "collection": "events" }),
-    )
-    .await;
-    publish(
-        &conn,
-        (0..350).map(|n| (format!("m{n}"), json!({ "n": n }).to_string())),
-    )
-    .await;
-    // While paused, the queue keeps the rest.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, stream) = host
-            .tenant(&token, Method::GET, "/v1/streams/quota", None)
+    within(
+        "a_tenant_over_its_quota_is_paused_and_loses_nothing",
+        async {
+            let database = database_name();
+            let host = host(&database).await;
+            let tenant = mysimbdp_tests::unique("sq");
+            let (token, conn) = stream_of(
+                &host,
+                &tenant,
+                profile(json!({ "max_messages_per_window": 100, "window_secs": 2 })),
+                "poison",
+                fixtures::EVIL_POISON,
+                json!({ "name": "quota", "app": "poison", "collection": "events" }),
+            )
             .await;
-        if stream["throttled"] == true {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never throttled: {stream}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    wait_documents(&tenant, "events", 350, Duration::from_secs(60)).await;
-    let (_, stats) = host
-        .tenant(
-            &token,
-            Method::GET,
-            "/v1/streams/quota/stats?window_secs=600",
-            None,
-        )
-        .await;
-    let events = stats["events"].as_array().unwrap();
-    let throttled = events
-        .iter()
-        .find(|e| e["kind"] == "throttled")
-        .unwrap_or_else(|| panic!("{events:?}"));
-    assert!(
-        throttled["reason"]
-            .as_str()
-            .unwrap()
-            .contains("100 messages"),
-        "{throttled}"
-    );
-    assert!(events.iter().any(|e| e["kind"] == "resumed"), "{events:?}");
-    delete_tenant(&host, &tenant).await;
-    host.stop().await;
+            publish(
+                &conn,
+                (0..350).map(|n| (format!("m{n}"), json!({ "n": n }).to_string())),
+            )
+            .await;
+            // While paused, the queue keeps the rest.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let (_, stream) = host
+                    .tenant(&token, Method::GET, "/v1/streams/quota", None)
+                    .await;
+                if stream["throttled"] == true {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "never throttled: {stream}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            wait_documents(&tenant, "events", 350, Duration::from_secs(60)).await;
+            let (_, stats) = host
+                .tenant(
+                    &token,
+                    Method::GET,
+                    "/v1/streams/quota/stats?window_secs=600",
+                    None,
+                )
+                .await;
+            let events = stats["events"].as_array().unwrap();
+            let throttled = events
+                .iter()
+                .find(|e| e["kind"] == "throttled")
+                .unwrap_or_else(|| panic!("{events:?}"));
+            assert!(
+                throttled["reason"]
+                    .as_str()
+                    .unwrap()
+                    .contains("100 messages"),
+                "{throttled}"
+            );
+            assert!(events.iter().any(|e| e["kind"] == "resumed"), "{events:?}");
+            delete_tenant(&host, &tenant).await;
+            host.stop().await;
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_stream_requests_are_refused_with_reasons() {
-    let database = database_name();
-    let host = host(&database).await;
-    let tenant = mysimbdp_tests::unique("sr");
-    let token = host.create_tenant(&tenant, None).await;
-    let (status, body) = host
-        .upload(&token, "orders", read(fixtures::CSV_BATCH))
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    for (request, status, needle) in [
-        (
-            json!({ "name": "Bad Name", "app": "orders" }),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "stream name",
-        ),
-        (
-            json!({ "name": "s", "app": "nope" }),
-            StatusCode::NOT_FOUND,
-            "nope",
-        ),
-        (
-            json!({ "name": "s", "app": "orders" }),
-            StatusCode::CONFLICT,
-            "batch app",
-        ),
-        (
-            json!({ "name": "s", "app": "orders", "delivery_limit": 0 }),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "delivery_limit",
-        ),
-        (
-            json!({ "name": "s", "app": "orders", "collection": "$x" }),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "collection",
-        ),
-    ] {
-        let (got, body) = host
+    within("bad_stream_requests_are_refused_with_reasons", async {
+        let database = database_name();
+        let host = host(&database).await;
+        let tenant = mysimbdp_tests::unique("sr");
+        let token = host.create_tenant(&tenant, None).await;
+        let (status, body) = host
+            .upload(&token, "orders", read(fixtures::CSV_BATCH))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        for (request, status, needle) in [
+            (
+                json!({ "name": "Bad Name", "app": "orders" }),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "stream name",
+            ),
+            (
+                json!({ "name": "s", "app": "nope" }),
+                StatusCode::NOT_FOUND,
+                "nope",
+            ),
+            (
+                json!({ "name": "s", "app": "orders" }),
+                StatusCode::CONFLICT,
+                "batch app",
+            ),
+            (
+                json!({ "name": "s", "app": "orders", "delivery_limit": 0 }),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "delivery_limit",
+            ),
+            (
+                json!({ "name": "s", "app": "orders", "collection": "$x" }),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "collection",
+            ),
+        ] {
+            let (got, body) = host
+                .tenant(&token, Method::POST, "/v1/streams", Some(request.clone()))
+                .await;
+            assert_eq!(got, status, "{request} → {body}");
+            assert!(body.to_string().contains(needle), "{request} → {body}");
+        }
+        let (status, body) = host
+            .upload(&token, "sensors", read(fixtures::JSON_STREAM))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let request = json!({ "name": "s", "app": "sensors" });
+        let (status, _) = host
             .tenant(&token, Method::POST, "/v1/streams", Some(request.clone()))
             .await;
-        assert_eq!(got, status, "{request} → {body}");
-        assert!(body.to_string().contains(needle), "{request} → {body}");
-    }
-    let (status, body) = host
-        .upload(&token, "sensors", read(fixtures::JSON_STREAM))
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    let request = json!({ "name": "s", "app": "sensors" });
-    let (status, _) = host
-        .tenant(&token, Method::POST, "/v1/streams", Some(request.clone()))
-        .await;
-    assert_eq!(status, StatusCode::CREATED);
-    let (status, body) = host
-        .tenant(&token, Method::POST, "/v1/streams", Some(request))
-        .await;
-    assert_eq!(status, StatusCode::CONFLICT, "{body}");
-    delete_tenant(&host, &tenant).await;
-    host.stop().await;
+        assert_eq!(status, StatusCode::CREATED);
+        let (status, body) = host
+            .tenant(&token, Method::POST, "/v1/streams", Some(request))
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        delete_tenant(&host, &tenant).await;
+        host.stop().await;
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn consumers_spread_over_hosts_and_one_host_at_a_time_runs_the_monitor() {
-    let database = database_name();
-    let first = host(&database).await;
-    let second = host(&database).await;
-    let tenant = mysimbdp_tests::unique("sh");
-    let (_, conn) = stream_of(
-        &first,
-        &tenant,
-        profile(json!({ "min_consumers": 2, "max_consumers": 2 })),
-        "poison",
-        fixtures::EVIL_POISON,
-        json!({ "name": "shared", "app": "poison", "collection": "events" }),
-    )
-    .await;
-    publish(
-        &conn,
-        (0..500).map(|n| (format!("m{n}"), json!({ "n": n }).to_string())),
-    )
-    .await;
-    wait_documents(&tenant, "events", 500, Duration::from_secs(60)).await;
+    within(
+        "consumers_spread_over_hosts_and_one_host_at_a_time_runs_the_monitor",
+        async {
+            let database = database_name();
+            let first = host(&database).await;
+            let second = host(&database).await;
+            let tenant = mysimbdp_tests::unique("sh");
+            let (_, conn) = stream_of(
+                &first,
+                &tenant,
+                profile(json!({ "min_consumers": 2, "max_consumers": 2 })),
+                "poison",
+                fixtures::EVIL_POISON,
+                json!({ "name": "shared", "app": "poison", "collection": "events" }),
+            )
+            .await;
+            publish(
+                &conn,
+                (0..500).map(|n| (format!("m{n}"), json!({ "n": n }).to_string())),
+            )
+            .await;
+            wait_documents(&tenant, "events", 500, Duration::from_secs(60)).await;
 
-    // Each host reports one consumer of the stream: the two slots went to different hosts.
-    let (_, hosts) = first.admin(Method::GET, "/v1/admin/hosts", None).await;
-    let ids: Vec<String> = hosts
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["id"].as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(ids.len(), 2, "{hosts}");
-    let reports = first
-        .platform_db()
-        .await
-        .collection::<Document>("stream_reports");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let mut per_host = std::collections::BTreeMap::new();
-        let mut cursor = reports
-            .find(doc! { "tenant": &tenant, "stream": "shared" })
-            .sort(doc! { "at": 1 })
+            // Each host reports one consumer of the stream: the two slots went to different hosts.
+            let (_, hosts) = first.admin(Method::GET, "/v1/admin/hosts", None).await;
+            let ids: Vec<String> = hosts
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| h["id"].as_str().unwrap().to_owned())
+                .collect();
+            assert_eq!(ids.len(), 2, "{hosts}");
+            let reports = first
+                .platform_db()
+                .await
+                .collection::<Document>("stream_reports");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let mut per_host = std::collections::BTreeMap::new();
+                let mut cursor = reports
+                    .find(doc! { "tenant": &tenant, "stream": "shared" })
+                    .sort(doc! { "at": 1 })
+                    .await
+                    .unwrap();
+                while cursor.advance().await.unwrap() {
+                    let report = cursor.deserialize_current().unwrap();
+                    per_host.insert(
+                        report.get_str("host").unwrap().to_owned(),
+                        report
+                            .get_i64("consumers")
+                            .unwrap_or_else(|_| i64::from(report.get_i32("consumers").unwrap())),
+                    );
+                }
+                if per_host.len() == 2 && per_host.values().all(|c| *c == 1) {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "consumers per host: {per_host:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+
+            // Exactly one of them leads the monitor election; when it stops, the other takes over.
+            let registry = mysimbdp_host::registry::Registry::connect(
+                &mysimbdp_host::config::RegistryConfig {
+                    etcd_endpoints: vec![mysimbdp_tests::ETCD_ENDPOINT.to_owned()],
+                    prefix: format!("/mysimbdp-test/{database}"),
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap();
-        while cursor.advance().await.unwrap() {
-            let report = cursor.deserialize_current().unwrap();
-            per_host.insert(
-                report.get_str("host").unwrap().to_owned(),
-                report
-                    .get_i64("consumers")
-                    .unwrap_or_else(|_| i64::from(report.get_i32("consumers").unwrap())),
-            );
-        }
-        if per_host.len() == 2 && per_host.values().all(|c| *c == 1) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "consumers per host: {per_host:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-
-    // Exactly one of them leads the monitor election; when it stops, the other takes over.
-    let registry =
-        mysimbdp_host::registry::Registry::connect(&mysimbdp_host::config::RegistryConfig {
-            etcd_endpoints: vec![mysimbdp_tests::ETCD_ENDPOINT.to_owned()],
-            prefix: format!("/mysimbdp-test/{database}"),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let election = mysimbdp_host::stream::monitor::ELECTION;
-    let leader = registry.leader(election).await.unwrap().expect("a leader");
-    assert!(ids.contains(&leader), "{leader} is not one of {ids:?}");
-    let leader_base = hosts
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|h| h["id"] == leader.as_str())
-        .unwrap()["address"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let (leaving, staying) = if leader_base == first.base {
-        (first, second)
-    } else {
-        (second, first)
-    };
-    let mut leaving = leaving;
-    let _ = leaving.stop.take().unwrap().send(());
-    let _ = tokio::time::timeout(Duration::from_secs(10), &mut leaving.served).await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let now = registry.leader(election).await.unwrap();
-        if let Some(now) = &now
-            && now != &leader
-        {
-            assert!(ids.contains(now));
-            break;
-        }
-        assert!(Instant::now() < deadline, "no new leader: {now:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    delete_tenant(&staying, &tenant).await;
-    staying.stop().await;
+            let election = mysimbdp_host::stream::monitor::ELECTION;
+            let leader = registry.leader(election).await.unwrap().expect("a leader");
+            assert!(ids.contains(&leader), "{leader} is not one of {ids:?}");
+            let leader_base = hosts
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|h| h["id"] == leader.as_str())
+                .unwrap()["address"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            let (leaving, staying) = if leader_base == first.base {
+                (first, second)
+            } else {
+                (second, first)
+            };
+            let mut leaving = leaving;
+            let _ = leaving.stop.take().unwrap().send(());
+            let _ = tokio::time::timeout(Duration::from_secs(10), &mut leaving.served).await;
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let now = registry.leader(election).await.unwrap();
+                if let Some(now) = &now
+                    && now != &leader
+                {
+                    assert!(ids.contains(now));
+                    break;
+                }
+                assert!(Instant::now() < deadline, "no new leader: {now:?}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            delete_tenant(&staying, &tenant).await;
+            staying.stop().await;
+        },
+    )
+    .await;
 }
 
 /// Runs the `mysimbdp` binary against `host` as the tenant holding `token`.
@@ -846,165 +901,177 @@ async fn cli(host: &Host, token: &str, args: &[&str]) -> std::process::Output {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_cli_creates_a_stream_and_publishes_a_file_with_confirms() {
-    let database = database_name();
-    let host = host(&database).await;
-    let tenant = mysimbdp_tests::unique("sl");
-    let token = host.create_tenant(&tenant, Some(profile(json!({})))).await;
-    let (status, body) = host
-        .upload(&token, "sensors", read(fixtures::JSON_STREAM))
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    let created = cli(
-        &host,
-        &token,
-        &[
-            "stream",
-            "create",
-            "feed",
-            "--app",
-            "sensors",
-            "--collection",
-            "readings",
-            "--param",
-            "unit.temp=K",
-            "--json",
-        ],
+    within(
+        "the_cli_creates_a_stream_and_publishes_a_file_with_confirms",
+        async {
+            let database = database_name();
+            let host = host(&database).await;
+            let tenant = mysimbdp_tests::unique("sl");
+            let token = host.create_tenant(&tenant, Some(profile(json!({})))).await;
+            let (status, body) = host
+                .upload(&token, "sensors", read(fixtures::JSON_STREAM))
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+            let created = cli(
+                &host,
+                &token,
+                &[
+                    "stream",
+                    "create",
+                    "feed",
+                    "--app",
+                    "sensors",
+                    "--collection",
+                    "readings",
+                    "--param",
+                    "unit.temp=K",
+                    "--json",
+                ],
+            )
+            .await;
+            assert!(created.status.success(), "{created:?}");
+            let created: Value = serde_json::from_slice(&created.stdout).unwrap();
+            assert_eq!(created["stream"]["params"]["unit.temp"], "K", "{created}");
+
+            let file = scratch("stream-cli").join(format!("{tenant}.ndjson"));
+            let mut lines: Vec<String> = readings("cli-dev", 500)
+                .into_iter()
+                .map(|(_, b)| b)
+                .collect();
+            lines.insert(250, String::new()); // blank lines are skipped
+            std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+            let file = file.to_str().unwrap();
+            let publish = ["stream", "publish", "--stream", "feed", file, "--json"];
+            let published = cli(&host, &token, &publish).await;
+            assert!(published.status.success(), "{published:?}");
+            let summary: Value = serde_json::from_slice(&published.stdout).unwrap();
+            assert_eq!(summary["confirmed"], 500, "{summary}");
+            assert_eq!(summary["refused"], 0, "{summary}");
+            wait_documents(&tenant, "readings", 1000, Duration::from_secs(60)).await;
+            let kelvin = tenant_collection(&tenant, "readings")
+                .await
+                .count_documents(doc! { "metric": "temp", "unit": "K" })
+                .await
+                .unwrap();
+            assert_eq!(kelvin, 500, "the app's parameter reached it");
+
+            // The same file again: same message ids, so no document is written twice.
+            let again = cli(&host, &token, &publish).await;
+            assert!(again.status.success(), "{again:?}");
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            wait_documents(&tenant, "readings", 1000, Duration::from_secs(10)).await;
+
+            // A stream that does not exist is a clear error, not a hang.
+            let missing = cli(
+                &host,
+                &token,
+                &["stream", "publish", "--stream", "nope", file],
+            )
+            .await;
+            assert!(!missing.status.success());
+            let stderr = String::from_utf8_lossy(&missing.stderr);
+            assert!(stderr.contains("nope"), "{stderr}");
+            let shown = cli(&host, &token, &["stream", "show", "feed"]).await;
+            assert!(shown.status.success(), "{shown:?}");
+            assert!(String::from_utf8_lossy(&shown.stdout).contains("running"));
+            delete_tenant(&host, &tenant).await;
+            host.stop().await;
+        },
     )
     .await;
-    assert!(created.status.success(), "{created:?}");
-    let created: Value = serde_json::from_slice(&created.stdout).unwrap();
-    assert_eq!(created["stream"]["params"]["unit.temp"], "K", "{created}");
-
-    let file = scratch("stream-cli").join(format!("{tenant}.ndjson"));
-    let mut lines: Vec<String> = readings("cli-dev", 500)
-        .into_iter()
-        .map(|(_, b)| b)
-        .collect();
-    lines.insert(250, String::new()); // blank lines are skipped
-    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
-    let file = file.to_str().unwrap();
-    let publish = ["stream", "publish", "--stream", "feed", file, "--json"];
-    let published = cli(&host, &token, &publish).await;
-    assert!(published.status.success(), "{published:?}");
-    let summary: Value = serde_json::from_slice(&published.stdout).unwrap();
-    assert_eq!(summary["confirmed"], 500, "{summary}");
-    assert_eq!(summary["refused"], 0, "{summary}");
-    wait_documents(&tenant, "readings", 1000, Duration::from_secs(60)).await;
-    let kelvin = tenant_collection(&tenant, "readings")
-        .await
-        .count_documents(doc! { "metric": "temp", "unit": "K" })
-        .await
-        .unwrap();
-    assert_eq!(kelvin, 500, "the app's parameter reached it");
-
-    // The same file again: same message ids, so no document is written twice.
-    let again = cli(&host, &token, &publish).await;
-    assert!(again.status.success(), "{again:?}");
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    wait_documents(&tenant, "readings", 1000, Duration::from_secs(10)).await;
-
-    // A stream that does not exist is a clear error, not a hang.
-    let missing = cli(
-        &host,
-        &token,
-        &["stream", "publish", "--stream", "nope", file],
-    )
-    .await;
-    assert!(!missing.status.success());
-    let stderr = String::from_utf8_lossy(&missing.stderr);
-    assert!(stderr.contains("nope"), "{stderr}");
-    let shown = cli(&host, &token, &["stream", "show", "feed"]).await;
-    assert!(shown.status.success(), "{shown:?}");
-    assert!(String::from_utf8_lossy(&shown.stdout).contains("running"));
-    delete_tenant(&host, &tenant).await;
-    host.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dead_letters_can_be_inspected_and_replayed_after_a_fix() {
-    let database = database_name();
-    let host = host(&database).await;
-    let tenant = mysimbdp_tests::unique("sd");
-    // Version 1 rejects every message that asks it to; version 2 (the sensor app) does not.
-    let (token, conn) = stream_of(
-        &host,
-        &tenant,
-        profile(json!({})),
-        "sensors",
-        fixtures::EVIL_POISON,
-        json!({ "name": "fixme", "app": "sensors", "collection": "metrics" }),
-    )
-    .await;
-    let messages: Vec<(String, String)> = (0..5)
-        .map(|i| {
-            let body = json!({
-                "device": "d-1", "ts": "2026-11-21T10:00:00Z",
-                "readings": { "temp": i }, "fail": "reject"
-            });
-            (format!("m{i}"), body.to_string())
-        })
-        .collect();
-    publish(&conn, messages).await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let letters = loop {
-        let (status, letters) = host
-            .tenant(
-                &token,
-                Method::GET,
-                "/v1/streams/fixme/dead-letters?limit=100",
-                None,
+    within(
+        "dead_letters_can_be_inspected_and_replayed_after_a_fix",
+        async {
+            let database = database_name();
+            let host = host(&database).await;
+            let tenant = mysimbdp_tests::unique("sd");
+            // Version 1 rejects every message that asks it to; version 2 (the sensor app) does not.
+            let (token, conn) = stream_of(
+                &host,
+                &tenant,
+                profile(json!({})),
+                "sensors",
+                fixtures::EVIL_POISON,
+                json!({ "name": "fixme", "app": "sensors", "collection": "metrics" }),
             )
             .await;
-        assert_eq!(status, StatusCode::OK, "{letters}");
-        if letters.as_array().unwrap().len() == 5 {
-            break letters;
-        }
-        assert!(Instant::now() < deadline, "{letters}");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
-    let first = &letters[0];
-    assert_eq!(first["class"], "reject", "{first}");
-    assert!(
-        first["error"].as_str().unwrap().contains("rejected"),
-        "{first}"
-    );
-    assert_eq!(first["app_version"].as_str().unwrap().len(), 64, "{first}");
-    assert!(
-        first["payload"].as_str().unwrap().contains("d-1"),
-        "{first}"
-    );
-    // Peeking left them in place.
-    let (_, again) = host
-        .tenant(
-            &token,
-            Method::GET,
-            "/v1/streams/fixme/dead-letters?limit=100",
-            None,
-        )
-        .await;
-    assert_eq!(again.as_array().unwrap().len(), 5, "{again}");
+            let messages: Vec<(String, String)> = (0..5)
+                .map(|i| {
+                    let body = json!({
+                        "device": "d-1", "ts": "2026-11-21T10:00:00Z",
+                        "readings": { "temp": i }, "fail": "reject"
+                    });
+                    (format!("m{i}"), body.to_string())
+                })
+                .collect();
+            publish(&conn, messages).await;
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let letters = loop {
+                let (status, letters) = host
+                    .tenant(
+                        &token,
+                        Method::GET,
+                        "/v1/streams/fixme/dead-letters?limit=100",
+                        None,
+                    )
+                    .await;
+                assert_eq!(status, StatusCode::OK, "{letters}");
+                if letters.as_array().unwrap().len() == 5 {
+                    break letters;
+                }
+                assert!(Instant::now() < deadline, "{letters}");
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            };
+            let first = &letters[0];
+            assert_eq!(first["class"], "reject", "{first}");
+            assert!(
+                first["error"].as_str().unwrap().contains("rejected"),
+                "{first}"
+            );
+            assert_eq!(first["app_version"].as_str().unwrap().len(), 64, "{first}");
+            assert!(
+                first["payload"].as_str().unwrap().contains("d-1"),
+                "{first}"
+            );
+            // Peeking left them in place.
+            let (_, again) = host
+                .tenant(
+                    &token,
+                    Method::GET,
+                    "/v1/streams/fixme/dead-letters?limit=100",
+                    None,
+                )
+                .await;
+            assert_eq!(again.as_array().unwrap().len(), 5, "{again}");
 
-    // The fix: a new active version; then the dead letters go back through the stream.
-    let (status, body) = host
-        .upload(&token, "sensors", read(fixtures::JSON_STREAM))
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    tokio::time::sleep(Duration::from_millis(1500)).await; // reconciliations: the new version
-    let (status, replayed) = host
-        .tenant(
-            &token,
-            Method::POST,
-            "/v1/streams/fixme/dead-letters/replay",
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{replayed}");
-    assert_eq!(replayed["replayed"], 5, "{replayed}");
-    wait_documents(&tenant, "metrics", 5, Duration::from_secs(60)).await;
-    let (_, left) = host
-        .tenant(&token, Method::GET, "/v1/streams/fixme/dead-letters", None)
-        .await;
-    assert_eq!(left.as_array().unwrap().len(), 0, "{left}");
-    delete_tenant(&host, &tenant).await;
-    host.stop().await;
+            // The fix: a new active version; then the dead letters go back through the stream.
+            let (status, body) = host
+                .upload(&token, "sensors", read(fixtures::JSON_STREAM))
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+            tokio::time::sleep(Duration::from_millis(1500)).await; // reconciliations: the new version
+            let (status, replayed) = host
+                .tenant(
+                    &token,
+                    Method::POST,
+                    "/v1/streams/fixme/dead-letters/replay",
+                    None,
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{replayed}");
+            assert_eq!(replayed["replayed"], 5, "{replayed}");
+            wait_documents(&tenant, "metrics", 5, Duration::from_secs(60)).await;
+            let (_, left) = host
+                .tenant(&token, Method::GET, "/v1/streams/fixme/dead-letters", None)
+                .await;
+            assert_eq!(left.as_array().unwrap().len(), 0, "{left}");
+            delete_tenant(&host, &tenant).await;
+            host.stop().await;
+        },
+    )
+    .await;
 }

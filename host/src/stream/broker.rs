@@ -317,14 +317,29 @@ impl Broker {
     /// Messages waiting in a queue now (a passive declare over AMQP: no statistics lag).
     pub async fn ready(&self, tenant: &str, queue: &str) -> Result<u64> {
         let vhost = self.vhost(tenant);
+        // One bound on the whole probe: a connection the broker is tearing down (a deleted
+        // vhost) must not hold the probes' lock, and every caller behind it, forever.
+        match tokio::time::timeout(HTTP_TIMEOUT, self.probe(tenant, &vhost, queue)).await {
+            Ok(result) => result,
+            Err(_) => {
+                self.probes.lock().await.remove(&vhost);
+                Err(anyhow!(
+                    "the broker did not answer about queue {queue:?} in vhost {vhost:?} \
+                     within {HTTP_TIMEOUT:?}"
+                ))
+            }
+        }
+    }
+
+    async fn probe(&self, tenant: &str, vhost: &str, queue: &str) -> Result<u64> {
         let mut probes = self.probes.lock().await;
-        let connection = match probes.get(&vhost) {
+        let connection = match probes.get(vhost) {
             Some(connection) if connection.status().connected() => connection,
             _ => {
                 let connection = self.connect(tenant).await?;
-                probes.insert(vhost.clone(), connection);
+                probes.insert(vhost.to_owned(), connection);
                 probes
-                    .get(&vhost)
+                    .get(vhost)
                     .ok_or_else(|| anyhow!("probe connection vanished"))?
             }
         };
@@ -333,20 +348,20 @@ impl Broker {
             .create_channel()
             .await
             .with_context(|| format!("opening a channel in vhost {vhost:?}"))?;
-        let declare = channel.queue_declare(
-            queue.into(),
-            lapin::options::QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            lapin::types::FieldTable::default(),
-        );
-        let declared = tokio::time::timeout(HTTP_TIMEOUT, declare)
+        let declared = channel
+            .queue_declare(
+                queue.into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                lapin::types::FieldTable::default(),
+            )
             .await
-            .map_err(|_| anyhow!("the broker did not answer within {HTTP_TIMEOUT:?}"))
-            .and_then(|declared| declared.map_err(anyhow::Error::from))
             .with_context(|| format!("looking up queue {queue:?} in vhost {vhost:?}"));
-        let _ = channel.close(200, "probe done".into()).await;
+        if declared.is_ok() {
+            let _ = channel.close(200, "probe done".into()).await;
+        }
         Ok(u64::from(declared?.message_count()))
     }
 
