@@ -164,6 +164,13 @@ fn profile(extra: Value) -> Value {
     profile
 }
 
+/// Messages `m0`, `m1`, … with bodies `{"n": 0}`, `{"n": 1}`, …
+fn numbered(count: u64) -> Vec<(String, String)> {
+    (0..count)
+        .map(|n| (format!("m{n}"), json!({ "n": n }).to_string()))
+        .collect()
+}
+
 fn readings(device: &str, count: usize) -> Vec<(String, String)> {
     (0..count)
         .map(|i| {
@@ -480,11 +487,7 @@ async fn consumers_killed_mid_batch_lose_and_duplicate_nothing() {
             )
             .await;
             let total = 3000;
-            publish(
-                &conn,
-                (0..total).map(|n| (format!("m{n}"), json!({ "n": n }).to_string())),
-            )
-            .await;
+            publish(&conn, numbered(total)).await;
             let documents = tenant_collection(&tenant, "events").await;
             let mut process = first;
             let mut kills = 0;
@@ -606,11 +609,7 @@ async fn a_burst_scales_consumers_up_and_idleness_down_within_bounds() {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             });
-            publish(
-                &conn,
-                (0..total).map(|n| (format!("m{n}"), json!({ "n": n }).to_string())),
-            )
-            .await;
+            publish(&conn, numbered(total)).await;
             wait_documents(&tenant, "events", total, Duration::from_secs(180)).await;
             assert_eq!(watcher.await.unwrap(), 3);
             let (_, stats) = host
@@ -665,11 +664,7 @@ async fn a_tenant_over_its_quota_is_paused_and_loses_nothing() {
                 json!({ "name": "quota", "app": "poison", "collection": "events" }),
             )
             .await;
-            publish(
-                &conn,
-                (0..350).map(|n| (format!("m{n}"), json!({ "n": n }).to_string())),
-            )
-            .await;
+            publish(&conn, numbered(350)).await;
             // While paused, the queue keeps the rest.
             let deadline = Instant::now() + Duration::from_secs(30);
             loop {
@@ -792,11 +787,7 @@ async fn consumers_spread_over_hosts_and_one_host_at_a_time_runs_the_monitor() {
                 json!({ "name": "shared", "app": "poison", "collection": "events" }),
             )
             .await;
-            publish(
-                &conn,
-                (0..500).map(|n| (format!("m{n}"), json!({ "n": n }).to_string())),
-            )
-            .await;
+            publish(&conn, numbered(500)).await;
             wait_documents(&tenant, "events", 500, Duration::from_secs(60)).await;
 
             // Each host reports one consumer of the stream: the two slots went to different hosts.

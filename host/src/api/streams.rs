@@ -10,7 +10,8 @@ use super::{ApiError, AppState, ErrorBody};
 use crate::config::MAX_DELIVERY_LIMIT;
 use crate::names;
 use crate::platform::{
-    BrokerAccount, NewStream, StoreError, StreamEvent, StreamRecord, StreamStatus, TenantRecord,
+    BrokerAccount, NewStream, StoreError, StreamEvent, StreamRecord, StreamReport, StreamStatus,
+    TenantRecord,
 };
 use crate::runtime::AppKind;
 use crate::stream::broker::{DeadLetter, DeleteRefused};
@@ -20,6 +21,7 @@ use axum::http::StatusCode;
 use mongodb::bson::DateTime;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::time::Duration;
 use utoipa::{IntoParams, ToSchema};
 
 /// `POST /v1/streams`
@@ -188,20 +190,16 @@ fn broker_unavailable(error: impl std::fmt::Display) -> ApiError {
 
 /// Live figures from the reports of the last interval: running consumers and throttling.
 async fn live(state: &AppState, tenant: &TenantRecord, stream: &StreamRecord) -> (u32, bool) {
-    let secs = tenant.profile.stream.report_interval_secs * 2;
-    let since = DateTime::from_millis(DateTime::now().timestamp_millis() - secs as i64 * 1000);
+    let window = Duration::from_secs(tenant.profile.stream.report_interval_secs * 2);
     let reports = state
         .platform
-        .reports_since(&tenant.id, &stream.name, since)
+        .recent_reports(&tenant.id, &stream.name, window)
         .await
         .unwrap_or_default();
-    let mut latest = BTreeMap::new();
-    for report in reports {
-        latest.insert(report.host.clone(), report);
-    }
+    let latest = StreamReport::latest_per_host(&reports);
     (
-        latest.values().map(|r| r.consumers).sum(),
-        latest.values().any(|r| r.throttled),
+        latest.iter().map(|r| r.consumers).sum(),
+        latest.iter().any(|r| r.throttled),
     )
 }
 
@@ -496,13 +494,11 @@ pub async fn stats(
 ) -> Result<Json<StreamStats>, ApiError> {
     let stream = state.platform.stream(&tenant.id, &name).await?;
     let window_secs = query.window_secs.unwrap_or(60).clamp(1, 86_400);
-    let since =
-        DateTime::from_millis(DateTime::now().timestamp_millis() - window_secs as i64 * 1000);
     let reports = state
         .platform
-        .reports_since(&tenant.id, &name, since)
+        .recent_reports(&tenant.id, &name, Duration::from_secs(window_secs))
         .await?;
-    let sum = |f: fn(&crate::platform::StreamReport) -> u64| reports.iter().map(f).sum::<u64>();
+    let sum = |f: fn(&StreamReport) -> u64| reports.iter().map(f).sum::<u64>();
     let messages = sum(|r| r.messages);
     let weighted: f64 = reports
         .iter()
@@ -609,7 +605,7 @@ pub async fn replay(
 
 /// The seconds the reports cover: from the start of the first one's interval to the end of
 /// the last one, at most the window.
-fn covered_secs(reports: &[crate::platform::StreamReport], window_secs: u64) -> f64 {
+fn covered_secs(reports: &[StreamReport], window_secs: u64) -> f64 {
     let window_ms = window_secs as i64 * 1000;
     let covered_ms = match (reports.first(), reports.last()) {
         (Some(first), Some(last)) => {

@@ -112,6 +112,17 @@ pub struct StreamReport {
     pub throttled: bool,
 }
 
+impl StreamReport {
+    /// The newest of `reports` (oldest first) from each host: how things stand now.
+    pub fn latest_per_host(reports: &[StreamReport]) -> Vec<&StreamReport> {
+        let mut latest = std::collections::HashMap::new();
+        for report in reports {
+            latest.insert(report.host.as_str(), report);
+        }
+        latest.into_values().collect()
+    }
+}
+
 /// A monitor decision or a throttling change, with its reason.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StreamEvent {
@@ -349,13 +360,15 @@ impl Platform {
         Ok(())
     }
 
-    /// A stream's reports since `since`, oldest first.
-    pub async fn reports_since(
+    /// A stream's reports of the last `window`, oldest first.
+    pub async fn recent_reports(
         &self,
         tenant: &str,
         stream: &str,
-        since: DateTime,
+        window: Duration,
     ) -> StoreResult<Vec<StreamReport>> {
+        let since =
+            DateTime::from_millis(DateTime::now().timestamp_millis() - window.as_millis() as i64);
         Ok(self
             .reports()
             .find(doc! { "tenant": tenant, "stream": stream, "at": { "$gte": since } })

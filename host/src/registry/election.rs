@@ -31,15 +31,11 @@ impl Registry {
         let keeper = {
             let registry = self.clone();
             tokio::spawn(async move {
-                let period = Duration::from_secs(ttl_secs as u64) / 3;
-                loop {
-                    tokio::time::sleep(period).await;
-                    if let Err(e) = registry.keep_lease(lease).await {
-                        tracing::warn!(error = %format!("{e:#}"), "election lease lost");
-                        let _ = lost_tx.send(true);
-                        return;
-                    }
-                }
+                let Err(e) = registry
+                    .hold_lease(lease, Duration::from_secs(ttl_secs as u64) / 3)
+                    .await;
+                tracing::warn!(error = %format!("{e:#}"), "election lease lost");
+                let _ = lost_tx.send(true);
             })
         };
         let election = format!("{}/elections/{name}", self.prefix);
@@ -81,17 +77,6 @@ impl Registry {
             // etcd answers "election: no leader" as an error.
             Err(e) if format!("{e:#}").contains("no leader") => Ok(None),
             Err(e) => Err(e),
-        }
-    }
-
-    async fn keep_lease(&self, lease: i64) -> Result<()> {
-        let mut client = self.client.clone();
-        let (mut keeper, mut stream) =
-            timed("lease keep-alive", client.lease_keep_alive(lease)).await?;
-        timed("lease keep-alive", keeper.keep_alive()).await?;
-        match timed("lease keep-alive", stream.message()).await? {
-            Some(response) if response.ttl() > 0 => Ok(()),
-            _ => Err(anyhow!("the lease expired")),
         }
     }
 }

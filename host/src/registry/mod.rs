@@ -288,29 +288,30 @@ impl Registry {
         Ok(lease)
     }
 
+    /// Keeps `lease` alive, refreshing it every `period`, until that fails (etcd unreachable,
+    /// or the lease already expired). Used by membership and by elections.
+    async fn hold_lease(&self, lease: i64, period: Duration) -> Result<std::convert::Infallible> {
+        let mut client = self.client.clone();
+        let (mut keeper, mut stream) =
+            timed("lease keep-alive", client.lease_keep_alive(lease)).await?;
+        loop {
+            timed("lease keep-alive", keeper.keep_alive()).await?;
+            match timed("lease keep-alive", stream.message()).await? {
+                Some(response) if response.ttl() > 0 => {}
+                _ => return Err(anyhow!("the lease expired")),
+            }
+            tokio::time::sleep(period).await;
+        }
+    }
+
     /// Refreshes the lease at a third of its TTL; if it was lost (etcd restarted, a long
     /// pause), registers again under a new one.
     async fn keep_alive(&self, key: String, value: String, ttl_secs: i64, lease: Arc<AtomicI64>) {
         let period = Duration::from_millis((ttl_secs as u64 * 1000 / 3).max(200));
         loop {
-            let mut client = self.client.clone();
             let current = lease.load(Ordering::Relaxed);
-            let kept = async {
-                let (mut keeper, mut stream) =
-                    timed("lease keep-alive", client.lease_keep_alive(current)).await?;
-                loop {
-                    timed("lease keep-alive", keeper.keep_alive()).await?;
-                    match timed("lease keep-alive", stream.message()).await? {
-                        Some(response) if response.ttl() > 0 => {}
-                        _ => return Err::<(), _>(anyhow!("the lease expired")),
-                    }
-                    tokio::time::sleep(period).await;
-                }
-            }
-            .await;
-            if let Err(e) = kept {
-                tracing::warn!(error = %format!("{e:#}"), "host lease lost; registering again");
-            }
+            let Err(e) = self.hold_lease(current, period).await;
+            tracing::warn!(error = %format!("{e:#}"), "host lease lost; registering again");
             tokio::time::sleep(period).await;
             match self.register(&key, &value, ttl_secs).await {
                 Ok(new) => lease.store(new, Ordering::Relaxed),

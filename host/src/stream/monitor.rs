@@ -15,7 +15,7 @@
 //! Hosts' managers then start or stop consumers.
 
 use super::StreamContext;
-use crate::platform::{StreamEvent, StreamRecord, TenantStatus};
+use crate::platform::{StreamEvent, StreamRecord, StreamReport, TenantStatus};
 use anyhow::Result;
 use mongodb::bson::DateTime;
 use std::collections::HashMap;
@@ -194,25 +194,21 @@ async fn check(
 async fn read(context: &StreamContext, stream: &StreamRecord, report_secs: u64) -> Result<Reading> {
     let backlog = context.broker.ready(&stream.tenant, &stream.queue).await?;
     let window_ms = (report_secs * 2000).max(context.config.monitor_interval_ms * 2);
-    let since = DateTime::from_millis(DateTime::now().timestamp_millis() - window_ms as i64);
     let reports = context
         .platform
-        .reports_since(&stream.tenant, &stream.name, since)
+        .recent_reports(
+            &stream.tenant,
+            &stream.name,
+            Duration::from_millis(window_ms),
+        )
         .await?;
     let messages: u64 = reports.iter().map(|r| r.messages).sum();
-    // The latest report of each host says how things stand now.
-    let mut latest: HashMap<&str, &crate::platform::StreamReport> = HashMap::new();
-    for report in &reports {
-        latest.insert(&report.host, report);
-    }
+    let latest = StreamReport::latest_per_host(&reports);
     Ok(Reading {
         backlog,
         throughput: messages as f64 * 1000.0 / window_ms as f64,
-        p99_ms: latest
-            .values()
-            .map(|r| r.latency_p99_ms)
-            .fold(0.0, f64::max),
-        throttled: latest.values().any(|r| r.throttled),
+        p99_ms: latest.iter().map(|r| r.latency_p99_ms).fold(0.0, f64::max),
+        throttled: latest.iter().any(|r| r.throttled),
     })
 }
 
