@@ -597,6 +597,14 @@ mod tests {
             ),
             ("[stream]\nwindow_secs = 0\n", "stream.window_secs"),
             (
+                "[stream.autoscale]\nscale_up_backlog = 100\nscale_down_backlog = 100\n",
+                "stream.autoscale.scale_down_backlog",
+            ),
+            (
+                "[stream.autoscale]\nsustain = 0\n",
+                "stream.autoscale.sustain",
+            ),
+            (
                 "[batch]\nallowed_content_types = []\n",
                 "batch.allowed_content_types",
             ),

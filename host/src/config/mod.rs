@@ -665,4 +665,28 @@ mod tests {
         let error = config.validate().unwrap_err().to_string();
         assert!(error.contains("platform.database"), "{error}");
     }
+
+    #[test]
+    fn bad_stream_settings_are_named() {
+        let cases: [(fn(&mut StreamConfig), &str); 6] = [
+            (|s| s.amqp_url = "http://x".to_owned(), "stream.amqp_url"),
+            (
+                |s| s.public_amqp_url = "amqp://guest:guest@h:5672".to_owned(),
+                "stream.public_amqp_url",
+            ),
+            (
+                |s| s.management_url = "h:15672".to_owned(),
+                "stream.management_url",
+            ),
+            (|s| s.vhost_prefix = "a/b".to_owned(), "stream.vhost_prefix"),
+            (|s| s.batch_size = 500, "stream.batch_size"),
+            (|s| s.delivery_limit = 0, "stream.delivery_limit"),
+        ];
+        for (spoil, key) in cases {
+            let mut config = valid();
+            spoil(&mut config.stream);
+            let error = config.validate().unwrap_err().to_string();
+            assert!(error.contains(key), "{key}: {error}");
+        }
+    }
 }
