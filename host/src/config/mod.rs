@@ -668,7 +668,8 @@ mod tests {
 
     #[test]
     fn bad_stream_settings_are_named() {
-        let cases: [(fn(&mut StreamConfig), &str); 6] = [
+        type Spoil = fn(&mut StreamConfig);
+        let cases: [(Spoil, &str); 6] = [
             (|s| s.amqp_url = "http://x".to_owned(), "stream.amqp_url"),
             (
                 |s| s.public_amqp_url = "amqp://guest:guest@h:5672".to_owned(),
