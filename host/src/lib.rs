@@ -13,6 +13,8 @@ pub mod batch;
 pub mod cli;
 /// Operator configuration, with documented defaults and env overrides.
 pub mod config;
+/// Data as a service: the rules tenant queries and writes follow.
+pub mod daas;
 /// Documents as they leave an app: validation, deterministic `_id`s.
 pub mod documents;
 /// The names tenants and apps may take.

@@ -41,6 +41,34 @@ pub fn is_database_name(name: &str) -> bool {
             .any(|c| matches!(c, '/' | '\\' | '.' | ' ' | '"' | '$' | '\0'))
 }
 
+const COLLECTION_RULE: &str = "use 1-120 characters: letters, digits, '_' and '-', in segments joined by \
+     single dots, starting with a letter or '_' and not with 'system.'";
+
+/// Checks a collection name against MongoDB's naming rules, tightened to what every driver
+/// and tool handles: no empty segment (`a..b`, `x.`, `.x`), no `$`, NUL or other punctuation,
+/// and nothing in the reserved `system.` namespace.
+pub fn collection_name(value: &str) -> Result<(), BadName> {
+    let segment_ok = |segment: &str| {
+        !segment.is_empty()
+            && segment
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    };
+    let ok = (1..=120).contains(&value.len())
+        && value.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && !value.starts_with("system.")
+        && value.split('.').all(segment_ok);
+    if ok {
+        Ok(())
+    } else {
+        Err(BadName {
+            what: "collection",
+            value: value.to_owned(),
+            rule: COLLECTION_RULE,
+        })
+    }
+}
+
 /// Checks a tenant id.
 pub fn tenant_id(value: &str) -> Result<(), BadName> {
     check(value, "tenant id", TENANT_RULE, 2, 32, |c| c == '-')
@@ -103,6 +131,31 @@ mod tests {
         ] {
             let error = tenant_id(bad).unwrap_err();
             assert!(error.to_string().contains("tenant id"), "{error}");
+        }
+    }
+
+    #[test]
+    fn collection_names_follow_mongodb_rules() {
+        for good in ["orders", "orders.2026", "_tmp", "a-b_c.d", &"x".repeat(120)] {
+            collection_name(good).unwrap();
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            ".x",
+            "x.",
+            "a..b",
+            "system.users",
+            "a$b",
+            "a b",
+            "a\0b",
+            "1orders",
+            "-x",
+            &"x".repeat(121),
+        ] {
+            let error = collection_name(bad).unwrap_err();
+            assert!(error.to_string().contains("collection"), "{error}");
         }
     }
 

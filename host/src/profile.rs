@@ -48,6 +48,8 @@ pub const DEFAULT_DAAS_MAX_REQUEST_MIB: u64 = 16;
 pub const DEFAULT_DAAS_MAX_DOCUMENTS_PER_REQUEST: u64 = 100_000;
 /// Documents one daas read returns at most.
 pub const DEFAULT_DAAS_MAX_READ_LIMIT: u64 = 1000;
+/// How long one daas read may run on the coredms, in ms.
+pub const DEFAULT_DAAS_MAX_QUERY_MS: u64 = 10_000;
 /// The most consumers any stream may have, whatever the profile says.
 pub const MAX_CONSUMERS_CEILING: u32 = 256;
 
@@ -85,6 +87,10 @@ pub struct DaasConstraints {
     /// Documents one read returns at most.
     #[schemars(range(min = 1, max = 10000))]
     pub max_read_limit: u64,
+    /// How long one read may run on the coredms, in ms; a slower query is stopped by
+    /// MongoDB and refused with 422 `query_timeout`.
+    #[schemars(range(min = 1, max = 60000))]
+    pub max_query_ms: u64,
 }
 
 impl Default for DaasConstraints {
@@ -94,6 +100,7 @@ impl Default for DaasConstraints {
             max_documents_per_request: DEFAULT_DAAS_MAX_DOCUMENTS_PER_REQUEST,
             max_mib_per_day: DEFAULT_MAX_MIB_PER_DAY,
             max_read_limit: DEFAULT_DAAS_MAX_READ_LIMIT,
+            max_query_ms: DEFAULT_DAAS_MAX_QUERY_MS,
         }
     }
 }
@@ -432,15 +439,8 @@ impl Profile {
                 format!("{database:?} is not a valid MongoDB database name"),
             ));
         }
-        if !is_collection_name(&sink.collection) {
-            return Err(refuse(
-                "sink.collection",
-                format!(
-                    "{:?} is not a valid collection name (1-120 characters, no '$', \
-                     not starting with 'system.')",
-                    sink.collection
-                ),
-            ));
+        if let Err(e) = crate::names::collection_name(&sink.collection) {
+            return Err(refuse("sink.collection", e.to_string()));
         }
         within("sink.insert_batch", sink.insert_batch as u64, 1, 100_000)?;
         let daas = &self.daas;
@@ -451,6 +451,7 @@ impl Profile {
         )?;
         positive("daas.max_mib_per_day", daas.max_mib_per_day)?;
         within("daas.max_read_limit", daas.max_read_limit, 1, 10_000)?;
+        within("daas.max_query_ms", daas.max_query_ms, 1, 60_000)?;
         Ok(())
     }
 
@@ -499,13 +500,6 @@ fn is_media_type(value: &str) -> bool {
 
 fn is_database_name(name: &str) -> bool {
     crate::names::is_database_name(name) && !matches!(name, "admin" | "local" | "config")
-}
-
-fn is_collection_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 120
-        && !name.contains(['$', '\0'])
-        && !name.starts_with("system.")
 }
 
 impl SandboxLimits {

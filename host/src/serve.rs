@@ -98,6 +98,10 @@ pub async fn run(
         metrics: metrics.clone(),
     });
     let workers = config.batch.workers;
+    let connection_limits = api::connections::ConnectionLimits {
+        max_connections: config.server.max_connections,
+        header_timeout: Duration::from_millis(config.server.header_timeout_ms),
+    };
     let state = AppState::new(
         platform,
         apps,
@@ -120,7 +124,7 @@ pub async fn run(
     let monitor = tokio::spawn(stream::monitor::run(streams, lease, workers_stop));
 
     let (stopping_tx, stopping_rx) = oneshot::channel::<()>();
-    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+    let server = api::connections::serve(listener, router, connection_limits, async move {
         shutdown.await;
         tracing::info!("shutting down: no new connections, finishing in-flight requests");
         let _ = stopping_tx.send(());
@@ -132,13 +136,12 @@ pub async fn run(
             std::future::pending::<()>().await;
         }
     };
-    let served = tokio::select! {
-        served = server => served.context("serving HTTP"),
+    tokio::select! {
+        () = server => {},
         () = grace_expired => {
             tracing::warn!(?grace, "shutdown grace period over; dropping requests still in flight");
-            Ok(())
         }
-    };
+    }
     // Workers finish the job they hold (or the grace runs out: the job is reaped and run
     // again elsewhere, which the deterministic ids make harmless).
     // Consumers finish their batch; what they hold unacknowledged goes back to the queue.
@@ -156,7 +159,7 @@ pub async fn run(
     }
     membership.leave().await;
     tracing::info!("stopped");
-    served
+    Ok(())
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

@@ -92,12 +92,15 @@ impl Sink {
     /// count as success (deterministic ids make replays harmless); a document MongoDB refuses
     /// does not stop the others. An `Err` is an infrastructure failure (unreachable, write
     /// concern not met): the caller retries the whole batch, which the ids make safe.
-    pub async fn insert(
+    pub async fn insert<T>(
         &self,
         collection: &str,
-        documents: Vec<mongodb::bson::Document>,
+        documents: Vec<T>,
         concern: WriteConcern,
-    ) -> Result<InsertOutcome, mongodb::error::Error> {
+    ) -> Result<InsertOutcome, mongodb::error::Error>
+    where
+        T: serde::Serialize + Send + Sync,
+    {
         let count = documents.len() as u64;
         if count == 0 {
             return Ok(InsertOutcome::default());
@@ -108,7 +111,7 @@ impl Sink {
         };
         let written = self
             .database
-            .collection::<mongodb::bson::Document>(collection)
+            .collection::<T>(collection)
             .insert_many(documents)
             .ordered(false)
             .write_concern(concern)

@@ -197,6 +197,7 @@ async fn two_tenants_ingest_concurrently_and_see_only_their_own() {
     let metrics = host
         .http
         .get(format!("{}/metrics", host.base))
+        .bearer_auth(support::OPERATOR)
         .send()
         .await
         .unwrap()

@@ -438,6 +438,7 @@ async fn evil_and_malformed_components_are_refused_and_nothing_is_stored() {
     let metrics = host
         .http
         .get(format!("{}/metrics", host.base))
+        .bearer_auth(support::OPERATOR)
         .send()
         .await
         .unwrap()
@@ -829,6 +830,7 @@ async fn openapi_lists_every_endpoint_and_parses() {
     let metrics = host
         .http
         .get(format!("{}/metrics", host.base))
+        .bearer_auth(support::OPERATOR)
         .send()
         .await
         .unwrap()

@@ -141,7 +141,7 @@ async fn read_capped(
     let mut wasm = Vec::with_capacity(declared.map_or(0, |len| len as usize));
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading the body: {e}")))?;
+        let chunk = chunk.map_err(|e| ApiError::body(&e))?;
         if wasm.len() + chunk.len() > max {
             return Err(too_large());
         }

@@ -17,6 +17,7 @@ pub struct ApiError {
     message: String,
     field: Option<String>,
     class: Option<&'static str>,
+    written: Option<Written>,
 }
 
 /// The body of every error response.
@@ -41,6 +42,27 @@ pub struct ErrorDetail {
     /// The failure class of a refused app (e.g. `out-of-fuel`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub class: Option<&'static str>,
+    /// For a refused or failed data write: exactly what it had written before it stopped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub written: Option<Written>,
+}
+
+/// How far a data write got before it was refused or failed. Every document up to and
+/// including position `through` is settled (written, already there, or refused and counted);
+/// nothing after it was written, except, after a 503, possibly part of the batch that was in
+/// flight. Retrying with `idempotency_key` writes nothing twice.
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
+pub struct Written {
+    /// Documents written by this request.
+    pub inserted: u64,
+    /// Documents whose `_id` was already there.
+    pub duplicates: u64,
+    /// Documents refused (bad JSON, not storable); the others were written.
+    pub rejected: u64,
+    /// The last settled position (array index, or NDJSON line from 1); absent when none is.
+    pub through: Option<u64>,
+    /// The key the documents' ids derive from: send it as `Idempotency-Key` when retrying.
+    pub idempotency_key: String,
 }
 
 impl ApiError {
@@ -52,7 +74,15 @@ impl ApiError {
             message: message.into(),
             field: None,
             class: None,
+            written: None,
         }
+    }
+
+    /// The same error, saying what the refused or failed write had written.
+    #[must_use]
+    pub fn with_written(mut self, written: Written) -> Self {
+        self.written = Some(written);
+        self
     }
 
     /// 400: the request is malformed.
@@ -112,6 +142,30 @@ impl ApiError {
         )
     }
 
+    /// A request body that could not be read: too slow (the body idle timeout: 408) or cut
+    /// off by the client (400).
+    pub fn body(error: &axum::Error) -> Self {
+        let timed_out = std::iter::successors(
+            std::error::Error::source(error),
+            |e: &&(dyn std::error::Error + 'static)| e.source(),
+        )
+        .any(|e| e.is::<tower_http::timeout::TimeoutError>());
+        if timed_out {
+            Self::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                "the request body stopped arriving (server.body_idle_timeout_ms, or \
+                 server.upload_body_idle_timeout_ms for uploads)",
+            )
+        } else {
+            Self::new(
+                StatusCode::BAD_REQUEST,
+                "body_incomplete",
+                format!("the request body could not be read to its end: {error}"),
+            )
+        }
+    }
+
     /// The message for the client.
     pub fn message(&self) -> &str {
         &self.message
@@ -132,6 +186,7 @@ impl IntoResponse for ApiError {
                 message: self.message,
                 field: self.field,
                 class: self.class,
+                written: self.written,
             },
         };
         let mut response = (self.status, axum::Json(body)).into_response();

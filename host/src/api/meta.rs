@@ -1,6 +1,7 @@
-//! Endpoints without a token: liveness, readiness, Prometheus metrics, the OpenAPI document
-//! and the tenant profile's JSON Schema.
+//! Liveness, readiness, the OpenAPI document and the tenant profile's JSON Schema (no
+//! token), and Prometheus metrics (the operator's token: they name every tenant and stream).
 
+use super::auth::Operator;
 use super::{ApiError, AppState, ErrorBody};
 use crate::profile::Profile;
 use axum::Json;
@@ -22,10 +23,19 @@ pub async fn ready(State(state): State<AppState>) -> Result<&'static str, ApiErr
     Ok("ready")
 }
 
-/// Prometheus metrics in the text exposition format.
+/// Prometheus metrics in the text exposition format. They name tenants, streams and
+/// volumes, so they take the operator's token (`Authorization: Bearer` in the scrape config).
 #[utoipa::path(get, path = "/metrics", tag = "meta",
-    responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text")))]
-pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    security(("operator_token" = [])),
+    responses(
+        (status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text"),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+    ))]
+pub async fn metrics(
+    State(state): State<AppState>,
+    _operator: Operator,
+) -> Result<impl IntoResponse, ApiError> {
     let text = state.metrics.encode().map_err(ApiError::internal)?;
     Ok((
         [(

@@ -7,11 +7,13 @@ mod admin;
 mod apps;
 mod auth;
 mod batch;
+pub mod connections;
 mod data;
 pub mod error;
 mod meta;
 pub mod metrics;
 mod streams;
+mod timeouts;
 mod views;
 
 pub use error::{ApiError, ErrorBody};
@@ -192,6 +194,10 @@ pub fn router(state: AppState) -> Router {
         .set(serde_json::to_value(&openapi).unwrap_or_default());
     let request_id = HeaderName::from_static("x-request-id");
     router
+        .route_layer(axum::middleware::from_fn_with_state(
+            timeouts::RequestTimeouts::new(&state.config.server),
+            timeouts::bound,
+        ))
         .route_layer(axum::middleware::from_fn_with_state(
             state.metrics.clone(),
             metrics::track,

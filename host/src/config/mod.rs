@@ -19,6 +19,18 @@ pub const DEFAULT_MONGODB_URI: &str = "mongodb://127.0.0.1:27017/?replicaSet=rs0
 pub const DEFAULT_PLATFORM_DATABASE: &str = "mysimbdp";
 /// How long in-flight requests get to finish after a shutdown signal.
 pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 30_000;
+/// Connections the API serves at once.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Time for a request's headers to arrive (from connect, or idle after a response), in ms.
+pub const DEFAULT_HEADER_TIMEOUT_MS: u64 = 10_000;
+/// Longest pause between two chunks of a request body, in ms.
+pub const DEFAULT_BODY_IDLE_TIMEOUT_MS: u64 = 30_000;
+/// Longest a request may take, its body included, in ms.
+pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 60_000;
+/// Longest pause between two chunks of an upload's body, in ms.
+pub const DEFAULT_UPLOAD_BODY_IDLE_TIMEOUT_MS: u64 = 120_000;
+/// Longest an upload may take (app components, batch files, daas writes), in ms.
+pub const DEFAULT_UPLOAD_TIMEOUT_MS: u64 = 3_600_000;
 /// The largest JSON or TOML request body (profiles, settings).
 pub const DEFAULT_MAX_JSON_KIB: usize = 256;
 /// Fuel of the admission probe: enough for any honest app's start-up and an empty input.
@@ -133,6 +145,19 @@ pub struct ServerConfig {
     pub shutdown_grace_ms: u64,
     /// The largest JSON or TOML request body, in KiB.
     pub max_json_kib: usize,
+    /// Connections served at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// Time for a request's headers to arrive, in ms, counted from connect and from the end
+    /// of the previous response: a silent, half-sent or idle keep-alive connection is closed.
+    pub header_timeout_ms: u64,
+    /// Longest pause between two chunks of a request body, in ms (408 past it).
+    pub body_idle_timeout_ms: u64,
+    /// Longest a request may take, its body included, in ms (408 past it).
+    pub request_timeout_ms: u64,
+    /// `body_idle_timeout_ms` of the upload routes (app components, batch files, daas writes).
+    pub upload_body_idle_timeout_ms: u64,
+    /// `request_timeout_ms` of the upload routes.
+    pub upload_timeout_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -142,7 +167,48 @@ impl Default for ServerConfig {
             operator_token: String::new(),
             shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
             max_json_kib: DEFAULT_MAX_JSON_KIB,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            header_timeout_ms: DEFAULT_HEADER_TIMEOUT_MS,
+            body_idle_timeout_ms: DEFAULT_BODY_IDLE_TIMEOUT_MS,
+            request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
+            upload_body_idle_timeout_ms: DEFAULT_UPLOAD_BODY_IDLE_TIMEOUT_MS,
+            upload_timeout_ms: DEFAULT_UPLOAD_TIMEOUT_MS,
         }
+    }
+}
+
+impl ServerConfig {
+    /// Refuses connection bounds that would let a client hold the server or cut every request.
+    fn validate(&self) -> Result<()> {
+        if !(1..=1_000_000).contains(&self.max_connections) {
+            bail!(
+                "server.max_connections = {}: it must be 1..=1000000",
+                self.max_connections
+            );
+        }
+        for (key, value) in [
+            ("server.header_timeout_ms", self.header_timeout_ms),
+            ("server.body_idle_timeout_ms", self.body_idle_timeout_ms),
+            ("server.request_timeout_ms", self.request_timeout_ms),
+            (
+                "server.upload_body_idle_timeout_ms",
+                self.upload_body_idle_timeout_ms,
+            ),
+            ("server.upload_timeout_ms", self.upload_timeout_ms),
+        ] {
+            if !(100..=86_400_000).contains(&value) {
+                bail!("{key} = {value}: it must be 100..=86400000 (100 ms to a day)");
+            }
+        }
+        if self.upload_timeout_ms < self.request_timeout_ms {
+            bail!(
+                "server.upload_timeout_ms = {} is below server.request_timeout_ms = {}: uploads \
+                 are the long requests",
+                self.upload_timeout_ms,
+                self.request_timeout_ms
+            );
+        }
+        Ok(())
     }
 }
 
@@ -408,6 +474,7 @@ impl ServeConfig {
         if self.server.max_json_kib == 0 {
             bail!("server.max_json_kib = 0: it must be at least 1");
         }
+        self.server.validate()?;
         validate_database_name("platform.database", &self.platform.database)?;
         for (key, uri) in [
             ("platform.mongodb_uri", &self.platform.mongodb_uri),

@@ -1,0 +1,88 @@
+//! Serving the router over TCP, with the bounds a slow or hostile client cannot stretch:
+//! at most `server.max_connections` connections at once (past that, new ones wait in the
+//! kernel's backlog), and `server.header_timeout_ms` for a request's headers to arrive —
+//! counted from the moment a connection opens or goes idle after a response, so a silent
+//! connection, a half-sent header and an idle keep-alive connection are all closed.
+//! HTTP/1.1 only: nothing needs HTTP/2 here, and it would bring its own attack surface.
+//!
+//! Body and whole-request time bounds are per route, in [`super::timeouts`].
+
+use axum::Router;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+/// The connection-level bounds, from `[server]`.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// Time for a request's headers to arrive, from connect or from the previous response.
+    pub header_timeout: Duration,
+}
+
+/// How long a failing `accept` (out of file descriptors, say) waits before trying again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Serves `router` on `listener` until `shutdown` completes, then stops accepting and waits
+/// for the requests in flight (idle connections are closed at once). The caller bounds that
+/// wait.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()> + Send,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    let service = TowerToHyperService::new(router);
+    tokio::pin!(shutdown);
+    loop {
+        // A slot first: while every slot is taken nothing is accepted, so the kernel's backlog
+        // (not this process) holds the excess.
+        let permit = tokio::select! {
+            () = &mut shutdown => break,
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+        };
+        let stream = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+        };
+        if slots.available_permits() == 0 {
+            tracing::warn!(
+                max = limits.max_connections,
+                "every connection slot is taken (server.max_connections): new connections wait"
+            );
+        }
+        let _ = stream.set_nodelay(true);
+        let connection = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_timeout)
+            .serve_connection(TokioIo::new(stream), service.clone());
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
