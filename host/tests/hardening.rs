@@ -5,6 +5,8 @@
 //! idle connections are cut while `/healthz` keeps answering; the connection bound holds;
 //! `/metrics` is the operator's; the `Bearer` scheme is case-insensitive.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use mongodb::bson::{Document, doc};

@@ -17,7 +17,8 @@ pub struct ApiError {
     message: String,
     field: Option<String>,
     class: Option<&'static str>,
-    written: Option<Written>,
+    // Boxed: it is rare, and keeps every `Result<_, ApiError>` small.
+    written: Option<Box<Written>>,
 }
 
 /// The body of every error response.
@@ -81,7 +82,7 @@ impl ApiError {
     /// The same error, saying what the refused or failed write had written.
     #[must_use]
     pub fn with_written(mut self, written: Written) -> Self {
-        self.written = Some(written);
+        self.written = Some(Box::new(written));
         self
     }
 
@@ -186,7 +187,7 @@ impl IntoResponse for ApiError {
                 message: self.message,
                 field: self.field,
                 class: self.class,
-                written: self.written,
+                written: self.written.map(|w| *w),
             },
         };
         let mut response = (self.status, axum::Json(body)).into_response();

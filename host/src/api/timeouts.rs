@@ -94,9 +94,11 @@ mod tests {
 
     #[test]
     fn uploads_get_their_own_bounds() {
-        let mut config = ServerConfig::default();
-        config.request_timeout_ms = 1_000;
-        config.upload_timeout_ms = 9_000;
+        let config = ServerConfig {
+            request_timeout_ms: 1_000,
+            upload_timeout_ms: 9_000,
+            ..ServerConfig::default()
+        };
         let timeouts = RequestTimeouts::new(&config);
         let whole = |method: Method, route: &str| timeouts.for_route(&method, Some(route)).whole;
         assert_eq!(
