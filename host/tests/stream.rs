@@ -6,7 +6,8 @@
 //! within the profile's bounds; a tenant over its quota is paused and loses nothing; two hosts
 //! share a stream's consumers, and exactly one of them runs the monitor at a time; a tenant
 //! cannot forge dead letters (the broker refuses its publishes into them, and the listing
-//! shows only the platform's verdicts).
+//! shows only the platform's verdicts), and a starting host repairs vhosts provisioned under
+//! the old, looser rules.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -1293,5 +1294,86 @@ async fn a_tenant_cannot_forge_dead_letters() {
         delete_tenant(&host, &tenant).await;
         host.stop().await;
     })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_host_repairs_streams_provisioned_under_the_old_rules_at_start() {
+    within(
+        "a_host_repairs_streams_provisioned_under_the_old_rules_at_start",
+        async {
+            let database = database_name();
+            let first = host(&database).await;
+            let tenant = mysimbdp_tests::unique("sr");
+            let (_token, conn) = stream_of(
+                &first,
+                &tenant,
+                profile(json!({})),
+                "poison",
+                fixtures::EVIL_POISON,
+                json!({ "name": "legacy", "app": "poison", "collection": "legacy" }),
+            )
+            .await;
+            // Put the vhost back the way older versions left it: the default exchange open to
+            // the tenant, and no publishing binding.
+            let vhost = conn["vhost"].as_str().unwrap();
+            let management = reqwest::Client::new();
+            let call = |method: Method, path: String| {
+                management
+                    .request(method, format!("http://127.0.0.1:15672/api/{path}"))
+                    .basic_auth("guest", Some("guest"))
+            };
+            let status = call(Method::PUT, format!("permissions/{vhost}/{vhost}"))
+                .json(&json!({
+                    "configure": "^$", "write": "^amq\\.default$", "read": "^.*\\.dead$"
+                }))
+                .send()
+                .await
+                .unwrap()
+                .status();
+            assert!(status.is_success(), "{status}");
+            let status = call(
+                Method::DELETE,
+                format!("bindings/{vhost}/e/mysimbdp.ingest/q/legacy/legacy"),
+            )
+            .send()
+            .await
+            .unwrap()
+            .status();
+            assert!(status.is_success(), "{status}");
+            let amqp = connect(&conn).await;
+            let legacy = attempt(&amqp, "", "legacy.dead", BasicProperties::default()).await;
+            assert!(matches!(legacy, Attempt::Routed), "{legacy:?}");
+            let _ = amqp.close(200, "done".into()).await;
+
+            // A host starting repairs it: the old way is refused, the new one routes.
+            let second = host(&database).await;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let amqp = connect(&conn).await;
+                let old = attempt(&amqp, "", "legacy", BasicProperties::default()).await;
+                let new = attempt(
+                    &amqp,
+                    "mysimbdp.ingest",
+                    "legacy",
+                    BasicProperties::default(),
+                )
+                .await;
+                let _ = amqp.close(200, "done".into()).await;
+                match (&old, &new) {
+                    (Attempt::Closed(reason), Attempt::Routed)
+                        if reason.contains("ACCESS_REFUSED") =>
+                    {
+                        break;
+                    }
+                    _ => assert!(Instant::now() < deadline, "not repaired: {old:?}, {new:?}"),
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            delete_tenant(&first, &tenant).await;
+            second.stop().await;
+            first.stop().await;
+        },
+    )
     .await;
 }
