@@ -1,8 +1,8 @@
 //! `/v1/streams/…`: a tenant's streams. Creating one provisions the broker side (the
 //! tenant's vhost and user on first use, the stream's quorum queue with its delivery limit
 //! and dead-letter queue, bound to the vhost's publishing exchange) and answers with where and
-//! how to publish. Start, stop, delete,
-//! and the stream's statistics from its consumers' reports.
+//! how to publish. Start, stop, delete, and the stream's statistics from its consumers'
+//! reports.
 
 use super::auth::Tenant;
 use super::data::check_collection;
