@@ -167,8 +167,8 @@ async fn main() {
     }
 }
 
-/// Publishes every message with confirms, 1000 in flight.
-async fn load(connection: &Connection, queue: &str, round: u64, count: u64) {
+/// Publishes every message through `exchange` with confirms, 1000 in flight.
+async fn load(connection: &Connection, exchange: &str, queue: &str, round: u64, count: u64) {
     let channel = connection.create_channel().await.unwrap();
     channel
         .confirm_select(ConfirmSelectOptions::default())
@@ -178,7 +178,7 @@ async fn load(connection: &Connection, queue: &str, round: u64, count: u64) {
     for (id, body) in messages(round, count) {
         let confirm = channel
             .basic_publish(
-                "".into(),
+                exchange.into(),
                 queue.into(),
                 BasicPublishOptions::default(),
                 &body,
@@ -312,7 +312,8 @@ impl Platform {
 
     /// Loads the stopped stream, starts it, and times it until the round's documents are in.
     async fn round(&mut self, round: u64, count: u64) -> Measured {
-        load(&self.amqp, "bench", round, count).await;
+        // As the tenant: only its publishing exchange is open to it.
+        load(&self.amqp, "mysimbdp.ingest", "bench", round, count).await;
         let before = stored(&self.metrics).await;
         let reports = self
             .reports
@@ -424,7 +425,7 @@ impl Native {
     }
 
     async fn round(&mut self, round: u64, count: u64) -> Measured {
-        load(&self.amqp, &self.queue, round, count).await;
+        load(&self.amqp, "", &self.queue, round, count).await;
         let channel = self.amqp.create_channel().await.unwrap();
         channel
             .basic_qos(PREFETCH, BasicQosOptions::default())

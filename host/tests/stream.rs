@@ -4,7 +4,10 @@
 //! with headers saying why while the stream flows on; consumer processes SIGKILLed mid-batch
 //! again and again lose and duplicate nothing; a burst scales consumers up and idleness down,
 //! within the profile's bounds; a tenant over its quota is paused and loses nothing; two hosts
-//! share a stream's consumers, and exactly one of them runs the monitor at a time.
+//! share a stream's consumers, and exactly one of them runs the monitor at a time; a tenant
+//! cannot forge dead letters (the broker refuses its publishes into them, and the listing
+//! shows only the platform's verdicts), and a starting host repairs vhosts provisioned under
+//! the old, looser rules.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -78,7 +81,8 @@ async fn connect(connection: &Value) -> Connection {
         .unwrap()
 }
 
-/// Publishes `(message id, body)` pairs with confirms; returns how many the broker routed.
+/// Publishes `(message id, body)` pairs with confirms to the tenant's publishing exchange;
+/// returns how many the broker routed.
 async fn publish_to(
     connection: &Value,
     queue: &str,
@@ -90,11 +94,13 @@ async fn publish_to(
         .confirm_select(ConfirmSelectOptions::default())
         .await
         .unwrap();
+    let exchange = connection["exchange"].as_str().unwrap();
+    assert_eq!(exchange, "mysimbdp.ingest", "{connection}");
     let mut confirms = Vec::new();
     for (id, body) in messages {
         let confirm = channel
             .basic_publish(
-                "".into(),
+                exchange.into(),
                 queue.into(),
                 BasicPublishOptions {
                     mandatory: true,
@@ -1062,6 +1068,311 @@ async fn dead_letters_can_be_inspected_and_replayed_after_a_fix() {
             assert_eq!(left.as_array().unwrap().len(), 0, "{left}");
             delete_tenant(&host, &tenant).await;
             host.stop().await;
+        },
+    )
+    .await;
+}
+
+/// What became of one publish attempt.
+#[derive(Debug)]
+enum Attempt {
+    /// Confirmed and routed to a queue.
+    Routed,
+    /// Confirmed, but returned as unroutable (mandatory).
+    Returned,
+    /// The broker closed the channel (access refused, a forged user id…); its message.
+    Closed(String),
+}
+
+/// Publishes one message, mandatory and with confirms, on a fresh channel of `amqp`.
+async fn attempt(
+    amqp: &Connection,
+    exchange: &str,
+    routing_key: &str,
+    properties: BasicProperties,
+) -> Attempt {
+    let channel = amqp.create_channel().await.unwrap();
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let published = channel
+        .basic_publish(
+            exchange.into(),
+            routing_key.into(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..Default::default()
+            },
+            br#"{"device":"forged","ts":"2026-11-21T10:00:00Z","readings":{"temp":1}}"#,
+            properties,
+        )
+        .await;
+    let confirmed = match published {
+        Ok(confirm) => tokio::time::timeout(Duration::from_secs(10), confirm)
+            .await
+            .expect("no confirm and no channel error within 10 s"),
+        Err(e) => return Attempt::Closed(e.to_string()),
+    };
+    match confirmed {
+        Ok(confirmation) if !confirmation.is_ack() => {
+            Attempt::Closed(format!("nacked: {confirmation:?}"))
+        }
+        Ok(confirmation) => match confirmation.take_message() {
+            None => Attempt::Routed,
+            Some(_) => Attempt::Returned,
+        },
+        Err(e) => Attempt::Closed(e.to_string()),
+    }
+}
+
+/// Headers a forger would like the listing to show as the platform's verdict.
+fn forged_headers() -> lapin::types::FieldTable {
+    let mut headers = lapin::types::FieldTable::default();
+    let text = |s: &str| AMQPValue::LongString(s.into());
+    for (name, value) in [
+        ("x-mysimbdp-error-class", "out-of-fuel"),
+        ("x-mysimbdp-error", "FORGED verdict"),
+        ("x-mysimbdp-app-version", "FORGED"),
+        ("x-mysimbdp-dead-lettered-at", "1999-01-01T00:00:00Z"),
+    ] {
+        headers.insert(name.into(), text(value));
+    }
+    headers
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tenant_cannot_forge_dead_letters() {
+    within("a_tenant_cannot_forge_dead_letters", async {
+        let database = database_name();
+        let host = host(&database).await;
+        let tenant = mysimbdp_tests::unique("sf");
+        let (token, conn) = stream_of(
+            &host,
+            &tenant,
+            profile(json!({})),
+            "poison",
+            fixtures::EVIL_POISON,
+            json!({ "name": "guarded", "app": "poison", "collection": "guarded" }),
+        )
+        .await;
+        assert_eq!(conn["exchange"], "mysimbdp.ingest", "{conn}");
+        let forged = || {
+            BasicProperties::default()
+                .with_message_id("forged".into())
+                .with_headers(forged_headers())
+        };
+        let amqp = connect(&conn).await;
+        // Straight into the dead-letter queue, three ways: each refused by the broker.
+        let refusals = [
+            ("", "guarded.dead"),
+            ("mysimbdp.ingest", "guarded.dead"),
+            ("mysimbdp.dead", "guarded"),
+        ];
+        for (exchange, routing_key) in refusals {
+            let outcome = attempt(&amqp, exchange, routing_key, forged()).await;
+            match (&outcome, exchange) {
+                (Attempt::Returned, "mysimbdp.ingest") => {}
+                (Attempt::Closed(reason), "" | "mysimbdp.dead")
+                    if reason.contains("ACCESS_REFUSED") => {}
+                _ => panic!("publishing to {exchange:?} with key {routing_key:?}: {outcome:?}"),
+            }
+        }
+        // Nor may it wear the platform's mark (the administrator's user id)…
+        let impersonated = forged().with_user_id("guest".into());
+        let outcome = attempt(&amqp, "mysimbdp.ingest", "guarded", impersonated).await;
+        assert!(
+            matches!(&outcome, Attempt::Closed(reason) if reason.contains("PRECONDITION_FAILED")),
+            "{outcome:?}"
+        );
+        // …or route the dead-letter exchange's traffic into its publishing exchange.
+        let channel = amqp.create_channel().await.unwrap();
+        let bound = channel
+            .exchange_bind(
+                "mysimbdp.ingest".into(),
+                "mysimbdp.dead".into(),
+                "guarded".into(),
+                lapin::options::ExchangeBindOptions::default(),
+                lapin::types::FieldTable::default(),
+            )
+            .await;
+        assert!(
+            bound.is_err(),
+            "tenant bound mysimbdp.dead into its exchange"
+        );
+        // Through its stream, forged headers reach the app, and the platform's verdict
+        // replaces them when the app rejects the message.
+        let mut rejected = forged_headers();
+        rejected.insert(
+            "x-mysimbdp-tenant".into(),
+            AMQPValue::LongString("someone-else".into()),
+        );
+        let body = json!({ "device": "d", "fail": "reject" }).to_string();
+        let channel = amqp.create_channel().await.unwrap();
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        let confirmation = channel
+            .basic_publish(
+                "mysimbdp.ingest".into(),
+                "guarded".into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..Default::default()
+                },
+                body.as_bytes(),
+                BasicProperties::default()
+                    .with_message_id("rejected".into())
+                    .with_headers(rejected),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        assert!(confirmation.is_ack() && confirmation.take_message().is_none());
+        let _ = amqp.close(200, "done".into()).await;
+        // And ordinary messages through the exchange still become documents.
+        publish(&conn, numbered(20)).await;
+        wait_documents(&tenant, "guarded", 20, Duration::from_secs(60)).await;
+
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let letters = loop {
+            let (status, letters) = host
+                .tenant(
+                    &token,
+                    Method::GET,
+                    "/v1/streams/guarded/dead-letters?limit=100",
+                    None,
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{letters}");
+            if !letters.as_array().unwrap().is_empty() {
+                break letters;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the rejected message never arrived"
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        };
+        // Only the platform's verdict on the rejected message; nothing forged.
+        let letters = letters.as_array().unwrap();
+        assert_eq!(letters.len(), 1, "{letters:?}");
+        let letter = &letters[0];
+        assert_eq!(letter["message_id"], "rejected", "{letter}");
+        assert_eq!(letter["class"], "reject", "{letter}");
+        assert!(
+            !letter["error"].as_str().unwrap().contains("FORGED"),
+            "{letter}"
+        );
+        assert_eq!(
+            letter["app_version"].as_str().unwrap().len(),
+            64,
+            "{letter}"
+        );
+        assert_ne!(
+            letter["dead_lettered_at"], "1999-01-01T00:00:00Z",
+            "{letter}"
+        );
+        // The dead letter carries the platform's tenant, not the forger's.
+        let amqp = connect(&conn).await;
+        let channel = amqp.create_channel().await.unwrap();
+        let message = channel
+            .basic_get("guarded.dead".into(), BasicGetOptions { no_ack: false })
+            .await
+            .unwrap()
+            .unwrap();
+        let headers = message.delivery.properties.headers().clone().unwrap();
+        let tenant_header = headers.inner().get("x-mysimbdp-tenant").unwrap();
+        assert_eq!(
+            tenant_header,
+            &AMQPValue::LongString(tenant.as_str().into()),
+            "{headers:?}"
+        );
+        let _ = amqp.close(200, "done".into()).await;
+        delete_tenant(&host, &tenant).await;
+        host.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_host_repairs_streams_provisioned_under_the_old_rules_at_start() {
+    within(
+        "a_host_repairs_streams_provisioned_under_the_old_rules_at_start",
+        async {
+            let database = database_name();
+            let first = host(&database).await;
+            let tenant = mysimbdp_tests::unique("sr");
+            let (_token, conn) = stream_of(
+                &first,
+                &tenant,
+                profile(json!({})),
+                "poison",
+                fixtures::EVIL_POISON,
+                json!({ "name": "legacy", "app": "poison", "collection": "legacy" }),
+            )
+            .await;
+            // Put the vhost back the way older versions left it: the default exchange open to
+            // the tenant, and no publishing binding.
+            let vhost = conn["vhost"].as_str().unwrap();
+            let management = reqwest::Client::new();
+            let call = |method: Method, path: String| {
+                management
+                    .request(method, format!("http://127.0.0.1:15672/api/{path}"))
+                    .basic_auth("guest", Some("guest"))
+            };
+            let status = call(Method::PUT, format!("permissions/{vhost}/{vhost}"))
+                .json(&json!({
+                    "configure": "^$", "write": "^amq\\.default$", "read": "^.*\\.dead$"
+                }))
+                .send()
+                .await
+                .unwrap()
+                .status();
+            assert!(status.is_success(), "{status}");
+            let status = call(
+                Method::DELETE,
+                format!("bindings/{vhost}/e/mysimbdp.ingest/q/legacy/legacy"),
+            )
+            .send()
+            .await
+            .unwrap()
+            .status();
+            assert!(status.is_success(), "{status}");
+            let amqp = connect(&conn).await;
+            let legacy = attempt(&amqp, "", "legacy.dead", BasicProperties::default()).await;
+            assert!(matches!(legacy, Attempt::Routed), "{legacy:?}");
+            let _ = amqp.close(200, "done".into()).await;
+
+            // A host starting repairs it: the old way is refused, the new one routes.
+            let second = host(&database).await;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let amqp = connect(&conn).await;
+                let old = attempt(&amqp, "", "legacy", BasicProperties::default()).await;
+                let new = attempt(
+                    &amqp,
+                    "mysimbdp.ingest",
+                    "legacy",
+                    BasicProperties::default(),
+                )
+                .await;
+                let _ = amqp.close(200, "done".into()).await;
+                match (&old, &new) {
+                    (Attempt::Closed(reason), Attempt::Routed)
+                        if reason.contains("ACCESS_REFUSED") =>
+                    {
+                        break;
+                    }
+                    _ => assert!(Instant::now() < deadline, "not repaired: {old:?}, {new:?}"),
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            delete_tenant(&first, &tenant).await;
+            second.stop().await;
+            first.stop().await;
         },
     )
     .await;

@@ -1,7 +1,8 @@
 //! `/v1/streams/…`: a tenant's streams. Creating one provisions the broker side (the
 //! tenant's vhost and user on first use, the stream's quorum queue with its delivery limit
-//! and dead-letter queue) and answers with where and how to publish. Start, stop, delete,
-//! and the stream's statistics from its consumers' reports.
+//! and dead-letter queue, bound to the vhost's publishing exchange) and answers with where and
+//! how to publish. Start, stop, delete, and the stream's statistics from its consumers'
+//! reports.
 
 use super::auth::Tenant;
 use super::data::check_collection;
@@ -14,7 +15,7 @@ use crate::platform::{
     TenantRecord,
 };
 use crate::runtime::AppKind;
-use crate::stream::broker::{DeadLetter, DeleteRefused};
+use crate::stream::broker::{DeadLetter, DeleteRefused, INGEST_EXCHANGE};
 use crate::stream::dead_letter_queue;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -52,9 +53,13 @@ pub struct ConnectionView {
     pub user: String,
     /// Its password.
     pub password: String,
-    /// Publish here (default exchange, routing key = queue).
+    /// Publish to this exchange (`mysimbdp.ingest`, direct), with routing key = `queue`. It
+    /// is the only thing the tenant's user may publish to; use `mandatory` and publisher
+    /// confirms to learn of a message that routed nowhere.
+    pub exchange: String,
+    /// The stream's queue: the routing key to publish with.
     pub queue: String,
-    /// Dead letters land here; the tenant's user may read it.
+    /// Dead letters land here; the tenant's user may read it, not publish to it.
     pub dead_letter_queue: String,
 }
 
@@ -259,6 +264,7 @@ fn connection_view(
         vhost: account.vhost.clone(),
         user: account.user.clone(),
         password: account.password.clone(),
+        exchange: INGEST_EXCHANGE.to_owned(),
         queue: stream.queue.clone(),
         dead_letter_queue: stream.dead_letter_queue.clone(),
     }
@@ -643,6 +649,7 @@ pub async fn rotate_credentials(
         vhost: account.vhost,
         user: account.user,
         password: account.password,
+        exchange: INGEST_EXCHANGE.to_owned(),
         queue: String::new(),
         dead_letter_queue: String::new(),
     }))

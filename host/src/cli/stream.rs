@@ -1,6 +1,6 @@
 //! `mysimbdp stream create|list|show|start|stop|delete|stats|dead-letters|replay|publish`: a
-//! tenant's streams over the API, and publishing a file of messages to a stream's queue with
-//! publisher confirms.
+//! tenant's streams over the API, and publishing a file of messages to a stream through the
+//! tenant's publishing exchange, mandatory and with publisher confirms.
 
 use super::client::{Client, TenantApi, print_json, segment, text};
 use anyhow::{Context, Result, anyhow};
@@ -166,9 +166,10 @@ pub async fn run(command: StreamCommand) -> Result<ExitCode> {
             } else {
                 let c = &created["connection"];
                 println!(
-                    "stream {} created; publish to queue {:?} at {} as user {} (password {})\n\
-                     dead letters go to {:?}",
+                    "stream {} created; publish to exchange {:?} with routing key {:?} at {} as \
+                     user {} (password {})\ndead letters go to {:?}",
                     text(&created["stream"]["name"]),
+                    text(&c["exchange"]),
                     text(&c["queue"]),
                     text(&c["url"]),
                     text(&c["user"]),
@@ -339,6 +340,12 @@ async fn publish(args: PublishArgs) -> Result<ExitCode> {
     uri.authority.userinfo.username = text(&connection["user"]);
     uri.authority.userinfo.password = text(&connection["password"]);
     let queue = text(&connection["queue"]);
+    let exchange = match &connection["exchange"] {
+        Value::String(exchange) => exchange.clone(),
+        // A server from before the publishing exchange: its tenants publish through the
+        // default exchange.
+        _ => String::new(),
+    };
     let digest = file_digest(&args.file).await?;
     let size = tokio::fs::metadata(&args.file)
         .await
@@ -404,7 +411,7 @@ async fn publish(args: PublishArgs) -> Result<ExitCode> {
             );
         let confirm = channel
             .basic_publish(
-                "".into(),
+                exchange.as_str().into(),
                 queue.as_str().into(),
                 BasicPublishOptions {
                     mandatory: true,

@@ -270,6 +270,17 @@ impl Platform {
             .await?)
     }
 
+    /// Every stream of every tenant, by tenant.
+    pub async fn all_streams(&self) -> StoreResult<Vec<StreamRecord>> {
+        Ok(self
+            .streams()
+            .find(doc! {})
+            .sort(doc! { "tenant": 1, "name": 1 })
+            .await?
+            .try_collect()
+            .await?)
+    }
+
     /// Every running stream of every tenant.
     pub async fn running_streams(&self) -> StoreResult<Vec<StreamRecord>> {
         Ok(self

@@ -4,9 +4,14 @@
 //! management API (every call idempotent); consumed over AMQP with the administrator's
 //! credentials.
 //!
-//! A tenant's user may only publish through the default exchange of its own vhost and read
-//! its own dead-letter queues: it cannot consume its live queues, declare anything, or enter
-//! another tenant's vhost.
+//! A tenant's user may only publish to the publishing exchange of its own vhost
+//! ([`INGEST_EXCHANGE`], where each stream's queue is bound by its own name) and read its own
+//! dead-letter queues: it cannot publish through the default exchange or to the dead-letter
+//! exchange (so it cannot put a message into a dead-letter queue), consume its live queues,
+//! declare or bind anything, or enter another tenant's vhost. The platform publishes dead
+//! letters and replays with the administrator's credentials, and marks what it writes with the
+//! AMQP `user_id` property, which the broker refuses from anyone but that user: a dead letter's
+//! `x-mysimbdp-*` headers count as the platform's verdict only under that mark.
 
 use crate::config::{StreamConfig, redact_uri};
 use anyhow::{Context, Result, anyhow};
@@ -18,6 +23,9 @@ use std::time::Duration;
 
 /// The exchange dead letters go through, in every tenant vhost.
 pub const DEAD_LETTER_EXCHANGE: &str = "mysimbdp.dead";
+/// The exchange tenants publish to, in every tenant vhost: a direct exchange where each
+/// stream's queue is bound with its own name as routing key.
+pub const INGEST_EXCHANGE: &str = "mysimbdp.ingest";
 /// Suffix of a stream's dead-letter queue.
 pub const DEAD_LETTER_SUFFIX: &str = ".dead";
 
@@ -47,12 +55,23 @@ pub struct DeadLetter {
 }
 
 impl DeadLetter {
-    fn from_management(message: &serde_json::Value) -> Self {
+    /// Reads a message from the management API's "get". `platform_user` is the administrator:
+    /// only a message carrying its `user_id` (which the broker refuses from anyone else) has
+    /// `x-mysimbdp-*` headers the platform wrote; any other message reached the dead-letter
+    /// queue through the broker's own delivery limit, with its publisher's headers, which are
+    /// not shown as a verdict.
+    fn from_management(message: &serde_json::Value, platform_user: &str) -> Self {
         let properties = &message["properties"];
-        let headers = &properties["headers"];
+        let platform_written = properties["user_id"].as_str() == Some(platform_user);
+        let none = serde_json::Value::Null;
+        let headers = if platform_written {
+            &properties["headers"]
+        } else {
+            &none
+        };
         let text = |v: &serde_json::Value| v.as_str().map(str::to_owned);
-        let broker_limit =
-            headers.get("x-death").is_some() && headers.get("x-mysimbdp-error-class").is_none();
+        let broker_limit = properties["headers"].get("x-death").is_some()
+            && headers.get("x-mysimbdp-error-class").is_none();
         Self {
             message_id: text(&properties["message_id"]),
             class: text(&headers["x-mysimbdp-error-class"])
@@ -143,10 +162,10 @@ impl Broker {
         Ok(())
     }
 
-    /// Creates (or repairs) the tenant's vhost, user, permissions and dead-letter exchange.
+    /// Creates (or repairs) the tenant's vhost, user, permissions, and its dead-letter and
+    /// publishing exchanges.
     pub async fn provision_tenant(&self, tenant: &str, password: &str) -> Result<()> {
         let vhost = self.vhost(tenant);
-        let admin = self.admin.authority.userinfo.username.clone();
         self.call(
             reqwest::Method::PUT,
             &format!("/api/vhosts/{vhost}"),
@@ -154,27 +173,33 @@ impl Broker {
         )
         .await?;
         self.set_password(tenant, password).await?;
-        // The tenant publishes through the default exchange and reads its dead letters.
-        self.call(
-            reqwest::Method::PUT,
-            &format!("/api/permissions/{vhost}/{vhost}"),
-            Some(json!({
-                "configure": "^$",
-                "write": "^amq\\.default$",
-                "read": format!("^.*{}$", regex_escape(DEAD_LETTER_SUFFIX)),
-            })),
-        )
-        .await?;
+        self.secure_tenant(tenant).await
+    }
+
+    /// Applies the tenant's permissions and declares its vhost's exchanges (every call
+    /// idempotent). Also repairs a vhost provisioned under older, looser permissions.
+    pub async fn secure_tenant(&self, tenant: &str) -> Result<()> {
+        let vhost = self.vhost(tenant);
+        let admin = self.admin.authority.userinfo.username.clone();
+        // The administrator's own permission first: it declares the exchanges.
         self.call(
             reqwest::Method::PUT,
             &format!("/api/permissions/{vhost}/{admin}"),
             Some(json!({ "configure": ".*", "write": ".*", "read": ".*" })),
         )
         .await?;
+        for exchange in [DEAD_LETTER_EXCHANGE, INGEST_EXCHANGE] {
+            self.call(
+                reqwest::Method::PUT,
+                &format!("/api/exchanges/{vhost}/{exchange}"),
+                Some(json!({ "type": "direct", "durable": true })),
+            )
+            .await?;
+        }
         self.call(
             reqwest::Method::PUT,
-            &format!("/api/exchanges/{vhost}/{DEAD_LETTER_EXCHANGE}"),
-            Some(json!({ "type": "direct", "durable": true })),
+            &format!("/api/permissions/{vhost}/{vhost}"),
+            Some(tenant_permissions()),
         )
         .await?;
         Ok(())
@@ -228,7 +253,25 @@ impl Broker {
             })),
         )
         .await?;
+        self.bind_stream(tenant, queue).await
+    }
+
+    /// Binds the stream's queue to the publishing exchange by its own name (idempotent: the
+    /// broker keeps one binding per key). Deleting the queue removes the binding with it.
+    pub async fn bind_stream(&self, tenant: &str, queue: &str) -> Result<()> {
+        let vhost = self.vhost(tenant);
+        self.call(
+            reqwest::Method::POST,
+            &format!("/api/bindings/{vhost}/e/{INGEST_EXCHANGE}/q/{queue}"),
+            Some(json!({ "routing_key": queue })),
+        )
+        .await?;
         Ok(())
+    }
+
+    /// The administrator's user name: the `user_id` the platform's own messages carry.
+    pub fn platform_user(&self) -> &str {
+        &self.admin.authority.userinfo.username
     }
 
     /// Deletes a stream's queues. Unless `force`, refuses while either holds messages.
@@ -382,7 +425,11 @@ impl Broker {
             )
             .await?;
         let messages = body.as_array().cloned().unwrap_or_default();
-        Ok(messages.iter().map(DeadLetter::from_management).collect())
+        let platform_user = self.platform_user();
+        Ok(messages
+            .iter()
+            .map(|message| DeadLetter::from_management(message, platform_user))
+            .collect())
     }
 
     /// Moves up to `limit` dead letters back to the stream's queue, without the headers
@@ -431,6 +478,10 @@ impl Broker {
                 }
                 properties = properties.with_headers(kept);
             }
+            // The replay is the platform's message now: the broker refuses any other
+            // `user_id` from the administrator, and a later dead-lettering by the broker's
+            // delivery limit must read as such (no tenant headers are left to trust).
+            properties = properties.with_user_id(self.platform_user().into());
             let confirmation = channel
                 .basic_publish(
                     "".into(),
@@ -540,6 +591,19 @@ pub enum DeleteRefused {
     /// The broker failed.
     #[error(transparent)]
     Broker(anyhow::Error),
+}
+
+/// The tenant user's permissions in its vhost: write only to the publishing exchange (not the
+/// default exchange, not the dead-letter exchange, so nothing it sends can land in a
+/// dead-letter queue); read its dead-letter queues, but not the `mysimbdp.*` exchanges (read
+/// on an exchange would let it bind that exchange's traffic into the publishing exchange);
+/// configure nothing.
+fn tenant_permissions() -> serde_json::Value {
+    json!({
+        "configure": "^$",
+        "write": format!("^{}$", regex_escape(INGEST_EXCHANGE)),
+        "read": format!("^(?!mysimbdp\\.)[^.]+{}$", regex_escape(DEAD_LETTER_SUFFIX)),
+    })
 }
 
 fn regex_escape(text: &str) -> String {

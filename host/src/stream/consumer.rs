@@ -488,7 +488,14 @@ impl Consumer {
                 continue;
             };
             tracing::info!(stream = %plan.stream.id, message = %message.id, %class, %reason, "dead-lettering a message");
-            let properties = dead_letter_properties(plan, delivery, message, class, reason);
+            let properties = dead_letter_properties(
+                plan,
+                delivery,
+                message,
+                class,
+                reason,
+                self.context.broker.platform_user(),
+            );
             let confirm = channel
                 .basic_publish(
                     DEAD_LETTER_EXCHANGE.into(),
@@ -693,15 +700,31 @@ fn integer(value: &AMQPValue) -> Option<i64> {
     })
 }
 
-/// The original properties, with headers saying who dead-lettered the message and why.
+/// The original properties, with headers saying who dead-lettered the message and why, marked
+/// as the platform's by its `user_id` (the broker refuses that mark from anyone else; see
+/// `broker`). The publisher's own `x-mysimbdp-*` headers are dropped: under that mark every
+/// one of them is the platform's.
 fn dead_letter_properties(
     plan: &Plan,
     delivery: &Delivery,
     message: &Message,
     class: &str,
     reason: &str,
+    platform_user: &str,
 ) -> BasicProperties {
-    let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+    let mut headers = FieldTable::default();
+    for (name, value) in delivery
+        .properties
+        .headers()
+        .as_ref()
+        .map(|h| h.inner().iter())
+        .into_iter()
+        .flatten()
+    {
+        if !name.as_str().starts_with("x-mysimbdp-") {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
     let text = |s: &str| AMQPValue::LongString(s.into());
     for (name, value) in [
         ("x-mysimbdp-tenant", text(&plan.stream.tenant)),
@@ -722,5 +745,9 @@ fn dead_letter_properties(
     ] {
         headers.insert(name.into(), value);
     }
-    delivery.properties.clone().with_headers(headers)
+    delivery
+        .properties
+        .clone()
+        .with_headers(headers)
+        .with_user_id(platform_user.into())
 }

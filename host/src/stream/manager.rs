@@ -8,6 +8,10 @@
 //!
 //! Each stream with consumers here also gets a reporter that writes the host's report for
 //! it every `report_interval_secs` of the tenant's profile.
+//!
+//! At start the manager also repairs, once, the broker side of every existing stream:
+//! tenants' permissions, exchanges and publishing bindings, so vhosts provisioned under older
+//! rules get today's (all idempotent; a failed pass is tried again a little later).
 
 use super::consumer::{Consumer, Plan};
 use super::stats::StreamShared;
@@ -27,6 +31,10 @@ use tokio::task::JoinHandle;
 
 /// How long stopping consumers may take to finish their batch before they are dropped.
 const STOP_GRACE: Duration = Duration::from_secs(30);
+/// Pause between repair passes that did not finish.
+const REPAIR_RETRY: Duration = Duration::from_secs(30);
+/// Repair passes at most: a vhost the broker lost cannot be repaired by waiting.
+const REPAIR_PASSES: u32 = 10;
 
 struct Running {
     stop: watch::Sender<bool>,
@@ -44,6 +52,7 @@ struct Local {
 /// Runs the manager until `stop`; then stops every consumer (each finishes its batch) and
 /// writes the last reports.
 pub async fn run(context: Arc<StreamContext>, mut stop: watch::Receiver<bool>) {
+    let repair = tokio::spawn(repair(context.clone(), stop.clone()));
     let mut consumers: HashMap<(String, u32), Running> = HashMap::new();
     let mut streams: HashMap<String, Local> = HashMap::new();
     let period = Duration::from_millis(context.config.reconcile_ms);
@@ -67,6 +76,57 @@ pub async fn run(context: Arc<StreamContext>, mut stop: watch::Receiver<bool>) {
     for (_, local) in streams.drain() {
         finish_reporter(local).await;
     }
+    let _ = repair.await;
+}
+
+/// Re-applies every stream's tenant permissions, exchanges and publishing binding, until a
+/// pass goes through (or `REPAIR_PASSES`, or `stop`). Several hosts doing it at once is
+/// harmless: every call is idempotent.
+async fn repair(context: Arc<StreamContext>, mut stop: watch::Receiver<bool>) {
+    for pass in 1..=REPAIR_PASSES {
+        match repair_pass(&context).await {
+            Ok(0) => return,
+            Ok(failed) => tracing::warn!(
+                failed,
+                pass,
+                "could not repair the broker side of some streams; trying again"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), pass, "cannot list streams to repair")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(REPAIR_RETRY) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// One repair pass; returns how many streams failed.
+async fn repair_pass(context: &StreamContext) -> Result<usize> {
+    let broker = &context.broker;
+    let mut by_tenant: BTreeMap<String, Vec<StreamRecord>> = BTreeMap::new();
+    for stream in context.platform.all_streams().await? {
+        by_tenant
+            .entry(stream.tenant.clone())
+            .or_default()
+            .push(stream);
+    }
+    let mut failed = 0;
+    for (tenant, streams) in by_tenant {
+        if let Err(e) = broker.secure_tenant(&tenant).await {
+            tracing::warn!(%tenant, error = %format!("{e:#}"), "cannot repair the tenant's broker permissions");
+            failed += streams.len();
+            continue;
+        }
+        for stream in streams {
+            if let Err(e) = broker.bind_stream(&tenant, &stream.queue).await {
+                tracing::warn!(stream = %stream.id, error = %format!("{e:#}"), "cannot bind the stream to the publishing exchange");
+                failed += 1;
+            }
+        }
+    }
+    Ok(failed)
 }
 
 /// The consumers this host should run now, by (stream id, slot), with their plans.
