@@ -158,7 +158,17 @@ async fn daas_queries_run_no_code_and_stop_at_their_time_limit() {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["documents"], json!([{ "n": 3 }, { "n": 5 }]));
+    let mut found: Vec<u64> = body["documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            assert_eq!(d.as_object().unwrap().len(), 1, "projected to n only: {d}");
+            d["n"].as_u64().unwrap()
+        })
+        .collect();
+    found.sort_unstable();
+    assert_eq!(found, [3, 5]);
 
     // A query made only of allowed operators but slow on purpose stops at the profile's bound
     // and is refused as the tenant's (422), not answered as an outage to retry.
