@@ -22,6 +22,7 @@ impl Host for HostState {
             message.truncate(end);
             message.push('…');
         }
+        let message = printable(&message);
         let app = &*self.call.label;
         match level {
             Level::Trace => tracing::trace!(target: "mysimbdp::app", app, "{message}"),
@@ -31,5 +32,38 @@ impl Host for HostState {
             Level::Error => tracing::error!(target: "mysimbdp::app", app, "{message}"),
         }
         Ok(())
+    }
+}
+
+/// The line with every control character escaped (`\n` → `\\n`, ESC → `\\u{1b}`): an app
+/// must not be able to start a forged record or move the cursor of the host's log.
+fn printable(message: &str) -> std::borrow::Cow<'_, str> {
+    if !message.chars().any(char::is_control) {
+        return message.into();
+    }
+    message
+        .chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn control_characters_cannot_forge_log_records() {
+        assert_eq!(printable("plain line"), "plain line");
+        let forged = "ok\n2026-11-29T00:00:00Z INFO batch job settled tenant=\"acme\"\r\u{1b}[2K";
+        let line = printable(forged);
+        assert!(!line.chars().any(char::is_control), "{line}");
+        assert!(line.starts_with("ok\\n2026"), "{line}");
     }
 }
