@@ -21,6 +21,7 @@ use utoipa::ToSchema;
 #[serde(deny_unknown_fields)]
 pub struct CreateTenant {
     /// The tenant id: 2-32 of a-z, 0-9 and '-', starting with a letter.
+    #[schema(pattern = "^[a-z][a-z0-9-]*$", min_length = 2, max_length = 32)]
     pub id: String,
     /// Its profile; defaults apply to whatever is left out.
     #[serde(default)]
@@ -140,8 +141,13 @@ pub async fn delete_tenant(
 #[utoipa::path(post, path = "/v1/admin/tenants/{id}/suspend", tag = "admin",
     security(("operator_token" = [])),
     params(("id" = String, Path, description = "Tenant id")),
-    request_body(content = Option<Suspend>),
-    responses((status = 200, body = TenantView), (status = 404, body = ErrorBody)))]
+    request_body(description = "Optional: no body, `null` or a `Suspend`",
+        content((Option<Suspend> = "application/json"))),
+    responses(
+        (status = 200, body = TenantView),
+        (status = 400, description = "The body is not a suspension", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ))]
 pub async fn suspend_tenant(
     State(state): State<AppState>,
     _: Operator,
@@ -149,12 +155,13 @@ pub async fn suspend_tenant(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<TenantView>, ApiError> {
     let body = body?;
+    // No body and `null` both mean "no reason", as the document says.
     let reason = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
-        serde_json::from_slice::<Suspend>(&body)
+        serde_json::from_slice::<Option<Suspend>>(&body)
             .map_err(|e| ApiError::bad_request(format!("the body is not a suspension: {e}")))?
-            .reason
+            .and_then(|suspend| suspend.reason)
     };
     let tenant = state
         .platform

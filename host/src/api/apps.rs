@@ -42,6 +42,12 @@ pub async fn list_apps(
     ))
 }
 
+/// A WebAssembly component, as bytes (documentation only: the handler streams the body).
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)] // never built: it only names the body's schema
+pub struct Component(Vec<u8>);
+
 /// Query of an upload.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -56,7 +62,8 @@ pub struct UploadQuery {
 #[utoipa::path(put, path = "/v1/apps/{name}", tag = "apps",
     security(("tenant_token" = [])),
     params(("name" = String, Path, description = "App name"), UploadQuery),
-    request_body(content = Vec<u8>, content_type = "application/wasm", description = "The component"),
+    request_body(description = "The component (either content type; none means wasm)",
+        content((Component = "application/wasm"), (Component = "application/octet-stream"))),
     responses(
         (status = 201, description = "A new version", body = Uploaded),
         (status = 200, description = "This component already was a version of the app", body = Uploaded),

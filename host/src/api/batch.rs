@@ -376,8 +376,10 @@ pub async fn replay(
 #[into_params(parameter_in = Query)]
 pub struct JobsQuery {
     /// Only jobs with this status.
+    #[param(value_type = Option<String>, pattern = "^(queued|running|retrying|paused|done|failed|dead)$")]
     pub status: Option<String>,
-    /// At most this many (default 100, at most 1000), newest first.
+    /// At most this many, newest first (default 100, 1-1000; others are refused).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
 }
 
@@ -420,7 +422,12 @@ pub async fn jobs(
             STATUSES.join(", ")
         )));
     }
-    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit = {limit}: it must be 1..=1000"
+        )));
+    }
     let jobs = state
         .batch
         .queue

@@ -29,16 +29,26 @@ use utoipa::{IntoParams, ToSchema};
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateStream {
-    /// The stream's name (its id): 1-64 lowercase letters, digits, '-' and '_'.
+    /// The stream's name (its id): 1-64 lowercase letters, digits, '-' and '_', starting with
+    /// a letter.
+    #[schema(pattern = "^[a-z][a-z0-9_-]*$", min_length = 1, max_length = 64)]
     pub name: String,
     /// The stream app consuming it (its active version, followed as it changes).
+    #[schema(pattern = "^[a-z][a-z0-9_-]*$", min_length = 1, max_length = 64)]
     pub app: String,
     /// The app's parameters.
     #[serde(default)]
     pub params: BTreeMap<String, String>,
-    /// The collection documents land in (default: the profile's `sink.collection`).
+    /// The collection documents land in (default: the profile's `sink.collection`): 1-120
+    /// letters, digits, '_' and '-' in dot-separated segments, not starting with `system.`.
+    #[schema(
+        pattern = "^[A-Za-z_][A-Za-z0-9_-]*(\\.[A-Za-z0-9_-]+)*$",
+        min_length = 1,
+        max_length = 120
+    )]
     pub collection: Option<String>,
     /// Deliveries of a message before it is dead-lettered (default `stream.delivery_limit`).
+    #[schema(minimum = 1, maximum = 1000)]
     pub delivery_limit: Option<u32>,
 }
 
@@ -107,9 +117,29 @@ pub struct CreatedStream {
 
 /// `?window_secs=`
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StatsQuery {
-    /// The window the figures cover, in seconds (default 60, at most 86400).
+    /// The window the figures cover, in seconds (default 60, 1-86400; others are refused).
+    #[param(minimum = 1, maximum = 86_400)]
     pub window_secs: Option<u64>,
+}
+
+/// The longest stats window, in seconds (a day).
+const MAX_WINDOW_SECS: u64 = 86_400;
+/// The most dead letters one look returns (each carries up to 4 KiB of body).
+const MAX_PEEK: u64 = 100;
+
+/// `value` when it is within `range`, else a 400 naming the parameter and the range.
+fn in_range(name: &str, value: u64, range: std::ops::RangeInclusive<u64>) -> Result<u64, ApiError> {
+    if range.contains(&value) {
+        Ok(value)
+    } else {
+        Err(ApiError::bad_request(format!(
+            "{name} = {value}: it must be {}..={}",
+            range.start(),
+            range.end()
+        )))
+    }
 }
 
 /// A stream's figures over a window, from its consumers' reports.
@@ -448,6 +478,7 @@ pub async fn stop(
 
 /// `?force=`
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DeleteQuery {
     /// Delete even when the queues hold messages (they are lost).
     #[serde(default)]
@@ -498,8 +529,12 @@ pub async fn stats(
     Path(name): Path<String>,
     Query(query): Query<StatsQuery>,
 ) -> Result<Json<StreamStats>, ApiError> {
+    let window_secs = in_range(
+        "window_secs",
+        query.window_secs.unwrap_or(60),
+        1..=MAX_WINDOW_SECS,
+    )?;
     let stream = state.platform.stream(&tenant.id, &name).await?;
-    let window_secs = query.window_secs.unwrap_or(60).clamp(1, 86_400);
     let reports = state
         .platform
         .recent_reports(&tenant.id, &name, Duration::from_secs(window_secs))
@@ -543,10 +578,21 @@ pub async fn stats(
     }))
 }
 
-/// `?limit=`
+/// `?limit=` of a look at dead letters.
 #[derive(Debug, Deserialize, IntoParams)]
-pub struct LimitQuery {
-    /// How many at most.
+#[into_params(parameter_in = Query)]
+pub struct PeekQuery {
+    /// How many at most (default 10, 1-100; others are refused).
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<u64>,
+}
+
+/// `?limit=` of a replay.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ReplayQuery {
+    /// How many at most (default: all of them; 0 is refused).
+    #[param(minimum = 1)]
     pub limit: Option<u64>,
 }
 
@@ -554,16 +600,17 @@ pub struct LimitQuery {
 /// the app version that failed them and the body (4 KiB at most).
 #[utoipa::path(get, path = "/v1/streams/{name}/dead-letters", tag = "streams",
     security(("tenant_token" = [])),
-    params(("name" = String, Path, description = "Stream name"), LimitQuery),
+    params(("name" = String, Path, description = "Stream name"), PeekQuery),
     responses((status = 200, body = Vec<DeadLetter>), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn dead_letters(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
     Path(name): Path<String>,
-    Query(query): Query<LimitQuery>,
+    Query(query): Query<PeekQuery>,
 ) -> Result<Json<Vec<DeadLetter>>, ApiError> {
+    // At most 100, so the cast is lossless.
+    let limit = in_range("limit", query.limit.unwrap_or(10), 1..=MAX_PEEK)? as u32;
     let stream = state.platform.stream(&tenant.id, &name).await?;
-    let limit = query.limit.unwrap_or(10).clamp(1, 100) as u32;
     let letters = state
         .streams
         .broker
@@ -585,24 +632,20 @@ pub struct Replayed {
 /// fresh delivery count, then removed from the dead-letter queue.
 #[utoipa::path(post, path = "/v1/streams/{name}/dead-letters/replay", tag = "streams",
     security(("tenant_token" = [])),
-    params(("name" = String, Path, description = "Stream name"), LimitQuery),
+    params(("name" = String, Path, description = "Stream name"), ReplayQuery),
     responses((status = 200, body = Replayed), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn replay(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
     Path(name): Path<String>,
-    Query(query): Query<LimitQuery>,
+    Query(query): Query<ReplayQuery>,
 ) -> Result<Json<Replayed>, ApiError> {
+    let limit = in_range("limit", query.limit.unwrap_or(u64::MAX), 1..=u64::MAX)?;
     let stream = state.platform.stream(&tenant.id, &name).await?;
     let replayed = state
         .streams
         .broker
-        .replay(
-            &tenant.id,
-            &stream.queue,
-            &stream.dead_letter_queue,
-            query.limit.unwrap_or(u64::MAX),
-        )
+        .replay(&tenant.id, &stream.queue, &stream.dead_letter_queue, limit)
         .await
         .map_err(broker_unavailable)?;
     tracing::info!(tenant = %tenant.id, stream = %name, replayed, "dead letters replayed");
