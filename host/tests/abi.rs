@@ -4,11 +4,14 @@
 //! same hand-built components with well-formed values succeed.
 //!
 //! The components are built here from inline WAT without the SDK: a core module written
-//! against the canonical ABI of `wit/`, wrapped by `wit-component` with that WIT.
+//! against the canonical ABI of `wit/`, wrapped by `wit-component` with that WIT. The last
+//! test runs a batch job through a real `serve` (real Redis and MongoDB): such a job fails
+//! after one attempt with its file quarantined, instead of being retried until dead.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+mod support;
 
 use common::{options, run_batch, run_stream};
 use mysimbdp_host::config::SandboxLimits;
@@ -365,4 +368,81 @@ async fn batch_read_return_area_out_of_bounds() {
     let body = format!("local.get 0 i32.const 16 i32.const 0xfffffff0 call $read {DROP_INPUT}");
     let module = batch_module(GOOD_REALLOC, &body, &[]);
     assert_batch_abi_violation(batch_outcome(&module).await, "out of bounds");
+}
+
+// ---- platform ----------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_job_with_an_abi_violation_fails_once_and_is_not_retried() {
+    use reqwest::Method;
+    use reqwest::multipart::{Form, Part};
+
+    let host = support::Host::start_on(&support::database_name(), "abi-cache").await;
+    let id = mysimbdp_tests::unique("abi");
+    let token = host.create_tenant(&id, None).await;
+
+    // Faulting on every input, it is refused at upload by the admission probe, with the
+    // tenant's class and reason (a host-error here was a 500 with the reason hidden).
+    let body = format!("i32.const 77 call $size drop {DROP_INPUT}");
+    let wasm = component("batch-app", &batch_module(GOOD_REALLOC, &body, &[]));
+    let (status, refused) = host.upload(&token, "forger", wasm).await;
+    assert_eq!(status.as_u16(), 422, "{refused}");
+    assert_eq!(refused["error"]["class"], "abi-violation", "{refused}");
+
+    // Faulting only on a non-empty file, it passes the probe and fails its first job.
+    let body = format!(
+        "(if (i64.eqz (call $size (local.get 0))) (then) \
+           (else (drop (call $size (i32.const 77))))) {DROP_INPUT}"
+    );
+    let wasm = component("batch-app", &batch_module(GOOD_REALLOC, &body, &[]));
+    let (status, uploaded) = host.upload(&token, "forger", wasm).await;
+    assert!(status.is_success(), "{uploaded}");
+
+    let form = Form::new().text("app", "forger").part(
+        "file",
+        Part::bytes(b"a,b\n1,2\n".to_vec())
+            .file_name("input.csv")
+            .mime_str("text/csv")
+            .unwrap(),
+    );
+    let started = Instant::now();
+    let (status, queued) = host
+        .call(
+            host.request(Method::POST, "/v1/batch/files", Some(&token))
+                .multipart(form),
+        )
+        .await;
+    assert!(status.is_success(), "{queued}");
+    let job = queued["files"][0]["job"].as_str().unwrap().to_owned();
+    let settled = loop {
+        let (_, body) = host
+            .tenant(&token, Method::GET, &format!("/v1/batch/jobs/{job}"), None)
+            .await;
+        if ["failed", "dead", "done"].contains(&body["status"].as_str().unwrap_or("")) {
+            break body;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let elapsed = started.elapsed();
+    assert_eq!(
+        (
+            settled["status"].as_str(),
+            settled["error_class"].as_str(),
+            settled["attempts"].as_u64()
+        ),
+        (Some("failed"), Some("abi-violation"), Some(1)),
+        "{settled}"
+    );
+    assert!(
+        settled["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown handle index 77"),
+        "{settled}"
+    );
+    // A retried job would wait out its backoff (seconds) before every further attempt.
+    assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
+    eprintln!("platform: job failed after one attempt in {elapsed:?}");
+    host.stop().await;
 }
