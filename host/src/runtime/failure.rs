@@ -32,6 +32,11 @@ pub enum FailureClass {
     ResourceLimit,
     /// Output that breaks the contract: not a JSON object, wrong number of outcomes.
     BadOutput,
+    /// Values that break the canonical ABI at the component boundary: invalid UTF-8, an
+    /// out-of-range variant/enum/option tag, a list or string out of bounds, a hostile
+    /// `cabi_realloc`, a dropped or forged resource handle, too much data copied in one
+    /// call. The guest's fault and deterministic: never retried.
+    AbiViolation,
     /// Infrastructure on the host side failed: retried.
     HostError,
     /// Not a component of one of our worlds; refused at upload or check.
@@ -53,6 +58,7 @@ impl FailureClass {
             Self::HostCallLimit => "host-call-limit",
             Self::ResourceLimit => "resource-limit",
             Self::BadOutput => "bad-output",
+            Self::AbiViolation => "abi-violation",
             Self::HostError => "host-error",
             Self::InvalidComponent => "invalid-component",
         }
@@ -167,6 +173,14 @@ pub(crate) fn classify(
             "the app holds too many host resources (streams, handles) at once".to_owned(),
         );
     }
+    if let Some(class) = abi_violation(error) {
+        // wasmtime's own message names the broken rule and holds nothing from the host.
+        let what = match class {
+            FailureClass::ResourceLimit => "the app holds too many handles",
+            _ => "the app broke the canonical ABI",
+        };
+        return (class, format!("{what}: {}", error.root_cause()));
+    }
     if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
         return (
             FailureClass::Panic,
@@ -200,6 +214,88 @@ pub(crate) fn classify(
     }
 }
 
+/// How wasmtime 48 reports a guest that breaks the canonical ABI when values cross the
+/// component boundary (lifting an export's results or an import's arguments, or lowering
+/// into guest memory through the guest's `cabi_realloc`). Most are untyped `bail!`s in
+/// `component/func/{typed,options,host}.rs`, `component/resources/*.rs` and
+/// `vm/component/{handle_table,resources}.rs`, so they are matched by a fragment of the root
+/// cause's message; each entry says which check raises it. Only the root cause is read:
+/// context added on the way up (by the host, possibly holding tenant text) cannot match.
+/// Unit tests pin the table; the hostile components of `tests/abi.rs` fail if a wasmtime
+/// upgrade rewords a message.
+const ABI_MESSAGES: &[&str] = &[
+    // Strings: `WasmStr::new` and UTF-8/16 decoding (`to_str_from_memory`).
+    "string pointer/length out of bounds",
+    "string pointer not aligned",
+    "invalid utf-8",
+    "incomplete utf-8",
+    "unpaired surrogate",
+    // Lists and maps: `WasmList::new`, map lifting.
+    "list pointer/length out of bounds",
+    "list pointer is not aligned",
+    "map pointer/length out of bounds",
+    "map pointer is not aligned",
+    // Return areas and import argument pointers (`func.rs`, `typed.rs`, `host.rs`).
+    "return pointer not aligned",
+    "pointer out of bounds",
+    "pointer not aligned",
+    // Tags: `option` and `result` (`typed.rs`), bindgen's variants and enums (its derive
+    // macro), dynamic values (`values.rs`), `char` (`CharTryFromError`, also downcast).
+    "invalid option discriminant",
+    "invalid expected discriminant",
+    "unexpected discriminant",
+    "out of range [0..",
+    "converted integer out of range for `char`",
+    // The guest's allocator, called to receive a value (`options.rs` `realloc`).
+    "realloc return:",
+    // Resource handles: dropped, forged, of the wrong type, or borrows kept past return.
+    "unknown handle index",
+    "is not a resource",
+    "is not an own resource",
+    "used with the wrong type",
+    "cannot remove owned resource while borrowed",
+    "cannot lift own resource from a borrow",
+    "borrow handles still remain at the end of the call",
+    // The per-call copy limit between host and guest (`HostcallFuelExhausted`, private).
+    "too much data is being copied between the host and the guest",
+];
+
+/// wasmtime's own cap on a store's component handles (`handle_table.rs`): handles the guest
+/// piles up, like [`ResourceTableError::Full`] for the host's table.
+const HANDLE_LIMIT_MESSAGE: &str = "store handle limit exceeded";
+
+/// The class of a canonical-ABI fault of the guest, if `error` is one: typed errors first
+/// (UTF-8 and `char` decoding, and the traps the fused adapters raise for the same faults),
+/// then [`ABI_MESSAGES`].
+fn abi_violation(error: &wasmtime::Error) -> Option<FailureClass> {
+    let decoding = error.is::<std::str::Utf8Error>()
+        || error.is::<std::char::CharTryFromError>()
+        || error.is::<std::char::DecodeUtf16Error>();
+    let adapter_trap = matches!(
+        error.downcast_ref::<Trap>(),
+        Some(
+            Trap::StringOutOfBounds
+                | Trap::ListOutOfBounds
+                | Trap::InvalidDiscriminant
+                | Trap::InvalidChar
+                | Trap::UnalignedPointer
+                | Trap::CannotEnterComponent
+                | Trap::CannotLeaveComponent
+        )
+    );
+    if decoding || adapter_trap {
+        return Some(FailureClass::AbiViolation);
+    }
+    let root = error.root_cause().to_string();
+    if root.contains(HANDLE_LIMIT_MESSAGE) {
+        Some(FailureClass::ResourceLimit)
+    } else if ABI_MESSAGES.iter().any(|fragment| root.contains(fragment)) {
+        Some(FailureClass::AbiViolation)
+    } else {
+        None
+    }
+}
+
 /// The first line of a Rust panic report, if the app printed one.
 fn panic_message(stderr: &str) -> Option<String> {
     let start = stderr.find("panicked at")?;
@@ -221,6 +317,104 @@ mod tests {
         assert!(FailureClass::HostError.is_retryable());
         assert!(!FailureClass::Reject.is_retryable());
         assert!(!FailureClass::OutOfFuel.is_retryable());
+        assert!(!FailureClass::AbiViolation.is_retryable());
+        assert_eq!(FailureClass::AbiViolation.as_str(), "abi-violation");
+        assert_eq!(
+            serde_json::to_value(FailureClass::AbiViolation).unwrap(),
+            "abi-violation"
+        );
+    }
+
+    fn class_of(error: &wasmtime::Error) -> FailureClass {
+        classify(error, 0, "").0
+    }
+
+    #[test]
+    fn canonical_abi_faults_are_the_guests() {
+        // The messages wasmtime 48 raises for each fault, verbatim from its source.
+        for message in [
+            "string pointer/length out of bounds of memory",
+            "string pointer not aligned to 2",
+            "list pointer/length out of bounds of memory",
+            "list pointer is not aligned",
+            "map pointer/length out of bounds of memory",
+            "return pointer not aligned",
+            "pointer out of bounds of memory",
+            "pointer not aligned",
+            "invalid option discriminant",
+            "invalid expected discriminant",
+            "unexpected discriminant: 7",
+            "discriminant 9 out of range [0..2)",
+            "realloc return: result not aligned",
+            "realloc return: beyond end of memory",
+            "unknown handle index 42",
+            "index 3 is not a resource",
+            "index 3 is not an own resource",
+            "handle index 1 used with the wrong type, expected X but found host resource",
+            "cannot remove owned resource while borrowed",
+            "borrow handles still remain at the end of the call",
+            "too much data is being copied between the host and the guest: fuel allocated \
+             for hostcalls has been exhausted",
+        ] {
+            let error = wasmtime::Error::msg(message).context("while lifting the result");
+            let (class, reason) = classify(&error, 0, "");
+            assert_eq!(class, FailureClass::AbiViolation, "{message}");
+            assert_eq!(
+                reason,
+                format!("the app broke the canonical ABI: {message}")
+            );
+        }
+        assert_eq!(
+            class_of(&wasmtime::Error::msg(
+                "cannot allocate another handle: store handle limit exceeded"
+            )),
+            FailureClass::ResourceLimit
+        );
+    }
+
+    #[test]
+    fn typed_decoding_errors_are_the_guests() {
+        // Built at run time: a literal would be rejected by the `invalid_from_utf8` lint.
+        let bytes: Vec<u8> = [b'o', b'k', 0xff].to_vec();
+        let utf8 = std::str::from_utf8(&bytes).unwrap_err();
+        assert_eq!(
+            class_of(&wasmtime::Error::new(utf8)),
+            FailureClass::AbiViolation
+        );
+        let char = char::try_from(0xd800_u32).unwrap_err();
+        assert_eq!(
+            class_of(&wasmtime::Error::new(char)),
+            FailureClass::AbiViolation
+        );
+        for trap in [
+            Trap::StringOutOfBounds,
+            Trap::ListOutOfBounds,
+            Trap::InvalidDiscriminant,
+            Trap::InvalidChar,
+            Trap::UnalignedPointer,
+            Trap::CannotLeaveComponent,
+        ] {
+            assert_eq!(
+                class_of(&wasmtime::Error::new(trap)),
+                FailureClass::AbiViolation,
+                "{trap}"
+            );
+        }
+    }
+
+    #[test]
+    fn host_failures_stay_host_errors() {
+        // Our own import failing stays retryable, even when its message (here a tenant's
+        // file name) happens to read like a guest fault.
+        let error = wasmtime::Error::new(Violation::Host(
+            "reading staged file \"unknown handle index 1\": connection reset".to_owned(),
+        ));
+        assert_eq!(class_of(&error), FailureClass::HostError);
+        // Only the root cause is matched, never context added on the way up.
+        let error = wasmtime::Error::msg("connection refused").context("invalid utf-8 in name");
+        assert_eq!(class_of(&error), FailureClass::HostError);
+        let io = std::io::Error::other("disk on fire");
+        assert_eq!(class_of(&wasmtime::Error::new(io)), FailureClass::HostError);
     }
 
     #[test]
