@@ -216,6 +216,7 @@ async fn native(run: &str, path: &Path) -> Measured {
             "documents".to_owned(),
             WriteConcern::Majority,
             INSERT_BATCH,
+            mysimbdp_host::config::DEFAULT_WRITE_BUFFER_MIB as usize * 1024 * 1024,
         );
         while let Some(batch) = batches.recv().await {
             for (index, json) in batch {

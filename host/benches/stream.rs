@@ -447,7 +447,7 @@ impl Native {
             Vec<(
                 lapin::message::Delivery,
                 Instant,
-                Vec<mongodb::bson::Document>,
+                Vec<mongodb::bson::RawDocumentBuf>,
             )>,
         >(1);
         let run = self.run.as_str();
@@ -497,6 +497,7 @@ impl Native {
                     "metrics".to_owned(),
                     WriteConcern::Majority,
                     INSERT_BATCH,
+                    mysimbdp_host::config::DEFAULT_WRITE_BUFFER_MIB as usize * 1024 * 1024,
                 );
                 let mut index = 0u64;
                 let last = batch.last().unwrap().0.delivery_tag;

@@ -1,10 +1,20 @@
 //! Documents as they leave an app: the checks every sink applies and deterministic `_id`s.
 //!
 //! The sandbox only does the cheap checks (sizes, counts, object shape) on the hot path; a
-//! sink parses each document anyway (to BSON for MongoDB, to a value here), so the full JSON
-//! check happens there, once.
+//! sink parses each document anyway, so the full check happens there, once, by one rule for
+//! every write path (batch, stream, daas, dry run): [`to_stored`] turns the JSON text straight
+//! into the BSON bytes MongoDB stores — no intermediate tree, no reinterpretation of keys
+//! (extended JSON is data here, not a type) — or refuses it with a reason that would be the
+//! same on every retry.
 
+use mongodb::bson::{RawArrayBuf, RawBson, RawDocumentBuf};
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use sha2::{Digest, Sha256};
+use std::collections::HashSet;
+use std::fmt;
+
+/// The largest document MongoDB stores, as BSON.
+pub const MAX_BSON_BYTES: usize = 16 * 1024 * 1024;
 
 /// Why a document cannot be stored.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -30,8 +40,9 @@ pub fn derived_id(tenant: &str, source_id: &str, index: u64) -> String {
     hex::encode(&hasher.finalize()[..16])
 }
 
-/// A document's JSON as stored: its own id, or the one derived from tenant, source and
-/// position (see [`with_id`]).
+/// A document's JSON exactly as the sink stores it (relaxed extended JSON of its BSON, with
+/// its own id or the one derived from tenant, source and position), or why the sink refuses
+/// it — the dry run shows what a real run would store.
 pub fn stored_json(
     tenant: &str,
     source: &str,
@@ -39,7 +50,13 @@ pub fn stored_json(
     json: &str,
     id: Option<&str>,
 ) -> Result<String, String> {
-    with_id(json, id, || derived_id(tenant, source, index))
+    let stored = to_stored(json, id, || derived_id(tenant, source, index))?;
+    let document = stored
+        .to_document()
+        .map_err(|e| format!("cannot be stored: {e}"))?;
+    Ok(mongodb::bson::Bson::Document(document)
+        .into_relaxed_extjson()
+        .to_string())
 }
 
 /// The cheap shape check the sandbox applies to every document: braces at both ends.
@@ -85,6 +102,174 @@ pub fn with_id(
                 format!("{{\"_id\":{id}}}")
             } else {
                 format!("{{\"_id\":{id},{rest}")
+            })
+        }
+    }
+}
+
+/// The document as the sink stores it: the JSON text as BSON, with `_id` first when the
+/// platform adds it — the app's id (`id`), or `derived()`. Refused, with a reason, when it
+/// cannot be stored exactly as emitted: not a JSON object, a top-level `$` field, a key with
+/// NUL or given twice, an integer beyond 64 bits, an `_id` that is null or contradicts `id`,
+/// or more than 16 MiB as BSON.
+pub fn to_stored(
+    json: &str,
+    id: Option<&str>,
+    derived: impl FnOnce() -> String,
+) -> Result<RawDocumentBuf, String> {
+    let body = json.trim_ascii();
+    if !looks_like_object(body) {
+        return Err("not a JSON object".to_owned());
+    }
+    let mut deserializer = serde_json::Deserializer::from_str(body);
+    let converted = Value { depth: 0 }
+        .deserialize(&mut deserializer)
+        .and_then(|value| deserializer.end().map(|()| value))
+        .map_err(|e| format!("cannot be stored: {e}"))?;
+    let RawBson::Document(document) = converted else {
+        return Err("not a JSON object".to_owned());
+    };
+    let mut own_id = None;
+    for element in &document {
+        let (key, value) = element.map_err(|e| format!("cannot be stored: {e}"))?;
+        if key == "_id" {
+            own_id = Some(value.to_raw_bson());
+        } else if key.starts_with('$') {
+            return Err(format!(
+                "field {key:?} starts with '$': MongoDB reads such fields as operators"
+            ));
+        }
+    }
+    let stored = match (own_id, id) {
+        (Some(RawBson::Null), _) => {
+            return Err("`_id` is null: every such document would share one id".to_owned());
+        }
+        (Some(RawBson::String(own)), Some(id)) if own == id => document,
+        (Some(_), Some(id)) => {
+            return Err(format!(
+                "the document has its own `_id` and the app also gave it the id {id:?}"
+            ));
+        }
+        (Some(_), None) => document,
+        (None, id) => {
+            let id = id.map_or_else(derived, str::to_owned);
+            let mut with_id = RawDocumentBuf::new();
+            with_id.append("_id", id);
+            for element in &document {
+                let (key, value) = element.map_err(|e| format!("cannot be stored: {e}"))?;
+                with_id.append_ref(key, value);
+            }
+            with_id
+        }
+    };
+    let size = stored.as_bytes().len();
+    if size > MAX_BSON_BYTES {
+        return Err(format!(
+            "it is {size} bytes as BSON; MongoDB stores documents of up to {MAX_BSON_BYTES}"
+        ));
+    }
+    Ok(stored)
+}
+
+/// JSON nesting a document may have (MongoDB's own limit is 100 levels).
+const MAX_DEPTH: usize = 100;
+
+/// Reads one JSON value into BSON bytes as it parses.
+#[derive(Clone, Copy)]
+struct Value {
+    depth: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for Value {
+    type Value = RawBson;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<RawBson, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Value {
+    type Value = RawBson;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, value: bool) -> Result<RawBson, E> {
+        Ok(RawBson::Boolean(value))
+    }
+
+    // Integers take the same BSON types as before: non-negative ones the smallest that holds
+    // them, negative ones 64 bits.
+    fn visit_i64<E>(self, value: i64) -> Result<RawBson, E> {
+        Ok(RawBson::Int64(value))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<RawBson, E> {
+        if let Ok(small) = i32::try_from(value) {
+            Ok(RawBson::Int32(small))
+        } else if let Ok(large) = i64::try_from(value) {
+            Ok(RawBson::Int64(large))
+        } else {
+            Err(E::custom(format!(
+                "the integer {value} does not fit in BSON's 64-bit integers; emit it as a string"
+            )))
+        }
+    }
+
+    fn visit_f64<E>(self, value: f64) -> Result<RawBson, E> {
+        Ok(RawBson::Double(value))
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<RawBson, E> {
+        Ok(RawBson::String(value.to_owned()))
+    }
+
+    fn visit_string<E>(self, value: String) -> Result<RawBson, E> {
+        Ok(RawBson::String(value))
+    }
+
+    fn visit_unit<E>(self) -> Result<RawBson, E> {
+        Ok(RawBson::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<RawBson, A::Error> {
+        let inner = self.deeper()?;
+        let mut array = RawArrayBuf::new();
+        while let Some(item) = items.next_element_seed(inner)? {
+            array.push(item);
+        }
+        Ok(RawBson::Array(array))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut entries: A) -> Result<RawBson, A::Error> {
+        use serde::de::Error;
+        let inner = self.deeper()?;
+        let mut document = RawDocumentBuf::new();
+        let mut keys = HashSet::new();
+        while let Some(key) = entries.next_key::<std::borrow::Cow<'de, str>>()? {
+            if key.contains('\0') {
+                return Err(A::Error::custom(format!(
+                    "the key {key:?} contains NUL, which BSON cannot store"
+                )));
+            }
+            if !keys.insert(key.clone()) {
+                return Err(A::Error::custom(format!("the key {key:?} appears twice")));
+            }
+            let value = entries.next_value_seed(inner)?;
+            document.append(&*key, value);
+        }
+        Ok(RawBson::Document(document))
+    }
+}
+
+impl Value {
+    fn deeper<E: serde::de::Error>(self) -> Result<Self, E> {
+        if self.depth >= MAX_DEPTH {
+            Err(E::custom(format!("nested deeper than {MAX_DEPTH} levels")))
+        } else {
+            Ok(Self {
+                depth: self.depth + 1,
             })
         }
     }
@@ -140,5 +325,81 @@ mod tests {
         assert!(with_id(r#"{"_id":1,"_id":2}"#, None, String::new).is_err());
         assert!(!looks_like_object("[1]"));
         assert!(looks_like_object(" {\"a\":1}\n"));
+    }
+}
+
+#[cfg(test)]
+mod stored_tests {
+    use super::*;
+    use mongodb::bson::{Bson, Document, doc};
+
+    fn stored(json: &str, id: Option<&str>) -> Result<Document, String> {
+        to_stored(json, id, || "d".to_owned()).map(|raw| raw.to_document().unwrap())
+    }
+
+    #[test]
+    fn documents_are_stored_exactly_as_emitted() {
+        assert_eq!(
+            stored(
+                r#"{"z":1,"a":-2,"f":1.5,"s":"x","b":true,"n":null,"l":[1,{"k":2}]}"#,
+                None
+            )
+            .unwrap(),
+            doc! { "_id": "d", "z": 1_i32, "a": -2_i64, "f": 1.5, "s": "x", "b": true,
+            "n": Bson::Null, "l": [1_i32, { "k": 2_i32 }] }
+        );
+        // Extended JSON is data: nothing is reinterpreted, nothing dropped.
+        let ext = stored(
+            r#"{"p":{"note":"keep me","$numberLong":"5"},"d":{"$date":"x"}}"#,
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            ext.get_document("p").unwrap(),
+            &doc! { "note": "keep me", "$numberLong": "5" }
+        );
+        assert_eq!(ext.get_document("d").unwrap(), &doc! { "$date": "x" });
+        // The app's own id stays where it put it; a given id goes first.
+        assert_eq!(
+            stored(r#"{"a":1,"_id":7}"#, None).unwrap(),
+            doc! { "a": 1_i32, "_id": 7_i32 }
+        );
+        assert_eq!(
+            stored(r#"{"a":1}"#, Some("k")).unwrap(),
+            doc! { "_id": "k", "a": 1_i32 }
+        );
+        assert_eq!(
+            stored(r#"{"_id":"k","a":1}"#, Some("k")).unwrap(),
+            doc! { "_id": "k", "a": 1_i32 }
+        );
+        assert_eq!(stored(" { } ", None).unwrap(), doc! { "_id": "d" });
+        assert_eq!(
+            stored(&format!("{{\"big\":{}}}", i64::MAX), None).unwrap(),
+            doc! { "_id": "d", "big": i64::MAX }
+        );
+    }
+
+    #[test]
+    fn what_cannot_be_stored_as_emitted_is_refused_with_a_reason() {
+        for (json, id, reason) in [
+            ("[1]", None, "not a JSON object"),
+            ("{\"a\":", None, "not a JSON object"),
+            ("{\"a\":1 {\"b\":2}", None, "cannot be stored"),
+            ("{\"a\":1} {\"b\":2}", None, "cannot be stored"),
+            ("{\"a\\u0000b\":1}", None, "NUL"),
+            ("{\"a\":{\"b\\u0000\":1}}", None, "NUL"),
+            ("{\"a\":1,\"a\":2}", None, "twice"),
+            ("{\"_id\":null}", None, "null"),
+            ("{\"_id\":1}", Some("k"), "also gave"),
+            ("{\"$set\":1}", None, "starts with '$'"),
+            ("{\"n\":18446744073709551615}", None, "64-bit"),
+        ] {
+            let refused = stored(json, id).unwrap_err();
+            assert!(refused.contains(reason), "{json}: {refused}");
+        }
+        let deep = format!("{{\"a\":{}1{}}}", "[".repeat(120), "]".repeat(120));
+        assert!(stored(&deep, None).is_err());
+        let huge = format!("{{\"s\":\"{}\"}}", "x".repeat(MAX_BSON_BYTES));
+        assert!(stored(&huge, None).unwrap_err().contains("16777216"));
     }
 }

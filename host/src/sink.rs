@@ -7,7 +7,7 @@ use crate::config::{SinkConfig, redact_uri};
 use crate::platform::TenantRecord;
 use crate::profile::{CoredmsMode, WriteConcern};
 use crate::registry::{Registry, ServiceInfo, ServiceKind, read_secret};
-use mongodb::bson::doc;
+use mongodb::bson::{RawDocumentBuf, doc};
 use mongodb::error::ErrorKind;
 use mongodb::options::ClientOptions;
 use mongodb::{Client, Database};
@@ -109,12 +109,11 @@ impl Sink {
             WriteConcern::Majority => mongodb::options::WriteConcern::majority(),
             WriteConcern::Primary => mongodb::options::WriteConcern::nodes(1),
         };
-        let written = self
-            .database
-            .collection::<T>(collection)
-            .insert_many(documents)
+        let collection = self.database.collection::<T>(collection);
+        let written = collection
+            .insert_many(&documents)
             .ordered(false)
-            .write_concern(concern)
+            .write_concern(concern.clone())
             .await;
         match written {
             Ok(result) => Ok(InsertOutcome {
@@ -135,68 +134,159 @@ impl Sink {
                     outcome.inserted = count.saturating_sub(errors.len() as u64);
                     Ok(outcome)
                 }
+                // The batch as a whole cannot be sent (a document the driver cannot encode):
+                // the same would happen on every retry, so it is not an outage. Find the
+                // guilty documents one by one; the others are written.
+                _ if is_deterministic(&e) => {
+                    let mut outcome = InsertOutcome::default();
+                    for (index, document) in documents.iter().enumerate() {
+                        match collection
+                            .insert_one(document)
+                            .write_concern(concern.clone())
+                            .await
+                        {
+                            Ok(_) => outcome.inserted += 1,
+                            Err(e) if is_duplicate(&e) => outcome.duplicates += 1,
+                            Err(e) if is_deterministic(&e) || is_write_error(&e) => {
+                                outcome.refused.push((index, deterministic_reason(&e)));
+                            }
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    Ok(outcome)
+                }
                 _ => Err(e),
             },
         }
     }
 }
 
+/// Whether a write error would repeat identically on retry: the request itself cannot be
+/// encoded or is refused as invalid, whatever the state of the coredms.
+pub fn is_deterministic(error: &mongodb::error::Error) -> bool {
+    matches!(
+        error.kind.as_ref(),
+        ErrorKind::BsonSerialization(_) | ErrorKind::InvalidArgument { .. }
+    )
+}
+
+fn is_duplicate(error: &mongodb::error::Error) -> bool {
+    matches!(error.kind.as_ref(), ErrorKind::Write(mongodb::error::WriteFailure::WriteError(w)) if w.code == DUPLICATE_KEY)
+}
+
+fn is_write_error(error: &mongodb::error::Error) -> bool {
+    matches!(
+        error.kind.as_ref(),
+        ErrorKind::Write(mongodb::error::WriteFailure::WriteError(_))
+    )
+}
+
+/// A reason for a refused document, without the server's reply around it.
+fn deterministic_reason(error: &mongodb::error::Error) -> String {
+    match error.kind.as_ref() {
+        ErrorKind::Write(mongodb::error::WriteFailure::WriteError(w)) => w.message.clone(),
+        ErrorKind::InvalidArgument { message, .. } => message.clone(),
+        ErrorKind::BsonSerialization(e) => e.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
 /// Why a bulk write stopped.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum WriteError {
     /// The coredms failed (unreachable, write concern not met): retry the whole input.
     #[error("writing to the coredms: {0}")]
-    Infra(String),
-    /// A document cannot be stored: the input (or the app) is at fault.
-    #[error("document {index} cannot be stored: {reason}")]
-    Refused {
-        /// Its position in the input.
-        index: u64,
-        /// Why.
-        reason: String,
-    },
+    Infra(#[source] mongodb::error::Error),
 }
 
-/// Turns a stream of documents into `insert_many` calls of exactly `batch` documents (the
-/// last one smaller), so batch size is the profile's, whatever size the app emits in.
+/// A document the coredms refused: its position in the input and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// Its position in the input.
+    pub index: u64,
+    /// Why.
+    pub reason: String,
+}
+
+/// Refusals kept with their reasons; past this only counted.
+const MAX_KEPT_REFUSALS: usize = 100;
+
+/// Turns a stream of stored documents into unordered `insert_many` calls of at most `batch`
+/// documents and `max_bytes` of BSON, so what a job or stream batch holds in memory is bounded
+/// by bytes whatever the documents' shape. A document the coredms refuses is counted and kept
+/// with its reason (the first [`MAX_KEPT_REFUSALS`]); the others are written.
 pub struct BulkWriter {
     sink: Arc<Sink>,
     collection: String,
     concern: WriteConcern,
     batch: usize,
-    pending: Vec<mongodb::bson::Document>,
+    max_bytes: usize,
+    keep_refusals: usize,
+    pending: Vec<RawDocumentBuf>,
+    pending_bytes: usize,
     positions: Vec<u64>,
     /// Documents written now.
     pub inserted: u64,
     /// Documents already there (a replay).
     pub duplicates: u64,
+    /// Documents refused, in all.
+    pub refused: u64,
+    /// The first refusals, with reasons.
+    pub refusals: Vec<Refusal>,
 }
 
 impl BulkWriter {
-    /// A writer into `collection` of `sink`.
-    pub fn new(sink: Arc<Sink>, collection: String, concern: WriteConcern, batch: usize) -> Self {
+    /// A writer into `collection` of `sink`, holding at most `batch` documents and `max_bytes`
+    /// of BSON before it writes.
+    pub fn new(
+        sink: Arc<Sink>,
+        collection: String,
+        concern: WriteConcern,
+        batch: usize,
+        max_bytes: usize,
+    ) -> Self {
         let batch = batch.max(1);
         Self {
             sink,
             collection,
             concern,
             batch,
-            pending: Vec::with_capacity(batch),
-            positions: Vec::with_capacity(batch),
+            max_bytes: max_bytes.max(1),
+            keep_refusals: MAX_KEPT_REFUSALS,
+            pending: Vec::new(),
+            pending_bytes: 0,
+            positions: Vec::new(),
             inserted: 0,
             duplicates: 0,
+            refused: 0,
+            refusals: Vec::new(),
         }
     }
 
-    /// Adds the document at `index` of the input; writes when a batch is full.
-    pub async fn push(
-        &mut self,
-        index: u64,
-        document: mongodb::bson::Document,
-    ) -> Result<(), WriteError> {
+    /// Keeps every refusal with its reason, for a caller that traces each one back to its
+    /// message (a stream batch: bounded by the batch's documents).
+    #[must_use]
+    pub fn keeping_every_refusal(mut self) -> Self {
+        self.keep_refusals = usize::MAX;
+        self
+    }
+
+    /// Counts a document refused before it reached the writer (it cannot be stored as
+    /// emitted).
+    pub fn refuse(&mut self, index: u64, reason: String) {
+        self.refused += 1;
+        if self.refusals.len() < self.keep_refusals {
+            self.refusals.push(Refusal { index, reason });
+        }
+    }
+
+    /// Adds the document at `index` of the input; writes when the batch is full by count or
+    /// by bytes.
+    pub async fn push(&mut self, index: u64, document: RawDocumentBuf) -> Result<(), WriteError> {
+        self.pending_bytes += document.as_bytes().len();
         self.pending.push(document);
         self.positions.push(index);
-        if self.pending.len() >= self.batch {
+        if self.pending.len() >= self.batch || self.pending_bytes >= self.max_bytes {
             self.flush().await?;
         }
         Ok(())
@@ -207,36 +297,37 @@ impl BulkWriter {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let documents = std::mem::replace(&mut self.pending, Vec::with_capacity(self.batch));
-        let positions = std::mem::replace(&mut self.positions, Vec::with_capacity(self.batch));
+        let documents = std::mem::take(&mut self.pending);
+        let positions = std::mem::take(&mut self.positions);
+        self.pending_bytes = 0;
         let outcome = self
             .sink
             .insert(&self.collection, documents, self.concern)
             .await
-            .map_err(|e| WriteError::Infra(e.to_string()))?;
+            .map_err(WriteError::Infra)?;
         self.inserted += outcome.inserted;
         self.duplicates += outcome.duplicates;
-        if let Some((at, reason)) = outcome.refused.into_iter().next() {
-            return Err(WriteError::Refused {
-                index: positions.get(at).copied().unwrap_or_default(),
-                reason,
-            });
+        for (at, reason) in outcome.refused {
+            let index = positions.get(at).copied().unwrap_or_default();
+            self.refuse(index, format!("the coredms refused it: {reason}"));
         }
         Ok(())
     }
 }
 
-/// A document as the sink stores it: the app's JSON with its `_id` (the app's own, or
-/// derived from tenant, source and position), as BSON.
+/// A document as the sink stores it: the app's JSON as BSON with its `_id` (the app's own,
+/// or derived from tenant, source and position), by the one rule of
+/// [`crate::documents::to_stored`].
 pub fn stored_document(
     tenant: &str,
     source: &str,
     index: u64,
     json: &str,
     id: Option<&str>,
-) -> Result<mongodb::bson::Document, String> {
-    let json = crate::documents::stored_json(tenant, source, index, json, id)?;
-    serde_json::from_str::<mongodb::bson::Document>(&json).map_err(|e| e.to_string())
+) -> Result<RawDocumentBuf, String> {
+    crate::documents::to_stored(json, id, || {
+        crate::documents::derived_id(tenant, source, index)
+    })
 }
 
 /// MongoDB's duplicate key error code.
@@ -245,6 +336,7 @@ const DUPLICATE_KEY: i32 = 11000;
 /// Resolves and caches tenants' sinks. One per host.
 pub struct SinkResolver {
     registry: Registry,
+    write_buffer_bytes: usize,
     shared_uri: String,
     clients: Mutex<HashMap<String, Client>>,
     sinks: Mutex<HashMap<String, Arc<Sink>>>,
@@ -258,6 +350,8 @@ impl SinkResolver {
     pub fn start(registry: Registry, config: &SinkConfig) -> Arc<Self> {
         let resolver = Arc::new(Self {
             registry,
+            write_buffer_bytes: usize::try_from(config.write_buffer_mib * 1024 * 1024)
+                .unwrap_or(usize::MAX),
             shared_uri: config.mongodb_uri.clone(),
             clients: Mutex::default(),
             sinks: Mutex::default(),
@@ -299,6 +393,11 @@ impl SinkResolver {
             }
         }
         Err(last.unwrap_or_else(|| SinkError::Unreachable("unknown".to_owned())))
+    }
+
+    /// Bytes of BSON a writer holds before it writes (`sink.write_buffer_mib`).
+    pub fn write_buffer_bytes(&self) -> usize {
+        self.write_buffer_bytes
     }
 
     /// Forgets a tenant's sink; the next use resolves it again.

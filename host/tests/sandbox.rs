@@ -494,6 +494,44 @@ async fn evil_bad_output() {
 }
 
 #[tokio::test]
+async fn evil_unstorable() {
+    // The sandbox lets these through (each looks like a JSON object); the sink's one rule
+    // refuses or stores each exactly, document by document.
+    let app = load(fixtures::EVIL_UNSTORABLE).await;
+    let input = b"first\nnul-key\nnull-id\ndollar\nextended\nwide\nlast\n".to_vec();
+    let (result, documents) = run_batch(&app, "shapes.txt", input, &options(&[], limits())).await;
+    result.unwrap();
+    assert_eq!(documents.len(), 7);
+    let stored: Vec<Result<mongodb::bson::Document, String>> = documents
+        .iter()
+        .map(|d| {
+            mysimbdp_host::documents::to_stored(&d.json, d.id.as_deref(), || "id".to_owned())
+                .map(|raw| raw.to_document().unwrap())
+        })
+        .collect();
+    assert!(stored[0].is_ok() && stored[6].is_ok());
+    assert!(
+        stored[1].as_ref().unwrap_err().contains("NUL"),
+        "{stored:?}"
+    );
+    assert!(
+        stored[2].as_ref().unwrap_err().contains("null"),
+        "{stored:?}"
+    );
+    assert!(
+        stored[3].as_ref().unwrap_err().contains("'$'"),
+        "{stored:?}"
+    );
+    let extended = stored[4].as_ref().unwrap();
+    assert_eq!(
+        extended.get_document("p").unwrap(),
+        &mongodb::bson::doc! { "note": "keep me", "$numberLong": "5" }
+    );
+    let wide = stored[5].as_ref().unwrap();
+    assert_eq!(wide.get_array("numbers").unwrap().len(), 32 * 1024);
+}
+
+#[tokio::test]
 async fn evil_flaky() {
     let app = load(fixtures::EVIL_FLAKY).await;
     let failure = run_batch_empty(&app, &[], limits()).await.unwrap_err();

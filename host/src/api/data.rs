@@ -15,7 +15,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use futures_util::{StreamExt, TryStreamExt};
-use mongodb::bson::{self, Bson, DateTime, Document, RawDocumentBuf, doc};
+use mongodb::bson::{Bson, DateTime, Document, RawDocumentBuf, doc};
 use mongodb::error::ErrorKind;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -24,11 +24,6 @@ use utoipa::{IntoParams, ToSchema};
 
 /// Rejections listed in one answer (the count is always complete).
 const MAX_LISTED_REJECTIONS: usize = 100;
-/// The largest document MongoDB stores, as BSON.
-const MAX_BSON_BYTES: usize = 16 * 1024 * 1024;
-/// Bytes of BSON one `insert_many` carries at most (MongoDB takes 48 MB per message; the
-/// host holds one batch per request in memory, so it is kept well below that).
-const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
 /// Characters an `Idempotency-Key` may have.
 const MAX_IDEMPOTENCY_KEY: usize = 200;
 /// What a read may take beyond its `maxTimeMS` on the client side (network, cursor) before
@@ -451,43 +446,22 @@ impl Writer<'_> {
             }
         }
         if self.batch.len() >= self.tenant.profile.sink.insert_batch
-            || self.batch_bytes >= MAX_BATCH_BYTES
+            || self.batch_bytes >= self.state.sinks.write_buffer_bytes()
         {
             self.flush().await?;
         }
         Ok(())
     }
 
-    /// The document as it will be stored, or why it cannot be: not JSON, not an object, a
-    /// top-level `$` field, a key MongoDB cannot store (NUL), larger than 16 MiB as BSON.
+    /// The document as it will be stored, or why it cannot be, by the rule every write path
+    /// follows ([`crate::documents::to_stored`]).
     fn storable(&self, at: u64, json: &[u8]) -> Result<RawDocumentBuf, String> {
-        let value: serde_json::Value =
-            serde_json::from_slice(json).map_err(|e| format!("not JSON: {e}"))?;
-        if !value.is_object() {
-            return Err("not a JSON object".to_owned());
-        }
-        let mut document =
-            bson::to_document(&value).map_err(|e| format!("cannot be stored: {e}"))?;
-        if let Some(key) = document.keys().find(|k| k.starts_with('$')) {
-            return Err(format!("field {key:?} starts with '$'"));
-        }
-        if !document.contains_key("_id") {
-            let id = derived_id(
-                &self.tenant.id,
-                &format!("daas:{}", self.result.idempotency_key),
-                at,
-            );
-            document.insert("_id", id);
-        }
-        let raw = RawDocumentBuf::from_document(&document)
-            .map_err(|e| format!("cannot be stored as BSON: {e}"))?;
-        if raw.as_bytes().len() > MAX_BSON_BYTES {
-            return Err(format!(
-                "it is {} bytes as BSON; MongoDB stores documents of up to {MAX_BSON_BYTES}",
-                raw.as_bytes().len()
-            ));
-        }
-        Ok(raw)
+        let json = std::str::from_utf8(json).map_err(|e| format!("not JSON: {e}"))?;
+        let tenant = &self.tenant.id;
+        let key = &self.result.idempotency_key;
+        crate::documents::to_stored(json, None, || {
+            derived_id(tenant, &format!("daas:{key}"), at)
+        })
     }
 
     /// Counts `bytes` against the tenant's daily quota, or refuses.

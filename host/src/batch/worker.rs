@@ -13,7 +13,7 @@ use crate::config::BatchConfig;
 use crate::platform::{JobRecord, LogEntry, Platform, StoreError, TenantStatus};
 use crate::profile::AfterSuccess;
 use crate::runtime::{BatchInput, CallOptions, FailureClass, OutputBatch, Usage};
-use crate::sink::{BulkWriter, SinkResolver, SinkTarget, WriteError, stored_document};
+use crate::sink::{BulkWriter, Refusal, SinkResolver, SinkTarget, WriteError, stored_document};
 use mongodb::bson::{self, DateTime};
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,10 +67,37 @@ enum Ended {
     },
 }
 
-#[derive(Debug, Default, Clone, Copy)]
+/// What an attempt wrote, whatever its outcome: the job record counts what landed.
+#[derive(Debug, Default, Clone)]
 struct Written {
     inserted: u64,
     duplicates: u64,
+    /// Documents refused as they were emitted (`bad-output`), never retried.
+    refused: u64,
+    /// The first refusal, for the log.
+    first_refusal: Option<Refusal>,
+}
+
+impl Written {
+    fn of(writer: &BulkWriter) -> Self {
+        Self {
+            inserted: writer.inserted,
+            duplicates: writer.duplicates,
+            refused: writer.refused,
+            first_refusal: writer.refusals.first().cloned(),
+        }
+    }
+
+    /// What the log says about refused documents, if any were.
+    fn refusal_note(&self) -> Option<String> {
+        self.first_refusal.as_ref().map(|first| {
+            format!(
+                "{} documents refused as bad-output (the others were written); the first, \
+                 document {}: {}",
+                self.refused, first.index, first.reason
+            )
+        })
+    }
 }
 
 /// Starts `count` workers named after `host`; they stop taking jobs when `stop` turns true
@@ -225,36 +252,46 @@ async fn attempt(context: &BatchContext, claim: &Claim, place: &mut Place) -> En
         limits: context.apps.app_limits(&tenant, &record),
     };
     // The writer turns each emitted batch into BSON with deterministic ids and writes it
-    // while the app goes on; a full channel slows the app down to the sink's pace.
-    let (sender, mut batches) = mpsc::channel::<OutputBatch>(4);
+    // while the app goes on. The channel holds one batch: with the one being converted and
+    // the writer's byte-bounded buffer, that bounds what a job holds; a slow sink slows the
+    // app down. A document that cannot be stored as emitted is refused alone: its neighbours
+    // land.
+    let (sender, mut batches) = mpsc::channel::<OutputBatch>(1);
     let mut writer = BulkWriter::new(
         sink.clone(),
         tenant.profile.sink.collection.clone(),
         tenant.profile.sink.write_concern,
         tenant.profile.sink.insert_batch,
+        context.sinks.write_buffer_bytes(),
     );
     let source = spec.file.clone();
     let tenant_id = tenant.id.clone();
     let writer = tokio::spawn(async move {
-        while let Some(batch) = batches.recv().await {
+        let mut result = Ok(());
+        'batches: while let Some(batch) = batches.recv().await {
             for (i, document) in batch.documents.into_iter().enumerate() {
                 let index = batch.first_index + i as u64;
-                let stored = stored_document(
+                match stored_document(
                     &tenant_id,
                     &source,
                     index,
                     &document.json,
                     document.id.as_deref(),
-                )
-                .map_err(|reason| WriteError::Refused { index, reason })?;
-                writer.push(index, stored).await?;
+                ) {
+                    Ok(stored) => {
+                        if let Err(e) = writer.push(index, stored).await {
+                            result = Err(e);
+                            break 'batches;
+                        }
+                    }
+                    Err(reason) => writer.refuse(index, reason),
+                }
             }
         }
-        writer.flush().await?;
-        Ok::<_, WriteError>(Written {
-            inserted: writer.inserted,
-            duplicates: writer.duplicates,
-        })
+        if result.is_ok() {
+            result = writer.flush().await;
+        }
+        (Written::of(&writer), result)
     });
     let ran = context
         .apps
@@ -262,20 +299,12 @@ async fn attempt(context: &BatchContext, claim: &Claim, place: &mut Place) -> En
         .run_batch(&app, input, &options, sender)
         .await;
     let written = match writer.await {
-        Ok(Ok(written)) => written,
-        Ok(Err(WriteError::Infra(reason))) => {
+        Ok((written, Ok(()))) => written,
+        Ok((written, Err(WriteError::Infra(e)))) => {
             context.sinks.forget(&tenant.id);
             return Ended::Transient {
-                reason: format!("writing to the tenant's coredms: {reason}"),
-                written: Written::default(),
-            };
-        }
-        Ok(Err(refused @ WriteError::Refused { .. })) => {
-            return Ended::Failed {
-                class: FailureClass::BadOutput,
-                message: refused.to_string(),
-                usage: ran.map(|r| r.usage).unwrap_or_else(|f| *f.usage),
-                written: Written::default(),
+                reason: format!("writing to the tenant's coredms: {e}"),
+                written,
             };
         }
         Err(e) => return infra("the document writer", &e),
@@ -426,12 +455,12 @@ async fn settle(
             .unwrap_or_else(|| "shared".to_owned()),
         documents: written.inserted as i64,
         duplicates: written.duplicates as i64,
-        rejected: 0,
+        rejected: written.refused as i64,
         bytes: spec.size as i64,
         started_at: started,
         ended_at: DateTime::now(),
         status: status.to_owned(),
-        error,
+        error: error.or_else(|| written.refusal_note()),
         job: Some(JobRecord {
             id: claim.id.clone(),
             attempt: i64::from(claim.attempt),

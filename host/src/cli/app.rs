@@ -2,7 +2,7 @@
 //! sandbox and with the same limits as production.
 
 use super::{CheckArgs, RunArgs};
-use crate::documents::{derived_id, with_id};
+use crate::documents::{derived_id, to_stored, with_id};
 use crate::runtime::{
     App, AppKind, BatchInput, BatchReport, CallOptions, Failure, FailureClass, Message,
     OutputBatch, Quality, Runtime, Usage,
@@ -162,8 +162,14 @@ fn write_batches(
     while let Some(batch) = batches.blocking_recv() {
         for (offset, document) in batch.documents.iter().enumerate() {
             let index = batch.first_index + offset as u64;
-            let text = with_id(&document.json, document.id.as_deref(), || {
+            // The sink's rule decides (one rule for every path); the text keeps the app's own.
+            let text = to_stored(&document.json, document.id.as_deref(), || {
                 derived_id(tenant, source, index)
+            })
+            .and_then(|_| {
+                with_id(&document.json, document.id.as_deref(), || {
+                    derived_id(tenant, source, index)
+                })
             })
             .map_err(|reason| {
                 Failure::new(
@@ -238,9 +244,9 @@ async fn run_stream(
             match outcome {
                 Ok(documents) => {
                     for (index, document) in documents.iter().enumerate() {
-                        let text = with_id(&document.json, document.id.as_deref(), || {
-                            derived_id(&args.tenant, id, index as u64)
-                        });
+                        let derived = || derived_id(&args.tenant, id, index as u64);
+                        let text = to_stored(&document.json, document.id.as_deref(), derived)
+                            .and_then(|_| with_id(&document.json, document.id.as_deref(), derived));
                         match text {
                             Ok(text) => print_line(&mut out, &text)?,
                             Err(reason) => {

@@ -259,12 +259,20 @@ impl Default for RegistryConfig {
 pub struct SinkConfig {
     /// The shared coredms: each tenant gets its own database there.
     pub mongodb_uri: String,
+    /// MiB of converted (BSON) documents a batch job, a stream batch or a daas write holds
+    /// before writing them: with the batch's document count, what bounds the host's memory per
+    /// write whatever the documents' shape. MongoDB takes at most 48 MB per insert message.
+    pub write_buffer_mib: u64,
 }
+
+/// MiB of BSON a writer holds before it writes.
+pub const DEFAULT_WRITE_BUFFER_MIB: u64 = 16;
 
 impl Default for SinkConfig {
     fn default() -> Self {
         Self {
             mongodb_uri: DEFAULT_MONGODB_URI.to_owned(),
+            write_buffer_mib: DEFAULT_WRITE_BUFFER_MIB,
         }
     }
 }
@@ -475,6 +483,12 @@ impl ServeConfig {
             bail!("server.max_json_kib = 0: it must be at least 1");
         }
         self.server.validate()?;
+        if !(1..=46).contains(&self.sink.write_buffer_mib) {
+            bail!(
+                "sink.write_buffer_mib = {}: it must be 1..=46 (MongoDB takes 48 MB per insert)",
+                self.sink.write_buffer_mib
+            );
+        }
         validate_database_name("platform.database", &self.platform.database)?;
         for (key, uri) in [
             ("platform.mongodb_uri", &self.platform.mongodb_uri),

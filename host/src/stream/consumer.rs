@@ -35,6 +35,7 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, message::Delivery};
 use mongodb::bson::DateTime;
+use mongodb::bson::RawDocumentBuf;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -83,7 +84,7 @@ struct Processed {
     messages: Vec<Message>,
     actions: Vec<Action>,
     /// Each message's documents as stored (BSON with `_id`), converted by the reader.
-    stored: Vec<Vec<mongodb::bson::Document>>,
+    stored: Vec<Vec<RawDocumentBuf>>,
     bytes: u64,
 }
 
@@ -424,7 +425,7 @@ impl Consumer {
         plan: &Plan,
         messages: &[Message],
         actions: &mut [Action],
-        stored: Vec<Vec<mongodb::bson::Document>>,
+        stored: Vec<Vec<RawDocumentBuf>>,
         stop: &mut watch::Receiver<bool>,
     ) -> Option<u64> {
         // The first attempt writes what the reader converted; a retry converts again.
@@ -441,24 +442,29 @@ impl Consumer {
                         plan.collection.clone(),
                         sink_settings.write_concern,
                         sink_settings.insert_batch,
-                    );
+                        self.context.sinks.write_buffer_bytes(),
+                    )
+                    .keeping_every_refusal();
                     let documents = stored
                         .take()
                         .unwrap_or_else(|| convert(plan, messages, actions));
                     match write_once(actions, documents, &mut writer).await {
-                        Ok(()) => return Some(writer.inserted + writer.duplicates),
-                        Err((WriteError::Refused { index, reason }, owners)) => {
-                            if let Some(&owner) = owners.get(index as usize) {
-                                actions[owner] = Action::Dead {
-                                    class: FailureClass::BadOutput.as_str().to_owned(),
-                                    reason: format!("the coredms refused a document: {reason}"),
-                                };
+                        Ok(owners) => {
+                            // A message with a document the coredms refused is a dead letter;
+                            // the rest of the batch landed.
+                            for refusal in &writer.refusals {
+                                if let Some(&owner) = owners.get(refusal.index as usize) {
+                                    actions[owner] = Action::Dead {
+                                        class: FailureClass::BadOutput.as_str().to_owned(),
+                                        reason: refusal.reason.clone(),
+                                    };
+                                }
                             }
-                            continue;
+                            return Some(writer.inserted + writer.duplicates);
                         }
-                        Err((WriteError::Infra(reason), _)) => {
+                        Err(WriteError::Infra(e)) => {
                             self.context.sinks.forget(&tenant.id);
-                            reason
+                            e.to_string()
                         }
                     }
                 }
@@ -551,11 +557,7 @@ impl Consumer {
 /// Each message's documents as stored: BSON with its `_id` (the app's, or derived from
 /// tenant, stream, message id and position). A message with a document that is not a JSON
 /// object becomes a dead letter (`bad-output`).
-fn convert(
-    plan: &Plan,
-    messages: &[Message],
-    actions: &mut [Action],
-) -> Vec<Vec<mongodb::bson::Document>> {
+fn convert(plan: &Plan, messages: &[Message], actions: &mut [Action]) -> Vec<Vec<RawDocumentBuf>> {
     let mut all = Vec::with_capacity(messages.len());
     for (action, message) in actions.iter_mut().zip(messages) {
         let Action::Write(documents) = action else {
@@ -574,7 +576,7 @@ fn convert(
                     &document.json,
                     document.id.as_deref(),
                 )
-                .map_err(|reason| format!("document {n} is not a JSON object: {reason}"))
+                .map_err(|reason| format!("document {n} cannot be stored as emitted: {reason}"))
             })
             .collect();
         match stored {
@@ -591,13 +593,13 @@ fn convert(
     all
 }
 
-/// One attempt at writing the `Write` actions' documents; on failure also returns which
-/// message owns each document pushed.
+/// One attempt at writing the `Write` actions' documents; returns which message owns each
+/// document pushed, so refusals can be traced back to their messages.
 async fn write_once(
     actions: &[Action],
-    stored: Vec<Vec<mongodb::bson::Document>>,
+    stored: Vec<Vec<RawDocumentBuf>>,
     writer: &mut BulkWriter,
-) -> Result<(), (WriteError, Vec<usize>)> {
+) -> Result<Vec<usize>, WriteError> {
     let mut owners = Vec::new();
     for (i, (action, documents)) in actions.iter().zip(stored).enumerate() {
         if !matches!(action, Action::Write(_)) {
@@ -606,12 +608,11 @@ async fn write_once(
         for document in documents {
             let index = owners.len() as u64;
             owners.push(i);
-            if let Err(e) = writer.push(index, document).await {
-                return Err((e, owners));
-            }
+            writer.push(index, document).await?;
         }
     }
-    writer.flush().await.map_err(|e| (e, owners))
+    writer.flush().await?;
+    Ok(owners)
 }
 
 /// The tenant's stream quota, from its profile.

@@ -1,7 +1,9 @@
 //! Test stream app for the platform's stream tests: each JSON message `{"n": 1, ...}` becomes
 //! one document, unless it carries `"fail"`: `"reject"` (dead-letter it), `"retry"` (always
 //! asks for a retry: a poison message that only the delivery limit ends), `"panic"` (traps,
-//! taking the whole batch's instance with it), `"loop"` (spins until out of fuel). The
+//! taking the whole batch's instance with it), `"loop"` (spins until out of fuel),
+//! `"nul-key"` (emits a document with a NUL in a key: it passes the sandbox, MongoDB cannot
+//! store it). The
 //! `spin_us` parameter busy-waits that long per message, to make consumers slow on purpose.
 
 use mysimbdp_sdk::{AppError, Message, Output, params, stream_app};
@@ -20,6 +22,10 @@ fn process(message: &Message, out: &mut Output) -> Result<(), AppError> {
         Some("reject") => return Err(AppError::reject("the message asked to be rejected")),
         Some("retry") => return Err(AppError::retry("the message always asks for a retry")),
         Some("panic") => panic!("the message asked for a panic"),
+        Some("nul-key") => {
+            out.emit_json("{\"a\\u0000b\":1}".to_owned());
+            return Ok(());
+        }
         Some("loop") => {
             let mut x = 0u64;
             loop {
