@@ -68,6 +68,15 @@ fn compile_children() -> usize {
         .count()
 }
 
+/// CPU time of this process (every thread) in clock ticks (1/100 s on Linux).
+fn cpu_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let (_, rest) = stat.rsplit_once(')').unwrap();
+    // utime and stime are fields 14 and 15; `rest` starts at field 3.
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
 fn rss_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
@@ -109,7 +118,19 @@ async fn a_compile_bomb_is_stopped_at_the_timeout_and_its_compiler_killed() {
     assert_eq!(compile_children(), 0, "a compiler outlived the refusal");
     let grown = rss_mib() - rss_before;
     assert!(grown < 200.0, "the host grew by {grown:.0} MiB");
-    eprintln!("bomb refused in {took:?}, host RSS grew {grown:.1} MiB");
+    // Nothing keeps compiling in the host either (an abandoned compile thread would burn
+    // about 100 ticks a second).
+    let ticks = cpu_ticks();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let burnt = cpu_ticks() - ticks;
+    assert!(
+        burnt < 30,
+        "the host burnt {burnt} ticks in the second after the refusal"
+    );
+    eprintln!(
+        "bomb refused in {took:?}; host RSS grew {grown:.1} MiB; {burnt} CPU ticks in the \
+         next second"
+    );
     host.stop().await;
 }
 
