@@ -215,6 +215,35 @@ mod tests {
     }
 
     #[test]
+    fn refused_imports_are_named_before_compiling() {
+        let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let exports = names(&["mysimbdp:ingest/batch-ingest@0.1.0"]);
+        let refused = names(&["wasi:sockets/"]);
+        let imports = names(&["wasi:io/error@0.2.6", "wasi:sockets/tcp@0.2.6"]);
+        let reason = classify(&imports, &exports, &refused).unwrap_err().message;
+        assert!(reason.contains("wasi:sockets/tcp@0.2.6"), "{reason}");
+        assert!(classify(&imports, &exports, &[]).is_ok());
+        assert!(classify(&imports[..1], &exports, &refused).is_ok());
+    }
+
+    #[test]
+    fn top_level_names_are_read_without_compiling() {
+        let wasm = wat::parse_str(
+            r#"(component
+                 (import "wasi:sockets/tcp@0.2.6" (instance))
+                 (core module $m (func (export "f")))
+                 (core instance $i (instantiate $m))
+                 (func $f (canon lift (core func $i "f")))
+                 (export "mysimbdp:ingest/stream-ingest@0.1.0" (func $f)))"#,
+        )
+        .unwrap();
+        let (imports, exports) = interface(&wasm).unwrap();
+        assert_eq!(imports, ["wasi:sockets/tcp@0.2.6"]);
+        assert_eq!(exports, ["mysimbdp:ingest/stream-ingest@0.1.0"]);
+        assert!(interface(&wasm[..wasm.len() - 3]).is_err());
+    }
+
+    #[test]
     fn imports_are_limited_to_the_world() {
         assert!(import_allowed(
             AppKind::Batch,
