@@ -137,7 +137,8 @@ impl AppStore {
     }
 
     /// Admits a component as a version of `name`: checks it is a component of one of our
-    /// worlds importing only what the platform provides, compiles it (or finds it compiled),
+    /// worlds importing only what the platform provides and grants (before compiling: see
+    /// [`Runtime::admit`]), compiles it (or finds it compiled),
     /// runs the admission probe, stores it, and activates it if asked (a new app's first
     /// version is always activated). Nothing is stored unless every check passed.
     pub async fn admit(
@@ -147,19 +148,11 @@ impl AppStore {
         wasm: &[u8],
         activate: bool,
     ) -> Result<Admitted, AdmitError> {
-        let app = self.runtime.load(wasm).await.map_err(AdmitError::Refused)?;
-        let refused_import = app.imports.iter().find(|import| {
-            self.config
-                .refused_imports
-                .iter()
-                .any(|prefix| import.starts_with(prefix.as_str()))
-        });
-        if let Some(import) = refused_import {
-            return Err(AdmitError::Refused(Failure::invalid(format!(
-                "the component imports {import}, which the platform never grants its apps \
-                 (no network, no files: input comes through batch-input or stream messages)"
-            ))));
-        }
+        let app = self
+            .runtime
+            .admit(wasm, &self.config.refused_imports)
+            .await
+            .map_err(AdmitError::Refused)?;
         let existing = match self.platform.app(&tenant.id, name).await {
             Ok(app) => Some(app),
             Err(StoreError::NotFound(_)) => None,

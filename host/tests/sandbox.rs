@@ -736,6 +736,7 @@ async fn compiled_components_are_cached_and_corrupt_entries_recompiled() {
     let dir = tempdir("cache-test");
     let mut config = mysimbdp_host::config::SandboxConfig::default();
     config.engine.cache_dir = Some(dir.clone());
+    config.engine.compiler = Some(env!("CARGO_BIN_EXE_mysimbdp").into());
     let runtime = mysimbdp_host::runtime::Runtime::new(config).unwrap();
     let wasm = std::fs::read(fixtures::EVIL_FLAKY).unwrap();
     assert_eq!(runtime.load(&wasm).await.unwrap().origin, Origin::Compiled);

@@ -21,10 +21,13 @@ use tokio::sync::mpsc;
 pub(super) const EXIT_APP_FAILED: u8 = 3;
 
 /// `app check`: one line (or JSON object) saying what the component is, or why it is refused.
+/// It applies the platform's admission rules, refused imports included, so a component that
+/// passes here is not refused at upload for what it is (the upload's probe still runs it).
 pub(super) async fn check(args: CheckArgs) -> Result<ExitCode> {
-    let runtime = Runtime::new(args.sandbox.config()?)?;
+    let (config, refused) = args.sandbox.configs()?;
+    let runtime = Runtime::new(config)?;
     let wasm = std::fs::read(&args.file).with_context(|| format!("reading {:?}", args.file))?;
-    match runtime.load(&wasm).await {
+    match runtime.admit(&wasm, &refused).await {
         Ok(app) => {
             if args.json {
                 println!("{}", serde_json::to_string(&CheckReport::from(&app))?);

@@ -43,6 +43,30 @@ pub enum Command {
     /// Service information in etcd: which coredms (daas, broker) serves which tenant.
     #[command(subcommand)]
     Registry(registry::RegistryCommand),
+    /// Compile one component for the host that runs this (internal: the host runs itself
+    /// with this command so a compile is bounded in time and memory, and killable).
+    #[command(name = "__compile", hide = true)]
+    Compile(CompileArgs),
+}
+
+/// Arguments of the hidden `__compile` command.
+#[derive(Debug, Args)]
+pub struct CompileArgs {
+    /// The component to compile.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Where the compiled artifact goes.
+    #[arg(long)]
+    pub output: PathBuf,
+    /// The host's `[sandbox.engine]` settings, as JSON.
+    #[arg(long)]
+    pub engine: String,
+    /// Address-space limit, in MiB.
+    #[arg(long)]
+    pub memory_mib: u64,
+    /// CPU-time limit, in seconds.
+    #[arg(long)]
+    pub cpu_seconds: u64,
 }
 
 /// Arguments of `serve`.
@@ -161,15 +185,24 @@ pub struct SandboxArgs {
 impl SandboxArgs {
     /// The configuration file (or defaults) with the command line's overrides applied.
     pub fn config(&self) -> Result<SandboxConfig> {
-        let mut config = match &self.config {
+        Ok(self.configs()?.0)
+    }
+
+    /// The sandbox configuration (as [`SandboxArgs::config`]) and the import prefixes the
+    /// platform refuses at upload (`apps.refused_imports`), so `app check` refuses them too.
+    pub fn configs(&self) -> Result<(SandboxConfig, Vec<String>)> {
+        let (mut config, refused) = match &self.config {
             Some(path) => {
                 let text =
                     std::fs::read_to_string(path).with_context(|| format!("reading {path:?}"))?;
-                ServeConfig::from_toml(&text)
-                    .with_context(|| format!("in {path:?}"))?
-                    .sandbox
+                let serve =
+                    ServeConfig::from_toml(&text).with_context(|| format!("in {path:?}"))?;
+                (serve.sandbox, serve.apps.refused_imports)
             }
-            None => SandboxConfig::default(),
+            None => (
+                SandboxConfig::default(),
+                crate::config::AppsConfig::default().refused_imports,
+            ),
         };
         if let Some(dir) = &self.cache_dir {
             config.engine.cache_dir = Some(dir.clone());
@@ -194,7 +227,7 @@ impl SandboxArgs {
             limits.max_document_bytes = value;
         }
         config.validate()?;
-        Ok(config)
+        Ok((config, refused))
     }
 }
 
@@ -217,6 +250,16 @@ pub fn init_tracing() {
 
 /// Runs a parsed command line and returns the process's exit code.
 pub fn run(cli: Cli) -> Result<ExitCode> {
+    // The compile child needs no async runtime: it limits itself and compiles at once.
+    if let Command::Compile(args) = &cli.command {
+        return crate::runtime::compile::run_child(
+            &args.input,
+            &args.output,
+            &args.engine,
+            args.memory_mib,
+            args.cpu_seconds,
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -237,6 +280,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Command::Registry(command) => registry::run(command).await,
             Command::Batch(command) => batch::run(command).await,
             Command::Stream(command) => stream::run(command).await,
+            Command::Compile(_) => anyhow::bail!("__compile runs before the async runtime"),
             Command::App(AppCommand::Check(args)) => app::check(args).await,
             Command::App(AppCommand::Run(args)) => app::run(args).await,
             Command::App(AppCommand::Upload(args)) => app_remote::upload(args).await,

@@ -52,6 +52,13 @@ pub const DEFAULT_MAX_WASM_STACK_KIB: usize = 512;
 pub const DEFAULT_COMPILE_TIMEOUT_MS: u64 = 60_000;
 /// The largest component accepted.
 pub const DEFAULT_MAX_COMPONENT_MIB: u64 = 50;
+/// Compiles running at once in one host process; more wait their turn. One keeps a hostile
+/// upload from taking more than one core of a small host (Cranelift may use more threads for
+/// one component with many functions, but a single huge function compiles on one).
+pub const DEFAULT_MAX_CONCURRENT_COMPILES: usize = 1;
+/// Address space of the compile child process (RLIMIT_AS), in MiB: the most one compile can
+/// take from the host's memory.
+pub const DEFAULT_COMPILE_MEMORY_MIB: u64 = 2048;
 
 /// MiB to bytes, saturating rather than overflowing.
 pub fn mib_to_bytes(mib: u64) -> usize {
@@ -199,6 +206,13 @@ pub struct EngineConfig {
     pub compile_timeout_ms: u64,
     /// Largest component accepted, in MiB.
     pub max_component_mib: u64,
+    /// Compiles running at once; further uploads (and first loads) wait for a slot.
+    pub max_concurrent_compiles: usize,
+    /// Address-space limit of the compile child process, in MiB.
+    pub compile_memory_mib: u64,
+    /// The `mysimbdp` executable that compiles components in a child process (its hidden
+    /// `__compile` command); default: the running executable.
+    pub compiler: Option<PathBuf>,
     /// Where compiled components are cached (default: `$XDG_CACHE_HOME/mysimbdp` or
     /// `~/.cache/mysimbdp`).
     pub cache_dir: Option<PathBuf>,
@@ -213,6 +227,9 @@ impl Default for EngineConfig {
             max_wasm_stack_kib: DEFAULT_MAX_WASM_STACK_KIB,
             compile_timeout_ms: DEFAULT_COMPILE_TIMEOUT_MS,
             max_component_mib: DEFAULT_MAX_COMPONENT_MIB,
+            max_concurrent_compiles: DEFAULT_MAX_CONCURRENT_COMPILES,
+            compile_memory_mib: DEFAULT_COMPILE_MEMORY_MIB,
+            compiler: None,
             cache_dir: None,
         }
     }
@@ -245,7 +262,29 @@ impl EngineConfig {
         if self.compile_timeout_ms == 0 || self.max_component_mib == 0 {
             bail!("engine compile_timeout_ms and max_component_mib must be at least 1");
         }
+        if !(1..=64).contains(&self.max_concurrent_compiles) {
+            bail!(
+                "engine max_concurrent_compiles = {}: it must be 1..=64",
+                self.max_concurrent_compiles
+            );
+        }
+        // Below ~256 MiB the compiler's own threads and heap cannot even start.
+        if !(256..=65536).contains(&self.compile_memory_mib) {
+            bail!(
+                "engine compile_memory_mib = {}: it must be 256..=65536",
+                self.compile_memory_mib
+            );
+        }
         Ok(())
+    }
+
+    /// The executable that compiles components: the configured one, else this process's own.
+    pub fn compiler(&self) -> Result<PathBuf> {
+        match &self.compiler {
+            Some(path) => Ok(path.clone()),
+            None => std::env::current_exe()
+                .context("finding this executable to run the component compiler"),
+        }
     }
 
     /// The cache directory, resolved from the environment when not set.

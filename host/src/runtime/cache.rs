@@ -1,14 +1,15 @@
 //! Compiled components cached on disk, keyed by the component's digest and the engine's
 //! compatibility hash, so a different wasmtime version or setting never loads a stale one.
 
-use super::failure::Failure;
+use super::compile::Compiler;
+use super::failure::{Failure, FailureClass};
+use crate::config::EngineConfig;
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
@@ -22,14 +23,15 @@ pub enum Origin {
     Cached,
 }
 
-/// The on-disk cache of compiled components.
+/// The on-disk cache of compiled components, and the compiler that fills it.
 pub(crate) struct ArtifactCache {
     dir: PathBuf,
     engine_key: String,
+    compiler: Compiler,
 }
 
 impl ArtifactCache {
-    pub(crate) fn new(engine: &Engine, dir: PathBuf) -> Result<Self> {
+    pub(crate) fn new(engine: &Engine, dir: PathBuf, compiler: &EngineConfig) -> Result<Self> {
         // Only this user may write there: whatever is in this directory is later loaded as
         // native code (see `deserialize`).
         std::fs::DirBuilder::new()
@@ -40,6 +42,7 @@ impl ArtifactCache {
         let mut hasher = DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         Ok(Self {
+            compiler: Compiler::new(compiler, dir.clone())?,
             dir,
             engine_key: format!("{:016x}", hasher.finish()),
         })
@@ -49,18 +52,17 @@ impl ArtifactCache {
         self.dir.join(format!("{digest}-{}.cwasm", self.engine_key))
     }
 
-    /// Loads the compiled form of `wasm` from the cache, or compiles it off the async
-    /// runtime under `timeout` and caches it.
+    /// Loads the compiled form of `wasm` from the cache, or compiles it in a child process
+    /// (bounded in time, memory and concurrency: see [`Compiler`]) and caches it.
     pub(crate) async fn load(
         &self,
         engine: &Engine,
         wasm: &[u8],
-        timeout: Duration,
     ) -> Result<(Component, String, Origin), Failure> {
         let digest = digest(wasm);
         let path = self.path(&digest);
         if path.exists() {
-            match deserialize(engine, &path) {
+            match read_sealed(&path).and_then(|body| deserialize(engine, &body)) {
                 Ok(component) => return Ok((component, digest, Origin::Cached)),
                 // A truncated or foreign file: fall through, recompile and overwrite it.
                 Err(error) => {
@@ -68,26 +70,14 @@ impl ArtifactCache {
                 }
             }
         }
-        let engine_for_compile = engine.clone();
-        let bytes = wasm.to_vec();
-        let compile =
-            tokio::task::spawn_blocking(move || Component::new(&engine_for_compile, &bytes));
-        let component = match tokio::time::timeout(timeout, compile).await {
-            Err(_) => {
-                return Err(Failure::invalid(format!(
-                    "compiling the component took longer than {timeout:?}"
-                )));
-            }
-            Ok(Err(join)) => return Err(Failure::invalid(format!("compiler crashed: {join}"))),
-            Ok(Ok(Err(error))) => {
-                return Err(Failure::invalid(format!(
-                    "not a valid component: {}",
-                    root_cause(&error)
-                )));
-            }
-            Ok(Ok(Ok(component))) => component,
-        };
-        if let Err(error) = store(&component, &path) {
+        let artifact = self.compiler.compile(wasm, &digest).await?;
+        let component = deserialize(engine, &artifact).map_err(|error| {
+            Failure::new(
+                FailureClass::HostError,
+                format!("loading the compiler's output: {error:#}"),
+            )
+        })?;
+        if let Err(error) = store(&artifact, &path) {
             // The cache is an optimisation: a read-only or full disk must not fail the load.
             tracing::warn!(?path, "could not cache compiled component: {error:#}");
         }
@@ -100,7 +90,7 @@ pub fn digest(wasm: &[u8]) -> String {
     hex::encode(Sha256::digest(wasm))
 }
 
-fn root_cause(error: &wasmtime::Error) -> String {
+pub(crate) fn root_cause(error: &wasmtime::Error) -> String {
     error
         .chain()
         .last()
@@ -112,28 +102,35 @@ fn root_cause(error: &wasmtime::Error) -> String {
 /// torn write or a flipped bit on disk is caught here instead of being run as native code.
 const SEAL_BYTES: usize = 32;
 
-#[allow(unsafe_code)]
-fn deserialize(engine: &Engine, path: &Path) -> Result<Component> {
-    let file = std::fs::read(path).with_context(|| format!("reading {path:?}"))?;
-    let Some((seal, body)) = file.split_at_checked(SEAL_BYTES) else {
+/// The body of a cache file whose seal matches.
+fn read_sealed(path: &Path) -> Result<Vec<u8>> {
+    let mut file = std::fs::read(path).with_context(|| format!("reading {path:?}"))?;
+    if file.len() < SEAL_BYTES {
         anyhow::bail!("{path:?} is too short to be a cached component");
-    };
-    if Sha256::digest(body).as_slice() != seal {
+    }
+    let body = file.split_off(SEAL_BYTES);
+    if Sha256::digest(&body).as_slice() != file.as_slice() {
         anyhow::bail!("{path:?} does not match its checksum");
     }
-    // SAFETY: `body` is exactly what `Component::serialize` produced in `store` (the checksum
-    // proves it), written into the operator's private cache directory under a name carrying
-    // the engine's compatibility hash; wasmtime also refuses artifacts of other engines.
+    Ok(body)
+}
+
+#[allow(unsafe_code)]
+fn deserialize(engine: &Engine, body: &[u8]) -> Result<Component> {
+    // SAFETY: `body` is what `Engine::precompile_component` produced, either just now in our
+    // own compile child (the same executable and engine settings, writing into the operator's
+    // private cache directory), or earlier, sealed by `store` and checked by `read_sealed`,
+    // under a name carrying the engine's compatibility hash; wasmtime also refuses
+    // artifacts of other engines or settings.
     let component = unsafe { Component::deserialize(engine, body) }.map_err(anyhow::Error::from)?;
     Ok(component)
 }
 
 /// Writes atomically (temp file + rename) so a concurrent reader never sees half a file.
-fn store(component: &Component, path: &Path) -> Result<()> {
-    let body = component.serialize().map_err(anyhow::Error::from)?;
+fn store(body: &[u8], path: &Path) -> Result<()> {
     let mut bytes = Vec::with_capacity(SEAL_BYTES + body.len());
-    bytes.extend_from_slice(&Sha256::digest(&body));
-    bytes.extend_from_slice(&body);
+    bytes.extend_from_slice(&Sha256::digest(body));
+    bytes.extend_from_slice(body);
     // Unique per process and write, so concurrent compiles of one component never interleave
     // their bytes in one file.
     static WRITES: AtomicU64 = AtomicU64::new(0);

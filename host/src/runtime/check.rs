@@ -1,10 +1,11 @@
-//! Admission checks of a component before it is compiled and linked: is it a component at
-//! all, which world does it target, and does it import only what the platform provides.
+//! Admission checks of a component before it is compiled: is it a component at all, which
+//! world does it target, and does it import only what the platform provides and grants. All
+//! of it reads the component's own import and export sections, so a hostile component is
+//! refused here without costing a compile.
 
 use super::failure::Failure;
 use std::fmt;
-use wasmtime::Engine;
-use wasmtime::component::Component;
+use wasmparser::{Chunk, Parser, Payload};
 
 /// Which kind of app a component is, by the world it targets.
 #[derive(
@@ -84,20 +85,57 @@ pub(crate) fn check_binary(wasm: &[u8], max_bytes: u64) -> Result<(), Failure> {
     }
 }
 
-/// Names the component's world by its exports and refuses imports outside that world.
-pub(crate) fn classify_world(
-    engine: &Engine,
-    component: &Component,
-) -> Result<(AppKind, Vec<String>, Vec<String>), Failure> {
-    let ty = component.component_type();
-    let imports: Vec<String> = ty
-        .imports(engine)
-        .map(|(name, _)| name.to_owned())
-        .collect();
-    let exports: Vec<String> = ty
-        .exports(engine)
-        .map(|(name, _)| name.to_owned())
-        .collect();
+/// The top-level import and export names of a component, read from its sections without
+/// compiling (nested core modules and components are skipped, not parsed).
+pub(crate) fn interface(wasm: &[u8]) -> Result<(Vec<String>, Vec<String>), Failure> {
+    let malformed =
+        |e: wasmparser::BinaryReaderError| Failure::invalid(format!("not a valid component: {e}"));
+    let (mut imports, mut exports) = (Vec::new(), Vec::new());
+    let mut parser = Parser::new(0);
+    let mut data = wasm;
+    loop {
+        let (payload, consumed) = match parser.parse(data, true).map_err(malformed)? {
+            Chunk::Parsed { payload, consumed } => (payload, consumed),
+            // `eof` is true: the parser reports truncation as an error instead.
+            Chunk::NeedMoreData(_) => {
+                return Err(Failure::invalid("not a valid component: it is truncated"));
+            }
+        };
+        let mut skip = consumed;
+        match payload {
+            Payload::ComponentImportSection(section) => {
+                for import in section {
+                    imports.push(import.map_err(malformed)?.name.name.to_owned());
+                }
+            }
+            Payload::ComponentExportSection(section) => {
+                for export in section {
+                    exports.push(export.map_err(malformed)?.name.name.to_owned());
+                }
+            }
+            // The nested body follows its header; the top-level parser already counted it.
+            Payload::ModuleSection {
+                unchecked_range, ..
+            }
+            | Payload::ComponentSection {
+                unchecked_range, ..
+            } => skip += unchecked_range.len(),
+            Payload::End(_) => return Ok((imports, exports)),
+            _ => {}
+        }
+        data = data
+            .get(skip..)
+            .ok_or_else(|| Failure::invalid("not a valid component: a section overruns it"))?;
+    }
+}
+
+/// Names the component's world by its exports and refuses imports outside that world, then
+/// imports the operator refuses (`refused` prefixes: capabilities the sandbox never grants).
+pub(crate) fn classify(
+    imports: &[String],
+    exports: &[String],
+    refused: &[String],
+) -> Result<AppKind, Failure> {
     let exports_interface = |wanted: &str| exports.iter().any(|e| unversioned(e) == wanted);
     let kind = match (
         exports_interface(BATCH_EXPORT),
@@ -127,7 +165,18 @@ pub(crate) fn classify_world(
             "imports {unknown}, which the platform does not provide to {kind} apps"
         )));
     }
-    Ok((kind, imports, exports))
+    let refused_import = imports.iter().find(|import| {
+        refused
+            .iter()
+            .any(|prefix| import.starts_with(prefix.as_str()))
+    });
+    if let Some(import) = refused_import {
+        return Err(Failure::invalid(format!(
+            "the component imports {import}, which the platform never grants its apps \
+             (no network, no files: input comes through batch-input or stream messages)"
+        )));
+    }
+    Ok(kind)
 }
 
 fn unversioned(name: &str) -> &str {
@@ -163,6 +212,35 @@ mod tests {
                 .message
                 .contains("above the cap")
         );
+    }
+
+    #[test]
+    fn refused_imports_are_named_before_compiling() {
+        let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let exports = names(&["mysimbdp:ingest/batch-ingest@0.1.0"]);
+        let refused = names(&["wasi:sockets/"]);
+        let imports = names(&["wasi:io/error@0.2.6", "wasi:sockets/tcp@0.2.6"]);
+        let reason = classify(&imports, &exports, &refused).unwrap_err().message;
+        assert!(reason.contains("wasi:sockets/tcp@0.2.6"), "{reason}");
+        assert!(classify(&imports, &exports, &[]).is_ok());
+        assert!(classify(&imports[..1], &exports, &refused).is_ok());
+    }
+
+    #[test]
+    fn top_level_names_are_read_without_compiling() {
+        let wasm = wat::parse_str(
+            r#"(component
+                 (import "wasi:sockets/tcp@0.2.6" (instance))
+                 (core module $m (func (export "f")))
+                 (core instance $i (instantiate $m))
+                 (func $f (canon lift (core func $i "f")))
+                 (export "mysimbdp:ingest/stream-ingest@0.1.0" (func $f)))"#,
+        )
+        .unwrap();
+        let (imports, exports) = interface(&wasm).unwrap();
+        assert_eq!(imports, ["wasi:sockets/tcp@0.2.6"]);
+        assert_eq!(exports, ["mysimbdp:ingest/stream-ingest@0.1.0"]);
+        assert!(interface(&wasm[..wasm.len() - 3]).is_err());
     }
 
     #[test]

@@ -21,6 +21,25 @@ const HOST_STACK_BYTES: usize = 1024 * 1024;
 /// exceptions and component-model async are not even compiled in (see the workspace's
 /// wasmtime features); the rest are switched off here.
 pub(crate) fn build(config: &EngineConfig) -> Result<Engine> {
+    let mut wasm = compilation_config(config);
+    wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool(config)));
+    Engine::new(&wasm)
+        .map_err(anyhow::Error::from)
+        .context("creating the wasmtime engine")
+}
+
+/// The engine of the compile child: the host's compilation settings with the on-demand
+/// allocator, because the pool reserves far more address space than the child's RLIMIT_AS
+/// allows, and the child never instantiates. The allocator is not part of what wasmtime
+/// checks when the host deserializes the artifact; every setting that is, is shared through
+/// [`compilation_config`].
+pub(crate) fn build_compiler(config: &EngineConfig) -> Result<Engine> {
+    Engine::new(&compilation_config(config))
+        .map_err(anyhow::Error::from)
+        .context("creating the compiler's wasmtime engine")
+}
+
+fn pool(config: &EngineConfig) -> PoolingAllocationConfig {
     let instances = config.max_instances;
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(instances)
@@ -32,7 +51,12 @@ pub(crate) fn build(config: &EngineConfig) -> Result<Engine> {
         .max_memories_per_component(MEMORIES_PER_COMPONENT)
         .max_tables_per_component(TABLES_PER_COMPONENT)
         .max_memory_size(mib_to_bytes(config.max_memory_mib));
+    pool
+}
 
+/// Every setting that shapes compiled code; one function so the host and the compile child
+/// can never disagree.
+fn compilation_config(config: &EngineConfig) -> Config {
     let mut wasm = Config::new();
     wasm.wasm_component_model(true)
         .consume_fuel(true)
@@ -40,14 +64,11 @@ pub(crate) fn build(config: &EngineConfig) -> Result<Engine> {
         .max_wasm_stack(config.max_wasm_stack_kib * 1024)
         // Calls run on fiber stacks, which must hold the wasm stack plus the host's frames.
         .async_stack_size(config.max_wasm_stack_kib * 1024 + HOST_STACK_BYTES)
-        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
         .wasm_stack_switching(false)
         .wasm_memory64(false)
         .wasm_custom_page_sizes(false)
         .wasm_wide_arithmetic(false);
-    Engine::new(&wasm)
-        .map_err(anyhow::Error::from)
-        .context("creating the wasmtime engine")
+    wasm
 }
 
 /// Ticks the engine's epoch while alive; the ticks drive every Store's deadline check and

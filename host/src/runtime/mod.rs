@@ -5,6 +5,7 @@
 pub mod bindings;
 mod cache;
 mod check;
+pub mod compile;
 mod engine;
 mod failure;
 pub(crate) mod host;
@@ -74,7 +75,7 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut stream_linker).map_err(anyhow::Error::from)?;
         bindings::stream::StreamApp::add_to_linker::<_, HasSelf<_>>(&mut stream_linker, |s| s)
             .map_err(anyhow::Error::from)?;
-        let cache = cache::ArtifactCache::new(&engine, config.engine.cache_dir())?;
+        let cache = cache::ArtifactCache::new(&engine, config.engine.cache_dir(), &config.engine)?;
         let ticker = engine::EpochTicker::start(
             engine.clone(),
             Duration::from_millis(config.engine.epoch_tick_ms),
@@ -94,14 +95,23 @@ impl Runtime {
         &self.config
     }
 
-    /// Admits a component: checks it is a component of one of our worlds that imports only
+    /// Loads a component: checks it is a component of one of our worlds that imports only
     /// what the platform provides, compiles it (or loads it from the cache) and pre-links it.
+    /// For components already admitted (or run locally): no import is refused by prefix.
     pub async fn load(&self, wasm: &[u8]) -> Result<App, Failure> {
+        self.admit(wasm, &[]).await
+    }
+
+    /// Admits a component, in order: size and header, world and imports from its own
+    /// sections (also refusing imports starting with any `refused` prefix), all without a
+    /// compiler; then compiles it in a bounded child process (or loads it from the cache);
+    /// then type-checks it against its world while pre-linking it.
+    pub async fn admit(&self, wasm: &[u8], refused: &[String]) -> Result<App, Failure> {
         let started = Instant::now();
         check::check_binary(wasm, self.config.engine.max_component_mib * 1024 * 1024)?;
-        let timeout = Duration::from_millis(self.config.engine.compile_timeout_ms);
-        let (component, digest, origin) = self.cache.load(&self.engine, wasm, timeout).await?;
-        let (kind, imports, exports) = check::classify_world(&self.engine, &component)?;
+        let (imports, exports) = check::interface(wasm)?;
+        let kind = check::classify(&imports, &exports, refused)?;
+        let (component, digest, origin) = self.cache.load(&self.engine, wasm).await?;
         let linker = match kind {
             AppKind::Batch => &self.batch_linker,
             AppKind::Stream => &self.stream_linker,

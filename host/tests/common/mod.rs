@@ -19,6 +19,8 @@ pub fn runtime() -> &'static Runtime {
         let mut config = SandboxConfig::default();
         config.engine.cache_dir =
             Some(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"));
+        // The compile child is the built `mysimbdp`, not this test binary.
+        config.engine.compiler = Some(env!("CARGO_BIN_EXE_mysimbdp").into());
         Runtime::new(config).expect("the default sandbox config is valid")
     })
 }

@@ -32,6 +32,8 @@ pub fn config(database: &str, cache: &str) -> ServeConfig {
     config.platform.mongodb_uri = mysimbdp_tests::MONGODB_URI.to_owned();
     config.platform.database = database.to_owned();
     config.sandbox.engine.cache_dir = Some(scratch(cache));
+    // Tests run the host in-process: the compile child is the built `mysimbdp`, not this binary.
+    config.sandbox.engine.compiler = Some(env!("CARGO_BIN_EXE_mysimbdp").into());
     config.registry.etcd_endpoints = vec![mysimbdp_tests::ETCD_ENDPOINT.to_owned()];
     config.registry.prefix = format!("/mysimbdp-test/{database}");
     config.batch.namespace = database.to_owned();
