@@ -125,7 +125,10 @@ pub fn to_stored(
     let converted = Value { depth: 0 }
         .deserialize(&mut deserializer)
         .and_then(|value| deserializer.end().map(|()| value))
-        .map_err(|e| format!("cannot be stored: {e}"))?;
+        .map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => format!("cannot be stored: {e}"),
+            _ => format!("not a JSON object: {e}"),
+        })?;
     let RawBson::Document(document) = converted else {
         return Err("not a JSON object".to_owned());
     };
@@ -384,8 +387,9 @@ mod stored_tests {
         for (json, id, reason) in [
             ("[1]", None, "not a JSON object"),
             ("{\"a\":", None, "not a JSON object"),
-            ("{\"a\":1 {\"b\":2}", None, "cannot be stored"),
-            ("{\"a\":1} {\"b\":2}", None, "cannot be stored"),
+            ("{\"a\":1 {\"b\":2}", None, "not a JSON object"),
+            ("{\"a\":1} {\"b\":2}", None, "not a JSON object"),
+            ("{this is not JSON}", None, "not a JSON object"),
             ("{\"a\\u0000b\":1}", None, "NUL"),
             ("{\"a\":{\"b\\u0000\":1}}", None, "NUL"),
             ("{\"a\":1,\"a\":2}", None, "twice"),

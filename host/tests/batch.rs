@@ -564,3 +564,124 @@ async fn the_cli_uploads_files_and_waits_for_their_jobs() {
     drop_database(&tenant_database(&id)).await;
     host.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_that_cannot_be_stored_as_emitted_are_refused_alone() {
+    let database = database_name();
+    let host = Host::start_on(&database, "batch-cache").await;
+    let id = mysimbdp_tests::unique("bu");
+    let token = host.create_tenant(&id, None).await;
+    let (status, body) = host
+        .upload(&token, "shapes", read(fixtures::EVIL_UNSTORABLE))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let lines = b"first\nnul-key\nnull-id\nnull-id\ndollar\nextended\nlast\n".to_vec();
+    let (status, queued) = upload(
+        &host,
+        &token,
+        form("shapes", vec![("shapes.csv".into(), lines, "text/csv")]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+    let jobs = job_ids(&queued);
+    // Deterministic faults of single documents: one attempt, the job done, the good
+    // documents landed, the refused ones counted with the first reason.
+    let settled = wait_for(&host, &token, &jobs, &["done", "failed", "dead"]).await;
+    let job = &settled[0];
+    assert_eq!(job["status"], "done", "{job}");
+    assert_eq!(job["attempts"], 1, "{job}");
+    assert_eq!(job["documents"], 3, "{job}");
+    assert_eq!(job["rejected"], 4, "{job}");
+    let error = job["error"].as_str().unwrap();
+    assert!(
+        error.contains("document 1") && error.contains("NUL"),
+        "{job}"
+    );
+    let stored = mongodb::Client::with_uri_str(mysimbdp_tests::MONGODB_URI)
+        .await
+        .unwrap()
+        .database(&tenant_database(&id))
+        .collection::<Document>("documents");
+    assert_eq!(stored.count_documents(doc! {}).await.unwrap(), 3);
+    // Exactly as emitted: extended-JSON keys are data, nothing dropped. (Read as raw BSON:
+    // the driver's own `Document` would reinterpret the keys on the way back.)
+    let extended = stored
+        .clone_with_type::<mongodb::bson::RawDocumentBuf>()
+        .find_one(doc! { "p.note": "keep me" })
+        .await
+        .unwrap()
+        .expect("the extended-JSON document is stored");
+    let p = extended.get_document("p").unwrap();
+    let keys: Vec<(&str, &str)> = p
+        .into_iter()
+        .map(|e| {
+            let (k, v) = e.unwrap();
+            (k, v.as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(keys, [("note", "keep me"), ("$numberLong", "5")]);
+    drop_database(&tenant_database(&id)).await;
+    host.stop().await;
+}
+
+/// The process's peak resident memory (VmHWM), in MiB.
+fn peak_rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap()
+        / 1024
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_document_shape_cannot_swell_the_hosts_memory() {
+    let database = database_name();
+    let host = Host::start_with(&database, "batch-cache", |config| {
+        config.batch.workers = 0;
+    })
+    .await;
+    let id = mysimbdp_tests::unique("bm");
+    let token = host.create_tenant(&id, None).await;
+    let (status, body) = host
+        .upload(&token, "shapes", read(fixtures::EVIL_UNSTORABLE))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // 600 documents of 64 KiB JSON, each 32,768 small numbers: ~3.5 MiB apiece as a BSON
+    // document tree, ~350 KiB as BSON bytes. A worker of its own, with a 4 MiB write buffer.
+    let worker = spawn_serve_with(
+        &database,
+        "batch-worker",
+        "",
+        "workers = 1\n[sink]\nwrite_buffer_mib = 4",
+    )
+    .await;
+    let pid = worker.child.id().unwrap();
+    let before = peak_rss_mib(pid);
+    let (status, queued) = upload(
+        &host,
+        &token,
+        form(
+            "shapes",
+            vec![("wide.csv".into(), b"fan:600\n".to_vec(), "text/csv")],
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+    let jobs = job_ids(&queued);
+    let settled = wait_for(&host, &token, &jobs, &["done", "failed", "dead"]).await;
+    assert_eq!(settled[0]["status"], "done", "{}", settled[0]);
+    assert_eq!(settled[0]["documents"], 600, "{}", settled[0]);
+    let peak = peak_rss_mib(pid);
+    // The bound: the guest's memory cap (64 MiB), one emitted batch in the channel and one
+    // being converted (2 MiB each from the SDK), the write buffer (4 MiB) and the driver's
+    // copy of it, plus a fixed margin for allocator slack. Before the byte bound this job
+    // took the host past 2 GiB.
+    let growth = peak.saturating_sub(before);
+    eprintln!("serve peak RSS {peak} MiB, {before} MiB before the job: +{growth} MiB");
+    assert!(growth < 64 + 4 + 4 + 8 + 150, "serve grew by {growth} MiB");
+    worker.terminate().await;
+    drop_database(&tenant_database(&id)).await;
+    host.stop().await;
+}

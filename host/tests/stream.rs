@@ -1377,3 +1377,73 @@ async fn a_host_repairs_streams_provisioned_under_the_old_rules_at_start() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_document_the_coredms_cannot_store_dead_letters_only_its_message() {
+    within(
+        "a_document_the_coredms_cannot_store_dead_letters_only_its_message",
+        async {
+            let database = database_name();
+            let host = host(&database).await;
+            let tenant = mysimbdp_tests::unique("sn");
+            let (token, conn) = stream_of(
+                &host,
+                &tenant,
+                profile(json!({})),
+                "poison",
+                fixtures::EVIL_POISON,
+                json!({ "name": "nul", "app": "poison", "collection": "events" }),
+            )
+            .await;
+            // One message's document has a NUL in a key: it passes the sandbox and cannot be
+            // stored. Deterministic: never retried, only that message dead-lettered, the
+            // rest of its batch written.
+            let messages: Vec<(String, String)> = (0..40)
+                .map(|n| {
+                    let body = if n == 20 {
+                        json!({ "n": n, "fail": "nul-key" })
+                    } else {
+                        json!({ "n": n })
+                    };
+                    (format!("m{n}"), body.to_string())
+                })
+                .collect();
+            publish(&conn, messages).await;
+            wait_documents(&tenant, "events", 39, Duration::from_secs(60)).await;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let letters = loop {
+                let (status, letters) = host
+                    .tenant(&token, Method::GET, "/v1/streams/nul/dead-letters", None)
+                    .await;
+                assert_eq!(status, StatusCode::OK, "{letters}");
+                if !letters.as_array().unwrap().is_empty() {
+                    break letters;
+                }
+                assert!(Instant::now() < deadline, "never dead-lettered");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            };
+            assert_eq!(letters.as_array().unwrap().len(), 1, "{letters}");
+            let letter = &letters[0];
+            assert_eq!(letter["class"], "bad-output", "{letter}");
+            assert!(
+                letter["error"].as_str().unwrap().contains("NUL"),
+                "{letter}"
+            );
+            assert_eq!(
+                letter["deliveries"], 1,
+                "dead-lettered at once, not retried: {letter}"
+            );
+            assert_eq!(
+                tenant_collection(&tenant, "events")
+                    .await
+                    .count_documents(doc! {})
+                    .await
+                    .unwrap(),
+                39
+            );
+            delete_tenant(&host, &tenant).await;
+            host.stop().await;
+        },
+    )
+    .await;
+}

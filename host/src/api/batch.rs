@@ -60,8 +60,12 @@ pub struct JobView {
     pub error: Option<String>,
     /// The failure class of the last attempt.
     pub error_class: Option<String>,
-    /// Documents written by the last attempt.
+    /// Documents written by the last attempt, whatever its outcome.
     pub documents: Option<i64>,
+    /// Documents of the last attempt refused as they were emitted (`bad-output`: a key with
+    /// NUL, a null `_id`, over 16 MiB…); the others were written. The first reason is in
+    /// `error` when the job itself succeeded.
+    pub rejected: Option<i64>,
     /// The app's quality report of the last attempt.
     #[schema(value_type = Option<Object>)]
     pub quality: Option<serde_json::Value>,
@@ -326,9 +330,12 @@ pub async fn job(
         size: job.spec.size,
         app: job.spec.app,
         version: job.spec.version,
-        error: job.error,
+        error: job
+            .error
+            .or_else(|| log.as_ref().and_then(|l| l.error.clone())),
         error_class: record.as_ref().and_then(|r| r.error_class.clone()),
         documents: log.as_ref().map(|l| l.documents),
+        rejected: log.as_ref().map(|l| l.rejected),
         quality: record
             .and_then(|r| r.quality)
             .map(|q| mongodb::bson::Bson::Document(q).into_relaxed_extjson()),

@@ -12,7 +12,7 @@ use crate::app_store::{AdmitError, AppStore};
 use crate::config::BatchConfig;
 use crate::platform::{JobRecord, LogEntry, Platform, StoreError, TenantStatus};
 use crate::profile::AfterSuccess;
-use crate::runtime::{BatchInput, CallOptions, FailureClass, OutputBatch, Usage};
+use crate::runtime::{BatchInput, CallOptions, FailureClass, OutputBatch, Quality, Usage};
 use crate::sink::{BulkWriter, Refusal, SinkResolver, SinkTarget, WriteError, stored_document};
 use mongodb::bson::{self, DateTime};
 use std::sync::Arc;
@@ -311,7 +311,7 @@ async fn attempt(context: &BatchContext, claim: &Claim, place: &mut Place) -> En
     };
     match ran {
         Ok(report) => Ended::Done {
-            quality: bson::to_document(&report.quality).unwrap_or_default(),
+            quality: quality_record(&report.quality),
             usage: report.usage,
             written,
         },
@@ -326,6 +326,51 @@ async fn attempt(context: &BatchContext, claim: &Claim, place: &mut Place) -> En
             written,
         },
     }
+}
+
+/// Violations a job record keeps; past this they are counted in `violations_dropped`.
+const MAX_VIOLATIONS: usize = 100;
+/// Bytes of an example a job record keeps (cut at a character boundary, `…` added).
+const MAX_EXAMPLE_BYTES: usize = 256;
+
+/// The app's quality report as the job record stores it, bounded whatever the app says: at
+/// most [`MAX_VIOLATIONS`] rules with examples of at most [`MAX_EXAMPLE_BYTES`], counts
+/// past BSON's integers saturated (never silently dropped).
+fn quality_record(quality: &Quality) -> bson::Document {
+    let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    let violations: Vec<bson::Document> = quality
+        .violations
+        .iter()
+        .take(MAX_VIOLATIONS)
+        .map(|v| {
+            let mut violation = bson::doc! {
+                "rule": shorten(&v.rule, MAX_EXAMPLE_BYTES),
+                "count": count(v.count),
+            };
+            if let Some(example) = &v.example {
+                violation.insert("example", shorten(example, MAX_EXAMPLE_BYTES));
+            }
+            violation
+        })
+        .collect();
+    bson::doc! {
+        "records_in": count(quality.records_in),
+        "records_bad": count(quality.records_bad),
+        "violations": violations,
+        "violations_dropped": count(quality.violations.len().saturating_sub(MAX_VIOLATIONS) as u64),
+    }
+}
+
+/// `text` cut to at most `max` bytes at a character boundary, marked with `…` when cut.
+fn shorten(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
 }
 
 async fn settle(
@@ -474,5 +519,41 @@ async fn settle(
     };
     if let Err(e) = context.platform.log_ingestion(&entry).await {
         tracing::error!(job = %claim.id, error = %e, "could not write the ingestion log");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::bindings::Violation;
+
+    #[test]
+    fn quality_records_are_bounded_whatever_the_app_reports() {
+        let quality = Quality {
+            records_in: u64::MAX,
+            records_bad: 3,
+            violations: (0..2100)
+                .map(|i| Violation {
+                    rule: format!("rule-{i}"),
+                    count: u64::MAX,
+                    example: Some("é".repeat(4096)),
+                })
+                .collect(),
+        };
+        let record = quality_record(&quality);
+        assert_eq!(record.get_i64("records_in").unwrap(), i64::MAX);
+        assert_eq!(record.get_i64("records_bad").unwrap(), 3);
+        assert_eq!(record.get_i64("violations_dropped").unwrap(), 2000);
+        let violations = record.get_array("violations").unwrap();
+        assert_eq!(violations.len(), MAX_VIOLATIONS);
+        let first = violations[0].as_document().unwrap();
+        assert_eq!(first.get_i64("count").unwrap(), i64::MAX);
+        let example = first.get_str("example").unwrap();
+        assert!(
+            example.len() <= MAX_EXAMPLE_BYTES + "…".len(),
+            "{}",
+            example.len()
+        );
+        assert!(mongodb::bson::to_vec(&record).unwrap().len() < 64 * 1024);
     }
 }
