@@ -624,17 +624,6 @@ async fn documents_that_cannot_be_stored_as_emitted_are_refused_alone() {
     host.stop().await;
 }
 
-/// The process's peak resident memory (VmHWM), in MiB.
-fn peak_rss_mib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .unwrap()
-        / 1024
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_document_shape_cannot_swell_the_hosts_memory() {
     let database = database_name();

@@ -1447,3 +1447,53 @@ async fn a_document_the_coredms_cannot_store_dead_letters_only_its_message() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hostile_document_shape_cannot_swell_a_consumers_memory() {
+    within("a_hostile_document_shape_cannot_swell_a_consumers_memory", async {
+        let database = database_name();
+        // This host consumes nothing; a `serve` process of its own does, with a 4 MiB write
+        // buffer and batches of 10 messages.
+        let host = Host::start_with(&database, "stream-cache", |config| {
+            config.batch.workers = 0;
+            config.stream.max_consumers = 0;
+        })
+        .await;
+        let consumer = spawn_serve_with(
+            &database,
+            "stream-worker",
+            "",
+            "workers = 0\n[sink]\nwrite_buffer_mib = 4\n[stream]\nbatch_size = 10\nreconcile_ms = 200",
+        )
+        .await;
+        let pid = consumer.child.id().unwrap();
+        let tenant = mysimbdp_tests::unique("sm");
+        let (_, conn) = stream_of(
+            &host,
+            &tenant,
+            profile(json!({})),
+            "poison",
+            fixtures::EVIL_POISON,
+            json!({ "name": "wide", "app": "poison", "collection": "wide" }),
+        )
+        .await;
+        let before = peak_rss_mib(pid);
+        // 30 messages of 11 bytes' worth of intent, each fanning out to 40 documents of
+        // 32,768 small numbers: ~140 MiB of BSON per batch of 10, ~1.4 GiB as BSON trees.
+        let messages: Vec<(String, String)> = (0..30)
+            .map(|n| (format!("w{n}"), json!({ "n": n, "fail": "fan", "count": 40 }).to_string()))
+            .collect();
+        publish(&conn, messages).await;
+        wait_documents(&tenant, "wide", 1200, Duration::from_secs(120)).await;
+        let peak = peak_rss_mib(pid);
+        let growth = peak.saturating_sub(before);
+        eprintln!("consumer peak RSS {peak} MiB, {before} MiB before: +{growth} MiB");
+        // The guest's memory (64 MiB cap) and its outcomes, the write buffer and the driver's
+        // copy, plus a fixed margin.
+        assert!(growth < 64 + 64 + 8 + 150, "the consumer grew by {growth} MiB");
+        delete_tenant(&host, &tenant).await;
+        consumer.terminate().await;
+        host.stop().await;
+    })
+    .await;
+}

@@ -84,7 +84,9 @@ struct Processed {
     messages: Vec<Message>,
     actions: Vec<Action>,
     /// Each message's documents as stored (BSON with `_id`), converted by the reader.
-    stored: Vec<Vec<RawDocumentBuf>>,
+    /// The documents as BSON, converted while the previous batch was written; `None` when
+    /// they would pass the write buffer (the writer then converts them as it writes).
+    stored: Option<Vec<Vec<RawDocumentBuf>>>,
     bytes: u64,
 }
 
@@ -280,7 +282,12 @@ impl Consumer {
                 };
             }
         }
-        let stored = convert(&plan, &messages, &mut actions);
+        let stored = convert(
+            &plan,
+            &messages,
+            &mut actions,
+            self.context.sinks.write_buffer_bytes(),
+        );
         Ok(Some(Processed {
             plan,
             batch,
@@ -425,11 +432,12 @@ impl Consumer {
         plan: &Plan,
         messages: &[Message],
         actions: &mut [Action],
-        stored: Vec<Vec<RawDocumentBuf>>,
+        stored: Option<Vec<Vec<RawDocumentBuf>>>,
         stop: &mut watch::Receiver<bool>,
     ) -> Option<u64> {
-        // The first attempt writes what the reader converted; a retry converts again.
-        let mut stored = Some(stored);
+        // The first attempt writes what the reader converted (if it fit the write buffer);
+        // otherwise, and on a retry, documents are converted as they are written.
+        let mut stored = stored;
         let tenant = &plan.tenant;
         let sink_settings = &tenant.profile.sink;
         let mut backoff = FIRST_BACKOFF;
@@ -445,10 +453,11 @@ impl Consumer {
                         self.context.sinks.write_buffer_bytes(),
                     )
                     .keeping_every_refusal();
-                    let documents = stored
-                        .take()
-                        .unwrap_or_else(|| convert(plan, messages, actions));
-                    match write_once(actions, documents, &mut writer).await {
+                    let written = match stored.take() {
+                        Some(documents) => write_once(actions, documents, &mut writer).await,
+                        None => write_converting(plan, messages, actions, &mut writer).await,
+                    };
+                    match written {
                         Ok(owners) => {
                             // A message with a document the coredms refused is a dead letter;
                             // the rest of the batch landed.
@@ -555,42 +564,110 @@ impl Consumer {
 }
 
 /// Each message's documents as stored: BSON with its `_id` (the app's, or derived from
-/// tenant, stream, message id and position). A message with a document that is not a JSON
-/// object becomes a dead letter (`bad-output`).
-fn convert(plan: &Plan, messages: &[Message], actions: &mut [Action]) -> Vec<Vec<RawDocumentBuf>> {
+/// tenant, stream, message id and position). A message with a document that cannot be stored
+/// as emitted becomes a dead letter (`bad-output`). `None` when the batch's BSON would pass
+/// `budget` bytes: what a stream batch holds stays bounded whatever the documents' shape,
+/// and the writer converts them as it writes instead.
+fn convert(
+    plan: &Plan,
+    messages: &[Message],
+    actions: &mut [Action],
+    budget: usize,
+) -> Option<Vec<Vec<RawDocumentBuf>>> {
     let mut all = Vec::with_capacity(messages.len());
+    let mut bytes = 0usize;
     for (action, message) in actions.iter_mut().zip(messages) {
         let Action::Write(documents) = action else {
             all.push(Vec::new());
             continue;
         };
-        let source = format!("stream/{}/{}", plan.stream.name, message.id);
-        let stored: Result<Vec<_>, String> = documents
-            .iter()
-            .enumerate()
-            .map(|(n, document)| {
-                stored_document(
-                    &plan.stream.tenant,
-                    &source,
-                    n as u64,
-                    &document.json,
-                    document.id.as_deref(),
-                )
-                .map_err(|reason| format!("document {n} cannot be stored as emitted: {reason}"))
-            })
-            .collect();
-        match stored {
-            Ok(stored) => all.push(stored),
-            Err(reason) => {
-                *action = Action::Dead {
-                    class: FailureClass::BadOutput.as_str().to_owned(),
-                    reason,
-                };
+        let mut stored = Vec::with_capacity(documents.len());
+        let mut refused = None;
+        for (n, document) in documents.iter().enumerate() {
+            match stored_one(plan, message, n, document) {
+                Ok(document) => {
+                    bytes += document.as_bytes().len();
+                    if bytes > budget {
+                        return None;
+                    }
+                    stored.push(document);
+                }
+                Err(reason) => {
+                    refused = Some(reason);
+                    break;
+                }
+            }
+        }
+        match refused {
+            None => all.push(stored),
+            Some(reason) => {
+                *action = dead_for_output(reason);
                 all.push(Vec::new());
             }
         }
     }
-    all
+    Some(all)
+}
+
+/// Document `n` of `message` as stored, or why it cannot be.
+fn stored_one(
+    plan: &Plan,
+    message: &Message,
+    n: usize,
+    document: &crate::runtime::Document,
+) -> Result<RawDocumentBuf, String> {
+    let source = format!("stream/{}/{}", plan.stream.name, message.id);
+    stored_document(
+        &plan.stream.tenant,
+        &source,
+        n as u64,
+        &document.json,
+        document.id.as_deref(),
+    )
+    .map_err(|reason| format!("document {n} cannot be stored as emitted: {reason}"))
+}
+
+fn dead_for_output(reason: String) -> Action {
+    Action::Dead {
+        class: FailureClass::BadOutput.as_str().to_owned(),
+        reason,
+    }
+}
+
+/// One attempt at writing the `Write` actions' documents, converting each as it goes (the
+/// writer's buffer bounds what is held); a message with a document that cannot be stored
+/// becomes a dead letter. Returns which message owns each document pushed.
+async fn write_converting(
+    plan: &Plan,
+    messages: &[Message],
+    actions: &mut [Action],
+    writer: &mut BulkWriter,
+) -> Result<Vec<usize>, WriteError> {
+    let mut owners = Vec::new();
+    let mut refused = Vec::new();
+    for (i, (action, message)) in actions.iter().zip(messages).enumerate() {
+        let Action::Write(documents) = action else {
+            continue;
+        };
+        for (n, document) in documents.iter().enumerate() {
+            match stored_one(plan, message, n, document) {
+                Ok(document) => {
+                    let index = owners.len() as u64;
+                    owners.push(i);
+                    writer.push(index, document).await?;
+                }
+                Err(reason) => {
+                    refused.push((i, reason));
+                    break;
+                }
+            }
+        }
+    }
+    writer.flush().await?;
+    for (i, reason) in refused {
+        actions[i] = dead_for_output(reason);
+    }
+    Ok(owners)
 }
 
 /// One attempt at writing the `Write` actions' documents; returns which message owns each

@@ -3,7 +3,8 @@
 //! asks for a retry: a poison message that only the delivery limit ends), `"panic"` (traps,
 //! taking the whole batch's instance with it), `"loop"` (spins until out of fuel),
 //! `"nul-key"` (emits a document with a NUL in a key: it passes the sandbox, MongoDB cannot
-//! store it). The
+//! store it), `"fan"` (emits `count` documents of 64 KiB of small numbers each: a shape that
+//! swells when converted). The
 //! `spin_us` parameter busy-waits that long per message, to make consumers slow on purpose.
 
 use mysimbdp_sdk::{AppError, Message, Output, params, stream_app};
@@ -24,6 +25,14 @@ fn process(message: &Message, out: &mut Output) -> Result<(), AppError> {
         Some("panic") => panic!("the message asked for a panic"),
         Some("nul-key") => {
             out.emit_json("{\"a\\u0000b\":1}".to_owned());
+            return Ok(());
+        }
+        Some("fan") => {
+            let count = body.get("count").and_then(Value::as_u64).unwrap_or(0);
+            let numbers = vec!["1"; 32 * 1024].join(",");
+            for n in 0..count {
+                out.emit_json(format!("{{\"fan\":{n},\"numbers\":[{numbers}]}}"));
+            }
             return Ok(());
         }
         Some("loop") => {
