@@ -620,6 +620,35 @@ async fn documents_that_cannot_be_stored_as_emitted_are_refused_alone() {
         })
         .collect();
     assert_eq!(keys, [("note", "keep me"), ("$numberLong", "5")]);
+
+    // A job that fails part-way (out of fuel while fanning out) reports what it wrote: the
+    // job record and the collection agree.
+    let (status, queued) = upload(
+        &host,
+        &token,
+        form(
+            "shapes",
+            vec![("fan.csv".into(), b"fan:5000\n".to_vec(), "text/csv")],
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+    let settled = wait_for(
+        &host,
+        &token,
+        &job_ids(&queued),
+        &["done", "failed", "dead"],
+    )
+    .await;
+    let job = &settled[0];
+    assert_eq!(job["status"], "failed", "{job}");
+    assert_eq!(job["error_class"], "out-of-fuel", "{job}");
+    let landed = stored
+        .count_documents(doc! { "wide": { "$exists": true } })
+        .await
+        .unwrap();
+    assert!(landed > 0, "{job}");
+    assert_eq!(job["documents"].as_u64(), Some(landed), "{job}");
     drop_database(&tenant_database(&id)).await;
     host.stop().await;
 }
