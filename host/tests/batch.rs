@@ -575,7 +575,7 @@ async fn documents_that_cannot_be_stored_as_emitted_are_refused_alone() {
         .upload(&token, "shapes", read(fixtures::EVIL_UNSTORABLE))
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    let lines = b"first\nnul-key\nnull-id\nnull-id\ndollar\nextended\nlast\n".to_vec();
+    let lines = b"first\nnul-key\nnull-id\nnull-id\ndollar\nextended\nviolations\nlast\n".to_vec();
     let (status, queued) = upload(
         &host,
         &token,
@@ -597,6 +597,11 @@ async fn documents_that_cannot_be_stored_as_emitted_are_refused_alone() {
         error.contains("document 1") && error.contains("NUL"),
         "{job}"
     );
+    // 2,100 broken rules with long examples: the job record keeps a bounded report.
+    let quality = &job["quality"];
+    assert_eq!(quality["records_bad"], 2100, "{quality}");
+    assert_eq!(quality["violations"].as_array().unwrap().len(), 100);
+    assert_eq!(quality["violations_dropped"], 2000);
     let stored = mongodb::Client::with_uri_str(mysimbdp_tests::MONGODB_URI)
         .await
         .unwrap()

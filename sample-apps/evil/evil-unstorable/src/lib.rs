@@ -2,7 +2,8 @@
 //! object) but the sink must refuse or store exactly: `nul-key` (a key with NUL), `null-id`
 //! (`"_id": null`), `dollar` (a top-level `$` field), `extended` (extended-JSON keys next to
 //! data), `wide` (64 KiB of small numbers: a shape that swells when converted), `fan:N` (N
-//! wide documents from one line). Any other line becomes `{"line": …}`.
+//! wide documents from one line), `violations` (2,100 distinct quality rules broken, each with
+//! an 8 KiB example). Any other line becomes `{"line": …}`.
 
 use mysimbdp_sdk::{AppError, Input, Output, Quality, batch_app};
 
@@ -25,6 +26,11 @@ fn ingest(input: &mut Input, out: &mut Output) -> Result<Quality, AppError> {
                 "{\"p\":{\"note\":\"keep me\",\"$numberLong\":\"5\"}}".to_owned(),
             ),
             "wide" => out.emit_json(wide(0)),
+            "violations" => {
+                for i in 0..2100 {
+                    quality.bad(&format!("rule-{i}"), "x".repeat(8192));
+                }
+            }
             fan if fan.starts_with("fan:") => {
                 let count: usize = fan[4..].parse().unwrap_or(0);
                 for n in 0..count {
