@@ -17,6 +17,8 @@ pub mod config;
 pub mod daas;
 /// Documents as they leave an app: validation, deterministic `_id`s.
 pub mod documents;
+/// The host's log output: one line per record, whatever a tenant put into a field.
+pub mod logging;
 /// The names tenants and apps may take.
 pub mod names;
 /// The platform database: tenants, profiles, apps, versions, components.

@@ -708,3 +708,56 @@ async fn a_hostile_document_shape_cannot_swell_the_hosts_memory() {
     drop_database(&tenant_database(&id)).await;
     host.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_cannot_forge_records_in_the_hosts_log() {
+    let database = database_name();
+    let host = Host::start_with(&database, "batch-cache", |config| {
+        config.batch.workers = 0;
+    })
+    .await;
+    let id = mysimbdp_tests::unique("bl");
+    let token = host.create_tenant(&id, None).await;
+    let (status, body) = host
+        .upload(&token, "shapes", read(fixtures::EVIL_UNSTORABLE))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let worker = spawn_serve_with(&database, "batch-worker", "", "workers = 1").await;
+    // The app logs a line and rejects its input with a text that carries a newline and a
+    // forged "batch job settled" record behind it.
+    let (status, queued) = upload(
+        &host,
+        &token,
+        form(
+            "shapes",
+            vec![("forge.csv".into(), b"forge\n".to_vec(), "text/csv")],
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+    let settled = wait_for(
+        &host,
+        &token,
+        &job_ids(&queued),
+        &["done", "failed", "dead"],
+    )
+    .await;
+    assert_eq!(settled[0]["status"], "failed", "{}", settled[0]);
+    let log = worker.log.lock().unwrap().clone();
+    let carrying: Vec<&String> = log.iter().filter(|l| l.contains("forged=1")).collect();
+    assert!(
+        !carrying.is_empty(),
+        "the app's text never reached the log: {log:#?}"
+    );
+    for line in &log {
+        assert!(
+            !line.starts_with("2026-01-01T00:00:00"),
+            "a forged record stands on a line of its own: {line}"
+        );
+    }
+    for line in carrying {
+        assert!(line.contains("ok\\n2026-01-01"), "{line}");
+    }
+    worker.terminate().await;
+    host.stop().await;
+}

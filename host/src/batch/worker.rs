@@ -474,7 +474,14 @@ async fn settle(
             if dead {
                 status = "dead";
             }
-            tracing::info!(%worker, job = %claim.id, status, documents = written.inserted, "batch job settled");
+            tracing::info!(
+                %worker,
+                job = %claim.id,
+                status,
+                documents = written.inserted,
+                error = %error.as_deref().unwrap_or_default(),
+                "batch job settled"
+            );
         }
         Ok(false) => {
             tracing::warn!(%worker, job = %claim.id, "the job was no longer this worker's to settle");

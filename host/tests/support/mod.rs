@@ -247,6 +247,8 @@ pub fn orders_csv() -> (String, fixtures::orders::Expected) {
 pub struct Process {
     pub child: tokio::process::Child,
     pub base: String,
+    /// Its log lines so far (stderr).
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 pub async fn spawn_serve(database: &str, cache: &str) -> Process {
@@ -302,9 +304,15 @@ pub async fn spawn_serve_with(
     })
     .await
     .expect("serve starts within a minute");
-    // Keep draining its log so it never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Process { child, base }
+    // Keep draining its log so it never blocks on a full pipe; keep the lines for tests.
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = log.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            kept.lock().unwrap().push(line);
+        }
+    });
+    Process { child, base, log }
 }
 
 impl Process {

@@ -3,7 +3,8 @@
 //! (`"_id": null`), `dollar` (a top-level `$` field), `extended` (extended-JSON keys next to
 //! data), `wide` (64 KiB of small numbers: a shape that swells when converted), `fan:N` (N
 //! wide documents from one line), `violations` (2,100 distinct quality rules broken, each with
-//! an 8 KiB example). Any other line becomes `{"line": …}`.
+//! an 8 KiB example), `forge` (a log line and a rejection whose text carries a forged host log
+//! record after a newline). Any other line becomes `{"line": …}`.
 
 use mysimbdp_sdk::{AppError, Input, Output, Quality, batch_app};
 
@@ -26,6 +27,12 @@ fn ingest(input: &mut Input, out: &mut Output) -> Result<Quality, AppError> {
                 "{\"p\":{\"note\":\"keep me\",\"$numberLong\":\"5\"}}".to_owned(),
             ),
             "wide" => out.emit_json(wide(0)),
+            "forge" => {
+                let forged = "ok\n2026-01-01T00:00:00.000000Z  INFO mysimbdp::batch::worker: \
+                              batch job settled tenant=\"acme\" forged=1\r";
+                mysimbdp_sdk::log::info(forged);
+                return Err(AppError::reject(forged));
+            }
             "violations" => {
                 for i in 0..2100 {
                     quality.bad(&format!("rule-{i}"), "x".repeat(8192));
