@@ -21,7 +21,6 @@ use crate::platform::{StoreError, StreamRecord, StreamReport, TenantRecord, Tena
 use crate::runtime::CallOptions;
 use anyhow::Result;
 use mongodb::bson::DateTime;
-use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -164,10 +163,7 @@ async fn wanted(context: &StreamContext) -> Result<BTreeMap<(String, u32), Arc<P
         let desired = stream
             .consumers
             .clamp(profile.min_consumers, profile.max_consumers);
-        let start = placement(&stream.id);
-        let mine: Vec<u32> = (0..desired)
-            .filter(|slot| hosts[(start + *slot as usize) % hosts.len()] == context.host)
-            .collect();
+        let mine = super::policy::slots_of(&stream.id, desired, &hosts, &context.host);
         if mine.is_empty() {
             continue;
         }
@@ -180,12 +176,6 @@ async fn wanted(context: &StreamContext) -> Result<BTreeMap<(String, u32), Arc<P
         }
     }
     Ok(wanted)
-}
-
-/// Where a stream's slot 0 goes in the host list.
-fn placement(stream: &str) -> usize {
-    let digest = Sha256::digest(stream.as_bytes());
-    u64::from_be_bytes(digest[..8].try_into().unwrap_or_default()) as usize
 }
 
 /// The stream's app, loaded; `None` (logged) when it has no usable active version.

@@ -15,6 +15,7 @@ pub mod broker;
 pub mod consumer;
 pub mod manager;
 pub mod monitor;
+pub mod policy;
 pub mod quota;
 pub mod stats;
 

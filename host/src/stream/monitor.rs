@@ -15,6 +15,7 @@
 //! Hosts' managers then start or stop consumers.
 
 use super::StreamContext;
+use super::policy::{self, Decision, Pressure, Reading};
 use crate::platform::{StreamEvent, StreamRecord, StreamReport, TenantStatus};
 use anyhow::Result;
 use mongodb::bson::DateTime;
@@ -25,26 +26,6 @@ use tokio::sync::watch;
 
 /// The election's name.
 pub const ELECTION: &str = "stream-monitor";
-
-/// Consecutive checks a stream has leaned one way.
-#[derive(Debug, Default, Clone, Copy)]
-struct Pressure {
-    up: u32,
-    down: u32,
-}
-
-/// What the monitor read about a stream.
-#[derive(Debug, Clone, Copy)]
-pub struct Reading {
-    /// Messages waiting.
-    pub backlog: u64,
-    /// Messages per second consumed, over all hosts.
-    pub throughput: f64,
-    /// The highest p99 latency of the latest reports, ms.
-    pub p99_ms: f64,
-    /// Whether any host reported the stream throttled.
-    pub throttled: bool,
-}
 
 /// Campaigns, and checks the streams while leading, until `stop`.
 pub async fn run(context: Arc<StreamContext>, lease: Duration, mut stop: watch::Receiver<bool>) {
@@ -117,76 +98,19 @@ async fn check(
     let profile = &tenant.profile.stream;
     let (min, max) = (profile.min_consumers, profile.max_consumers);
     let current = stream.consumers;
-    if !(min..=max).contains(&current) {
-        let target = current.clamp(min, max);
-        let reason =
-            format!("the profile allows {min}..={max} consumers; the stream had {current}");
-        return decide(context, stream, target, reason).await;
+    if let Some(Decision::Scale { to, reason }) = policy::into_bounds(current, min, max) {
+        return decide(context, stream, to, reason).await;
     }
     let reading = read(context, stream, profile.report_interval_secs).await?;
     let scale = &profile.autoscale;
-    let consumers = u64::from(current.max(1));
-    let per_consumer = reading.backlog / consumers;
-    let up_reason = if reading.backlog == 0 || reading.throttled {
-        None
-    } else if current == 0 {
-        Some(format!(
-            "{} messages wait and no consumer runs",
-            reading.backlog
-        ))
-    } else if per_consumer > scale.scale_up_backlog {
-        Some(format!(
-            "backlog {} ({per_consumer} per consumer) above {} per consumer",
-            reading.backlog, scale.scale_up_backlog
-        ))
-    } else if reading.p99_ms > scale.scale_up_latency_ms as f64 {
-        Some(format!(
-            "p99 latency {:.0} ms above {} ms with {} messages waiting",
-            reading.p99_ms, scale.scale_up_latency_ms, reading.backlog
-        ))
-    } else {
-        None
-    };
-    let per_consumer_rate = reading.throughput / consumers as f64;
-    let down = up_reason.is_none()
-        && per_consumer < scale.scale_down_backlog
-        && per_consumer_rate < scale.scale_down_throughput as f64
-        && reading.p99_ms <= scale.scale_up_latency_ms as f64;
-    pressure.up = if up_reason.is_some() {
-        pressure.up + 1
-    } else {
-        0
-    };
-    pressure.down = if down { pressure.down + 1 } else { 0 };
     let cooling = stream.scaled_at.is_some_and(|at| {
         DateTime::now().timestamp_millis() - at.timestamp_millis()
             < (scale.cooldown_secs * 1000) as i64
     });
-    if cooling {
-        return Ok(());
+    match policy::autoscale(current, (min, max), scale, &reading, cooling, pressure) {
+        Decision::Scale { to, reason } => decide(context, stream, to, reason).await,
+        Decision::Hold => Ok(()),
     }
-    if let Some(reason) = up_reason
-        && pressure.up >= scale.sustain
-        && current < max
-    {
-        *pressure = Pressure::default();
-        let reason = format!("{reason} for {} checks", scale.sustain);
-        return decide(context, stream, current + 1, reason).await;
-    }
-    if down && pressure.down >= scale.sustain && current > min {
-        *pressure = Pressure::default();
-        let reason = format!(
-            "idle for {} checks: backlog {} ({per_consumer} per consumer, below {}), {:.1} \
-             messages/s per consumer (below {})",
-            scale.sustain,
-            reading.backlog,
-            scale.scale_down_backlog,
-            per_consumer_rate,
-            scale.scale_down_throughput
-        );
-        return decide(context, stream, current - 1, reason).await;
-    }
-    Ok(())
 }
 
 /// Backlog now (from the broker), throughput and latency from the reports of the last two
