@@ -44,6 +44,21 @@ async fn upload(host: &Host, token: &str, form: Form) -> (StatusCode, Value) {
     .await
 }
 
+/// Uploads `lines` as `name` for the `shapes` app (the evil-unstorable fixture) and returns
+/// its job once settled.
+async fn shapes_job(host: &Host, token: &str, name: &str, lines: Vec<u8>) -> Value {
+    let (status, queued) = upload(
+        host,
+        token,
+        form("shapes", vec![(name.to_owned(), lines, "text/csv")]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+    let jobs = job_ids(&queued);
+    let mut settled = wait_for(host, token, &jobs, &["done", "failed", "dead"]).await;
+    settled.remove(0)
+}
+
 /// Waits until every job has one of `statuses`; returns the jobs.
 async fn wait_for(host: &Host, token: &str, jobs: &[String], statuses: &[&str]) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -576,18 +591,9 @@ async fn documents_that_cannot_be_stored_as_emitted_are_refused_alone() {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let lines = b"first\nnul-key\nnull-id\nnull-id\ndollar\nextended\nviolations\nlast\n".to_vec();
-    let (status, queued) = upload(
-        &host,
-        &token,
-        form("shapes", vec![("shapes.csv".into(), lines, "text/csv")]),
-    )
-    .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
-    let jobs = job_ids(&queued);
     // Deterministic faults of single documents: one attempt, the job done, the good
     // documents landed, the refused ones counted with the first reason.
-    let settled = wait_for(&host, &token, &jobs, &["done", "failed", "dead"]).await;
-    let job = &settled[0];
+    let job = &shapes_job(&host, &token, "shapes.csv", lines).await;
     assert_eq!(job["status"], "done", "{job}");
     assert_eq!(job["attempts"], 1, "{job}");
     assert_eq!(job["documents"], 3, "{job}");
@@ -628,24 +634,7 @@ async fn documents_that_cannot_be_stored_as_emitted_are_refused_alone() {
 
     // A job that fails part-way (out of fuel while fanning out) reports what it wrote: the
     // job record and the collection agree.
-    let (status, queued) = upload(
-        &host,
-        &token,
-        form(
-            "shapes",
-            vec![("fan.csv".into(), b"fan:5000\n".to_vec(), "text/csv")],
-        ),
-    )
-    .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
-    let settled = wait_for(
-        &host,
-        &token,
-        &job_ids(&queued),
-        &["done", "failed", "dead"],
-    )
-    .await;
-    let job = &settled[0];
+    let job = &shapes_job(&host, &token, "fan.csv", b"fan:5000\n".to_vec()).await;
     assert_eq!(job["status"], "failed", "{job}");
     assert_eq!(job["error_class"], "out-of-fuel", "{job}");
     let landed = stored
@@ -682,20 +671,9 @@ async fn a_hostile_document_shape_cannot_swell_the_hosts_memory() {
     .await;
     let pid = worker.child.id().unwrap();
     let before = peak_rss_mib(pid);
-    let (status, queued) = upload(
-        &host,
-        &token,
-        form(
-            "shapes",
-            vec![("wide.csv".into(), b"fan:600\n".to_vec(), "text/csv")],
-        ),
-    )
-    .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
-    let jobs = job_ids(&queued);
-    let settled = wait_for(&host, &token, &jobs, &["done", "failed", "dead"]).await;
-    assert_eq!(settled[0]["status"], "done", "{}", settled[0]);
-    assert_eq!(settled[0]["documents"], 600, "{}", settled[0]);
+    let job = shapes_job(&host, &token, "wide.csv", b"fan:600\n".to_vec()).await;
+    assert_eq!(job["status"], "done", "{job}");
+    assert_eq!(job["documents"], 600, "{job}");
     let peak = peak_rss_mib(pid);
     // The bound: the guest's memory cap (64 MiB), one emitted batch in the channel and one
     // being converted (2 MiB each from the SDK), the write buffer (4 MiB) and the driver's
@@ -725,24 +703,8 @@ async fn an_app_cannot_forge_records_in_the_hosts_log() {
     let worker = spawn_serve_with(&database, "batch-worker", "", "workers = 1").await;
     // The app logs a line and rejects its input with a text that carries a newline and a
     // forged "batch job settled" record behind it.
-    let (status, queued) = upload(
-        &host,
-        &token,
-        form(
-            "shapes",
-            vec![("forge.csv".into(), b"forge\n".to_vec(), "text/csv")],
-        ),
-    )
-    .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
-    let settled = wait_for(
-        &host,
-        &token,
-        &job_ids(&queued),
-        &["done", "failed", "dead"],
-    )
-    .await;
-    assert_eq!(settled[0]["status"], "failed", "{}", settled[0]);
+    let job = shapes_job(&host, &token, "forge.csv", b"forge\n".to_vec()).await;
+    assert_eq!(job["status"], "failed", "{job}");
     let log = worker.log.lock().unwrap().clone();
     let carrying: Vec<&String> = log.iter().filter(|l| l.contains("forged=1")).collect();
     assert!(

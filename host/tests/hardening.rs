@@ -9,7 +9,7 @@
 
 mod support;
 
-use mongodb::bson::{Document, doc};
+use mongodb::bson::doc;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -20,14 +20,6 @@ use tokio::net::TcpStream;
 /// A fresh tenant id (tenant databases are shared by every test on the coredms).
 fn tenant_id(prefix: &str) -> String {
     mysimbdp_tests::unique(prefix)
-}
-
-async fn tenant_collection(tenant: &str, collection: &str) -> mongodb::Collection<Document> {
-    mongodb::Client::with_uri_str(mysimbdp_tests::MONGODB_URI)
-        .await
-        .unwrap()
-        .database(&format!("tenant_{}", tenant.replace('-', "_")))
-        .collection(collection)
 }
 
 async fn stored(tenant: &str, collection: &str) -> u64 {

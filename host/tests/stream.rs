@@ -134,14 +134,6 @@ async fn publish(connection: &Value, messages: impl IntoIterator<Item = (String,
     assert_eq!(publish_to(connection, &queue, messages).await, count);
 }
 
-async fn tenant_collection(tenant: &str, collection: &str) -> mongodb::Collection<Document> {
-    mongodb::Client::with_uri_str(mysimbdp_tests::MONGODB_URI)
-        .await
-        .unwrap()
-        .database(&format!("tenant_{}", tenant.replace('-', "_")))
-        .collection(collection)
-}
-
 /// Waits until the collection holds `count` documents (and checks it does not go past).
 async fn wait_documents(tenant: &str, collection: &str, count: u64, within: Duration) {
     let documents = tenant_collection(tenant, collection).await;

@@ -355,3 +355,15 @@ pub fn peak_rss_mib(pid: u32) -> u64 {
         .unwrap()
         / 1024
 }
+
+/// A collection of a tenant's own database on the shared coredms (`tenant_<id>`).
+pub async fn tenant_collection(
+    tenant: &str,
+    collection: &str,
+) -> mongodb::Collection<mongodb::bson::Document> {
+    mongodb::Client::with_uri_str(mysimbdp_tests::MONGODB_URI)
+        .await
+        .unwrap()
+        .database(&format!("tenant_{}", tenant.replace('-', "_")))
+        .collection(collection)
+}
