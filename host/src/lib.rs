@@ -3,7 +3,7 @@
 //! This crate is the `mysimbdp` binary's library: everything `main.rs` wires together lives
 //! here, so that tests can drive it.
 
-/// The HTTP API: routes, auth, errors, OpenAPI, metrics.
+/// The HTTP API: routes, auth, errors, OpenAPI, the request metrics middleware.
 pub mod api;
 /// App admission (validate, compile, probe, store) and loading on any host.
 pub mod app_store;
@@ -19,6 +19,8 @@ pub mod daas;
 pub mod documents;
 /// The host's log output: one line per record, whatever a tenant put into a field.
 pub mod logging;
+/// Prometheus metrics: the families every layer counts into.
+pub mod metrics;
 /// The names tenants and apps may take.
 pub mod names;
 /// The platform database: tenants, profiles, apps, versions, components.

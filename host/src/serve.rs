@@ -2,10 +2,11 @@
 //! together and serves until told to stop. Shutdown: stop accepting, let in-flight requests
 //! finish within `server.shutdown_grace_ms`, then return.
 
-use crate::api::{self, AppState, Metrics};
+use crate::api::{self, AppState};
 use crate::app_store::AppStore;
 use crate::batch::{BatchContext, JobQueue, Staging, worker};
 use crate::config::ServeConfig;
+use crate::metrics::Metrics;
 use crate::platform::Platform;
 use crate::registry::{HostInfo, Registry};
 use crate::runtime::Runtime;

@@ -11,17 +11,17 @@ pub mod connections;
 mod data;
 pub mod error;
 mod meta;
-pub mod metrics;
+mod metrics;
 mod streams;
 mod timeouts;
 mod views;
 
 pub use error::{ApiError, ErrorBody};
-pub use metrics::Metrics;
 
 use crate::app_store::AppStore;
 use crate::batch::BatchContext;
 use crate::config::ServeConfig;
+use crate::metrics::Metrics;
 use crate::platform::Platform;
 use crate::registry::Registry;
 use crate::sink::SinkResolver;

@@ -7,9 +7,9 @@
 
 use super::queue::{Claim, JobQueue, Outcome};
 use super::staging::Staging;
-use crate::api::Metrics;
 use crate::app_store::{AdmitError, AppStore};
 use crate::config::BatchConfig;
+use crate::metrics::Metrics;
 use crate::platform::{JobRecord, LogEntry, Platform, StoreError, TenantStatus};
 use crate::profile::AfterSuccess;
 use crate::runtime::{BatchInput, CallOptions, FailureClass, OutputBatch, Quality, Usage};

@@ -22,9 +22,9 @@ pub mod stats;
 pub use broker::Broker;
 pub use quota::Quota;
 
-use crate::api::Metrics;
 use crate::app_store::AppStore;
 use crate::config::StreamConfig;
+use crate::metrics::Metrics;
 use crate::platform::Platform;
 use crate::registry::Registry;
 use crate::sink::SinkResolver;
