@@ -5,15 +5,17 @@
 //! quarantined with the reason; retry or an infrastructure error → retried with backoff, then
 //! dead-lettered. Every attempt is logged in the ingestion log.
 
-use super::queue::{Claim, JobQueue, Outcome};
+use super::queue::{Claim, JobQueue, JobSpec, Outcome};
 use super::staging::Staging;
 use crate::app_store::{AdmitError, AppStore};
-use crate::config::BatchConfig;
+use crate::config::{BatchConfig, SandboxLimits};
 use crate::metrics::Metrics;
-use crate::platform::{JobRecord, LogEntry, Platform, StoreError, TenantStatus};
+use crate::platform::{JobRecord, LogEntry, Platform, StoreError, TenantRecord, TenantStatus};
 use crate::profile::AfterSuccess;
-use crate::runtime::{BatchInput, CallOptions, FailureClass, OutputBatch, Quality, Usage};
-use crate::sink::{BulkWriter, Refusal, SinkResolver, SinkTarget, WriteError, stored_document};
+use crate::runtime::{App, BatchInput, CallOptions, FailureClass, OutputBatch, Quality, Usage};
+use crate::sink::{
+    BulkWriter, Refusal, Sink, SinkResolver, SinkTarget, WriteError, stored_document,
+};
 use mongodb::bson::{self, DateTime};
 use std::sync::Arc;
 use std::time::Duration;
@@ -175,64 +177,31 @@ async fn execute(context: &BatchContext, worker: &str, claim: Claim) {
 /// Where an attempt wrote: the collection and the resolved coredms.
 type Place = Option<(String, SinkTarget)>;
 
+/// What a job runs with, once everything it names has been looked up.
+struct Prepared {
+    tenant: TenantRecord,
+    app: Arc<App>,
+    limits: SandboxLimits,
+    sink: Arc<Sink>,
+}
+
+/// One attempt at a job: look up what it needs, run the staged file through the app while a
+/// writer stores what it emits, and say how it ended. `place` learns where it wrote as soon as
+/// that is known, so even a failed attempt's log names its sink.
 async fn attempt(context: &BatchContext, claim: &Claim, place: &mut Place) -> Ended {
     let spec = &claim.spec;
-    let infra = |what: &str, e: &dyn std::fmt::Display| Ended::Transient {
-        reason: format!("{what}: {e}"),
-        written: Written::default(),
+    let prepared = match prepare(context, spec).await {
+        Ok(prepared) => prepared,
+        Err(ended) => return ended,
     };
-    let fail = |message: String| Ended::Failed {
-        class: FailureClass::HostError,
-        message,
-        usage: Usage::default(),
-        written: Written::default(),
-    };
-    let tenant = match context.platform.tenant(&spec.tenant).await {
-        Ok(tenant) => tenant,
-        Err(StoreError::NotFound(_)) => {
-            return fail(format!("tenant {:?} no longer exists", spec.tenant));
-        }
-        Err(e) => return infra("the platform database", &e),
-    };
-    if tenant.status == TenantStatus::Suspended {
-        return Ended::Deferred {
-            reason: "the tenant is suspended: its work is paused".to_owned(),
-        };
-    }
-    let record = match context.platform.app(&tenant.id, &spec.app).await {
-        Ok(record) => record,
-        Err(StoreError::NotFound(_)) => {
-            return fail(format!("app {:?} no longer exists", spec.app));
-        }
-        Err(e) => return infra("the platform database", &e),
-    };
-    let version = match context
-        .platform
-        .version(&tenant.id, &spec.app, &spec.version)
-        .await
-    {
-        Ok(version) => version,
-        Err(StoreError::NotFound(_)) => {
-            return fail(format!(
-                "version {} of app {:?} no longer exists",
-                spec.version, spec.app
-            ));
-        }
-        Err(e) => return infra("the platform database", &e),
-    };
-    let app = match context.apps.load(&version).await {
-        Ok(app) => app,
-        Err(AdmitError::Refused(failure)) => return fail(failure.message),
-        Err(AdmitError::Store(e)) => return infra("loading the app", &e),
-    };
-    let sink = match context.sinks.resolve(&tenant).await {
-        Ok(sink) => sink,
-        Err(e) => return infra("the tenant's coredms", &e),
-    };
-    *place = Some((tenant.profile.sink.collection.clone(), sink.target.clone()));
+    let tenant = &prepared.tenant;
+    *place = Some((
+        tenant.profile.sink.collection.clone(),
+        prepared.sink.target.clone(),
+    ));
     let file = match context.staging.open(&tenant.id, &spec.file).await {
         Ok(file) => file,
-        Err(e) => return fail(format!("the staged file is gone: {e:#}")),
+        Err(e) => return host_failure(format!("the staged file is gone: {e:#}")),
     };
     let input = BatchInput {
         name: spec.name.clone(),
@@ -249,24 +218,125 @@ async fn attempt(context: &BatchContext, claim: &Claim, place: &mut Place) -> En
             claim.id
         ),
         params: Arc::new(spec.params.clone()),
-        limits: context.apps.app_limits(&tenant, &record),
+        limits: prepared.limits.clone(),
     };
-    // The writer turns each emitted batch into BSON with deterministic ids and writes it
-    // while the app goes on. The channel holds one batch: with the one being converted and
-    // the writer's byte-bounded buffer, that bounds what a job holds; a slow sink slows the
-    // app down. A document that cannot be stored as emitted is refused alone: its neighbours
-    // land.
-    let (sender, mut batches) = mpsc::channel::<OutputBatch>(1);
+    // The channel holds one batch: with the one being converted and the writer's
+    // byte-bounded buffer, that bounds what a job holds; a slow sink slows the app down.
+    let (sender, batches) = mpsc::channel::<OutputBatch>(1);
+    let writer = spawn_writer(context, &prepared, spec, batches);
+    let ran = context
+        .apps
+        .runtime()
+        .run_batch(&prepared.app, input, &options, sender)
+        .await;
+    let written = match writer.await {
+        Ok((written, Ok(()))) => written,
+        Ok((written, Err(WriteError::Infra(e)))) => {
+            context.sinks.forget(&tenant.id);
+            return Ended::Transient {
+                reason: format!("writing to the tenant's coredms: {e}"),
+                written,
+            };
+        }
+        Err(e) => return infrastructure("the document writer", &e),
+    };
+    match ran {
+        Ok(report) => Ended::Done {
+            quality: quality_record(&report.quality),
+            usage: report.usage,
+            written,
+        },
+        Err(failure) if failure.class.is_retryable() => Ended::Transient {
+            reason: format!("{}: {}", failure.class, failure.message),
+            written,
+        },
+        Err(failure) => Ended::Failed {
+            class: failure.class,
+            message: failure.message,
+            usage: *failure.usage,
+            written,
+        },
+    }
+}
+
+/// Looks up what the job names: its tenant (a suspended one defers it), the app and the
+/// pinned version (gone ones fail it), the loaded component and the tenant's sink (trouble
+/// reaching them is transient).
+async fn prepare(context: &BatchContext, spec: &JobSpec) -> Result<Prepared, Ended> {
+    let tenant = match context.platform.tenant(&spec.tenant).await {
+        Ok(tenant) => tenant,
+        Err(StoreError::NotFound(_)) => {
+            return Err(host_failure(format!(
+                "tenant {:?} no longer exists",
+                spec.tenant
+            )));
+        }
+        Err(e) => return Err(infrastructure("the platform database", &e)),
+    };
+    if tenant.status == TenantStatus::Suspended {
+        return Err(Ended::Deferred {
+            reason: "the tenant is suspended: its work is paused".to_owned(),
+        });
+    }
+    let record = match context.platform.app(&tenant.id, &spec.app).await {
+        Ok(record) => record,
+        Err(StoreError::NotFound(_)) => {
+            return Err(host_failure(format!("app {:?} no longer exists", spec.app)));
+        }
+        Err(e) => return Err(infrastructure("the platform database", &e)),
+    };
+    let version = match context
+        .platform
+        .version(&tenant.id, &spec.app, &spec.version)
+        .await
+    {
+        Ok(version) => version,
+        Err(StoreError::NotFound(_)) => {
+            return Err(host_failure(format!(
+                "version {} of app {:?} no longer exists",
+                spec.version, spec.app
+            )));
+        }
+        Err(e) => return Err(infrastructure("the platform database", &e)),
+    };
+    let app = match context.apps.load(&version).await {
+        Ok(app) => app,
+        Err(AdmitError::Refused(failure)) => return Err(host_failure(failure.message)),
+        Err(AdmitError::Store(e)) => return Err(infrastructure("loading the app", &e)),
+    };
+    let sink = match context.sinks.resolve(&tenant).await {
+        Ok(sink) => sink,
+        Err(e) => return Err(infrastructure("the tenant's coredms", &e)),
+    };
+    let limits = context.apps.app_limits(&tenant, &record);
+    Ok(Prepared {
+        tenant,
+        app,
+        limits,
+        sink,
+    })
+}
+
+/// The task that turns each emitted batch into BSON with deterministic ids and writes it while
+/// the app goes on. A document that cannot be stored as emitted is refused alone: its
+/// neighbours land. It answers with what it wrote and how the writing ended.
+fn spawn_writer(
+    context: &BatchContext,
+    prepared: &Prepared,
+    spec: &JobSpec,
+    mut batches: mpsc::Receiver<OutputBatch>,
+) -> JoinHandle<(Written, Result<(), WriteError>)> {
+    let sink_settings = &prepared.tenant.profile.sink;
     let mut writer = BulkWriter::new(
-        sink.clone(),
-        tenant.profile.sink.collection.clone(),
-        tenant.profile.sink.write_concern,
-        tenant.profile.sink.insert_batch,
+        prepared.sink.clone(),
+        sink_settings.collection.clone(),
+        sink_settings.write_concern,
+        sink_settings.insert_batch,
         context.sinks.write_buffer_bytes(),
     );
     let source = spec.file.clone();
-    let tenant_id = tenant.id.clone();
-    let writer = tokio::spawn(async move {
+    let tenant_id = prepared.tenant.id.clone();
+    tokio::spawn(async move {
         let mut result = Ok(());
         'batches: while let Some(batch) = batches.recv().await {
             for (i, document) in batch.documents.into_iter().enumerate() {
@@ -292,39 +362,24 @@ async fn attempt(context: &BatchContext, claim: &Claim, place: &mut Place) -> En
             result = writer.flush().await;
         }
         (Written::of(&writer), result)
-    });
-    let ran = context
-        .apps
-        .runtime()
-        .run_batch(&app, input, &options, sender)
-        .await;
-    let written = match writer.await {
-        Ok((written, Ok(()))) => written,
-        Ok((written, Err(WriteError::Infra(e)))) => {
-            context.sinks.forget(&tenant.id);
-            return Ended::Transient {
-                reason: format!("writing to the tenant's coredms: {e}"),
-                written,
-            };
-        }
-        Err(e) => return infra("the document writer", &e),
-    };
-    match ran {
-        Ok(report) => Ended::Done {
-            quality: quality_record(&report.quality),
-            usage: report.usage,
-            written,
-        },
-        Err(failure) if failure.class.is_retryable() => Ended::Transient {
-            reason: format!("{}: {}", failure.class, failure.message),
-            written,
-        },
-        Err(failure) => Ended::Failed {
-            class: failure.class,
-            message: failure.message,
-            usage: *failure.usage,
-            written,
-        },
+    })
+}
+
+/// A failure the host declares (something the job names is gone or refused): never retried.
+fn host_failure(message: String) -> Ended {
+    Ended::Failed {
+        class: FailureClass::HostError,
+        message,
+        usage: Usage::default(),
+        written: Written::default(),
+    }
+}
+
+/// Trouble reaching `what`: retried.
+fn infrastructure(what: &str, error: &dyn std::fmt::Display) -> Ended {
+    Ended::Transient {
+        reason: format!("{what}: {error}"),
+        written: Written::default(),
     }
 }
 
@@ -373,6 +428,21 @@ fn shorten(text: &str, max: usize) -> String {
     format!("{}…", &text[..end])
 }
 
+/// How a job is settled: what the queue is told and what the ingestion log records.
+struct Settlement {
+    outcome: Outcome,
+    /// The job's status for the log and the metrics (`dead` once the queue gives up).
+    status: &'static str,
+    /// The failure class the job record keeps.
+    class: Option<String>,
+    error: Option<String>,
+    usage: Usage,
+    quality: Option<bson::Document>,
+    written: Written,
+}
+
+/// Settles an attempt: the staged file goes where the outcome sends it, the queue learns the
+/// outcome, then the metrics and the ingestion log record how the job really ended.
 async fn settle(
     context: &BatchContext,
     worker: &str,
@@ -381,39 +451,41 @@ async fn settle(
     started: DateTime,
     place: Place,
 ) {
+    let mut settlement = settlement(context, claim, ended).await;
+    // Settle first: the log then says how the job really ended (a last retry is `dead`).
+    settle_in_queue(context, worker, claim, &mut settlement).await;
     let spec = &claim.spec;
-    let staging = &context.staging;
-    let backoff = (Duration::from_millis(context.config.retry_backoff_ms)
-        * 2u32.saturating_pow(claim.attempt.saturating_sub(1)))
-    .min(MAX_BACKOFF);
-    let (outcome, status, class, error, usage, quality, written) = match ended {
+    context.metrics.batch_job(
+        &spec.tenant,
+        settlement.status,
+        settlement.written.inserted,
+        spec.size,
+    );
+    let entry = log_entry(claim, settlement, started, place);
+    if let Err(e) = context.platform.log_ingestion(&entry).await {
+        tracing::error!(job = %claim.id, error = %e, "could not write the ingestion log");
+    }
+}
+
+/// What `ended` settles as; the staged file of a finished or failed job is moved on here.
+async fn settlement(context: &BatchContext, claim: &Claim, ended: Ended) -> Settlement {
+    match ended {
         Ended::Done {
             usage,
             quality,
             written,
         } => {
-            let after = context
-                .platform
-                .tenant(&spec.tenant)
-                .await
-                .map(|t| t.profile.batch.after_success)
-                .unwrap_or_default();
-            let moved = match after {
-                AfterSuccess::Delete => staging.remove(&spec.tenant, &spec.file).await,
-                AfterSuccess::Archive => staging.archive(&spec.tenant, &spec.file).await,
-            };
-            if let Err(e) = moved {
-                tracing::warn!(job = %claim.id, error = %format!("{e:#}"), "the ingested file could not be cleaned up");
-            }
-            (
-                Outcome::Done,
-                "done",
-                None,
-                None,
+            let after = after_success(context, claim).await;
+            dispose_ingested(&context.staging, claim, after).await;
+            Settlement {
+                outcome: Outcome::Done,
+                status: "done",
+                class: None,
+                error: None,
                 usage,
-                Some(quality),
+                quality: Some(quality),
                 written,
-            )
+            }
         }
         Ended::Failed {
             class,
@@ -421,65 +493,116 @@ async fn settle(
             usage,
             written,
         } => {
+            let spec = &claim.spec;
             let reason = format!("{class}: {message}");
-            if let Err(e) = staging.quarantine(&spec.tenant, &spec.file, &reason).await {
+            if let Err(e) = context
+                .staging
+                .quarantine(&spec.tenant, &spec.file, &reason)
+                .await
+            {
                 tracing::warn!(job = %claim.id, error = %format!("{e:#}"), "the file could not be quarantined");
             }
-            (
-                Outcome::Fail {
+            Settlement {
+                outcome: Outcome::Fail {
                     reason: reason.clone(),
                 },
-                "failed",
-                Some(class.as_str().to_owned()),
-                Some(reason),
+                status: "failed",
+                class: Some(class.as_str().to_owned()),
+                error: Some(reason),
                 usage,
-                None,
+                quality: None,
                 written,
-            )
+            }
         }
-        Ended::Transient { reason, written } => (
-            Outcome::Retry {
+        Ended::Transient { reason, written } => Settlement {
+            outcome: Outcome::Retry {
                 reason: reason.clone(),
-                backoff,
+                backoff: retry_backoff(&context.config, claim.attempt),
             },
-            "retrying",
-            Some("retry".to_owned()),
-            Some(reason),
-            Usage::default(),
-            None,
+            status: "retrying",
+            class: Some("retry".to_owned()),
+            error: Some(reason),
+            usage: Usage::default(),
+            quality: None,
             written,
-        ),
-        Ended::Deferred { reason } => (
-            Outcome::Defer {
+        },
+        Ended::Deferred { reason } => Settlement {
+            outcome: Outcome::Defer {
                 reason: reason.clone(),
                 backoff: SUSPENDED_BACKOFF,
             },
-            "paused",
-            None,
-            Some(reason),
-            Usage::default(),
-            None,
-            Written::default(),
-        ),
+            status: "paused",
+            class: None,
+            error: Some(reason),
+            usage: Usage::default(),
+            quality: None,
+            written: Written::default(),
+        },
+    }
+}
+
+/// The delay before attempt `attempt + 1`: doubling from `retry_backoff_ms`, capped.
+fn retry_backoff(config: &BatchConfig, attempt: u32) -> Duration {
+    (Duration::from_millis(config.retry_backoff_ms)
+        * 2u32.saturating_pow(attempt.saturating_sub(1)))
+    .min(MAX_BACKOFF)
+}
+
+/// What the tenant's profile says to do with an ingested file, or `None` when the profile
+/// cannot be read.
+async fn after_success(context: &BatchContext, claim: &Claim) -> Option<AfterSuccess> {
+    match context.platform.tenant(&claim.spec.tenant).await {
+        Ok(tenant) => Some(tenant.profile.batch.after_success),
+        Err(e) => {
+            tracing::warn!(
+                job = %claim.id,
+                tenant = %claim.spec.tenant,
+                error = %e,
+                "the tenant's profile could not be read; the ingested file stays staged"
+            );
+            None
+        }
+    }
+}
+
+/// Deletes or archives the ingested file as `after` says. With no disposition (the profile
+/// could not be read) the file stays staged: the profile may say archive, and a guess of
+/// delete would destroy the tenant's only copy; a file left staged costs disk, not data.
+async fn dispose_ingested(staging: &Staging, claim: &Claim, after: Option<AfterSuccess>) {
+    let spec = &claim.spec;
+    let moved = match after {
+        Some(AfterSuccess::Delete) => staging.remove(&spec.tenant, &spec.file).await,
+        Some(AfterSuccess::Archive) => staging.archive(&spec.tenant, &spec.file).await,
+        None => return,
     };
-    // Settle first: the log then says how the job really ended (a last retry is `dead`).
-    let mut status = status;
-    match context.queue.settle(claim, &outcome).await {
+    if let Err(e) = moved {
+        tracing::warn!(job = %claim.id, error = %format!("{e:#}"), "the ingested file could not be cleaned up");
+    }
+}
+
+/// Tells the queue how the attempt ended; a retry the queue gave up on becomes `dead`.
+async fn settle_in_queue(
+    context: &BatchContext,
+    worker: &str,
+    claim: &Claim,
+    settlement: &mut Settlement,
+) {
+    match context.queue.settle(claim, &settlement.outcome).await {
         Ok(true) => {
-            let dead = matches!(outcome, Outcome::Retry { .. })
+            let dead = matches!(settlement.outcome, Outcome::Retry { .. })
                 && matches!(
                     context.queue.job(&claim.id).await,
                     Ok(Some(ref job)) if job.status == "dead"
                 );
             if dead {
-                status = "dead";
+                settlement.status = "dead";
             }
             tracing::info!(
                 %worker,
                 job = %claim.id,
-                status,
-                documents = written.inserted,
-                error = %error.as_deref().unwrap_or_default(),
+                status = settlement.status,
+                documents = settlement.written.inserted,
+                error = %settlement.error.as_deref().unwrap_or_default(),
                 "batch job settled"
             );
         }
@@ -490,11 +613,22 @@ async fn settle(
             tracing::error!(%worker, job = %claim.id, error = %format!("{e:#}"), "settling failed; the job will be reaped and run again");
         }
     }
-    context
-        .metrics
-        .batch_job(&spec.tenant, status, written.inserted, spec.size);
+}
+
+/// The ingestion log's record of a settled attempt.
+fn log_entry(claim: &Claim, settlement: Settlement, started: DateTime, place: Place) -> LogEntry {
+    let spec = &claim.spec;
+    let Settlement {
+        status,
+        class,
+        error,
+        usage,
+        quality,
+        written,
+        ..
+    } = settlement;
     let (collection, target) = place.unzip();
-    let entry = LogEntry {
+    LogEntry {
         tenant: spec.tenant.clone(),
         source: "batch".to_owned(),
         collection: collection.unwrap_or_default(),
@@ -523,16 +657,52 @@ async fn settle(
             error_class: class,
             quality,
         }),
-    };
-    if let Err(e) = context.platform.log_ingestion(&entry).await {
-        tracing::error!(job = %claim.id, error = %e, "could not write the ingestion log");
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::batch::JobSpec;
     use crate::runtime::bindings::Violation;
+
+    fn claim_of(tenant: &str, file: &str) -> Claim {
+        Claim {
+            id: "0123456789abcdef01234567".to_owned(),
+            attempt: 1,
+            spec: JobSpec {
+                tenant: tenant.to_owned(),
+                app: "csv".to_owned(),
+                version: "digest".to_owned(),
+                file: file.to_owned(),
+                name: "rows.csv".to_owned(),
+                size: 4,
+                content_type: None,
+                params: Default::default(),
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_disposition_keeps_the_ingested_file() {
+        let dir = std::env::temp_dir().join(format!(
+            "mysimbdp-worker-test-{}-{}",
+            std::process::id(),
+            DateTime::now().timestamp_millis()
+        ));
+        let staging = Staging::new(&dir).unwrap();
+        let bytes =
+            futures_util::stream::iter([Ok::<_, String>(bytes::Bytes::from_static(b"a,b\n"))]);
+        let file = staging.stage("acme", bytes, 100).await.unwrap();
+        let claim = claim_of("acme", &file.id);
+        // The profile could not be read: whatever it says, the file stays.
+        dispose_ingested(&staging, &claim, None).await;
+        assert!(staging.exists("acme", &file.id).await);
+        // A readable `delete` removes it.
+        dispose_ingested(&staging, &claim, Some(AfterSuccess::Delete)).await;
+        assert!(!staging.exists("acme", &file.id).await);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn quality_records_are_bounded_whatever_the_app_reports() {
