@@ -21,6 +21,8 @@ pub mod documents;
 pub mod logging;
 /// Prometheus metrics: the families every layer counts into.
 pub mod metrics;
+/// A Redis connection opened on first use, shared by the batch queue and stream quotas.
+pub mod redis_link;
 /// The names tenants and apps may take.
 pub mod names;
 /// The platform database: tenants, profiles, apps, versions, components.

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
 
 /// Serves the platform on `listener` until `shutdown` completes.
 pub async fn run(
@@ -25,34 +26,152 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let platform = Platform::connect(&config.platform).await?;
+    let services = Services::connect(&config).await?;
+    let address = listener
+        .local_addr()
+        .context("reading the listener's address")?;
+    let host = HostInfo::this_process(format!("http://{address}"), roles(&config))?;
+    let grace = Duration::from_millis(config.server.shutdown_grace_ms);
+    let lease = Duration::from_secs(config.registry.host_lease_secs);
+    let workers = config.batch.workers;
+    let connection_limits = api::connections::ConnectionLimits {
+        max_connections: config.server.max_connections,
+        header_timeout: Duration::from_millis(config.server.header_timeout_ms),
+    };
+    let (state, batch, streams) = assemble(config, services, &host.id);
+    let registry = state.registry.clone();
+    let router = api::router(state);
+    let membership = registry
+        .join(host, lease)
+        .await
+        .context("registering this host in etcd")?;
+    tracing::info!(host = %membership.host().id, "mysimbdp listening on http://{address}");
+    let (stop_background, background_stop) = watch::channel(false);
+    let background = Background::spawn(
+        batch,
+        streams,
+        &membership.host().id,
+        workers,
+        lease,
+        background_stop,
+    );
+    serve_until(listener, router, connection_limits, shutdown, grace).await;
+    let _ = stop_background.send(true);
+    background.finish(grace).await;
+    membership.leave().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The state of the API over handles that reach their services on first use: building it
+/// connects to nothing, so the router's own behaviour (auth, errors, routing, the OpenAPI
+/// document) can be tested with every service stopped. `run` never uses it: it connects
+/// first and fails fast.
+pub async fn offline_state(config: ServeConfig) -> Result<AppState> {
+    let services = Services::lazy(&config).await?;
+    let host = HostInfo::this_process("http://127.0.0.1:0".to_owned(), roles(&config))?;
+    let (state, _, _) = assemble(config, services, &host.id);
+    Ok(state)
+}
+
+/// The handles to the platform's services, each shared by whoever needs it.
+struct Services {
+    platform: Platform,
+    apps: Arc<AppStore>,
+    registry: Registry,
+    sinks: Arc<SinkResolver>,
+    queue: JobQueue,
+    staging: Staging,
+    broker: Broker,
+    quota: Quota,
+}
+
+impl Services {
+    /// Connects to every service and checks it answers: an unreachable one fails startup
+    /// with what to fix.
+    async fn connect(config: &ServeConfig) -> Result<Self> {
+        let platform = Platform::connect(&config.platform).await?;
+        let apps = app_store(config, &platform)?;
+        let registry = Registry::connect(&config.registry)
+            .await
+            .context("connecting to the service registry (registry.etcd_endpoints)")?;
+        let sinks = SinkResolver::start(registry.clone(), &config.sink);
+        let queue = JobQueue::connect(
+            &config.batch.redis_url,
+            &config.batch.namespace,
+            Duration::from_secs(config.batch.visibility_secs),
+            config.batch.tenant_concurrency,
+        )
+        .await
+        .context("connecting to the batch job queue (batch.redis_url)")?;
+        let staging = Staging::new(config.batch.staging_dir())?;
+        let broker = Broker::new(&config.stream)?;
+        broker.check().await.with_context(|| {
+            format!(
+                "reaching RabbitMQ's management API at {} (stream.management_url; enable it \
+                 with `rabbitmq-plugins enable rabbitmq_management`)",
+                config.stream.management_url
+            )
+        })?;
+        platform
+            .ensure_stream_indexes(Duration::from_secs(
+                u64::from(config.stream.report_retention_days) * 86_400,
+            ))
+            .await
+            .context("creating the stream collections' indexes")?;
+        let quota = Quota::connect(&config.batch.redis_url, &config.batch.namespace)
+            .await
+            .context("connecting to Redis for stream quotas (batch.redis_url)")?;
+        Ok(Self {
+            platform,
+            apps,
+            registry,
+            sinks,
+            queue,
+            staging,
+            broker,
+            quota,
+        })
+    }
+
+    /// The same handles, none of which reaches its service before it is used.
+    async fn lazy(config: &ServeConfig) -> Result<Self> {
+        let platform = Platform::lazy(&config.platform).await?;
+        let apps = app_store(config, &platform)?;
+        let registry = Registry::lazy(&config.registry).await?;
+        let sinks = SinkResolver::start(registry.clone(), &config.sink);
+        Ok(Self {
+            platform,
+            apps,
+            registry,
+            sinks,
+            queue: JobQueue::lazy(
+                &config.batch.redis_url,
+                &config.batch.namespace,
+                Duration::from_secs(config.batch.visibility_secs),
+                config.batch.tenant_concurrency,
+            )?,
+            staging: Staging::new(config.batch.staging_dir())?,
+            broker: Broker::new(&config.stream)?,
+            quota: Quota::lazy(&config.batch.redis_url, &config.batch.namespace)?,
+        })
+    }
+}
+
+/// The app store over a fresh sandbox runtime.
+fn app_store(config: &ServeConfig, platform: &Platform) -> Result<Arc<AppStore>> {
     let runtime =
         Arc::new(Runtime::new(config.sandbox.clone()).context("starting the sandbox runtime")?);
-    let apps = Arc::new(AppStore::new(
+    Ok(Arc::new(AppStore::new(
         runtime,
         platform.clone(),
         config.apps.clone(),
         config.sandbox.clone(),
-    ));
-    let registry = Registry::connect(&config.registry)
-        .await
-        .context("connecting to the service registry (registry.etcd_endpoints)")?;
-    let sinks = SinkResolver::start(registry.clone(), &config.sink);
-    let grace = Duration::from_millis(config.server.shutdown_grace_ms);
-    let lease = Duration::from_secs(config.registry.host_lease_secs);
-    let address = listener
-        .local_addr()
-        .context("reading the listener's address")?;
-    let queue = JobQueue::connect(
-        &config.batch.redis_url,
-        &config.batch.namespace,
-        Duration::from_secs(config.batch.visibility_secs),
-        config.batch.tenant_concurrency,
-    )
-    .await
-    .context("connecting to the batch job queue (batch.redis_url)")?;
-    let staging = Staging::new(config.batch.staging_dir())?;
-    let metrics = Arc::new(Metrics::new());
+    )))
+}
+
+/// The roles this host announces in etcd.
+fn roles(config: &ServeConfig) -> Vec<String> {
     let mut roles = vec!["api".to_owned()];
     if config.batch.workers > 0 {
         roles.push("batch".to_owned());
@@ -60,72 +179,104 @@ pub async fn run(
     if config.stream.max_consumers > 0 {
         roles.push(stream::CONSUMER_ROLE.to_owned());
     }
-    let host = HostInfo::this_process(format!("http://{address}"), roles)?;
-    let broker = Broker::new(&config.stream)?;
-    broker.check().await.with_context(|| {
-        format!(
-            "reaching RabbitMQ's management API at {} (stream.management_url; enable it with \
-             `rabbitmq-plugins enable rabbitmq_management`)",
-            config.stream.management_url
-        )
-    })?;
-    platform
-        .ensure_stream_indexes(Duration::from_secs(
-            u64::from(config.stream.report_retention_days) * 86_400,
-        ))
-        .await
-        .context("creating the stream collections' indexes")?;
-    let quota = Quota::connect(&config.batch.redis_url, &config.batch.namespace)
-        .await
-        .context("connecting to Redis for stream quotas (batch.redis_url)")?;
+    roles
+}
+
+/// The API's state and the batch and stream contexts the background tasks run on, over one
+/// set of handles and one metrics registry.
+fn assemble(
+    config: ServeConfig,
+    services: Services,
+    host: &str,
+) -> (AppState, Arc<BatchContext>, Arc<StreamContext>) {
+    let metrics = Arc::new(Metrics::new());
     let streams = Arc::new(StreamContext {
-        broker,
-        quota,
-        platform: platform.clone(),
-        apps: apps.clone(),
-        sinks: sinks.clone(),
-        registry: registry.clone(),
+        broker: services.broker,
+        quota: services.quota,
+        platform: services.platform.clone(),
+        apps: services.apps.clone(),
+        sinks: services.sinks.clone(),
+        registry: services.registry.clone(),
         config: config.stream.clone(),
         metrics: metrics.clone(),
-        host: host.id.clone(),
+        host: host.to_owned(),
     });
     let batch = Arc::new(BatchContext {
-        queue,
-        staging,
-        platform: platform.clone(),
-        apps: apps.clone(),
-        sinks: sinks.clone(),
+        queue: services.queue,
+        staging: services.staging,
+        platform: services.platform.clone(),
+        apps: services.apps.clone(),
+        sinks: services.sinks.clone(),
         config: config.batch.clone(),
         metrics: metrics.clone(),
     });
-    let workers = config.batch.workers;
-    let connection_limits = api::connections::ConnectionLimits {
-        max_connections: config.server.max_connections,
-        header_timeout: Duration::from_millis(config.server.header_timeout_ms),
-    };
     let state = AppState::new(
-        platform,
-        apps,
+        services.platform,
+        services.apps,
         Arc::new(config),
         metrics,
-        registry.clone(),
-        sinks,
+        services.registry,
+        services.sinks,
         batch.clone(),
         streams.clone(),
     );
-    let router = api::router(state);
-    let membership = registry
-        .join(host, lease)
-        .await
-        .context("registering this host in etcd")?;
-    tracing::info!(host = %membership.host().id, "mysimbdp listening on http://{address}");
-    let (stop_workers, workers_stop) = watch::channel(false);
-    let worker_tasks = worker::spawn(batch, &membership.host().id, workers, workers_stop.clone());
-    let consumers = tokio::spawn(stream::manager::run(streams.clone(), workers_stop.clone()));
-    let monitor = tokio::spawn(stream::monitor::run(streams, lease, workers_stop));
+    (state, batch, streams)
+}
 
+/// The batch workers, the stream consumers' manager and the stream monitor.
+struct Background {
+    workers: Vec<JoinHandle<()>>,
+    consumers: JoinHandle<()>,
+    monitor: JoinHandle<()>,
+}
+
+impl Background {
+    /// Starts them; they stop when `stop` turns true.
+    fn spawn(
+        batch: Arc<BatchContext>,
+        streams: Arc<StreamContext>,
+        host: &str,
+        workers: usize,
+        lease: Duration,
+        stop: watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            workers: worker::spawn(batch, host, workers, stop.clone()),
+            consumers: tokio::spawn(stream::manager::run(streams.clone(), stop.clone())),
+            monitor: tokio::spawn(stream::monitor::run(streams, lease, stop)),
+        }
+    }
+
+    /// Waits, at most `grace`, for them to stop. Workers finish the job they hold (or the
+    /// grace runs out: the job is reaped and run again elsewhere, which the deterministic ids
+    /// make harmless). Consumers finish their batch; what they hold unacknowledged goes back
+    /// to the queue.
+    async fn finish(self, grace: Duration) {
+        let finishing = futures_util::future::join_all(self.workers);
+        let streams_done = futures_util::future::join(self.consumers, self.monitor);
+        if tokio::time::timeout(grace, futures_util::future::join(finishing, streams_done))
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "workers or consumers still busy after the grace period; their jobs and \
+                 messages will be retried"
+            );
+        }
+    }
+}
+
+/// Serves `router` until `shutdown` completes, then lets in-flight requests finish within
+/// `grace`.
+async fn serve_until(
+    listener: TcpListener,
+    router: axum::Router,
+    limits: api::connections::ConnectionLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) {
     let (stopping_tx, stopping_rx) = oneshot::channel::<()>();
-    let server = api::connections::serve(listener, router, connection_limits, async move {
+    let server = api::connections::serve(listener, router, limits, async move {
         shutdown.await;
         tracing::info!("shutting down: no new connections, finishing in-flight requests");
         let _ = stopping_tx.send(());
@@ -143,24 +294,6 @@ pub async fn run(
             tracing::warn!(?grace, "shutdown grace period over; dropping requests still in flight");
         }
     }
-    // Workers finish the job they hold (or the grace runs out: the job is reaped and run
-    // again elsewhere, which the deterministic ids make harmless).
-    // Consumers finish their batch; what they hold unacknowledged goes back to the queue.
-    let _ = stop_workers.send(true);
-    let finishing = futures_util::future::join_all(worker_tasks);
-    let streams_done = futures_util::future::join(consumers, monitor);
-    if tokio::time::timeout(grace, futures_util::future::join(finishing, streams_done))
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            "workers or consumers still busy after the grace period; their jobs and messages \
-             will be retried"
-        );
-    }
-    membership.leave().await;
-    tracing::info!("stopped");
-    Ok(())
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

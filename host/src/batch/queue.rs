@@ -20,9 +20,9 @@
 //! and each settle is fenced by the attempt number: a worker whose job was reaped after its
 //! visibility timeout cannot settle the job's next attempt.
 
+use crate::redis_link::RedisLink;
 use anyhow::{Context, Result};
 use redis::Script;
-use redis::aio::MultiplexedConnection;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
@@ -260,7 +260,7 @@ return 1
 /// The queue. Cheap to clone; any number of workers on any hosts share one.
 #[derive(Clone)]
 pub struct JobQueue {
-    connection: MultiplexedConnection,
+    redis: RedisLink,
     prefix: String,
     visibility: Duration,
     default_cap: u32,
@@ -274,13 +274,20 @@ impl JobQueue {
         visibility: Duration,
         default_cap: u32,
     ) -> Result<Self> {
-        let client = redis::Client::open(url).with_context(|| format!("Redis URL {url:?}"))?;
-        let connection = client
-            .get_multiplexed_async_connection()
-            .await
-            .with_context(|| format!("connecting to Redis at {url}"))?;
+        let queue = Self::lazy(url, namespace, visibility, default_cap)?;
+        queue.redis.connection().await?;
+        Ok(queue)
+    }
+
+    /// The queue over a connection opened on first use: building it reaches nothing.
+    pub fn lazy(
+        url: &str,
+        namespace: &str,
+        visibility: Duration,
+        default_cap: u32,
+    ) -> Result<Self> {
         Ok(Self {
-            connection,
+            redis: RedisLink::new(url)?,
             prefix: format!("{{{namespace}}}:batch:"),
             visibility,
             default_cap,
@@ -300,7 +307,7 @@ impl JobQueue {
             .arg(spec_json)
             .arg(max_attempts.max(1))
             .arg(now_ms())
-            .invoke_async(&mut self.connection.clone())
+            .invoke_async(&mut self.redis.connection().await?)
             .await
             .context("queueing a batch job in Redis")?;
         Ok(id)
@@ -312,7 +319,7 @@ impl JobQueue {
             .arg(format!("{}caps", self.prefix))
             .arg(tenant)
             .arg(cap)
-            .query_async(&mut self.connection.clone())
+            .query_async(&mut self.redis.connection().await?)
             .await
             .context("setting a tenant's job cap in Redis")?;
         Ok(())
@@ -326,7 +333,7 @@ impl JobQueue {
             .arg(now_ms())
             .arg(self.visibility.as_millis() as i64)
             .arg(self.default_cap)
-            .invoke_async(&mut self.connection.clone())
+            .invoke_async(&mut self.redis.connection().await?)
             .await
             .context("claiming a batch job in Redis")?;
         claimed
@@ -346,7 +353,7 @@ impl JobQueue {
             .arg(&claim.id)
             .arg(claim.attempt)
             .arg(now_ms() + self.visibility.as_millis() as i64)
-            .invoke_async(&mut self.connection.clone())
+            .invoke_async(&mut self.redis.connection().await?)
             .await
             .context("heartbeat of a batch job in Redis")?;
         Ok(kept == 1)
@@ -368,7 +375,7 @@ impl JobQueue {
             .arg(reason)
             .arg(now_ms())
             .arg(backoff.as_millis() as i64)
-            .invoke_async(&mut self.connection.clone())
+            .invoke_async(&mut self.redis.connection().await?)
             .await
             .context("settling a batch job in Redis")?;
         Ok(settled == 1)
@@ -380,7 +387,7 @@ impl JobQueue {
         let (reaped, promoted): (u64, u64) = TICK
             .arg(&self.prefix)
             .arg(now_ms())
-            .invoke_async(&mut self.connection.clone())
+            .invoke_async(&mut self.redis.connection().await?)
             .await
             .context("reaping batch jobs in Redis")?;
         Ok((reaped, promoted))
@@ -392,7 +399,7 @@ impl JobQueue {
             .arg(&self.prefix)
             .arg(id)
             .arg(now_ms())
-            .invoke_async(&mut self.connection.clone())
+            .invoke_async(&mut self.redis.connection().await?)
             .await
             .context("replaying a batch job in Redis")?;
         Ok(replayed == 1)
@@ -402,7 +409,7 @@ impl JobQueue {
     pub async fn job(&self, id: &str) -> Result<Option<JobState>> {
         let fields: BTreeMap<String, String> = redis::cmd("HGETALL")
             .arg(format!("{}job:{id}", self.prefix))
-            .query_async(&mut self.connection.clone())
+            .query_async(&mut self.redis.connection().await?)
             .await
             .context("reading a batch job from Redis")?;
         if fields.is_empty() {
@@ -434,7 +441,7 @@ impl JobQueue {
             .arg(format!("{}jobs:{tenant}", self.prefix))
             .arg(0)
             .arg(scan.max(1) as i64 - 1)
-            .query_async(&mut self.connection.clone())
+            .query_async(&mut self.redis.connection().await?)
             .await
             .context("listing batch jobs in Redis")?;
         let mut jobs = Vec::new();
@@ -457,7 +464,7 @@ impl JobQueue {
             .arg(format!("{}dead:{tenant}", self.prefix))
             .arg(0)
             .arg(-1)
-            .query_async(&mut self.connection.clone())
+            .query_async(&mut self.redis.connection().await?)
             .await
             .context("reading the dead-letter list from Redis")
     }

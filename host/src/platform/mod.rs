@@ -64,6 +64,24 @@ impl Platform {
     /// Connects, checks MongoDB answers, and creates the indexes the store relies on.
     pub async fn connect(config: &PlatformConfig) -> anyhow::Result<Self> {
         let shown = redact_uri(&config.mongodb_uri);
+        let platform = Self::lazy(config).await?;
+        platform
+            .database
+            .run_command(doc! { "ping": 1 })
+            .await
+            .with_context(|| format!("reaching the platform MongoDB at {shown}"))?;
+        platform
+            .ensure_indexes()
+            .await
+            .context("creating the platform database's indexes")?;
+        Ok(platform)
+    }
+
+    /// The store over a client that reaches MongoDB on first use (the driver connects
+    /// lazily): nothing is checked or created. For tests that never touch the database;
+    /// `connect` is what a running platform uses.
+    pub async fn lazy(config: &PlatformConfig) -> anyhow::Result<Self> {
+        let shown = redact_uri(&config.mongodb_uri);
         let mut options = ClientOptions::parse(&config.mongodb_uri)
             .await
             .with_context(|| format!("parsing platform.mongodb_uri {shown:?}"))?;
@@ -74,11 +92,7 @@ impl Platform {
         let client = Client::with_options(options)
             .with_context(|| format!("configuring the MongoDB client for {shown}"))?;
         let database = client.database(&config.database);
-        database
-            .run_command(doc! { "ping": 1 })
-            .await
-            .with_context(|| format!("reaching the platform MongoDB at {shown}"))?;
-        let platform = Self {
+        Ok(Self {
             tenants: database.collection("tenants"),
             profiles: database.collection("profile_versions"),
             apps: database.collection("apps"),
@@ -92,12 +106,7 @@ impl Platform {
             ),
             client,
             database,
-        };
-        platform
-            .ensure_indexes()
-            .await
-            .context("creating the platform database's indexes")?;
-        Ok(platform)
+        })
     }
 
     /// Whether MongoDB answers now.

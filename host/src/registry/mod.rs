@@ -99,6 +99,17 @@ async fn timed<T>(
 impl Registry {
     /// Connects to etcd and checks it answers.
     pub async fn connect(config: &RegistryConfig) -> Result<Self> {
+        let registry = Self::lazy(config).await?;
+        let mut client = registry.client.clone();
+        timed("status", client.status())
+            .await
+            .with_context(|| format!("etcd at {:?} does not answer", config.etcd_endpoints))?;
+        Ok(registry)
+    }
+
+    /// A registry whose channel reaches etcd on first use: nothing is checked. For tests that
+    /// never touch etcd; `connect` is what a running platform uses.
+    pub async fn lazy(config: &RegistryConfig) -> Result<Self> {
         let options = ConnectOptions::new()
             .with_connect_timeout(REQUEST_TIMEOUT)
             .with_keep_alive(Duration::from_secs(10), REQUEST_TIMEOUT);
@@ -114,15 +125,10 @@ impl Registry {
             )
         })?
         .with_context(|| format!("connecting to etcd at {:?}", config.etcd_endpoints))?;
-        let registry = Self {
+        Ok(Self {
             client,
             prefix: config.prefix.trim_end_matches('/').to_owned(),
-        };
-        let mut client = registry.client.clone();
-        timed("status", client.status())
-            .await
-            .with_context(|| format!("etcd at {:?} does not answer", config.etcd_endpoints))?;
-        Ok(registry)
+        })
     }
 
     /// `<prefix>/tenants/<tenant>/services/<kind>/<id>`

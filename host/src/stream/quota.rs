@@ -3,9 +3,9 @@
 //! waits, unacknowledged, for the next window: the broker keeps the rest of the queue, so
 //! nothing is lost and no delivery attempt is spent.
 
+use crate::redis_link::RedisLink;
 use anyhow::{Context, Result};
 use redis::Script;
-use redis::aio::MultiplexedConnection;
 use std::sync::LazyLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -57,20 +57,22 @@ pub enum Admission {
 /// Per-tenant stream quota counters in Redis.
 #[derive(Clone)]
 pub struct Quota {
-    connection: MultiplexedConnection,
+    redis: RedisLink,
     prefix: String,
 }
 
 impl Quota {
     /// Connects to Redis; `namespace` separates deployments (as the batch queue's does).
     pub async fn connect(url: &str, namespace: &str) -> Result<Self> {
-        let client = redis::Client::open(url).with_context(|| format!("Redis URL {url:?}"))?;
-        let connection = client
-            .get_multiplexed_async_connection()
-            .await
-            .with_context(|| format!("connecting to Redis at {url}"))?;
+        let quota = Self::lazy(url, namespace)?;
+        quota.redis.connection().await?;
+        Ok(quota)
+    }
+
+    /// Quotas over a connection opened on first use: building them reaches nothing.
+    pub fn lazy(url: &str, namespace: &str) -> Result<Self> {
         Ok(Self {
-            connection,
+            redis: RedisLink::new(url)?,
             prefix: format!("{{{namespace}}}:stream-quota:"),
         })
     }
@@ -97,7 +99,7 @@ impl Quota {
             .arg(limits.messages)
             .arg(limits.bytes)
             .arg((window / 1000).max(1) * 2)
-            .invoke_async(&mut self.connection.clone())
+            .invoke_async(&mut self.redis.connection().await?)
             .await
             .context("counting stream consumption in Redis")?;
         if granted == 1 {
