@@ -5,24 +5,16 @@
 //! reports.
 
 use super::auth::Tenant;
-use super::data::check_collection;
 use super::error::{Json, Path, Query};
 use super::{ApiError, AppState, ErrorBody};
-use crate::config::MAX_DELIVERY_LIMIT;
-use crate::names;
-use crate::platform::{
-    BrokerAccount, NewStream, StoreError, StreamEvent, StreamRecord, StreamReport, StreamStatus,
-    TenantRecord,
-};
-use crate::runtime::AppKind;
-use crate::stream::broker::{DeadLetter, DeleteRefused, INGEST_EXCHANGE};
-use crate::stream::dead_letter_queue;
+use crate::platform::{BrokerAccount, StreamEvent, StreamRecord, StreamStatus};
+use crate::stream::broker::{DeadLetter, INGEST_EXCHANGE};
+use crate::stream::service::{self, StreamDetails, StreamError, StreamSpec, WindowStats};
 use axum::extract::State;
 use axum::http::StatusCode;
 use mongodb::bson::DateTime;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::time::Duration;
 use utoipa::{IntoParams, ToSchema};
 
 /// `POST /v1/streams`
@@ -223,65 +215,47 @@ fn broker_unavailable(error: impl std::fmt::Display) -> ApiError {
     )
 }
 
-/// Live figures from the reports of the last interval: running consumers and throttling.
-async fn live(state: &AppState, tenant: &TenantRecord, stream: &StreamRecord) -> (u32, bool) {
-    let window = Duration::from_secs(tenant.profile.stream.report_interval_secs * 2);
-    let reports = state
-        .platform
-        .recent_reports(&tenant.id, &stream.name, window)
-        .await
-        .unwrap_or_default();
-    let latest = StreamReport::latest_per_host(&reports);
-    (
-        latest.iter().map(|r| r.consumers).sum(),
-        latest.iter().any(|r| r.throttled),
-    )
+/// The one place a stream operation's error becomes an answer.
+impl From<StreamError> for ApiError {
+    fn from(error: StreamError) -> Self {
+        match error {
+            StreamError::InvalidField {
+                code,
+                field,
+                message,
+            } => ApiError::invalid_field(code, field.to_owned(), message),
+            StreamError::Conflict(message) => ApiError::conflict(message),
+            StreamError::Store(e) => e.into(),
+            StreamError::Broker(e) => broker_unavailable(e),
+            StreamError::Host(e) => ApiError::internal(e),
+        }
+    }
 }
 
-async fn view(state: &AppState, tenant: &TenantRecord, stream: StreamRecord) -> StreamView {
-    let version = state
-        .platform
-        .app(&tenant.id, &stream.app)
-        .await
-        .ok()
-        .and_then(|a| a.active);
-    let (running_consumers, throttled) = live(state, tenant, &stream).await;
-    StreamView {
-        collection: stream
-            .collection
-            .clone()
-            .unwrap_or_else(|| tenant.profile.sink.collection.clone()),
-        name: stream.name,
-        app: stream.app,
+fn view(stream: StreamDetails) -> StreamView {
+    let StreamDetails {
+        record,
         version,
-        params: stream.params,
-        status: stream.status,
-        consumers: stream.consumers,
+        collection,
         running_consumers,
         throttled,
-        delivery_limit: stream.delivery_limit,
-        queue: stream.queue,
-        dead_letter_queue: stream.dead_letter_queue,
-        vhost: stream.vhost,
-        created_at: rfc3339(stream.created_at),
+    } = stream;
+    StreamView {
+        collection,
+        name: record.name,
+        app: record.app,
+        version,
+        params: record.params,
+        status: record.status,
+        consumers: record.consumers,
+        running_consumers,
+        throttled,
+        delivery_limit: record.delivery_limit,
+        queue: record.queue,
+        dead_letter_queue: record.dead_letter_queue,
+        vhost: record.vhost,
+        created_at: rfc3339(record.created_at),
     }
-}
-
-/// The tenant's broker account: created (and its vhost provisioned) on first use.
-async fn account(state: &AppState, tenant: &str) -> Result<BrokerAccount, ApiError> {
-    let broker = &state.streams.broker;
-    if let Some(account) = state.platform.broker_account(tenant).await? {
-        return Ok(account);
-    }
-    let account = BrokerAccount {
-        tenant: tenant.to_owned(),
-        vhost: broker.vhost(tenant),
-        user: broker.vhost(tenant),
-        password: crate::tokens::broker_password().map_err(ApiError::internal)?,
-        issued_at: DateTime::now(),
-    };
-    state.platform.save_broker_account(&account).await?;
-    Ok(account)
 }
 
 fn connection_view(
@@ -318,83 +292,21 @@ pub async fn create(
     Tenant(tenant): Tenant,
     Json(request): Json<CreateStream>,
 ) -> Result<(StatusCode, Json<CreatedStream>), ApiError> {
-    names::stream_name(&request.name)
-        .map_err(|e| ApiError::invalid_field("invalid_name", "name".into(), e.to_string()))?;
-    if let Some(collection) = &request.collection {
-        check_collection(collection)?;
-    }
-    let delivery_limit = request
-        .delivery_limit
-        .unwrap_or(state.config.stream.delivery_limit);
-    if !(1..=MAX_DELIVERY_LIMIT).contains(&delivery_limit) {
-        return Err(ApiError::invalid_field(
-            "invalid_value",
-            "delivery_limit".into(),
-            format!("delivery_limit = {delivery_limit}: it must be 1..={MAX_DELIVERY_LIMIT}"),
-        ));
-    }
-    let app = state.platform.app(&tenant.id, &request.app).await?;
-    if app.kind != AppKind::Stream {
-        return Err(ApiError::conflict(format!(
-            "app {:?} is a batch app; a stream needs a stream app",
-            request.app
-        )));
-    }
-    if app.active.is_none() {
-        return Err(ApiError::conflict(format!(
-            "app {:?} has no active version",
-            request.app
-        )));
-    }
-    match state.platform.stream(&tenant.id, &request.name).await {
-        Ok(_) => {
-            return Err(ApiError::conflict(format!(
-                "a stream named {:?} exists already",
-                request.name
-            )));
-        }
-        Err(StoreError::NotFound(_)) => {}
-        Err(e) => return Err(e.into()),
-    }
-    let account = account(&state, &tenant.id).await?;
-    let broker = &state.streams.broker;
-    // Provisioning is idempotent: every creation also repairs the tenant's vhost.
-    broker
-        .provision_tenant(&tenant.id, &account.password)
-        .await
-        .map_err(broker_unavailable)?;
-    let queue = request.name.clone();
-    let dead_letters = dead_letter_queue(&queue);
-    broker
-        .provision_stream(&tenant.id, &queue, &dead_letters, delivery_limit)
-        .await
-        .map_err(broker_unavailable)?;
-    let record = state
-        .platform
-        .create_stream(NewStream {
-            tenant: &tenant.id,
-            name: &request.name,
-            app: &request.app,
-            params: request.params,
-            collection: request.collection,
-            delivery_limit,
-            consumers: tenant
-                .profile
-                .stream
-                .min_consumers
-                .max(1)
-                .min(tenant.profile.stream.max_consumers),
-            vhost: account.vhost.clone(),
-            queue,
-            dead_letter_queue: dead_letters,
-        })
-        .await?;
-    tracing::info!(tenant = %tenant.id, stream = %record.name, "stream created");
-    let connection = connection_view(&state, &account, &record);
-    let stream = view(&state, &tenant, record).await;
+    let spec = StreamSpec {
+        name: request.name,
+        app: request.app,
+        params: request.params,
+        collection: request.collection,
+        delivery_limit: request.delivery_limit,
+    };
+    let created = service::create(&state.streams, &tenant, spec).await?;
+    let connection = connection_view(&state, &created.account, &created.stream.record);
     Ok((
         StatusCode::CREATED,
-        Json(CreatedStream { stream, connection }),
+        Json(CreatedStream {
+            stream: view(created.stream),
+            connection,
+        }),
     ))
 }
 
@@ -406,11 +318,8 @@ pub async fn list(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
 ) -> Result<Json<Vec<StreamView>>, ApiError> {
-    let mut views = Vec::new();
-    for stream in state.platform.list_streams(&tenant.id).await? {
-        views.push(view(&state, &tenant, stream).await);
-    }
-    Ok(Json(views))
+    let streams = service::list(&state.streams, &tenant).await?;
+    Ok(Json(streams.into_iter().map(view).collect()))
 }
 
 /// One stream.
@@ -423,8 +332,8 @@ pub async fn show(
     Tenant(tenant): Tenant,
     Path(name): Path<String>,
 ) -> Result<Json<StreamView>, ApiError> {
-    let stream = state.platform.stream(&tenant.id, &name).await?;
-    Ok(Json(view(&state, &tenant, stream).await))
+    let stream = service::show(&state.streams, &tenant, &name).await?;
+    Ok(Json(view(stream)))
 }
 
 /// Where and how to publish to a stream, with the tenant's broker credentials.
@@ -437,8 +346,7 @@ pub async fn connection(
     Tenant(tenant): Tenant,
     Path(name): Path<String>,
 ) -> Result<Json<ConnectionView>, ApiError> {
-    let stream = state.platform.stream(&tenant.id, &name).await?;
-    let account = account(&state, &tenant.id).await?;
+    let (stream, account) = service::connection(&state.streams, &tenant, &name).await?;
     Ok(Json(connection_view(&state, &account, &stream)))
 }
 
@@ -452,11 +360,8 @@ pub async fn start(
     Tenant(tenant): Tenant,
     Path(name): Path<String>,
 ) -> Result<Json<StreamView>, ApiError> {
-    let stream = state
-        .platform
-        .set_stream_status(&tenant.id, &name, StreamStatus::Running)
-        .await?;
-    Ok(Json(view(&state, &tenant, stream).await))
+    let stream = service::set_status(&state.streams, &tenant, &name, StreamStatus::Running).await?;
+    Ok(Json(view(stream)))
 }
 
 /// Stop a stream: its consumers finish their batch and go; messages wait in the queue.
@@ -469,11 +374,8 @@ pub async fn stop(
     Tenant(tenant): Tenant,
     Path(name): Path<String>,
 ) -> Result<Json<StreamView>, ApiError> {
-    let stream = state
-        .platform
-        .set_stream_status(&tenant.id, &name, StreamStatus::Stopped)
-        .await?;
-    Ok(Json(view(&state, &tenant, stream).await))
+    let stream = service::set_status(&state.streams, &tenant, &name, StreamStatus::Stopped).await?;
+    Ok(Json(view(stream)))
 }
 
 /// `?force=`
@@ -497,23 +399,7 @@ pub async fn delete(
     Path(name): Path<String>,
     Query(query): Query<DeleteQuery>,
 ) -> Result<StatusCode, ApiError> {
-    let stream = state.platform.stream(&tenant.id, &name).await?;
-    state
-        .streams
-        .broker
-        .delete_stream(
-            &tenant.id,
-            &stream.queue,
-            &stream.dead_letter_queue,
-            query.force,
-        )
-        .await
-        .map_err(|e| match e {
-            DeleteRefused::NotEmpty(message) => ApiError::conflict(message),
-            DeleteRefused::Broker(e) => broker_unavailable(e),
-        })?;
-    state.platform.delete_stream(&tenant.id, &name).await?;
-    tracing::info!(tenant = %tenant.id, stream = %name, "stream deleted");
+    service::delete(&state.streams, &tenant, &name, query.force).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -534,48 +420,32 @@ pub async fn stats(
         query.window_secs.unwrap_or(60),
         1..=MAX_WINDOW_SECS,
     )?;
-    let stream = state.platform.stream(&tenant.id, &name).await?;
-    let reports = state
-        .platform
-        .recent_reports(&tenant.id, &name, Duration::from_secs(window_secs))
-        .await?;
-    let sum = |f: fn(&StreamReport) -> u64| reports.iter().map(f).sum::<u64>();
-    let messages = sum(|r| r.messages);
-    let weighted: f64 = reports
-        .iter()
-        .map(|r| r.latency_avg_ms * r.messages as f64)
-        .sum();
-    let (running_consumers, throttled) = live(&state, &tenant, &stream).await;
-    let events = state
-        .platform
-        .stream_events(&tenant.id, &name, 20)
-        .await?
-        .into_iter()
-        .map(EventView::from)
-        .collect();
-    Ok(Json(StreamStats {
-        stream: name,
-        window_secs,
-        reports: reports.len(),
-        messages,
-        bytes: sum(|r| r.bytes),
-        documents: sum(|r| r.documents),
-        messages_per_sec: messages as f64 / covered_secs(&reports, window_secs),
-        dead_lettered: sum(|r| r.dead_lettered),
-        retried: sum(|r| r.retried),
-        errors: sum(|r| r.errors),
-        latency_avg_ms: if messages == 0 {
-            0.0
-        } else {
-            weighted / messages as f64
-        },
-        latency_p99_ms: reports.iter().map(|r| r.latency_p99_ms).fold(0.0, f64::max),
-        queue_depth: reports.last().map(|r| r.queue_depth).unwrap_or(0),
-        running_consumers,
-        desired_consumers: stream.consumers,
-        throttled,
-        events,
-    }))
+    let stats = service::stats(&state.streams, &tenant, &name, window_secs).await?;
+    Ok(Json(stats.into()))
+}
+
+impl From<WindowStats> for StreamStats {
+    fn from(stats: WindowStats) -> Self {
+        Self {
+            stream: stats.stream,
+            window_secs: stats.window_secs,
+            reports: stats.reports,
+            messages: stats.messages,
+            bytes: stats.bytes,
+            documents: stats.documents,
+            messages_per_sec: stats.messages_per_sec,
+            dead_lettered: stats.dead_lettered,
+            retried: stats.retried,
+            errors: stats.errors,
+            latency_avg_ms: stats.latency_avg_ms,
+            latency_p99_ms: stats.latency_p99_ms,
+            queue_depth: stats.queue_depth,
+            running_consumers: stats.running_consumers,
+            desired_consumers: stats.desired_consumers,
+            throttled: stats.throttled,
+            events: stats.events.into_iter().map(EventView::from).collect(),
+        }
+    }
 }
 
 /// `?limit=` of a look at dead letters.
@@ -610,13 +480,7 @@ pub async fn dead_letters(
 ) -> Result<Json<Vec<DeadLetter>>, ApiError> {
     // At most 100, so the cast is lossless.
     let limit = in_range("limit", query.limit.unwrap_or(10), 1..=MAX_PEEK)? as u32;
-    let stream = state.platform.stream(&tenant.id, &name).await?;
-    let letters = state
-        .streams
-        .broker
-        .peek(&tenant.id, &stream.dead_letter_queue, limit)
-        .await
-        .map_err(broker_unavailable)?;
+    let letters = service::peek_dead_letters(&state.streams, &tenant, &name, limit).await?;
     Ok(Json(letters))
 }
 
@@ -641,31 +505,8 @@ pub async fn replay(
     Query(query): Query<ReplayQuery>,
 ) -> Result<Json<Replayed>, ApiError> {
     let limit = in_range("limit", query.limit.unwrap_or(u64::MAX), 1..=u64::MAX)?;
-    let stream = state.platform.stream(&tenant.id, &name).await?;
-    let replayed = state
-        .streams
-        .broker
-        .replay(&tenant.id, &stream.queue, &stream.dead_letter_queue, limit)
-        .await
-        .map_err(broker_unavailable)?;
-    tracing::info!(tenant = %tenant.id, stream = %name, replayed, "dead letters replayed");
+    let replayed = service::replay_dead_letters(&state.streams, &tenant, &name, limit).await?;
     Ok(Json(Replayed { replayed }))
-}
-
-/// The seconds the reports cover: from the start of the first one's interval to the end of
-/// the last one, at most the window.
-fn covered_secs(reports: &[StreamReport], window_secs: u64) -> f64 {
-    let window_ms = window_secs as i64 * 1000;
-    let covered_ms = match (reports.first(), reports.last()) {
-        (Some(first), Some(last)) => {
-            let start = first.at.map(|at| at.timestamp_millis()).unwrap_or_default()
-                - first.interval_ms as i64;
-            let end = last.at.map(|at| at.timestamp_millis()).unwrap_or_default();
-            (end - start).clamp(1, window_ms)
-        }
-        _ => window_ms,
-    };
-    covered_ms as f64 / 1000.0
 }
 
 /// Issue a new broker password for the tenant (every stream's publishers need it; the old
@@ -677,16 +518,7 @@ pub async fn rotate_credentials(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
 ) -> Result<Json<ConnectionView>, ApiError> {
-    let mut account = account(&state, &tenant.id).await?;
-    account.password = crate::tokens::broker_password().map_err(ApiError::internal)?;
-    account.issued_at = DateTime::now();
-    state
-        .streams
-        .broker
-        .set_password(&tenant.id, &account.password)
-        .await
-        .map_err(broker_unavailable)?;
-    state.platform.save_broker_account(&account).await?;
+    let account = service::rotate_credentials(&state.streams, &tenant).await?;
     Ok(Json(ConnectionView {
         url: state.streams.broker.endpoint(&tenant.id).url,
         vhost: account.vhost,

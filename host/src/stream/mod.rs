@@ -10,6 +10,8 @@
 //! - [`monitor`]: on one host at a time (an etcd election), moves each stream's desired
 //!   count within the profile's min/max from its backlog, latency and throughput.
 //! - [`quota`]: messages and bytes per window per tenant, shared by all hosts in Redis.
+//! - [`service`]: what the API asks of streams: create, show, start/stop, delete, stats,
+//!   dead letters, credentials.
 
 pub mod broker;
 pub mod consumer;
@@ -17,6 +19,7 @@ pub mod manager;
 pub mod monitor;
 pub mod policy;
 pub mod quota;
+pub mod service;
 pub mod stats;
 
 pub use broker::Broker;
