@@ -4,12 +4,10 @@
 use super::auth::Tenant;
 use super::error::{Json, Path, Query};
 use super::{ApiError, AppState, ErrorBody};
-use crate::batch::{JobSpec, StageError, StagedFile};
+use crate::batch::admission::{self, Admission, Admitted, BatchError, JobReport};
 use crate::platform::BatchStats;
-use crate::profile::BatchConstraints;
-use crate::runtime::AppKind;
 use axum::extract::State;
-use axum::extract::multipart::{Field, Multipart, MultipartRejection};
+use axum::extract::multipart::{Multipart, MultipartRejection};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -71,52 +69,71 @@ pub struct JobView {
     pub quality: Option<serde_json::Value>,
 }
 
-struct Pending {
-    staged: Vec<(String, Option<String>, StagedFile)>,
-}
-
-impl Pending {
-    /// Removes everything staged by this request: a refused request leaves nothing.
-    async fn discard(self, state: &AppState, tenant: &str) {
-        for (_, _, file) in self.staged {
-            if let Err(e) = state.batch.staging.remove(tenant, &file.id).await {
-                tracing::warn!(error = %format!("{e:#}"), "could not remove a refused upload");
+/// The one place a batch operation's error becomes an answer.
+impl From<BatchError> for ApiError {
+    fn from(error: BatchError) -> Self {
+        match error {
+            BatchError::Malformed(message) => ApiError::bad_request(message),
+            BatchError::TooLarge(message) => ApiError::too_large(message),
+            BatchError::ContentTypeNotAllowed(message) => ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "content_type_not_allowed",
+                message,
+            ),
+            BatchError::Conflict(message) => ApiError::conflict(message),
+            BatchError::NotFound(message) => ApiError::not_found(message),
+            BatchError::QuotaExceeded(message) => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", message)
             }
+            BatchError::Store(e) => e.into(),
+            BatchError::Queue(e) => ApiError::unavailable(format!("{e:#}")),
+            BatchError::Staging(e) => ApiError::internal(format!("{e:#}")),
         }
     }
 }
 
-fn content_type_of(field: &Field<'_>, name: &str) -> String {
-    if let Some(declared) = field.content_type()
-        && declared != "application/octet-stream"
-    {
-        return declared
-            .split(';')
-            .next()
-            .unwrap_or(declared)
-            .trim()
-            .to_ascii_lowercase();
+impl From<Admitted> for Queued {
+    fn from(admitted: Admitted) -> Self {
+        Self {
+            app: admitted.app,
+            version: admitted.version,
+            files: admitted
+                .files
+                .into_iter()
+                .map(|f| QueuedFile {
+                    job: f.job,
+                    file: f.name,
+                    size: f.size,
+                    sha256: f.sha256,
+                })
+                .collect(),
+        }
     }
-    let extension = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
-    match extension.as_deref() {
-        Some("csv") => "text/csv",
-        Some("json") => "application/json",
-        Some("ndjson" | "jsonl") => "application/x-ndjson",
-        Some("txt" | "log") => "text/plain",
-        Some("xml") => "application/xml",
-        _ => "application/octet-stream",
-    }
-    .to_owned()
 }
 
-fn allowed(constraints: &BatchConstraints, content_type: &str) -> bool {
-    constraints.allowed_content_types.iter().any(|pattern| {
-        pattern == "*/*"
-            || pattern == content_type
-            || pattern
-                .strip_suffix("/*")
-                .is_some_and(|kind| content_type.split('/').next() == Some(kind))
-    })
+impl From<JobReport> for JobView {
+    fn from(report: JobReport) -> Self {
+        let JobReport { id, job, log } = report;
+        let record = log.as_ref().and_then(|l| l.job.clone());
+        Self {
+            id,
+            status: job.status,
+            attempts: job.attempts,
+            file: job.spec.name,
+            size: job.spec.size,
+            app: job.spec.app,
+            version: job.spec.version,
+            error: job
+                .error
+                .or_else(|| log.as_ref().and_then(|l| l.error.clone())),
+            error_class: record.as_ref().and_then(|r| r.error_class.clone()),
+            documents: log.as_ref().map(|l| l.documents),
+            rejected: log.as_ref().map(|l| l.rejected),
+            quality: record
+                .and_then(|r| r.quality)
+                .map(|q| mongodb::bson::Bson::Document(q).into_relaxed_extjson()),
+        }
+    }
 }
 
 /// Upload files for a batch app: a multipart form with `app` (the app's name), any number of
@@ -142,62 +159,40 @@ pub async fn upload(
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<(StatusCode, Json<Queued>), ApiError> {
     let mut multipart = multipart.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let constraints = tenant.profile.batch.clone();
-    let mut pending = Pending { staged: Vec::new() };
+    let mut admission = Admission::new(&state.batch, &tenant);
     let mut app_name: Option<String> = None;
     let mut params = BTreeMap::new();
-    let read = async {
+    let read: Result<(), ApiError> = async {
         while let Some(field) = multipart
             .next_field()
             .await
             .map_err(|e| ApiError::bad_request(format!("reading the form: {e}")))?
         {
+            let text_of =
+                |e: axum::extract::multipart::MultipartError| ApiError::bad_request(e.to_string());
             match field.name().unwrap_or_default() {
-                "app" => {
-                    app_name = Some(field.text().await.map_err(|e| ApiError::bad_request(e.to_string()))?.trim().to_owned());
-                }
+                "app" => app_name = Some(field.text().await.map_err(text_of)?.trim().to_owned()),
                 "param" => {
-                    let text = field.text().await.map_err(|e| ApiError::bad_request(e.to_string()))?;
-                    let (name, value) = text.split_once('=').filter(|(n, _)| !n.is_empty()).ok_or_else(|| {
-                        ApiError::bad_request(format!("param {text:?} is not name=value"))
-                    })?;
+                    let text = field.text().await.map_err(text_of)?;
+                    let (name, value) = text
+                        .split_once('=')
+                        .filter(|(n, _)| !n.is_empty())
+                        .ok_or_else(|| {
+                            ApiError::bad_request(format!("param {text:?} is not name=value"))
+                        })?;
                     params.insert(name.to_owned(), value.to_owned());
                 }
                 "file" => {
-                    if pending.staged.len() as u32 >= constraints.max_files_per_request {
-                        return Err(ApiError::too_large(format!(
-                            "at most {} files per request (batch.max_files_per_request)",
-                            constraints.max_files_per_request
-                        )));
-                    }
                     let name = field.file_name().unwrap_or("upload").to_owned();
-                    let content_type = content_type_of(&field, &name);
-                    if !allowed(&constraints, &content_type) {
-                        return Err(ApiError::new(
-                            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                            "content_type_not_allowed",
-                            format!(
-                                "{name}: {content_type} is not allowed (batch.allowed_content_types: {})",
-                                constraints.allowed_content_types.join(", ")
-                            ),
-                        ));
-                    }
-                    let limit = constraints.max_file_mib * 1024 * 1024;
-                    let body = Box::pin(futures_util::stream::unfold(field, |mut field| async move {
+                    let content_type = admission::content_type(field.content_type(), &name);
+                    let body = Box::pin(futures_util::stream::unfold(field, |mut field| async {
                         match field.chunk().await {
                             Ok(Some(chunk)) => Some((Ok(chunk), field)),
                             Ok(None) => None,
                             Err(e) => Some((Err(e), field)),
                         }
                     }));
-                    let staged = state.batch.staging.stage(&tenant.id, body, limit).await.map_err(|e| match e {
-                        StageError::TooLarge { .. } => ApiError::too_large(format!(
-                            "{name} is larger than {} MiB (batch.max_file_mib)",
-                            constraints.max_file_mib
-                        )),
-                        StageError::Io(e) => ApiError::bad_request(format!("{name}: {e:#}")),
-                    })?;
-                    pending.staged.push((name, Some(content_type), staged));
+                    admission.stage(name, content_type, body).await?;
                 }
                 other => {
                     return Err(ApiError::bad_request(format!(
@@ -210,91 +205,11 @@ pub async fn upload(
     }
     .await;
     if let Err(e) = read {
-        pending.discard(&state, &tenant.id).await;
+        admission.discard().await;
         return Err(e);
     }
-    match queue_files(&state, &tenant, app_name, params, &pending).await {
-        Ok(queued) => Ok((StatusCode::ACCEPTED, Json(queued))),
-        Err(e) => {
-            pending.discard(&state, &tenant.id).await;
-            Err(e)
-        }
-    }
-}
-
-async fn queue_files(
-    state: &AppState,
-    tenant: &crate::platform::TenantRecord,
-    app_name: Option<String>,
-    params: BTreeMap<String, String>,
-    pending: &Pending,
-) -> Result<Queued, ApiError> {
-    let app_name = app_name.ok_or_else(|| ApiError::bad_request("the form has no app field"))?;
-    if pending.staged.is_empty() {
-        return Err(ApiError::bad_request("the form has no file"));
-    }
-    let app = state.platform.app(&tenant.id, &app_name).await?;
-    if app.kind != AppKind::Batch {
-        return Err(ApiError::conflict(format!(
-            "app {app_name:?} is a {} app, not a batch app",
-            app.kind
-        )));
-    }
-    let version = app
-        .active
-        .clone()
-        .ok_or_else(|| ApiError::conflict(format!("app {app_name:?} has no active version")))?;
-    let total: u64 = pending.staged.iter().map(|(_, _, f)| f.size).sum();
-    let limit = tenant.profile.batch.max_mib_per_day * 1024 * 1024;
-    if let Err(exceeded) = state
-        .platform
-        .reserve_daily(&tenant.id, "batch", total, limit)
-        .await?
-    {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "quota_exceeded",
-            format!(
-                "these {total} bytes would pass the daily batch quota of {} MiB ({} bytes used today; batch.max_mib_per_day)",
-                exceeded.limit / (1024 * 1024),
-                exceeded.used
-            ),
-        ));
-    }
-    let queue = &state.batch.queue;
-    queue
-        .set_cap(&tenant.id, state.config.batch.tenant_concurrency)
-        .await
-        .map_err(|e| ApiError::unavailable(format!("{e:#}")))?;
-    let mut files = Vec::new();
-    for (name, content_type, staged) in &pending.staged {
-        let spec = JobSpec {
-            tenant: tenant.id.clone(),
-            app: app_name.clone(),
-            version: version.clone(),
-            file: staged.id.clone(),
-            name: name.clone(),
-            size: staged.size,
-            content_type: content_type.clone(),
-            params: params.clone(),
-        };
-        let job = queue
-            .enqueue(&spec, state.config.batch.max_attempts)
-            .await
-            .map_err(|e| ApiError::unavailable(format!("{e:#}")))?;
-        files.push(QueuedFile {
-            job,
-            file: name.clone(),
-            size: staged.size,
-            sha256: staged.sha256.clone(),
-        });
-    }
-    tracing::info!(tenant = %tenant.id, app = %app_name, files = files.len(), bytes = total, "batch files queued");
-    Ok(Queued {
-        app: app_name,
-        version,
-        files,
-    })
+    let admitted = admission.queue(app_name, params).await?;
+    Ok((StatusCode::ACCEPTED, Json(admitted.into())))
 }
 
 /// A batch job of the calling tenant: its status and, once an attempt ended, its documents,
@@ -308,38 +223,9 @@ pub async fn job(
     Tenant(tenant): Tenant,
     Path(id): Path<String>,
 ) -> Result<Json<JobView>, ApiError> {
-    let not_found = || ApiError::not_found(format!("no batch job {id:?}"));
-    if id.len() != 24 || !id.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(not_found());
-    }
-    let job = state
-        .batch
-        .queue
-        .job(&id)
-        .await
-        .map_err(|e| ApiError::unavailable(format!("{e:#}")))?
-        .filter(|job| job.spec.tenant == tenant.id)
-        .ok_or_else(not_found)?;
-    let log = state.platform.job_log(&tenant.id, &id).await?;
-    let record = log.as_ref().and_then(|l| l.job.clone());
-    Ok(Json(JobView {
-        id,
-        status: job.status,
-        attempts: job.attempts,
-        file: job.spec.name,
-        size: job.spec.size,
-        app: job.spec.app,
-        version: job.spec.version,
-        error: job
-            .error
-            .or_else(|| log.as_ref().and_then(|l| l.error.clone())),
-        error_class: record.as_ref().and_then(|r| r.error_class.clone()),
-        documents: log.as_ref().map(|l| l.documents),
-        rejected: log.as_ref().map(|l| l.rejected),
-        quality: record
-            .and_then(|r| r.quality)
-            .map(|q| mongodb::bson::Bson::Document(q).into_relaxed_extjson()),
-    }))
+    Ok(Json(
+        admission::job(&state.batch, &tenant, &id).await?.into(),
+    ))
 }
 
 /// Put a dead-lettered or quarantined job back in the queue (attempts reset).
@@ -349,33 +235,12 @@ pub async fn job(
     responses((status = 200, body = JobView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn replay(
     State(state): State<AppState>,
-    tenant: Tenant,
+    Tenant(tenant): Tenant,
     Path(id): Path<String>,
 ) -> Result<Json<JobView>, ApiError> {
-    let queue = &state.batch.queue;
-    let owned = queue
-        .job(&id)
-        .await
-        .map_err(|e| ApiError::unavailable(format!("{e:#}")))?
-        .filter(|job| job.spec.tenant == tenant.0.id)
-        .ok_or_else(|| ApiError::not_found(format!("no batch job {id:?}")))?;
-    state
-        .batch
-        .staging
-        .release(&tenant.0.id, &owned.spec.file)
-        .await
-        .map_err(|e| ApiError::internal(format!("{e:#}")))?;
-    if !queue
-        .replay(&id)
-        .await
-        .map_err(|e| ApiError::unavailable(format!("{e:#}")))?
-    {
-        return Err(ApiError::conflict(format!(
-            "job {id} is {}: only dead-lettered or failed jobs are replayed",
-            owned.status
-        )));
-    }
-    job(State(state), tenant, Path(id)).await
+    Ok(Json(
+        admission::replay(&state.batch, &tenant, &id).await?.into(),
+    ))
 }
 
 /// Query of a job listing.
@@ -435,12 +300,7 @@ pub async fn jobs(
             "limit = {limit}: it must be 1..=1000"
         )));
     }
-    let jobs = state
-        .batch
-        .queue
-        .list(&tenant.id, query.status.as_deref(), limit, 10_000)
-        .await
-        .map_err(|e| ApiError::unavailable(format!("{e:#}")))?;
+    let jobs = admission::jobs(&state.batch, &tenant, query.status.as_deref(), limit).await?;
     Ok(Json(
         jobs.into_iter()
             .map(|(id, job)| JobSummary {

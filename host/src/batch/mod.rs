@@ -1,6 +1,8 @@
 //! Batch ingestion: staged files become jobs in Redis that workers on any host run through
-//! the tenant's app into its coredms: the staging area, the job queue, the workers.
+//! the tenant's app into its coredms: admission (and the jobs as tenants see them), the
+//! staging area, the job queue, the workers.
 
+pub mod admission;
 pub mod queue;
 pub mod staging;
 pub mod worker;
