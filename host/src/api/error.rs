@@ -3,6 +3,7 @@
 //! for the tenant; 5xx bodies stay generic and the cause goes to the log.
 
 use crate::app_store::AdmitError;
+use crate::daas::BodyError;
 use crate::platform::StoreError;
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::http::{StatusCode, header};
@@ -146,25 +147,7 @@ impl ApiError {
     /// A request body that could not be read: too slow (the body idle timeout: 408) or cut
     /// off by the client (400).
     pub fn body(error: &axum::Error) -> Self {
-        let timed_out = std::iter::successors(
-            std::error::Error::source(error),
-            |e: &&(dyn std::error::Error + 'static)| e.source(),
-        )
-        .any(|e| e.is::<tower_http::timeout::TimeoutError>());
-        if timed_out {
-            Self::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "body_timeout",
-                "the request body stopped arriving (server.body_idle_timeout_ms, or \
-                 server.upload_body_idle_timeout_ms for uploads)",
-            )
-        } else {
-            Self::new(
-                StatusCode::BAD_REQUEST,
-                "body_incomplete",
-                format!("the request body could not be read to its end: {error}"),
-            )
-        }
+        crate::daas::DaasError::Body(body_error(error)).into()
     }
 
     /// The message for the client.
@@ -267,6 +250,21 @@ impl From<PathRejection> for ApiError {
 impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> Self {
         Self::bad_request(rejection.body_text())
+    }
+}
+
+/// What a body that could not be read amounts to: the idle timeout ran out, or the body
+/// was cut off.
+pub fn body_error(error: &axum::Error) -> BodyError {
+    let timed_out = std::iter::successors(
+        std::error::Error::source(error),
+        |e: &&(dyn std::error::Error + 'static)| e.source(),
+    )
+    .any(|e| e.is::<tower_http::timeout::TimeoutError>());
+    if timed_out {
+        BodyError::TimedOut
+    } else {
+        BodyError::Incomplete(error.to_string())
     }
 }
 
