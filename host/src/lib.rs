@@ -21,14 +21,14 @@ pub mod documents;
 pub mod logging;
 /// Prometheus metrics: the families every layer counts into.
 pub mod metrics;
-/// A Redis connection opened on first use, shared by the batch queue and stream quotas.
-pub mod redis_link;
 /// The names tenants and apps may take.
 pub mod names;
 /// The platform database: tenants, profiles, apps, versions, components.
 pub mod platform;
 /// Tenant profiles: constraints, limits and sink settings, validated and versioned.
 pub mod profile;
+/// A Redis connection opened on first use, shared by the batch queue and stream quotas.
+pub mod redis_link;
 /// Service discovery (tenants' coredms and other services) and host membership in etcd.
 pub mod registry;
 /// The wasmtime sandbox that runs tenant apps under fuel, memory, deadline and output limits.
@@ -39,5 +39,9 @@ pub mod serve;
 pub mod sink;
 /// Stream ingestion: broker provisioning, consumers, reports, monitor, quotas.
 pub mod stream;
+/// A tenant's apps as the API drives them: uploads, activation, rollback, dry runs.
+pub mod tenant_apps;
+/// Tenants as the operator manages them: create, delete, suspend, tokens, profiles.
+pub mod tenants;
 /// API tokens: generation and hashing.
 pub mod tokens;

@@ -8,7 +8,7 @@ use super::{ApiError, AppState, ErrorBody};
 use crate::platform::TenantStatus;
 use crate::profile::{Format, Profile, ProfileError};
 use crate::registry::HostInfo;
-use crate::{names, tokens};
+use crate::tenants::{self, TenantError, WithToken};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
@@ -41,11 +41,27 @@ fn profile_error(error: ProfileError) -> ApiError {
     ApiError::invalid_field("invalid_profile", error.field.clone(), error.to_string())
 }
 
-fn validated(state: &AppState, profile: Profile) -> Result<Profile, ApiError> {
-    profile
-        .validate(&state.apps.ceiling())
-        .map_err(profile_error)?;
-    Ok(profile)
+/// The one place a tenant operation's error becomes an answer.
+impl From<TenantError> for ApiError {
+    fn from(error: TenantError) -> Self {
+        match error {
+            TenantError::InvalidId(message) => {
+                ApiError::invalid_field("invalid_name", "id".into(), message)
+            }
+            TenantError::InvalidProfile(e) => profile_error(e),
+            TenantError::Store(e) => e.into(),
+            TenantError::Host(e) => ApiError::internal(format!("{e:#}")),
+        }
+    }
+}
+
+impl From<WithToken> for TenantWithToken {
+    fn from(created: WithToken) -> Self {
+        Self {
+            tenant: TenantView::from(&created.tenant),
+            token: created.token,
+        }
+    }
 }
 
 /// Create a tenant; its token is in the response, once.
@@ -62,8 +78,6 @@ pub async fn create_tenant(
     _: Operator,
     Json(request): Json<CreateTenant>,
 ) -> Result<(StatusCode, Json<TenantWithToken>), ApiError> {
-    names::tenant_id(&request.id)
-        .map_err(|e| ApiError::invalid_field("invalid_name", "id".into(), e.to_string()))?;
     // Errors name the field as it is in this request's body: `profile.stream.…`.
     let in_body = |mut e: ProfileError| {
         e.field = format!("profile.{}", e.field)
@@ -71,24 +85,18 @@ pub async fn create_tenant(
             .to_owned();
         profile_error(e)
     };
+    tenants::check_id(&request.id)?;
     let profile = match request.profile {
         Some(value) => Profile::parse(&value.to_string(), Format::Json).map_err(in_body)?,
         None => Profile::default(),
     };
-    profile.validate(&state.apps.ceiling()).map_err(in_body)?;
-    let token = tokens::generate().map_err(|e| ApiError::internal(format!("{e:#}")))?;
-    let tenant = state
-        .platform
-        .create_tenant(&request.id, profile, tokens::hash(&token))
-        .await?;
-    tracing::info!(tenant = %tenant.id, "tenant created");
-    Ok((
-        StatusCode::CREATED,
-        Json(TenantWithToken {
-            tenant: TenantView::from(&tenant),
-            token,
-        }),
-    ))
+    let created = tenants::create(&state.platform, &state.apps.ceiling(), &request.id, profile)
+        .await
+        .map_err(|e| match e {
+            TenantError::InvalidProfile(e) => in_body(e),
+            other => other.into(),
+        })?;
+    Ok((StatusCode::CREATED, Json(created.into())))
 }
 
 /// List tenants.
@@ -128,12 +136,7 @@ pub async fn delete_tenant(
     _: Operator,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state.platform.delete_tenant(&id).await?;
-    state.platform.delete_tenant_streams(&id).await?;
-    if let Err(e) = state.streams.broker.delete_tenant(&id).await {
-        tracing::warn!(tenant = %id, error = %format!("{e:#}"), "could not remove the tenant's broker vhost and user; remove them by hand");
-    }
-    tracing::info!(tenant = %id, "tenant deleted");
+    tenants::delete(&state.platform, &state.streams.broker, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -163,11 +166,7 @@ pub async fn suspend_tenant(
             .map_err(|e| ApiError::bad_request(format!("the body is not a suspension: {e}")))?
             .and_then(|suspend| suspend.reason)
     };
-    let tenant = state
-        .platform
-        .set_tenant_status(&id, TenantStatus::Suspended, reason)
-        .await?;
-    tracing::info!(tenant = %id, "tenant suspended");
+    let tenant = tenants::set_status(&state.platform, &id, TenantStatus::Suspended, reason).await?;
     Ok(Json(TenantView::from(&tenant)))
 }
 
@@ -181,11 +180,7 @@ pub async fn resume_tenant(
     _: Operator,
     Path(id): Path<String>,
 ) -> Result<Json<TenantView>, ApiError> {
-    let tenant = state
-        .platform
-        .set_tenant_status(&id, TenantStatus::Active, None)
-        .await?;
-    tracing::info!(tenant = %id, "tenant resumed");
+    let tenant = tenants::set_status(&state.platform, &id, TenantStatus::Active, None).await?;
     Ok(Json(TenantView::from(&tenant)))
 }
 
@@ -199,16 +194,9 @@ pub async fn rotate_token(
     _: Operator,
     Path(id): Path<String>,
 ) -> Result<Json<TenantWithToken>, ApiError> {
-    let token = tokens::generate().map_err(|e| ApiError::internal(format!("{e:#}")))?;
-    let tenant = state
-        .platform
-        .replace_token(&id, tokens::hash(&token))
-        .await?;
-    tracing::info!(tenant = %id, "tenant token rotated");
-    Ok(Json(TenantWithToken {
-        tenant: TenantView::from(&tenant),
-        token,
-    }))
+    Ok(Json(
+        tenants::rotate_token(&state.platform, &id).await?.into(),
+    ))
 }
 
 /// Set a tenant's profile: a new version, in effect on every host at once. The body is
@@ -249,12 +237,8 @@ pub async fn set_profile(
         }
         None => Format::Json,
     };
-    let profile = validated(
-        &state,
-        Profile::parse(&body, format).map_err(profile_error)?,
-    )?;
-    let tenant = state.platform.set_profile(&id, profile).await?;
-    tracing::info!(tenant = %id, version = tenant.profile_version, "tenant profile set");
+    let profile = Profile::parse(&body, format).map_err(profile_error)?;
+    let tenant = tenants::set_profile(&state.platform, &state.apps.ceiling(), &id, profile).await?;
     Ok(Json(TenantView::from(&tenant)))
 }
 

@@ -6,7 +6,7 @@ use super::error::{Json, Path, Query};
 use super::views::{AppDetail, AppView, DryRunView, MeView, TenantView, Uploaded, VersionView};
 use super::{ApiError, AppState, ErrorBody};
 use crate::config::{SandboxOverrides, mib_to_bytes};
-use crate::names;
+use crate::tenant_apps::{self, AppsError};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -14,6 +14,24 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use utoipa::{IntoParams, ToSchema};
+
+/// The one place an app operation's error becomes an answer.
+impl From<AppsError> for ApiError {
+    fn from(error: AppsError) -> Self {
+        match error {
+            AppsError::InvalidName(message) => {
+                ApiError::invalid_field("invalid_name", "name".into(), message)
+            }
+            AppsError::InvalidLimits(message) => {
+                ApiError::invalid_field("invalid_limits", "sandbox".into(), message)
+            }
+            AppsError::TooLarge(message) => ApiError::too_large(message),
+            AppsError::Conflict(message) => ApiError::conflict(message),
+            AppsError::Admit(e) => e.into(),
+            AppsError::Store(e) => e.into(),
+        }
+    }
+}
 
 /// The calling tenant, its profile and the limits its apps run under.
 #[utoipa::path(get, path = "/v1/tenant", tag = "tenant",
@@ -81,8 +99,7 @@ pub async fn upload(
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<Uploaded>), ApiError> {
-    names::app_name(&name)
-        .map_err(|e| ApiError::invalid_field("invalid_name", "name".into(), e.to_string()))?;
+    tenant_apps::check_name(&name)?;
     if let Some(content_type) = headers.get(header::CONTENT_TYPE) {
         let content_type = content_type.to_str().unwrap_or_default();
         let essence = content_type.split(';').next().unwrap_or_default().trim();
@@ -96,23 +113,9 @@ pub async fn upload(
     }
     let max_mib = state.config.sandbox.engine.max_component_mib;
     let wasm = read_capped(&headers, body, mib_to_bytes(max_mib), max_mib).await?;
-    let admitted = state
-        .apps
-        .admit(&tenant, &name, &wasm, query.activate.unwrap_or(true))
-        .await;
-    let outcome = match &admitted {
-        Ok(_) => "admitted",
-        Err(_) => "refused",
-    };
-    state.metrics.app_upload(outcome);
-    let admitted = admitted.map_err(|e| {
-        tracing::info!(tenant = %tenant.id, app = %name, error = %e, "upload refused");
-        ApiError::from(e)
-    })?;
-    tracing::info!(
-        tenant = %tenant.id, app = %name, version = %admitted.version.digest,
-        created = admitted.created, "app version uploaded"
-    );
+    let activate = query.activate.unwrap_or(true);
+    let admitted =
+        tenant_apps::upload(&state.apps, &state.metrics, &tenant, &name, &wasm, activate).await?;
     let status = if admitted.created {
         StatusCode::CREATED
     } else {
@@ -204,14 +207,14 @@ pub async fn update_app(
     Path(name): Path<String>,
     Json(update): Json<UpdateApp>,
 ) -> Result<Json<AppView>, ApiError> {
-    state
-        .apps
-        .check_app_sandbox(&tenant, &update.sandbox)
-        .map_err(|e| ApiError::invalid_field("invalid_limits", "sandbox".into(), e))?;
-    let app = state
-        .platform
-        .set_app_sandbox(&tenant.id, &name, &update.sandbox)
-        .await?;
+    let app = tenant_apps::set_sandbox(
+        &state.apps,
+        &state.platform,
+        &tenant,
+        &name,
+        &update.sandbox,
+    )
+    .await?;
     Ok(Json(AppView::new(
         &app,
         state.apps.app_limits(&tenant, &app),
@@ -228,8 +231,7 @@ pub async fn delete_app(
     Tenant(tenant): Tenant,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state.platform.delete_app(&tenant.id, &name).await?;
-    tracing::info!(tenant = %tenant.id, app = %name, "app deleted");
+    tenant_apps::delete(&state.platform, &tenant, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -278,11 +280,7 @@ pub async fn delete_version(
     Tenant(tenant): Tenant,
     Path((name, version)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let version = state.platform.version(&tenant.id, &name, &version).await?;
-    state
-        .platform
-        .delete_version(&tenant.id, &name, &version.digest)
-        .await?;
+    tenant_apps::delete_version(&state.platform, &tenant, &name, &version).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -306,15 +304,7 @@ pub async fn activate(
     Path(name): Path<String>,
     Json(request): Json<Activate>,
 ) -> Result<Json<AppView>, ApiError> {
-    let version = state
-        .platform
-        .version(&tenant.id, &name, &request.version)
-        .await?;
-    let app = state
-        .platform
-        .activate(&tenant.id, &name, &version.digest)
-        .await?;
-    tracing::info!(tenant = %tenant.id, app = %name, version = %version.digest, "app version activated");
+    let app = tenant_apps::activate(&state.platform, &tenant, &name, &request.version).await?;
     Ok(Json(AppView::new(
         &app,
         state.apps.app_limits(&tenant, &app),
@@ -331,8 +321,7 @@ pub async fn rollback(
     Tenant(tenant): Tenant,
     Path(name): Path<String>,
 ) -> Result<Json<AppView>, ApiError> {
-    let app = state.platform.rollback(&tenant.id, &name).await?;
-    tracing::info!(tenant = %tenant.id, app = %name, version = ?app.active, "app rolled back");
+    let app = tenant_apps::rollback(&state.platform, &tenant, &name).await?;
     Ok(Json(AppView::new(
         &app,
         state.apps.app_limits(&tenant, &app),
@@ -366,26 +355,20 @@ pub async fn dry_run(
     Path(name): Path<String>,
     Json(request): Json<DryRunRequest>,
 ) -> Result<Json<DryRunView>, ApiError> {
-    let max_kib = state.config.apps.dry_run_max_kib;
-    if request.input.len() > max_kib * 1024 {
-        return Err(ApiError::too_large(format!(
-            "dry-run input is limited to {max_kib} KiB"
-        )));
-    }
-    let app = state.platform.app(&tenant.id, &name).await?;
-    let version = match (&request.version, &app.active) {
-        (Some(version), _) => version.clone(),
-        (None, Some(active)) => active.clone(),
-        (None, None) => {
-            return Err(ApiError::conflict(format!(
-                "app {name:?} has no active version"
-            )));
-        }
+    let request = tenant_apps::DryRunRequest {
+        input: request.input,
+        params: request.params,
+        version: request.version,
     };
-    let version = state.platform.version(&tenant.id, &name, &version).await?;
-    let run = state
-        .apps
-        .dry_run(&tenant, &app, &version, request.input, request.params)
-        .await?;
+    let max_kib = state.config.apps.dry_run_max_kib;
+    let (version, run) = tenant_apps::dry_run(
+        &state.apps,
+        &state.platform,
+        max_kib,
+        &tenant,
+        &name,
+        request,
+    )
+    .await?;
     Ok(Json(DryRunView::new(&version.digest, run)))
 }
