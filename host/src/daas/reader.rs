@@ -41,6 +41,13 @@ pub struct ReadPage {
     pub next_cursor: Option<String>,
 }
 
+/// A read checked and screened: what is sent to MongoDB.
+struct Screened {
+    filter: Document,
+    projection: Option<Document>,
+    limit: u64,
+}
+
 /// Reads a page of `collection` in the tenant's database.
 pub async fn read(
     sinks: &SinkResolver,
@@ -49,6 +56,26 @@ pub async fn read(
     request: ReadRequest<'_>,
 ) -> Result<ReadPage, DaasError> {
     super::check_collection(collection)?;
+    let screened = screen(tenant, request)?;
+    let limit = screened.limit;
+    let documents = find(sinks, tenant, collection, screened).await?;
+    let next_cursor = if documents.len() as u64 == limit {
+        documents
+            .last()
+            .and_then(|d| d.get("_id"))
+            .map(encode_cursor)
+    } else {
+        None
+    };
+    Ok(ReadPage {
+        documents,
+        next_cursor,
+    })
+}
+
+/// The request's limit within the profile's, and its filter, projection and cursor parsed
+/// and screened: only allowed operators, at any depth.
+fn screen(tenant: &TenantRecord, request: ReadRequest<'_>) -> Result<Screened, DaasError> {
     let max = tenant.profile.daas.max_read_limit;
     let limit = request.limit.unwrap_or(DEFAULT_LIMIT.min(max));
     if !(1..=max).contains(&limit) {
@@ -76,21 +103,35 @@ pub async fn read(
         // The cursor is the client's too: what it decodes to is screened like the rest.
         query::screen_filter(&filter).map_err(|_| bad_cursor())?;
     }
+    Ok(Screened {
+        filter,
+        projection,
+        limit,
+    })
+}
+
+/// Runs the screened query in `_id` order under the profile's time limit.
+async fn find(
+    sinks: &SinkResolver,
+    tenant: &TenantRecord,
+    collection: &str,
+    screened: Screened,
+) -> Result<Vec<Document>, DaasError> {
     let sink = sinks.resolve(tenant).await.map_err(DaasError::Sink)?;
     let max_time = Duration::from_millis(tenant.profile.daas.max_query_ms);
     let documents_collection = sink.database.collection::<Document>(collection);
     let mut find = documents_collection
-        .find(filter)
+        .find(screened.filter)
         .sort(doc! { "_id": 1 })
-        .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+        .limit(i64::try_from(screened.limit).unwrap_or(i64::MAX))
         .max_time(max_time);
-    if let Some(projection) = projection {
+    if let Some(projection) = screened.projection {
         find = find.projection(projection);
     }
     let too_slow = || DaasError::QueryTimeout(max_time.as_millis());
     // MongoDB stops the query at `maxTimeMS`; the host's own bound is there for a server
     // that does not answer at all.
-    let documents: Vec<Document> = tokio::time::timeout(max_time + READ_GRACE, async {
+    tokio::time::timeout(max_time + READ_GRACE, async {
         let cursor = find.await?;
         cursor.try_collect::<Vec<Document>>().await
     })
@@ -107,18 +148,6 @@ pub async fn read(
             tracing::error!(tenant = %tenant.id, coredms = %sink.target.coredms, error = %e, "a daas read failed");
             DaasError::ReadFailed
         }
-    })?;
-    let next_cursor = if documents.len() as u64 == limit {
-        documents
-            .last()
-            .and_then(|d| d.get("_id"))
-            .map(encode_cursor)
-    } else {
-        None
-    };
-    Ok(ReadPage {
-        documents,
-        next_cursor,
     })
 }
 

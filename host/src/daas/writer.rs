@@ -93,8 +93,9 @@ pub struct Refused {
     /// Why.
     #[source]
     pub error: DaasError,
-    /// How far it got (absent when it stopped before reading the body).
-    pub written: Option<Progress>,
+    /// How far it got (absent when it stopped before reading the body). Boxed: it keeps
+    /// every `Result<_, Refused>` small.
+    pub written: Option<Box<Progress>>,
 }
 
 impl From<DaasError> for Refused {
@@ -144,27 +145,7 @@ where
     let idempotency_key = self::idempotency_key(idempotency_key)?;
     let started = DateTime::now();
     let sink = daas.sinks.resolve(tenant).await.map_err(DaasError::Sink)?;
-    let mut writer = Writer {
-        daas,
-        tenant,
-        sink: &sink,
-        collection,
-        report: Report {
-            collection: collection.to_owned(),
-            inserted: 0,
-            duplicates: 0,
-            rejected_count: 0,
-            rejected: Vec::new(),
-            idempotency_key: idempotency_key.clone(),
-            sink: sink.target.clone(),
-        },
-        batch: Vec::new(),
-        batch_bytes: 0,
-        received: 0,
-        seen: 0,
-        through: None,
-        reserved: false,
-    };
+    let mut writer = Writer::new(daas, tenant, &sink, collection, idempotency_key);
     let outcome = match format {
         Format::Ndjson => writer.ndjson(body, max_bytes).await,
         Format::Json => writer.json(body, max_bytes).await,
@@ -186,16 +167,27 @@ where
         outcome.as_ref().err(),
     )
     .await;
+    verdict(report, outcome, through)
+}
+
+/// How a write ended for the client: the report, the error with how far it got, or — when
+/// every document was refused — a refusal of the whole.
+fn verdict(
+    report: Report,
+    outcome: Result<(), DaasError>,
+    through: Option<u64>,
+) -> Result<Report, Refused> {
+    let idempotency_key = report.idempotency_key.clone();
     if let Err(error) = outcome {
         return Err(Refused {
             error,
-            written: Some(Progress {
+            written: Some(Box::new(Progress {
                 inserted: report.inserted,
                 duplicates: report.duplicates,
                 rejected: report.rejected_count,
                 through,
                 idempotency_key,
-            }),
+            })),
         });
     }
     if report.inserted + report.duplicates == 0 && report.rejected_count > 0 {
@@ -209,12 +201,12 @@ where
                 count: report.rejected_count,
                 first,
             },
-            written: Some(Progress {
+            written: Some(Box::new(Progress {
                 rejected: report.rejected_count,
                 through,
                 idempotency_key,
                 ..Progress::default()
-            }),
+            })),
         });
     }
     Ok(report)
@@ -282,7 +274,37 @@ struct Writer<'a> {
     reserved: bool,
 }
 
-impl Writer<'_> {
+impl<'a> Writer<'a> {
+    fn new(
+        daas: Daas<'a>,
+        tenant: &'a TenantRecord,
+        sink: &'a Sink,
+        collection: &'a str,
+        idempotency_key: String,
+    ) -> Self {
+        Self {
+            daas,
+            tenant,
+            sink,
+            collection,
+            report: Report {
+                collection: collection.to_owned(),
+                inserted: 0,
+                duplicates: 0,
+                rejected_count: 0,
+                rejected: Vec::new(),
+                idempotency_key,
+                sink: sink.target.clone(),
+            },
+            batch: Vec::new(),
+            batch_bytes: 0,
+            received: 0,
+            seen: 0,
+            through: None,
+            reserved: false,
+        }
+    }
+
     /// A JSON body: read whole (it is bounded by `max_bytes`), checked whole — syntax and
     /// document count — and counted against the quota before anything is written.
     async fn json<S>(&mut self, mut body: S, max_bytes: u64) -> Result<(), DaasError>
