@@ -7,7 +7,7 @@ use crate::app_store::AppStore;
 use crate::batch::{BatchContext, JobQueue, Staging, worker};
 use crate::config::ServeConfig;
 use crate::platform::Platform;
-use crate::registry::{HostInfo, Registry};
+use crate::registry::Registry;
 use crate::runtime::Runtime;
 use crate::sink::SinkResolver;
 use crate::stream::{self, Broker, Quota, StreamContext};
@@ -59,7 +59,7 @@ pub async fn run(
     if config.stream.max_consumers > 0 {
         roles.push(stream::CONSUMER_ROLE.to_owned());
     }
-    let host = HostInfo::this_process(format!("http://{address}"), roles)?;
+    let host = crate::registry::this_process(format!("http://{address}"), roles)?;
     let broker = Broker::new(&config.stream)?;
     broker.check().await.with_context(|| {
         format!(

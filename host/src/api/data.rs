@@ -10,17 +10,18 @@ use crate::daas::query;
 use crate::documents::derived_id;
 use crate::names;
 use crate::platform::{LogEntry, TenantRecord};
-use crate::sink::{Sink, SinkError, SinkTarget};
+use crate::sink::{Sink, SinkError};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use futures_util::{StreamExt, TryStreamExt};
 use mongodb::bson::{Bson, DateTime, Document, RawDocumentBuf, doc};
 use mongodb::error::ErrorKind;
-use serde::{Deserialize, Serialize};
+use mysimbdp_api::{Page, Rejected, WriteResult};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::time::Duration;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 
 /// Rejections listed in one answer (the count is always complete).
 const MAX_LISTED_REJECTIONS: usize = 100;
@@ -31,35 +32,6 @@ const MAX_IDEMPOTENCY_KEY: usize = 200;
 const READ_GRACE: Duration = Duration::from_secs(2);
 /// MongoDB's error code for an operation stopped by its `maxTimeMS`.
 const MAX_TIME_EXPIRED: i32 = 50;
-
-/// One refused document.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Rejected {
-    /// Its position: index in the array (from 0), or line number (from 1) of an NDJSON stream.
-    pub at: u64,
-    /// Why.
-    pub reason: String,
-}
-
-/// The result of a write.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct WriteResult {
-    /// The collection written.
-    pub collection: String,
-    /// Documents written now.
-    pub inserted: u64,
-    /// Documents whose `_id` was already there (a retried request): success in effect.
-    pub duplicates: u64,
-    /// Documents refused; the others were written.
-    pub rejected_count: u64,
-    /// The first refused documents, with reasons.
-    pub rejected: Vec<Rejected>,
-    /// The key the documents' ids derive from (the request's `Idempotency-Key`, or one the
-    /// host chose): the same body sent again with it writes nothing twice.
-    pub idempotency_key: String,
-    /// Where they went.
-    pub sink: SinkTarget,
-}
 
 /// Query of a read.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -77,16 +49,6 @@ pub struct ReadQuery {
     pub limit: Option<u64>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
-}
-
-/// A page of documents, in `_id` order.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Page {
-    /// The documents, as relaxed extended JSON.
-    #[schema(value_type = Vec<Object>)]
-    pub documents: Vec<serde_json::Value>,
-    /// Pass as `cursor` for the next page; absent on the last one.
-    pub next_cursor: Option<String>,
 }
 
 /// The tenant's sink cannot be used: 503, with a message that names no server detail.

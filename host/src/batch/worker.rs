@@ -15,6 +15,7 @@ use crate::profile::AfterSuccess;
 use crate::runtime::{BatchInput, CallOptions, FailureClass, OutputBatch, Quality, Usage};
 use crate::sink::{BulkWriter, Refusal, SinkResolver, SinkTarget, WriteError, stored_document};
 use mongodb::bson::{self, DateTime};
+use mysimbdp_api::JobStatus;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -407,7 +408,7 @@ async fn settle(
             }
             (
                 Outcome::Done,
-                "done",
+                JobStatus::Done,
                 None,
                 None,
                 usage,
@@ -429,8 +430,8 @@ async fn settle(
                 Outcome::Fail {
                     reason: reason.clone(),
                 },
-                "failed",
-                Some(class.as_str().to_owned()),
+                JobStatus::Failed,
+                Some(class),
                 Some(reason),
                 usage,
                 None,
@@ -442,8 +443,8 @@ async fn settle(
                 reason: reason.clone(),
                 backoff,
             },
-            "retrying",
-            Some("retry".to_owned()),
+            JobStatus::Retrying,
+            Some(FailureClass::Retry),
             Some(reason),
             Usage::default(),
             None,
@@ -454,7 +455,7 @@ async fn settle(
                 reason: reason.clone(),
                 backoff: SUSPENDED_BACKOFF,
             },
-            "paused",
+            JobStatus::Paused,
             None,
             Some(reason),
             Usage::default(),
@@ -469,15 +470,15 @@ async fn settle(
             let dead = matches!(outcome, Outcome::Retry { .. })
                 && matches!(
                     context.queue.job(&claim.id).await,
-                    Ok(Some(ref job)) if job.status == "dead"
+                    Ok(Some(ref job)) if job.status == JobStatus::Dead
                 );
             if dead {
-                status = "dead";
+                status = JobStatus::Dead;
             }
             tracing::info!(
                 %worker,
                 job = %claim.id,
-                status,
+                %status,
                 documents = written.inserted,
                 error = %error.as_deref().unwrap_or_default(),
                 "batch job settled"
@@ -511,7 +512,7 @@ async fn settle(
         bytes: spec.size as i64,
         started_at: started,
         ended_at: DateTime::now(),
-        status: status.to_owned(),
+        status: status.as_str().to_owned(),
         error: error.or_else(|| written.refusal_note()),
         job: Some(JobRecord {
             id: claim.id.clone(),
