@@ -1,9 +1,9 @@
-//! `mysimbdp app upload|list|activate|rollback|delete`: a tenant's apps on the platform,
+//! `mysimbdp app upload|list|activate|rollback|dry-run|delete`: a tenant's apps on the platform,
 //! over the API, with a progress bar for uploads.
 
-use super::client::{Client, TenantApi, or_dash, print_json, segment};
+use crate::client::{Client, TenantApi, or_dash, print_json, segment};
 use anyhow::{Context, Result, bail};
-use clap::Args;
+use clap::{Args, Subcommand};
 use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use mysimbdp_api::{Activate, AppView, DryRunRequest, DryRunView, Uploaded, VersionView};
@@ -12,6 +12,43 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
+
+/// `mysimbdp app …` on the platform (the host's `app` command adds `check` and `run`).
+#[derive(Debug, Subcommand)]
+pub enum RemoteAppCommand {
+    /// Upload a component as a new version of an app on the platform.
+    Upload(UploadArgs),
+    /// List your apps on the platform, or one app's versions.
+    List(ListArgs),
+    /// Make a version of an app the active one.
+    Activate(ActivateArgs),
+    /// Re-activate the version that was active before the current one.
+    Rollback(NameArgs),
+    /// Run an app on the platform on a small input and print its documents; nothing is
+    /// written.
+    DryRun(DryRunArgs),
+    /// Delete an app and all its versions from the platform.
+    Delete {
+        /// The app and the API.
+        #[command(flatten)]
+        app: NameArgs,
+        /// Confirm the deletion.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// Runs an `app` command on the platform.
+pub async fn run(command: RemoteAppCommand) -> Result<ExitCode> {
+    match command {
+        RemoteAppCommand::Upload(args) => upload(args).await,
+        RemoteAppCommand::List(args) => list(args).await,
+        RemoteAppCommand::Activate(args) => activate(args).await,
+        RemoteAppCommand::Rollback(args) => rollback(args).await,
+        RemoteAppCommand::DryRun(args) => dry_run(args).await,
+        RemoteAppCommand::Delete { app, yes } => delete(app, yes).await,
+    }
+}
 
 /// Arguments of `app upload`.
 #[derive(Debug, Args)]
@@ -70,7 +107,7 @@ pub struct DryRunArgs {
     #[arg(long)]
     pub input: PathBuf,
     /// An app parameter, `name=value`; repeat for more.
-    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = super::parse_param)]
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = crate::parse_param)]
     pub params: Vec<(String, String)>,
     /// The version to run (default: the active one).
     #[arg(long = "app-version", value_name = "VERSION")]
@@ -127,7 +164,7 @@ pub async fn dry_run(args: DryRunArgs) -> Result<ExitCode> {
         }
         if let Some(failure) = &run.failure {
             eprintln!("failed: {}: {}", failure.class, failure.message);
-            return Ok(ExitCode::from(super::app::EXIT_APP_FAILED));
+            return Ok(ExitCode::from(crate::EXIT_APP_FAILED));
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -1,7 +1,6 @@
 //! `mysimbdp tenant …`: the operator's side of the control plane, over the admin API.
 
-use super::client::{Client, OperatorApi, print_json, segment};
-use crate::profile::Profile;
+use crate::client::{Client, OperatorApi, print_json, segment};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use mysimbdp_api::{CreateTenant, ProfileVersionView, Suspend, TenantView, TenantWithToken};
@@ -94,8 +93,12 @@ pub enum ProfileCommand {
     Schema,
 }
 
-/// Runs a `tenant` command.
-pub async fn run(command: TenantCommand) -> Result<ExitCode> {
+/// Runs a `tenant` command. `profile_schema` gives the JSON Schema of profiles, which only
+/// the host knows (the `mysimbdp` binary passes it; `mysimbdp-cli` has none).
+pub async fn run(
+    command: TenantCommand,
+    profile_schema: Option<&dyn Fn() -> Value>,
+) -> Result<ExitCode> {
     match command {
         TenantCommand::Create { id, profile, api } => {
             let client = Client::new(&api.api, &api.token)?;
@@ -234,7 +237,13 @@ pub async fn run(command: TenantCommand) -> Result<ExitCode> {
             }
         }
         TenantCommand::Profile(ProfileCommand::Schema) => {
-            print_json(&Profile::json_schema())?;
+            let Some(schema) = profile_schema else {
+                bail!(
+                    "this binary does not carry the profile schema: run `mysimbdp tenant profile \
+                     schema`, or GET /v1/schemas/tenant-profile.json from the API"
+                );
+            };
+            print_json(&schema())?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -1,7 +1,7 @@
 //! `mysimbdp batch upload|jobs|job|replay`: a tenant's batch ingestion over the API, with a
 //! progress bar for uploads.
 
-use super::client::{Client, TenantApi, print_json, segment};
+use crate::client::{Client, TenantApi, print_json, segment};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use futures_util::StreamExt;
@@ -49,7 +49,7 @@ pub struct UploadArgs {
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// An app parameter, `name=value`; repeat for more.
-    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = super::parse_param)]
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = crate::parse_param)]
     pub params: Vec<(String, String)>,
     /// Wait until every job has finished, and say how each ended.
     #[arg(long)]
@@ -241,7 +241,7 @@ async fn upload(args: UploadArgs) -> Result<ExitCode> {
         started.elapsed().as_secs_f64()
     );
     Ok(if failed {
-        ExitCode::from(super::app::EXIT_APP_FAILED)
+        ExitCode::from(crate::EXIT_APP_FAILED)
     } else {
         ExitCode::SUCCESS
     })

@@ -2,7 +2,7 @@
 //! tenant's streams over the API, and publishing a file of messages to a stream through the
 //! tenant's publishing exchange, mandatory and with publisher confirms.
 
-use super::client::{Client, TenantApi, or_dash, print_json, segment};
+use crate::client::{Client, TenantApi, or_dash, print_json, segment};
 use anyhow::{Context, Result, anyhow};
 use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -87,7 +87,7 @@ pub struct CreateArgs {
     #[arg(long)]
     pub app: String,
     /// An app parameter, `name=value`; repeat for more.
-    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = super::parse_param)]
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = crate::parse_param)]
     pub params: Vec<(String, String)>,
     /// The collection documents land in (default: the profile's).
     #[arg(long)]
