@@ -3,6 +3,7 @@
 //! (api, batch, stream), so none of them depends on another to reach it; the HTTP middleware
 //! that feeds the request families lives in `api::metrics`.
 
+use mysimbdp_api::JobStatus;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -294,11 +295,11 @@ impl Metrics {
     }
 
     /// Counts a batch job attempt that ended with `status`.
-    pub fn batch_job(&self, tenant: &str, status: &str, documents: u64, bytes: u64) {
+    pub fn batch_job(&self, tenant: &str, status: JobStatus, documents: u64, bytes: u64) {
         self.batch_jobs
             .get_or_create(&TenantOutcomeLabels {
                 tenant: tenant.to_owned(),
-                outcome: status.to_owned(),
+                outcome: status.as_str().to_owned(),
             })
             .inc();
         let labels = TenantLabels {
@@ -307,7 +308,7 @@ impl Metrics {
         self.batch_documents
             .get_or_create(&labels)
             .inc_by(documents);
-        if status == "done" {
+        if status == JobStatus::Done {
             self.batch_bytes.get_or_create(&labels).inc_by(bytes);
         }
     }

@@ -8,7 +8,7 @@ use crate::batch::{BatchContext, JobQueue, Staging, worker};
 use crate::config::ServeConfig;
 use crate::metrics::Metrics;
 use crate::platform::Platform;
-use crate::registry::{HostInfo, Registry};
+use crate::registry::Registry;
 use crate::runtime::Runtime;
 use crate::sink::SinkResolver;
 use crate::stream::{self, Broker, Quota, StreamContext};
@@ -30,7 +30,7 @@ pub async fn run(
     let address = listener
         .local_addr()
         .context("reading the listener's address")?;
-    let host = HostInfo::this_process(format!("http://{address}"), roles(&config))?;
+    let host = crate::registry::this_process(format!("http://{address}"), roles(&config))?;
     let grace = Duration::from_millis(config.server.shutdown_grace_ms);
     let lease = Duration::from_secs(config.registry.host_lease_secs);
     let workers = config.batch.workers;
@@ -69,7 +69,7 @@ pub async fn run(
 /// first and fails fast.
 pub async fn offline_state(config: ServeConfig) -> Result<AppState> {
     let services = Services::lazy(&config).await?;
-    let host = HostInfo::this_process("http://127.0.0.1:0".to_owned(), roles(&config))?;
+    let host = crate::registry::this_process("http://127.0.0.1:0".to_owned(), roles(&config))?;
     let (state, _, _) = assemble(config, services, &host.id);
     Ok(state)
 }

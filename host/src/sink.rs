@@ -39,18 +39,8 @@ pub enum SinkError {
     Unreachable(String),
 }
 
-/// Which coredms a tenant resolved to.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
-pub struct SinkTarget {
-    /// `shared` or `dedicated`.
-    pub coredms: String,
-    /// The registry entry's id, for a dedicated coredms.
-    pub service_id: Option<String>,
-    /// The URI, without secrets.
-    pub uri: String,
-    /// The database.
-    pub database: String,
-}
+// Where a sink points is part of the API (write results): it lives in the API types crate.
+pub use mysimbdp_api::SinkTarget;
 
 /// A resolved sink: a database handle and where it points.
 pub struct Sink {

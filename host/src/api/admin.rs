@@ -13,29 +13,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode, header};
-use serde::Deserialize;
-use utoipa::ToSchema;
-
-/// `POST /v1/admin/tenants`
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateTenant {
-    /// The tenant id: 2-32 of a-z, 0-9 and '-', starting with a letter.
-    #[schema(pattern = "^[a-z][a-z0-9-]*$", min_length = 2, max_length = 32)]
-    pub id: String,
-    /// Its profile; defaults apply to whatever is left out.
-    #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    pub profile: Option<serde_json::Value>,
-}
-
-/// `POST /v1/admin/tenants/{id}/suspend`
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Suspend {
-    /// Why, shown to the tenant in every refusal.
-    pub reason: Option<String>,
-}
+use mysimbdp_api::{CreateTenant, Suspend};
 
 fn profile_error(error: ProfileError) -> ApiError {
     ApiError::invalid_field("invalid_profile", error.field.clone(), error.to_string())

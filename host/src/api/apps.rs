@@ -3,7 +3,10 @@
 
 use super::auth::Tenant;
 use super::error::{Json, Path, Query};
-use super::views::{AppDetail, AppView, DryRunView, MeView, TenantView, Uploaded, VersionView};
+use super::views::{
+    self, AppDetail, AppView, AppViewExt, DryRunView, DryRunViewExt, MeView, TenantView, Uploaded,
+    VersionView, VersionViewExt,
+};
 use super::{ApiError, AppState, ErrorBody};
 use crate::config::{SandboxOverrides, mib_to_bytes};
 use crate::tenant_apps::{self, AppsError};
@@ -11,8 +14,8 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use futures_util::StreamExt;
+use mysimbdp_api::{Activate, DryRunRequest};
 use serde::Deserialize;
-use std::collections::BTreeMap;
 use utoipa::{IntoParams, ToSchema};
 
 /// The one place an app operation's error becomes an answer.
@@ -40,7 +43,7 @@ impl From<AppsError> for ApiError {
 pub async fn me(State(state): State<AppState>, Tenant(tenant): Tenant) -> Json<MeView> {
     Json(MeView {
         tenant: TenantView::from(&tenant),
-        limits: state.apps.tenant_limits(&tenant),
+        limits: views::limits(&state.apps.tenant_limits(&tenant)),
     })
 }
 
@@ -284,14 +287,6 @@ pub async fn delete_version(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `POST /v1/apps/{name}/activate`
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Activate {
-    /// The version id, or a unique prefix of 8+ hex digits.
-    pub version: String,
-}
-
 /// Make a version the active one; the previous one becomes the rollback target.
 #[utoipa::path(post, path = "/v1/apps/{name}/activate", tag = "apps",
     security(("tenant_token" = [])),
@@ -326,19 +321,6 @@ pub async fn rollback(
         &app,
         state.apps.app_limits(&tenant, &app),
     )))
-}
-
-/// `POST /v1/apps/{name}/dry-run`
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DryRunRequest {
-    /// The input: a small file's text (batch app) or messages, one per line (stream app).
-    pub input: String,
-    /// App parameters.
-    #[serde(default)]
-    pub params: BTreeMap<String, String>,
-    /// The version to run (default: the active one).
-    pub version: Option<String>,
 }
 
 /// Run an app on a small input in the production sandbox and see its documents; nothing is

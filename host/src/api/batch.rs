@@ -9,65 +9,9 @@ use crate::platform::BatchStats;
 use axum::extract::State;
 use axum::extract::multipart::{Multipart, MultipartRejection};
 use axum::http::StatusCode;
-use serde::{Deserialize, Serialize};
+use mysimbdp_api::{JobStatus, JobSummary, JobView, Queued, QueuedFile};
+use serde::Deserialize;
 use std::collections::BTreeMap;
-use utoipa::ToSchema;
-
-/// One accepted file and its job.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct QueuedFile {
-    /// The job ingesting it.
-    pub job: String,
-    /// The file's name as uploaded.
-    pub file: String,
-    /// Its size in bytes.
-    pub size: u64,
-    /// Its SHA-256.
-    pub sha256: String,
-}
-
-/// The answer to an upload.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Queued {
-    /// The app and the version the jobs will run (pinned now).
-    pub app: String,
-    /// The version.
-    pub version: String,
-    /// One job per file.
-    pub files: Vec<QueuedFile>,
-}
-
-/// A batch job.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct JobView {
-    /// Its id.
-    pub id: String,
-    /// `queued`, `running`, `retrying`, `paused`, `done`, `failed` (quarantined) or `dead`.
-    pub status: String,
-    /// Attempts so far.
-    pub attempts: u32,
-    /// The file.
-    pub file: String,
-    /// Its size.
-    pub size: u64,
-    /// The app and version.
-    pub app: String,
-    /// The version.
-    pub version: String,
-    /// The last error.
-    pub error: Option<String>,
-    /// The failure class of the last attempt.
-    pub error_class: Option<String>,
-    /// Documents written by the last attempt, whatever its outcome.
-    pub documents: Option<i64>,
-    /// Documents of the last attempt refused as they were emitted (`bad-output`: a key with
-    /// NUL, a null `_id`, over 16 MiB…); the others were written. The first reason is in
-    /// `error` when the job itself succeeded.
-    pub rejected: Option<i64>,
-    /// The app's quality report of the last attempt.
-    #[schema(value_type = Option<Object>)]
-    pub quality: Option<serde_json::Value>,
-}
 
 /// The one place a batch operation's error becomes an answer.
 impl From<BatchError> for ApiError {
@@ -126,7 +70,7 @@ impl From<JobReport> for JobView {
             error: job
                 .error
                 .or_else(|| log.as_ref().and_then(|l| l.error.clone())),
-            error_class: record.as_ref().and_then(|r| r.error_class.clone()),
+            error_class: record.as_ref().and_then(|r| r.error_class),
             documents: log.as_ref().map(|l| l.documents),
             rejected: log.as_ref().map(|l| l.rejected),
             quality: record
@@ -255,27 +199,6 @@ pub struct JobsQuery {
     pub limit: Option<usize>,
 }
 
-/// One job in a listing.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct JobSummary {
-    /// Its id.
-    pub id: String,
-    /// Its status.
-    pub status: String,
-    /// Attempts so far.
-    pub attempts: u32,
-    /// The file.
-    pub file: String,
-    /// The app.
-    pub app: String,
-    /// The last error.
-    pub error: Option<String>,
-}
-
-const STATUSES: [&str; 7] = [
-    "queued", "running", "retrying", "paused", "done", "failed", "dead",
-];
-
 /// The calling tenant's batch jobs, newest first.
 #[utoipa::path(get, path = "/v1/batch/jobs", tag = "batch",
     security(("tenant_token" = [])),
@@ -286,21 +209,23 @@ pub async fn jobs(
     Tenant(tenant): Tenant,
     Query(query): Query<JobsQuery>,
 ) -> Result<Json<Vec<JobSummary>>, ApiError> {
-    if let Some(status) = &query.status
-        && !STATUSES.contains(&status.as_str())
-    {
-        return Err(ApiError::bad_request(format!(
-            "status {status:?} is not one of {}",
-            STATUSES.join(", ")
-        )));
-    }
+    let status = match &query.status {
+        Some(status) => Some(status.parse::<JobStatus>().map_err(|_| {
+            let names: Vec<_> = JobStatus::ALL.iter().map(|s| s.as_str()).collect();
+            ApiError::bad_request(format!(
+                "status {status:?} is not one of {}",
+                names.join(", ")
+            ))
+        })?),
+        None => None,
+    };
     let limit = query.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request(format!(
             "limit = {limit}: it must be 1..=1000"
         )));
     }
-    let jobs = admission::jobs(&state.batch, &tenant, query.status.as_deref(), limit).await?;
+    let jobs = admission::jobs(&state.batch, &tenant, status, limit).await?;
     Ok(Json(
         jobs.into_iter()
             .map(|(id, job)| JobSummary {

@@ -9,43 +9,15 @@ use super::{ApiError, AppState, ErrorBody};
 use crate::daas::reader::{self, ReadRequest};
 use crate::daas::writer::{self, Daas, Format, Refused, Report};
 use crate::daas::{self, BodyError, DaasError};
-use crate::sink::{SinkError, SinkTarget};
+use crate::sink::SinkError;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use futures_util::TryStreamExt;
 use mongodb::bson::Bson;
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
-
-/// One refused document.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Rejected {
-    /// Its position: index in the array (from 0), or line number (from 1) of an NDJSON stream.
-    pub at: u64,
-    /// Why.
-    pub reason: String,
-}
-
-/// The result of a write.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct WriteResult {
-    /// The collection written.
-    pub collection: String,
-    /// Documents written now.
-    pub inserted: u64,
-    /// Documents whose `_id` was already there (a retried request): success in effect.
-    pub duplicates: u64,
-    /// Documents refused; the others were written.
-    pub rejected_count: u64,
-    /// The first refused documents, with reasons.
-    pub rejected: Vec<Rejected>,
-    /// The key the documents' ids derive from (the request's `Idempotency-Key`, or one the
-    /// host chose): the same body sent again with it writes nothing twice.
-    pub idempotency_key: String,
-    /// Where they went.
-    pub sink: SinkTarget,
-}
+use mysimbdp_api::{Page, Rejected, WriteResult};
+use serde::Deserialize;
+use utoipa::IntoParams;
 
 /// Query of a read.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -63,16 +35,6 @@ pub struct ReadQuery {
     pub limit: Option<u64>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
-}
-
-/// A page of documents, in `_id` order.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Page {
-    /// The documents, as relaxed extended JSON.
-    #[schema(value_type = Vec<Object>)]
-    pub documents: Vec<serde_json::Value>,
-    /// Pass as `cursor` for the next page; absent on the last one.
-    pub next_cursor: Option<String>,
 }
 
 /// The one place a daas error becomes an answer.

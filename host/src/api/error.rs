@@ -5,6 +5,7 @@
 use crate::app_store::AdmitError;
 use crate::daas::BodyError;
 use crate::platform::StoreError;
+use crate::runtime::FailureClass;
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -17,55 +18,13 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     field: Option<String>,
-    class: Option<&'static str>,
+    class: Option<FailureClass>,
     // Boxed: it is rare, and keeps every `Result<_, ApiError>` small.
     written: Option<Box<Written>>,
 }
 
-/// The body of every error response.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ErrorBody {
-    /// The error.
-    pub error: ErrorDetail,
-}
-
-/// What went wrong.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ErrorDetail {
-    /// The HTTP status, repeated for clients that lose it.
-    pub status: u16,
-    /// A stable machine-readable code, e.g. `invalid_component`.
-    pub code: &'static str,
-    /// What happened and, where possible, what to do about it.
-    pub message: String,
-    /// The offending field of a refused document (e.g. `stream.max_consumers`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub field: Option<String>,
-    /// The failure class of a refused app (e.g. `out-of-fuel`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub class: Option<&'static str>,
-    /// For a refused or failed data write: exactly what it had written before it stopped.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub written: Option<Written>,
-}
-
-/// How far a data write got before it was refused or failed. Every document up to and
-/// including position `through` is settled (written, already there, or refused and counted);
-/// nothing after it was written, except, after a 503, possibly part of the batch that was in
-/// flight. Retrying with `idempotency_key` writes nothing twice.
-#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
-pub struct Written {
-    /// Documents written by this request.
-    pub inserted: u64,
-    /// Documents whose `_id` was already there.
-    pub duplicates: u64,
-    /// Documents refused (bad JSON, not storable); the others were written.
-    pub rejected: u64,
-    /// The last settled position (array index, or NDJSON line from 1); absent when none is.
-    pub through: Option<u64>,
-    /// The key the documents' ids derive from: send it as `Idempotency-Key` when retrying.
-    pub idempotency_key: String,
-}
+// The bodies are part of the API: they live in the API types crate.
+pub use mysimbdp_api::{ErrorBody, ErrorDetail, Written};
 
 impl ApiError {
     /// An error with a status, a code and a message for the client.
@@ -166,7 +125,7 @@ impl IntoResponse for ApiError {
         let body = ErrorBody {
             error: ErrorDetail {
                 status: self.status.as_u16(),
-                code: self.code,
+                code: self.code.to_owned(),
                 message: self.message,
                 field: self.field,
                 class: self.class,
@@ -211,7 +170,7 @@ impl From<AdmitError> for ApiError {
                     code,
                     failure.message.clone(),
                 );
-                error.class = Some(failure.class.as_str());
+                error.class = Some(failure.class);
                 error
             }
             AdmitError::Store(e) => e.into(),

@@ -13,99 +13,11 @@ use crate::stream::service::{self, StreamDetails, StreamError, StreamSpec, Windo
 use axum::extract::State;
 use axum::http::StatusCode;
 use mongodb::bson::DateTime;
-use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
-use utoipa::{IntoParams, ToSchema};
-
-/// `POST /v1/streams`
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateStream {
-    /// The stream's name (its id): 1-64 lowercase letters, digits, '-' and '_', starting with
-    /// a letter.
-    #[schema(pattern = "^[a-z][a-z0-9_-]*$", min_length = 1, max_length = 64)]
-    pub name: String,
-    /// The stream app consuming it (its active version, followed as it changes).
-    #[schema(pattern = "^[a-z][a-z0-9_-]*$", min_length = 1, max_length = 64)]
-    pub app: String,
-    /// The app's parameters.
-    #[serde(default)]
-    pub params: BTreeMap<String, String>,
-    /// The collection documents land in (default: the profile's `sink.collection`): 1-120
-    /// letters, digits, '_' and '-' in dot-separated segments, not starting with `system.`.
-    #[schema(
-        pattern = "^[A-Za-z_][A-Za-z0-9_-]*(\\.[A-Za-z0-9_-]+)*$",
-        min_length = 1,
-        max_length = 120
-    )]
-    pub collection: Option<String>,
-    /// Deliveries of a message before it is dead-lettered (default `stream.delivery_limit`).
-    #[schema(minimum = 1, maximum = 1000)]
-    pub delivery_limit: Option<u32>,
-}
-
-/// Where and how the tenant publishes to a stream.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ConnectionView {
-    /// The AMQP URL without credentials, vhost included.
-    pub url: String,
-    /// The tenant's vhost.
-    pub vhost: String,
-    /// The tenant's broker user.
-    pub user: String,
-    /// Its password.
-    pub password: String,
-    /// Publish to this exchange (`mysimbdp.ingest`, direct), with routing key = `queue`. It
-    /// is the only thing the tenant's user may publish to; use `mandatory` and publisher
-    /// confirms to learn of a message that routed nowhere.
-    pub exchange: String,
-    /// The stream's queue: the routing key to publish with.
-    pub queue: String,
-    /// Dead letters land here; the tenant's user may read it, not publish to it.
-    pub dead_letter_queue: String,
-}
-
-/// A stream.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct StreamView {
-    /// Its name (id).
-    pub name: String,
-    /// The app.
-    pub app: String,
-    /// The app's active version (what consumers run now).
-    pub version: Option<String>,
-    /// Parameters.
-    pub params: BTreeMap<String, String>,
-    /// Where documents land.
-    pub collection: String,
-    /// `running` or `stopped`.
-    pub status: StreamStatus,
-    /// Consumers the stream should have now (moved by the monitor within min/max).
-    pub consumers: u32,
-    /// Consumers reported running in the last report interval, over all hosts.
-    pub running_consumers: u32,
-    /// Whether consumption is paused over the tenant's quota (latest reports).
-    pub throttled: bool,
-    /// Deliveries before dead-lettering.
-    pub delivery_limit: u32,
-    /// The queue.
-    pub queue: String,
-    /// The dead-letter queue.
-    pub dead_letter_queue: String,
-    /// The vhost.
-    pub vhost: String,
-    /// Created.
-    pub created_at: String,
-}
-
-/// A newly created stream and where to publish.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CreatedStream {
-    /// The stream.
-    pub stream: StreamView,
-    /// How to publish to it.
-    pub connection: ConnectionView,
-}
+use mysimbdp_api::{
+    ConnectionView, CreateStream, CreatedStream, EventView, Replayed, StreamStats, StreamView,
+};
+use serde::Deserialize;
+use utoipa::IntoParams;
 
 /// `?window_secs=`
 #[derive(Debug, Deserialize, IntoParams)]
@@ -132,62 +44,6 @@ fn in_range(name: &str, value: u64, range: std::ops::RangeInclusive<u64>) -> Res
             range.end()
         )))
     }
-}
-
-/// A stream's figures over a window, from its consumers' reports.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct StreamStats {
-    /// The stream.
-    pub stream: String,
-    /// The window, in seconds.
-    pub window_secs: u64,
-    /// Reports in the window.
-    pub reports: usize,
-    /// Messages settled.
-    pub messages: u64,
-    /// Their bytes.
-    pub bytes: u64,
-    /// Documents written.
-    pub documents: u64,
-    /// Messages per second over the time the reports cover (at most the window).
-    pub messages_per_sec: f64,
-    /// Messages dead-lettered.
-    pub dead_lettered: u64,
-    /// Messages requeued.
-    pub retried: u64,
-    /// Infrastructure errors met by consumers.
-    pub errors: u64,
-    /// Mean ingestion latency (delivery to completed write), weighted by messages, ms.
-    pub latency_avg_ms: f64,
-    /// The highest per-report p99 latency in the window, ms.
-    pub latency_p99_ms: f64,
-    /// Messages waiting (latest report).
-    pub queue_depth: u64,
-    /// Consumers running (latest report of each host).
-    pub running_consumers: u32,
-    /// Consumers wanted.
-    pub desired_consumers: u32,
-    /// Whether consumption is paused over the quota.
-    pub throttled: bool,
-    /// The monitor's latest decisions and throttling changes, newest first.
-    pub events: Vec<EventView>,
-}
-
-/// A decision or a throttling change.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct EventView {
-    /// When (RFC 3339).
-    pub at: String,
-    /// `scale_up`, `scale_down`, `throttled`, `resumed`.
-    pub kind: String,
-    /// Consumers before.
-    pub from: Option<u32>,
-    /// Consumers after.
-    pub to: Option<u32>,
-    /// Why.
-    pub reason: String,
-    /// Which host decided.
-    pub host: String,
 }
 
 impl From<StreamEvent> for EventView {
@@ -482,13 +338,6 @@ pub async fn dead_letters(
     let limit = in_range("limit", query.limit.unwrap_or(10), 1..=MAX_PEEK)? as u32;
     let letters = service::peek_dead_letters(&state.streams, &tenant, &name, limit).await?;
     Ok(Json(letters))
-}
-
-/// How many dead letters went back.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Replayed {
-    /// Messages moved from the dead-letter queue back to the stream's queue.
-    pub replayed: u64,
 }
 
 /// Send a stream's dead letters back through it (say, after activating a fixed app version):

@@ -1,41 +1,24 @@
 //! What the API returns: records turned into the JSON clients see (RFC 3339 times, no
-//! token hashes, effective limits spelled out).
+//! token hashes, effective limits spelled out). The view types live in the API types crate
+//! (`mysimbdp-api`); the conversions from host records live here, next to the records.
 
 use crate::app_store::DryRun;
 use crate::config::SandboxLimits;
-use crate::platform::{AppRecord, ProfileVersion, TenantRecord, TenantStatus, VersionRecord};
-use crate::runtime::{AppKind, FailureClass};
+use crate::platform::{AppRecord, ProfileVersion, TenantRecord, VersionRecord};
+use crate::runtime::FailureClass;
 use mongodb::bson::DateTime;
-use serde::Serialize;
-use utoipa::ToSchema;
+pub use mysimbdp_api::{
+    AppDetail, AppView, DryRunView, FailureView, MeView, ProfileVersionView, TenantView,
+    TenantWithToken, Uploaded, UsageView, VersionView,
+};
 
 fn time(at: DateTime) -> String {
     at.try_to_rfc3339_string().unwrap_or_default()
 }
 
-/// A tenant as the operator sees it.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TenantView {
-    /// The tenant id.
-    pub id: String,
-    /// Active or suspended.
-    pub status: TenantStatus,
-    /// Why it was suspended.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub suspended_reason: Option<String>,
-    /// The current profile's version.
-    pub profile_version: i64,
-    /// The current profile (schema: /v1/schemas/tenant-profile.json).
-    #[schema(value_type = Object)]
-    pub profile: serde_json::Value,
-    /// The database its documents land in.
-    pub database: String,
-    /// When its current token was issued.
-    pub token_issued_at: String,
-    /// Creation time.
-    pub created_at: String,
-    /// Last change.
-    pub updated_at: String,
+/// Sandbox limits as a view shows them (an object of named limits).
+pub fn limits(limits: &SandboxLimits) -> serde_json::Value {
+    serde_json::to_value(limits).unwrap_or_default()
 }
 
 impl From<&TenantRecord> for TenantView {
@@ -54,38 +37,6 @@ impl From<&TenantRecord> for TenantView {
     }
 }
 
-/// A tenant with a freshly issued token, shown this once.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TenantWithToken {
-    /// The tenant.
-    pub tenant: TenantView,
-    /// Its API token. Only its hash is stored: keep it now, or rotate it later.
-    pub token: String,
-}
-
-/// The calling tenant, with the limits its apps run under.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct MeView {
-    /// The tenant.
-    #[serde(flatten)]
-    pub tenant: TenantView,
-    /// Effective sandbox limits of its apps (before each app's own overrides).
-    #[schema(value_type = Object)]
-    pub limits: SandboxLimits,
-}
-
-/// One version of a profile.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ProfileVersionView {
-    /// 1, 2, …
-    pub version: i64,
-    /// When it was set.
-    pub created_at: String,
-    /// The profile.
-    #[schema(value_type = Object)]
-    pub profile: serde_json::Value,
-}
-
 impl From<&ProfileVersion> for ProfileVersionView {
     fn from(v: &ProfileVersion) -> Self {
         Self {
@@ -96,41 +47,21 @@ impl From<&ProfileVersion> for ProfileVersionView {
     }
 }
 
-/// An app.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AppView {
-    /// Its name.
-    pub name: String,
-    /// Batch or stream.
-    pub kind: AppKind,
-    /// The active version (the component's sha256).
-    pub active: Option<String>,
-    /// The version a rollback would activate.
-    pub previous: Option<String>,
-    /// The app's own sandbox overrides.
-    #[schema(value_type = Object)]
-    pub sandbox: serde_json::Value,
-    /// The limits its calls run under.
-    #[schema(value_type = Object)]
-    pub limits: SandboxLimits,
-    /// Changes so far.
-    pub revision: i64,
-    /// Creation time.
-    pub created_at: String,
-    /// Last change.
-    pub updated_at: String,
+/// Builds an [`AppView`] from a host record (a trait: the view is the types crate's).
+pub trait AppViewExt {
+    /// The view of `app`, running under `limits`.
+    fn new(app: &AppRecord, limits: SandboxLimits) -> Self;
 }
 
-impl AppView {
-    /// The view of `app`, running under `limits`.
-    pub fn new(app: &AppRecord, limits: SandboxLimits) -> Self {
+impl AppViewExt for AppView {
+    fn new(app: &AppRecord, limits: SandboxLimits) -> Self {
         Self {
             name: app.name.clone(),
             kind: app.kind,
             active: app.active.clone(),
             previous: app.history.last().cloned(),
             sandbox: serde_json::to_value(&app.sandbox).unwrap_or_default(),
-            limits,
+            limits: self::limits(&limits),
             revision: app.revision,
             created_at: time(app.created_at),
             updated_at: time(app.updated_at),
@@ -138,32 +69,14 @@ impl AppView {
     }
 }
 
-/// An immutable app version.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct VersionView {
-    /// The version id: the component's sha256 in hex.
-    pub version: String,
-    /// Batch or stream.
-    pub kind: AppKind,
-    /// Component size in bytes.
-    pub size: i64,
-    /// What the component imports.
-    pub imports: Vec<String>,
-    /// What it exports.
-    pub exports: Vec<String>,
-    /// Upload time.
-    pub uploaded_at: String,
-    /// Compile time at upload, in ms.
-    pub compile_ms: f64,
-    /// Fuel the admission probe burned.
-    pub probe_fuel: i64,
-    /// Whether it is the app's active version.
-    pub active: bool,
+/// Builds a [`VersionView`] from a host record (a trait: the view is the types crate's).
+pub trait VersionViewExt {
+    /// The view of `v`; `active` is the app's active digest.
+    fn new(v: &VersionRecord, active: Option<&str>) -> Self;
 }
 
-impl VersionView {
-    /// The view of `v`; `active` is the app's active digest.
-    pub fn new(v: &VersionRecord, active: Option<&str>) -> Self {
+impl VersionViewExt for VersionView {
+    fn new(v: &VersionRecord, active: Option<&str>) -> Self {
         Self {
             version: v.digest.clone(),
             kind: v.kind,
@@ -178,89 +91,18 @@ impl VersionView {
     }
 }
 
-/// An app with its versions.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AppDetail {
-    /// The app.
-    pub app: AppView,
-    /// Its versions, newest first.
-    pub versions: Vec<VersionView>,
+fn failure((class, message): (FailureClass, String)) -> FailureView {
+    FailureView { class, message }
 }
 
-/// The result of an upload.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Uploaded {
-    /// The app after the upload.
-    pub app: AppView,
-    /// The version uploaded.
-    pub version: VersionView,
-    /// False when an identical component was already a version of this app.
-    pub created: bool,
-}
-
-/// A failure of a call or of one message.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct FailureView {
-    /// The failure class (reject, out-of-fuel, …).
-    pub class: String,
-    /// What happened.
-    pub message: String,
-}
-
-impl From<(FailureClass, String)> for FailureView {
-    fn from((class, message): (FailureClass, String)) -> Self {
-        Self {
-            class: class.as_str().to_owned(),
-            message,
-        }
-    }
-}
-
-/// What a dry run used.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct UsageView {
-    /// Fuel burnt.
-    pub fuel: u64,
-    /// Time of the call in ms.
-    pub duration_ms: f64,
-    /// Calls into the host.
-    pub host_calls: u64,
-    /// JSON bytes emitted.
-    pub output_bytes: u64,
-    /// Log lines dropped past the cap.
-    pub logs_dropped: u64,
-    /// The app's stdout (bounded).
-    pub stdout: String,
-    /// The app's stderr (bounded).
-    pub stderr: String,
-}
-
-/// The result of a dry run: nothing was written anywhere.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct DryRunView {
-    /// The version that ran.
-    pub version: String,
-    /// Whether the call succeeded as a whole.
-    pub ok: bool,
-    /// The first documents.
-    #[schema(value_type = Vec<Object>)]
-    pub documents: Vec<serde_json::Value>,
-    /// Documents emitted in all.
-    pub documents_total: u64,
-    /// The batch app's quality report.
-    #[schema(value_type = Option<Object>)]
-    pub quality: Option<serde_json::Value>,
-    /// A stream app's outcome per input line: null for success.
-    pub messages: Vec<Option<FailureView>>,
-    /// Why the call failed as a whole.
-    pub failure: Option<FailureView>,
-    /// What it used.
-    pub usage: UsageView,
-}
-
-impl DryRunView {
+/// Builds a [`DryRunView`] from a run (a trait: the view is the types crate's).
+pub trait DryRunViewExt {
     /// The view of `run` of `version`.
-    pub fn new(version: &str, run: DryRun) -> Self {
+    fn new(version: &str, run: DryRun) -> Self;
+}
+
+impl DryRunViewExt for DryRunView {
+    fn new(version: &str, run: DryRun) -> Self {
         Self {
             version: version.to_owned(),
             ok: run.failure.is_none(),
@@ -275,12 +117,8 @@ impl DryRunView {
             quality: run
                 .quality
                 .map(|q| serde_json::to_value(q).unwrap_or_default()),
-            messages: run
-                .messages
-                .into_iter()
-                .map(|m| m.map(Into::into))
-                .collect(),
-            failure: run.failure.map(Into::into),
+            messages: run.messages.into_iter().map(|m| m.map(failure)).collect(),
+            failure: run.failure.map(failure),
             usage: UsageView {
                 fuel: run.usage.fuel,
                 duration_ms: run.duration.as_secs_f64() * 1000.0,

@@ -9,6 +9,7 @@ use crate::platform::{LogEntry, Platform, StoreError, TenantRecord};
 use crate::profile::BatchConstraints;
 use crate::runtime::AppKind;
 use futures_util::Stream;
+use mysimbdp_api::JobStatus;
 use std::collections::BTreeMap;
 
 /// Why an upload was refused or a job operation failed.
@@ -346,7 +347,7 @@ pub async fn replay(
 pub async fn jobs(
     batch: &BatchContext,
     tenant: &TenantRecord,
-    status: Option<&str>,
+    status: Option<JobStatus>,
     limit: usize,
 ) -> Result<Vec<(String, JobState)>, BatchError> {
     // How far back the listing looks for jobs in `status`.

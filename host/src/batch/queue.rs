@@ -19,9 +19,13 @@
 //! Every transition is one Lua script, so two workers (on any hosts) never take the same job,
 //! and each settle is fenced by the attempt number: a worker whose job was reaped after its
 //! visibility timeout cannot settle the job's next attempt.
+//!
+//! The scripts write a job's `status` as text; the names are those of
+//! [`JobStatus`](mysimbdp_api::JobStatus), which [`Queue::job`] parses them back into.
 
 use crate::redis_link::RedisLink;
 use anyhow::{Context, Result};
+use mysimbdp_api::JobStatus;
 use redis::Script;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -92,8 +96,8 @@ pub enum Outcome {
 pub struct JobState {
     /// The job.
     pub spec: JobSpec,
-    /// `queued`, `running`, `retrying`, `paused`, `done`, `failed` or `dead`.
-    pub status: String,
+    /// Where it is in its life.
+    pub status: JobStatus,
     /// Attempts so far.
     pub attempts: u32,
     /// The last error.
@@ -419,7 +423,11 @@ impl JobQueue {
             .with_context(|| format!("job {id} holds an unreadable spec"))?;
         Ok(Some(JobState {
             spec,
-            status: fields.get("status").cloned().unwrap_or_default(),
+            status: fields
+                .get("status")
+                .map_or("", String::as_str)
+                .parse()
+                .with_context(|| format!("job {id} holds an unknown status"))?,
             attempts: fields
                 .get("attempts")
                 .and_then(|a| a.parse().ok())
@@ -433,7 +441,7 @@ impl JobQueue {
     pub async fn list(
         &self,
         tenant: &str,
-        status: Option<&str>,
+        status: Option<JobStatus>,
         limit: usize,
         scan: usize,
     ) -> Result<Vec<(String, JobState)>> {

@@ -17,6 +17,7 @@ use crate::sink::{
     BulkWriter, Refusal, Sink, SinkResolver, SinkTarget, WriteError, stored_document,
 };
 use mongodb::bson::{self, DateTime};
+use mysimbdp_api::JobStatus;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -432,9 +433,9 @@ fn shorten(text: &str, max: usize) -> String {
 struct Settlement {
     outcome: Outcome,
     /// The job's status for the log and the metrics (`dead` once the queue gives up).
-    status: &'static str,
+    status: JobStatus,
     /// The failure class the job record keeps.
-    class: Option<String>,
+    class: Option<FailureClass>,
     error: Option<String>,
     usage: Usage,
     quality: Option<bson::Document>,
@@ -479,7 +480,7 @@ async fn settlement(context: &BatchContext, claim: &Claim, ended: Ended) -> Sett
             dispose_ingested(&context.staging, claim, after).await;
             Settlement {
                 outcome: Outcome::Done,
-                status: "done",
+                status: JobStatus::Done,
                 class: None,
                 error: None,
                 usage,
@@ -506,8 +507,8 @@ async fn settlement(context: &BatchContext, claim: &Claim, ended: Ended) -> Sett
                 outcome: Outcome::Fail {
                     reason: reason.clone(),
                 },
-                status: "failed",
-                class: Some(class.as_str().to_owned()),
+                status: JobStatus::Failed,
+                class: Some(class),
                 error: Some(reason),
                 usage,
                 quality: None,
@@ -519,8 +520,8 @@ async fn settlement(context: &BatchContext, claim: &Claim, ended: Ended) -> Sett
                 reason: reason.clone(),
                 backoff: retry_backoff(&context.config, claim.attempt),
             },
-            status: "retrying",
-            class: Some("retry".to_owned()),
+            status: JobStatus::Retrying,
+            class: Some(FailureClass::Retry),
             error: Some(reason),
             usage: Usage::default(),
             quality: None,
@@ -531,7 +532,7 @@ async fn settlement(context: &BatchContext, claim: &Claim, ended: Ended) -> Sett
                 reason: reason.clone(),
                 backoff: SUSPENDED_BACKOFF,
             },
-            status: "paused",
+            status: JobStatus::Paused,
             class: None,
             error: Some(reason),
             usage: Usage::default(),
@@ -592,15 +593,15 @@ async fn settle_in_queue(
             let dead = matches!(settlement.outcome, Outcome::Retry { .. })
                 && matches!(
                     context.queue.job(&claim.id).await,
-                    Ok(Some(ref job)) if job.status == "dead"
+                    Ok(Some(ref job)) if job.status == JobStatus::Dead
                 );
             if dead {
-                settlement.status = "dead";
+                settlement.status = JobStatus::Dead;
             }
             tracing::info!(
                 %worker,
                 job = %claim.id,
-                status = settlement.status,
+                status = %settlement.status,
                 documents = settlement.written.inserted,
                 error = %settlement.error.as_deref().unwrap_or_default(),
                 "batch job settled"
@@ -645,7 +646,7 @@ fn log_entry(claim: &Claim, settlement: Settlement, started: DateTime, place: Pl
         bytes: spec.size as i64,
         started_at: started,
         ended_at: DateTime::now(),
-        status: status.to_owned(),
+        status: status.as_str().to_owned(),
         error: error.or_else(|| written.refusal_note()),
         job: Some(JobRecord {
             id: claim.id.clone(),

@@ -16,9 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// Exit code of a run whose app failed (any failure class); 1 is a usage or host error, 2 a
-/// command-line error.
-pub(super) const EXIT_APP_FAILED: u8 = 3;
+// Exit code of a run whose app failed: the same as the remote commands'.
+use mysimbdp_client::EXIT_APP_FAILED;
 
 /// `app check`: one line (or JSON object) saying what the component is, or why it is refused.
 /// It applies the platform's admission rules, refused imports included, so a component that

@@ -1,12 +1,11 @@
 //! The `mysimbdp` command line: argument definitions and dispatch.
 
 mod app;
-mod app_remote;
-mod batch;
-mod client;
 mod registry;
-mod stream;
-mod tenant;
+
+// The commands that only talk to the platform live in the client crate (which
+// `mysimbdp-cli` is built from); this binary keeps them by delegating there.
+use mysimbdp_client::{app as app_remote, batch, parse_param, stream, tenant};
 
 use crate::config::{SandboxConfig, ServeConfig};
 use anyhow::{Context, Result};
@@ -86,26 +85,9 @@ pub enum AppCommand {
     /// Run an app on a local file in the production sandbox; documents go to stdout as JSON
     /// lines, a summary to stderr. No services needed.
     Run(RunArgs),
-    /// Upload a component as a new version of an app on the platform.
-    Upload(app_remote::UploadArgs),
-    /// List your apps on the platform, or one app's versions.
-    List(app_remote::ListArgs),
-    /// Make a version of an app the active one.
-    Activate(app_remote::ActivateArgs),
-    /// Re-activate the version that was active before the current one.
-    Rollback(app_remote::NameArgs),
-    /// Run an app on the platform on a small input and print its documents; nothing is
-    /// written.
-    DryRun(app_remote::DryRunArgs),
-    /// Delete an app and all its versions from the platform.
-    Delete {
-        /// The app and the API.
-        #[command(flatten)]
-        app: app_remote::NameArgs,
-        /// Confirm the deletion.
-        #[arg(long)]
-        yes: bool,
-    },
+    /// Upload, list, activate, roll back, dry-run and delete apps on the platform.
+    #[command(flatten)]
+    Remote(app_remote::RemoteAppCommand),
 }
 
 /// Arguments of `app check`.
@@ -231,13 +213,6 @@ impl SandboxArgs {
     }
 }
 
-fn parse_param(raw: &str) -> Result<(String, String), String> {
-    match raw.split_once('=') {
-        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
-        _ => Err(format!("{raw:?} is not NAME=VALUE")),
-    }
-}
-
 /// Logs to stderr, filtered by `RUST_LOG` (default: info), one line per record.
 pub fn init_tracing() {
     crate::logging::init();
@@ -271,19 +246,19 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 crate::serve::run(config, listener, crate::serve::shutdown_signal()).await?;
                 Ok(ExitCode::SUCCESS)
             }
-            Command::Tenant(command) => tenant::run(command).await,
+            Command::Tenant(command) => {
+                let schema = || {
+                    serde_json::to_value(crate::profile::Profile::json_schema()).unwrap_or_default()
+                };
+                tenant::run(command, Some(&schema)).await
+            }
             Command::Registry(command) => registry::run(command).await,
             Command::Batch(command) => batch::run(command).await,
             Command::Stream(command) => stream::run(command).await,
             Command::Compile(_) => anyhow::bail!("__compile runs before the async runtime"),
             Command::App(AppCommand::Check(args)) => app::check(args).await,
             Command::App(AppCommand::Run(args)) => app::run(args).await,
-            Command::App(AppCommand::Upload(args)) => app_remote::upload(args).await,
-            Command::App(AppCommand::List(args)) => app_remote::list(args).await,
-            Command::App(AppCommand::Activate(args)) => app_remote::activate(args).await,
-            Command::App(AppCommand::Rollback(args)) => app_remote::rollback(args).await,
-            Command::App(AppCommand::DryRun(args)) => app_remote::dry_run(args).await,
-            Command::App(AppCommand::Delete { app, yes }) => app_remote::delete(app, yes).await,
+            Command::App(AppCommand::Remote(command)) => app_remote::run(command).await,
         }
     })
 }

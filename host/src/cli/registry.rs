@@ -1,11 +1,11 @@
 //! `mysimbdp registry …`: the operator publishes, lists, reads and removes tenants' service
 //! information in etcd, where every host discovers it.
 
-use super::client::{print_json, text};
 use crate::config::{DEFAULT_ETCD_ENDPOINT, DEFAULT_REGISTRY_PREFIX, RegistryConfig};
 use crate::registry::{Registry, ServiceInfo, ServiceKind};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
+use mysimbdp_client::client::{print_json, text};
 use std::path::PathBuf;
 use std::process::ExitCode;
 

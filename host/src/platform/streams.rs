@@ -11,15 +11,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// Whether a stream's consumers run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum StreamStatus {
-    /// Consumers run (unless the tenant is suspended or over its quota).
-    Running,
-    /// No consumers; messages wait in the queue.
-    Stopped,
-}
+// The status is part of the API (stream views): it lives in the API types crate.
+pub use mysimbdp_api::StreamStatus;
 
 /// A stream as stored.
 #[derive(Debug, Clone, Serialize, Deserialize)]

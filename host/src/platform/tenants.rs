@@ -7,15 +7,8 @@ use mongodb::bson::{self, DateTime, doc};
 use mongodb::options::ReturnDocument;
 use serde::{Deserialize, Serialize};
 
-/// Whether a tenant may work.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum TenantStatus {
-    /// Requests are served and work runs.
-    Active,
-    /// Requests are refused with 403 and work is paused; nothing is deleted.
-    Suspended,
-}
+// The status is part of the API (tenant views): it lives in the API types crate.
+pub use mysimbdp_api::TenantStatus;
 
 /// A tenant as stored.
 #[derive(Debug, Clone, Serialize, Deserialize)]

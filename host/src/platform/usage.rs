@@ -2,8 +2,10 @@
 //! usage counters that enforce per-day quotas atomically across hosts.
 
 use super::{Platform, StoreResult, is_duplicate_key};
+use crate::runtime::FailureClass;
 use mongodb::bson::{DateTime, doc};
 use mongodb::options::ReturnDocument;
+use mysimbdp_api::JobStatus;
 use serde::{Deserialize, Serialize};
 
 /// One ingestion, as logged.
@@ -59,7 +61,7 @@ pub struct JobRecord {
     pub fuel: i64,
     /// The failure class, if it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error_class: Option<String>,
+    pub error_class: Option<FailureClass>,
     /// The app's quality report (records in, bad, violations).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quality: Option<mongodb::bson::Document>,
@@ -144,28 +146,8 @@ impl Platform {
     }
 }
 
-/// Batch ingestion figures, from the ingestion log.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct BatchStats {
-    /// Files whose job finished (done, failed for good, or dead-lettered).
-    pub files: u64,
-    /// Bytes of the files ingested.
-    pub bytes: u64,
-    /// Documents written (by every attempt).
-    pub documents: u64,
-    /// Jobs done.
-    pub done: u64,
-    /// Jobs failed for good (quarantined).
-    pub failed: u64,
-    /// Jobs dead-lettered after their last retry (replayable).
-    pub dead: u64,
-    /// done / (done + failed + dead); 1 when nothing finished yet.
-    pub success_rate: f64,
-    /// Mean duration of a successful job, in ms.
-    pub avg_duration_ms: f64,
-    /// 95th percentile of the duration of a successful job, in ms.
-    pub p95_duration_ms: f64,
-}
+// The figures are an API answer (`/v1/stats`): they live in the API types crate.
+pub use mysimbdp_api::BatchStats;
 
 /// Log entries read for statistics at most (the newest).
 const STATS_WINDOW: i64 = 100_000;
@@ -194,8 +176,9 @@ impl Platform {
         for entry in entries {
             let s = stats.entry(entry.tenant.clone()).or_default();
             s.documents += entry.documents.max(0) as u64;
-            match entry.status.as_str() {
-                "done" => {
+            // Batch entries carry a job status; anything else is counted in no column.
+            match entry.status.parse::<JobStatus>() {
+                Ok(JobStatus::Done) => {
                     s.done += 1;
                     s.files += 1;
                     s.bytes += entry.bytes.max(0) as u64;
@@ -203,11 +186,11 @@ impl Platform {
                         - entry.started_at.timestamp_millis()) as f64;
                     durations.entry(entry.tenant).or_default().push(ms);
                 }
-                "failed" => {
+                Ok(JobStatus::Failed) => {
                     s.failed += 1;
                     s.files += 1;
                 }
-                "dead" => {
+                Ok(JobStatus::Dead) => {
                     s.dead += 1;
                     s.files += 1;
                 }

@@ -24,7 +24,6 @@ use crate::config::RegistryConfig;
 use anyhow::{Context, Result, anyhow};
 use etcd_client::{Client, ConnectOptions, GetOptions, PutOptions, WatchOptions, WatchStream};
 use mongodb::bson::DateTime;
-use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
@@ -33,46 +32,28 @@ use tokio::task::JoinHandle;
 /// How long one etcd request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A live `serve` process, as registered in etcd.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct HostInfo {
-    /// Unique per process: `<hostname>-<pid>-<random>`.
-    pub id: String,
-    /// What it does: `api`, and `batch` / `stream` when it runs batch workers / stream
-    /// consumers.
-    pub roles: Vec<String>,
-    /// Where its API listens.
-    pub address: String,
-    /// When it started (RFC 3339).
-    pub started_at: String,
-    /// The mysimbdp version it runs.
-    pub version: String,
-    /// Its process id.
-    pub pid: u32,
-    /// The machine's hostname.
-    pub hostname: String,
-}
+// A host as registered is also an API answer (`/v1/admin/hosts`): it lives in the API
+// types crate.
+pub use mysimbdp_api::HostInfo;
 
-impl HostInfo {
-    /// This process, listening on `address`.
-    pub fn this_process(address: String, roles: Vec<String>) -> Result<Self> {
-        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_owned())
-            .or_else(|_| std::env::var("HOSTNAME"))
-            .unwrap_or_else(|_| "unknown".to_owned());
-        let mut random = [0u8; 4];
-        getrandom::fill(&mut random).context("reading the OS's random source")?;
-        let pid = std::process::id();
-        Ok(Self {
-            id: format!("{hostname}-{pid}-{}", hex::encode(random)),
-            roles,
-            address,
-            started_at: now(),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            pid,
-            hostname,
-        })
-    }
+/// This process, listening on `address`.
+pub fn this_process(address: String, roles: Vec<String>) -> Result<HostInfo> {
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "unknown".to_owned());
+    let mut random = [0u8; 4];
+    getrandom::fill(&mut random).context("reading the OS's random source")?;
+    let pid = std::process::id();
+    Ok(HostInfo {
+        id: format!("{hostname}-{pid}-{}", hex::encode(random)),
+        roles,
+        address,
+        started_at: now(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        pid,
+        hostname,
+    })
 }
 
 fn now() -> String {

@@ -4,45 +4,16 @@
 //! refused here without costing a compile.
 
 use super::failure::Failure;
-use std::fmt;
 use wasmparser::{Chunk, Parser, Payload};
 
-/// Which kind of app a component is, by the world it targets.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
-)]
-#[serde(rename_all = "kebab-case")]
-pub enum AppKind {
-    /// `mysimbdp:ingest/batch-app`: ingests staged files.
-    Batch,
-    /// `mysimbdp:ingest/stream-app`: ingests broker messages.
-    Stream,
-}
+// The kind is part of the API (app and version views): it lives in the API types crate.
+pub use mysimbdp_api::AppKind;
 
-impl AppKind {
-    /// The WIT world of this kind.
-    pub fn world(self) -> &'static str {
-        match self {
-            Self::Batch => "mysimbdp:ingest/batch-app@0.1.0",
-            Self::Stream => "mysimbdp:ingest/stream-app@0.1.0",
-        }
-    }
-
-    /// The interfaces of our package an app of this kind may import.
-    fn own_imports(self) -> &'static [&'static str] {
-        match self {
-            Self::Batch => &["types", "log", "params", "batch-input", "batch-output"],
-            Self::Stream => &["types", "log", "params"],
-        }
-    }
-}
-
-impl fmt::Display for AppKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Batch => "batch",
-            Self::Stream => "stream",
-        })
+/// The interfaces of our package an app of `kind` may import.
+fn own_imports(kind: AppKind) -> &'static [&'static str] {
+    match kind {
+        AppKind::Batch => &["types", "log", "params", "batch-input", "batch-output"],
+        AppKind::Stream => &["types", "log", "params"],
     }
 }
 
@@ -189,7 +160,7 @@ fn import_allowed(kind: AppKind, name: &str) -> bool {
         return false;
     };
     if package == "mysimbdp:ingest" {
-        return kind.own_imports().contains(&interface);
+        return own_imports(kind).contains(&interface);
     }
     WASI_PACKAGES.contains(&package)
 }

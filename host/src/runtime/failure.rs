@@ -1,80 +1,12 @@
 //! Typed failures of a call into an app, and how wasmtime's errors map onto them.
 
 use serde::Serialize;
-use std::fmt;
 use std::time::Duration;
 use wasmtime::Trap;
 use wasmtime::component::ResourceTableError;
 
-/// What went wrong, as a class with a documented policy (see `wit/README.md`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum FailureClass {
-    /// The app refused its input: never retried.
-    Reject,
-    /// The app asked to be retried.
-    Retry,
-    /// The fuel budget ran out.
-    OutOfFuel,
-    /// Linear memory or tables grew past the cap.
-    MemoryLimit,
-    /// The wall-clock deadline passed.
-    Deadline,
-    /// The wasm stack overflowed.
-    StackOverflow,
-    /// The app panicked or trapped.
-    Panic,
-    /// Too many documents in a call, a document too large, or too many bytes in total.
-    OutputLimit,
-    /// Too many calls into the host.
-    HostCallLimit,
-    /// Too many host resources (streams, handles) held at once.
-    ResourceLimit,
-    /// Output that breaks the contract: not a JSON object, wrong number of outcomes.
-    BadOutput,
-    /// Values that break the canonical ABI at the component boundary: invalid UTF-8, an
-    /// out-of-range variant/enum/option tag, a list or string out of bounds, a hostile
-    /// `cabi_realloc`, a dropped or forged resource handle, too much data copied in one
-    /// call. The guest's fault and deterministic: never retried.
-    AbiViolation,
-    /// Infrastructure on the host side failed: retried.
-    HostError,
-    /// Not a component of one of our worlds; refused at upload or check.
-    InvalidComponent,
-}
-
-impl FailureClass {
-    /// The class's stable name, as used in logs, APIs and dead-letter headers.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Reject => "reject",
-            Self::Retry => "retry",
-            Self::OutOfFuel => "out-of-fuel",
-            Self::MemoryLimit => "memory-limit",
-            Self::Deadline => "deadline",
-            Self::StackOverflow => "stack-overflow",
-            Self::Panic => "panic",
-            Self::OutputLimit => "output-limit",
-            Self::HostCallLimit => "host-call-limit",
-            Self::ResourceLimit => "resource-limit",
-            Self::BadOutput => "bad-output",
-            Self::AbiViolation => "abi-violation",
-            Self::HostError => "host-error",
-            Self::InvalidComponent => "invalid-component",
-        }
-    }
-
-    /// Whether the same input may succeed on a later attempt.
-    pub fn is_retryable(self) -> bool {
-        matches!(self, Self::Retry | Self::HostError)
-    }
-}
-
-impl fmt::Display for FailureClass {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+// The class is part of the API (views, error bodies): it lives in the API types crate.
+pub use mysimbdp_api::FailureClass;
 
 /// What a call consumed, on success and on failure alike.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

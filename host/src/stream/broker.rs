@@ -32,57 +32,36 @@ pub const DEAD_LETTER_SUFFIX: &str = ".dead";
 /// Payload bytes a peeked dead letter shows.
 const PEEK_TRUNCATE: u32 = 4096;
 
-/// A dead letter as shown to its tenant.
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-pub struct DeadLetter {
-    /// The message's id.
-    pub message_id: Option<String>,
-    /// The failure class (`x-mysimbdp-error-class`), or `delivery-limit` when the broker
-    /// dead-lettered it itself.
-    pub class: Option<String>,
-    /// Why (`x-mysimbdp-error`).
-    pub error: Option<String>,
-    /// Deliveries it had.
-    pub deliveries: Option<i64>,
-    /// The app version that failed it.
-    pub app_version: Option<String>,
-    /// When it was dead-lettered.
-    pub dead_lettered_at: Option<String>,
-    /// Its body (as text when it is UTF-8, else base64), truncated to 4 KiB.
-    pub payload: String,
-    /// Whether the body is base64.
-    pub base64: bool,
-}
+// A dead letter as shown to its tenant is an API answer: it lives in the API types crate.
+pub use mysimbdp_api::DeadLetter;
 
-impl DeadLetter {
-    /// Reads a message from the management API's "get". `platform_user` is the administrator:
-    /// only a message carrying its `user_id` (which the broker refuses from anyone else) has
-    /// `x-mysimbdp-*` headers the platform wrote; any other message reached the dead-letter
-    /// queue through the broker's own delivery limit, with its publisher's headers, which are
-    /// not shown as a verdict.
-    fn from_management(message: &serde_json::Value, platform_user: &str) -> Self {
-        let properties = &message["properties"];
-        let platform_written = properties["user_id"].as_str() == Some(platform_user);
-        let none = serde_json::Value::Null;
-        let headers = if platform_written {
-            &properties["headers"]
-        } else {
-            &none
-        };
-        let text = |v: &serde_json::Value| v.as_str().map(str::to_owned);
-        let broker_limit = properties["headers"].get("x-death").is_some()
-            && headers.get("x-mysimbdp-error-class").is_none();
-        Self {
-            message_id: text(&properties["message_id"]),
-            class: text(&headers["x-mysimbdp-error-class"])
-                .or_else(|| broker_limit.then(|| "delivery-limit".to_owned())),
-            error: text(&headers["x-mysimbdp-error"]),
-            deliveries: headers["x-mysimbdp-deliveries"].as_i64(),
-            app_version: text(&headers["x-mysimbdp-app-version"]),
-            dead_lettered_at: text(&headers["x-mysimbdp-dead-lettered-at"]),
-            payload: text(&message["payload"]).unwrap_or_default(),
-            base64: message["payload_encoding"] == "base64",
-        }
+/// Reads a message from the management API's "get". `platform_user` is the administrator:
+/// only a message carrying its `user_id` (which the broker refuses from anyone else) has
+/// `x-mysimbdp-*` headers the platform wrote; any other message reached the dead-letter
+/// queue through the broker's own delivery limit, with its publisher's headers, which are
+/// not shown as a verdict.
+fn dead_letter_from_management(message: &serde_json::Value, platform_user: &str) -> DeadLetter {
+    let properties = &message["properties"];
+    let platform_written = properties["user_id"].as_str() == Some(platform_user);
+    let none = serde_json::Value::Null;
+    let headers = if platform_written {
+        &properties["headers"]
+    } else {
+        &none
+    };
+    let text = |v: &serde_json::Value| v.as_str().map(str::to_owned);
+    let broker_limit = properties["headers"].get("x-death").is_some()
+        && headers.get("x-mysimbdp-error-class").is_none();
+    DeadLetter {
+        message_id: text(&properties["message_id"]),
+        class: text(&headers["x-mysimbdp-error-class"])
+            .or_else(|| broker_limit.then(|| "delivery-limit".to_owned())),
+        error: text(&headers["x-mysimbdp-error"]),
+        deliveries: headers["x-mysimbdp-deliveries"].as_i64(),
+        app_version: text(&headers["x-mysimbdp-app-version"]),
+        dead_lettered_at: text(&headers["x-mysimbdp-dead-lettered-at"]),
+        payload: text(&message["payload"]).unwrap_or_default(),
+        base64: message["payload_encoding"] == "base64",
     }
 }
 
@@ -428,7 +407,7 @@ impl Broker {
         let platform_user = self.platform_user();
         Ok(messages
             .iter()
-            .map(|message| DeadLetter::from_management(message, platform_user))
+            .map(|message| dead_letter_from_management(message, platform_user))
             .collect())
     }
 

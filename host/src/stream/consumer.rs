@@ -94,7 +94,7 @@ struct Processed {
 enum Action {
     Write(Vec<Document>),
     Requeue(String),
-    Dead { class: String, reason: String },
+    Dead { class: FailureClass, reason: String },
 }
 
 impl Consumer {
@@ -274,7 +274,7 @@ impl Consumer {
                 && message.attempt >= plan.stream.delivery_limit
             {
                 *action = Action::Dead {
-                    class: FailureClass::Retry.as_str().to_owned(),
+                    class: FailureClass::Retry,
                     reason: format!(
                         "gave up after {} deliveries (the stream's delivery limit): {reason}",
                         message.attempt
@@ -464,7 +464,7 @@ impl Consumer {
                             for refusal in &writer.refusals {
                                 if let Some(&owner) = owners.get(refusal.index as usize) {
                                     actions[owner] = Action::Dead {
-                                        class: FailureClass::BadOutput.as_str().to_owned(),
+                                        class: FailureClass::BadOutput,
                                         reason: refusal.reason.clone(),
                                     };
                                 }
@@ -507,7 +507,7 @@ impl Consumer {
                 plan,
                 delivery,
                 message,
-                class,
+                *class,
                 reason,
                 self.context.broker.platform_user(),
             );
@@ -629,7 +629,7 @@ fn stored_one(
 
 fn dead_for_output(reason: String) -> Action {
     Action::Dead {
-        class: FailureClass::BadOutput.as_str().to_owned(),
+        class: FailureClass::BadOutput,
         reason,
     }
 }
@@ -717,7 +717,7 @@ fn action_of(outcome: Result<Vec<Document>, Failure>) -> Action {
             Action::Requeue(format!("{}: {}", failure.class, failure.message))
         }
         Err(failure) => Action::Dead {
-            class: failure.class.as_str().to_owned(),
+            class: failure.class,
             reason: failure.message,
         },
     }
@@ -786,7 +786,7 @@ fn dead_letter_properties(
     plan: &Plan,
     delivery: &Delivery,
     message: &Message,
-    class: &str,
+    class: FailureClass,
     reason: &str,
     platform_user: &str,
 ) -> BasicProperties {
@@ -809,7 +809,7 @@ fn dead_letter_properties(
         ("x-mysimbdp-stream", text(&plan.stream.name)),
         ("x-mysimbdp-app", text(&plan.stream.app)),
         ("x-mysimbdp-app-version", text(&plan.version)),
-        ("x-mysimbdp-error-class", text(class)),
+        ("x-mysimbdp-error-class", text(class.as_str())),
         ("x-mysimbdp-error", text(reason)),
         ("x-mysimbdp-message-id", text(&message.id)),
         (

@@ -3,6 +3,7 @@
 
 use anyhow::{Context, Result, anyhow};
 use clap::Args;
+use mysimbdp_api::ErrorBody;
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -107,20 +108,18 @@ impl Client {
 
 /// One line out of an error answer: `403 tenant_suspended: tenant "acme" is suspended`.
 pub fn describe_error(status: StatusCode, body: &str) -> String {
-    let parsed: Option<Value> = serde_json::from_str(body).ok();
-    let error = parsed.as_ref().and_then(|v| v.get("error"));
-    match error {
-        Some(error) => {
-            let code = error.get("code").and_then(Value::as_str).unwrap_or("error");
-            let message = error.get("message").and_then(Value::as_str).unwrap_or("");
-            let class = error
-                .get("class")
-                .and_then(Value::as_str)
-                .map(|c| format!(" [{c}]"))
-                .unwrap_or_default();
-            format!("{} {code}{class}: {message}", status.as_u16())
+    match serde_json::from_str::<ErrorBody>(body) {
+        Ok(ErrorBody { error }) => {
+            let class = error.class.map(|c| format!(" [{c}]")).unwrap_or_default();
+            format!(
+                "{} {}{class}: {}",
+                status.as_u16(),
+                error.code,
+                error.message
+            )
         }
-        None => format!("{status}: {}", body.trim()),
+        // Not the API speaking (a proxy, say): its text as it is.
+        Err(_) => format!("{status}: {}", body.trim()),
     }
 }
 
@@ -144,6 +143,11 @@ pub fn text(value: &Value) -> String {
         Value::Null => "-".to_owned(),
         other => other.to_string(),
     }
+}
+
+/// An optional text for a table cell: absent as `-`.
+pub fn or_dash(value: &Option<String>) -> &str {
+    value.as_deref().unwrap_or("-")
 }
 
 /// Prints a value as pretty JSON.

@@ -1,17 +1,54 @@
-//! `mysimbdp app upload|list|activate|rollback|delete`: a tenant's apps on the platform,
+//! `mysimbdp app upload|list|activate|rollback|dry-run|delete`: a tenant's apps on the platform,
 //! over the API, with a progress bar for uploads.
 
-use super::client::{Client, TenantApi, print_json, segment, text};
+use crate::client::{Client, TenantApi, or_dash, print_json, segment};
 use anyhow::{Context, Result, bail};
-use clap::Args;
+use clap::{Args, Subcommand};
 use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
+use mysimbdp_api::{Activate, AppView, DryRunRequest, DryRunView, Uploaded, VersionView};
 use reqwest::Method;
-use serde_json::{Value, json};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
+
+/// `mysimbdp app …` on the platform (the host's `app` command adds `check` and `run`).
+#[derive(Debug, Subcommand)]
+pub enum RemoteAppCommand {
+    /// Upload a component as a new version of an app on the platform.
+    Upload(UploadArgs),
+    /// List your apps on the platform, or one app's versions.
+    List(ListArgs),
+    /// Make a version of an app the active one.
+    Activate(ActivateArgs),
+    /// Re-activate the version that was active before the current one.
+    Rollback(NameArgs),
+    /// Run an app on the platform on a small input and print its documents; nothing is
+    /// written.
+    DryRun(DryRunArgs),
+    /// Delete an app and all its versions from the platform.
+    Delete {
+        /// The app and the API.
+        #[command(flatten)]
+        app: NameArgs,
+        /// Confirm the deletion.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// Runs an `app` command on the platform.
+pub async fn run(command: RemoteAppCommand) -> Result<ExitCode> {
+    match command {
+        RemoteAppCommand::Upload(args) => upload(args).await,
+        RemoteAppCommand::List(args) => list(args).await,
+        RemoteAppCommand::Activate(args) => activate(args).await,
+        RemoteAppCommand::Rollback(args) => rollback(args).await,
+        RemoteAppCommand::DryRun(args) => dry_run(args).await,
+        RemoteAppCommand::Delete { app, yes } => delete(app, yes).await,
+    }
+}
 
 /// Arguments of `app upload`.
 #[derive(Debug, Args)]
@@ -70,7 +107,7 @@ pub struct DryRunArgs {
     #[arg(long)]
     pub input: PathBuf,
     /// An app parameter, `name=value`; repeat for more.
-    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = super::parse_param)]
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = crate::parse_param)]
     pub params: Vec<(String, String)>,
     /// The version to run (default: the active one).
     #[arg(long = "app-version", value_name = "VERSION")]
@@ -85,26 +122,26 @@ pub async fn dry_run(args: DryRunArgs) -> Result<ExitCode> {
     let client = Client::new(&args.api.api, &args.api.token)?;
     let input = std::fs::read_to_string(&args.input)
         .with_context(|| format!("reading {:?} (a dry run takes UTF-8 text)", args.input))?;
-    let params: serde_json::Map<String, Value> = args
-        .params
-        .into_iter()
-        .map(|(k, v)| (k, Value::String(v)))
-        .collect();
-    let run: Value = client
+    let request = DryRunRequest {
+        input,
+        params: args.params.into_iter().collect(),
+        version: args.version_id,
+    };
+    let run: DryRunView = client
         .send(
             client
                 .request(
                     Method::POST,
                     &format!("/v1/apps/{}/dry-run", segment(&args.name)),
                 )
-                .json(&json!({ "input": input, "params": params, "version": args.version_id })),
+                .json(&request),
         )
         .await?;
     if args.api.json {
         print_json(&run)?;
     } else {
         let mut stdout = std::io::stdout().lock();
-        for document in run["documents"].as_array().into_iter().flatten() {
+        for document in &run.documents {
             // A closed pipe (`| head`) just means the reader has seen enough.
             if let Err(e) = writeln!(stdout, "{document}") {
                 if e.kind() == std::io::ErrorKind::BrokenPipe {
@@ -114,24 +151,20 @@ pub async fn dry_run(args: DryRunArgs) -> Result<ExitCode> {
             }
         }
         drop(stdout);
-        let shown = run["documents"].as_array().map_or(0, Vec::len);
+        let shown = run.documents.len();
         eprintln!(
             "version {}: {} documents ({shown} shown), fuel {}, {:.1} ms",
-            short(&text(&run["version"])),
-            run["documents_total"],
-            run["usage"]["fuel"],
-            run["usage"]["duration_ms"].as_f64().unwrap_or_default()
+            short(&run.version),
+            run.documents_total,
+            run.usage.fuel,
+            run.usage.duration_ms
         );
-        if !run["quality"].is_null() {
-            eprintln!("quality: {}", run["quality"]);
+        if let Some(quality) = &run.quality {
+            eprintln!("quality: {quality}");
         }
-        if let Some(failure) = run["failure"].as_object() {
-            eprintln!(
-                "failed: {}: {}",
-                text(&failure["class"]),
-                text(&failure["message"])
-            );
-            return Ok(ExitCode::from(super::app::EXIT_APP_FAILED));
+        if let Some(failure) = &run.failure {
+            eprintln!("failed: {}: {}", failure.class, failure.message);
+            return Ok(ExitCode::from(crate::EXIT_APP_FAILED));
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -182,7 +215,7 @@ pub async fn upload(args: UploadArgs) -> Result<ExitCode> {
         admitting.set_message("checking, compiling, probing");
         admitting.enable_steady_tick(Duration::from_millis(120));
     });
-    let result: Result<Value> = client.send(request).await;
+    let result: Result<Uploaded> = client.send(request).await;
     waiting.abort();
     bar.finish_and_clear();
     let uploaded =
@@ -191,27 +224,24 @@ pub async fn upload(args: UploadArgs) -> Result<ExitCode> {
         print_json(&uploaded)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let version = &uploaded["version"];
-    let verb = if uploaded["created"] == json!(true) {
+    let version = &uploaded.version;
+    let verb = if uploaded.created {
         "uploaded"
     } else {
         "already had"
     };
     println!(
         "{verb} {} {} app version {} ({} bytes)",
-        args.name,
-        text(&version["kind"]),
-        text(&version["version"]),
-        version["size"],
+        args.name, version.kind, version.version, version.size,
     );
-    let active = text(&uploaded["app"]["active"]);
-    if active == text(&version["version"]) {
+    let active = or_dash(&uploaded.app.active);
+    if active == version.version {
         println!("active: {active}");
     } else {
         println!(
             "active: {active} (activate the new one with `mysimbdp app activate {} {}`)",
             args.name,
-            short(&text(&version["version"]))
+            short(&version.version)
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -222,7 +252,7 @@ pub async fn list(args: ListArgs) -> Result<ExitCode> {
     let client = Client::new(&args.api.api, &args.api.token)?;
     match &args.name {
         None => {
-            let apps: Vec<Value> = client.send(client.request(Method::GET, "/v1/apps")).await?;
+            let apps: Vec<AppView> = client.send(client.request(Method::GET, "/v1/apps")).await?;
             if args.api.json {
                 print_json(&apps)?;
             } else {
@@ -233,17 +263,17 @@ pub async fn list(args: ListArgs) -> Result<ExitCode> {
                 for app in &apps {
                     println!(
                         "{:<24} {:<7} {:<14} {:<14} {}",
-                        text(&app["name"]),
-                        text(&app["kind"]),
-                        short(&text(&app["active"])),
-                        short(&text(&app["previous"])),
-                        text(&app["updated_at"]),
+                        app.name,
+                        app.kind.to_string(),
+                        short(or_dash(&app.active)),
+                        short(or_dash(&app.previous)),
+                        app.updated_at,
                     );
                 }
             }
         }
         Some(name) => {
-            let versions: Vec<Value> = client
+            let versions: Vec<VersionView> = client
                 .send(client.request(Method::GET, &format!("/v1/apps/{}/versions", segment(name))))
                 .await?;
             if args.api.json {
@@ -251,13 +281,10 @@ pub async fn list(args: ListArgs) -> Result<ExitCode> {
             } else {
                 println!("{:<2}{:<66} {:>10}  UPLOADED", "", "VERSION", "BYTES");
                 for v in &versions {
-                    let marker = if v["active"] == json!(true) { "*" } else { "" };
-                    println!(
-                        "{marker:<2}{:<66} {:>10}  {}",
-                        text(&v["version"]),
-                        v["size"],
-                        text(&v["uploaded_at"]),
-                    );
+                    let marker = if v.active { "*" } else { "" };
+                    // The size goes unpadded, as it did when it was printed from a JSON
+                    // value (which ignores widths).
+                    println!("{marker:<2}{:<66} {}  {}", v.version, v.size, v.uploaded_at,);
                 }
             }
         }
@@ -268,14 +295,16 @@ pub async fn list(args: ListArgs) -> Result<ExitCode> {
 /// `app activate name version`
 pub async fn activate(args: ActivateArgs) -> Result<ExitCode> {
     let client = Client::new(&args.api.api, &args.api.token)?;
-    let app: Value = client
+    let app: AppView = client
         .send(
             client
                 .request(
                     Method::POST,
                     &format!("/v1/apps/{}/activate", segment(&args.name)),
                 )
-                .json(&json!({ "version": args.version_id })),
+                .json(&Activate {
+                    version: args.version_id,
+                }),
         )
         .await?;
     show_active(&args.api, &app)
@@ -284,7 +313,7 @@ pub async fn activate(args: ActivateArgs) -> Result<ExitCode> {
 /// `app rollback name`
 pub async fn rollback(args: NameArgs) -> Result<ExitCode> {
     let client = Client::new(&args.api.api, &args.api.token)?;
-    let app: Value = client
+    let app: AppView = client
         .send(client.request(
             Method::POST,
             &format!("/v1/apps/{}/rollback", segment(&args.name)),
@@ -309,15 +338,15 @@ pub async fn delete(args: NameArgs, yes: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn show_active(api: &TenantApi, app: &Value) -> Result<ExitCode> {
+fn show_active(api: &TenantApi, app: &AppView) -> Result<ExitCode> {
     if api.json {
         print_json(app)?;
     } else {
         println!(
             "{}: active {} (previous {})",
-            text(&app["name"]),
-            text(&app["active"]),
-            text(&app["previous"])
+            app.name,
+            or_dash(&app.active),
+            or_dash(&app.previous)
         );
     }
     Ok(ExitCode::SUCCESS)

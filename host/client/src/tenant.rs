@@ -1,11 +1,11 @@
 //! `mysimbdp tenant …`: the operator's side of the control plane, over the admin API.
 
-use super::client::{Client, OperatorApi, print_json, segment, text};
-use crate::profile::Profile;
+use crate::client::{Client, OperatorApi, print_json, segment};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
+use mysimbdp_api::{CreateTenant, ProfileVersionView, Suspend, TenantView, TenantWithToken};
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -93,16 +93,20 @@ pub enum ProfileCommand {
     Schema,
 }
 
-/// Runs a `tenant` command.
-pub async fn run(command: TenantCommand) -> Result<ExitCode> {
+/// Runs a `tenant` command. `profile_schema` gives the JSON Schema of profiles, which only
+/// the host knows (the `mysimbdp` binary passes it; `mysimbdp-cli` has none).
+pub async fn run(
+    command: TenantCommand,
+    profile_schema: Option<&dyn Fn() -> Value>,
+) -> Result<ExitCode> {
     match command {
         TenantCommand::Create { id, profile, api } => {
             let client = Client::new(&api.api, &api.token)?;
-            let mut body = json!({ "id": id });
-            if let Some(path) = profile {
-                body["profile"] = read_profile(&path)?;
-            }
-            let created: Value = client
+            let body = CreateTenant {
+                id,
+                profile: profile.map(|path| read_profile(&path)).transpose()?,
+            };
+            let created: TenantWithToken = client
                 .send(
                     client
                         .request(Method::POST, "/v1/admin/tenants")
@@ -112,8 +116,8 @@ pub async fn run(command: TenantCommand) -> Result<ExitCode> {
             if api.json {
                 print_json(&created)?;
             } else {
-                print_tenant(&created["tenant"]);
-                println!("token:   {}", text(&created["token"]));
+                print_tenant(&created.tenant);
+                println!("token:   {}", created.token);
                 eprintln!(
                     "\nThe token is shown only now; only its hash is stored. Give it to the \
                      tenant (MYSIMBDP_TOKEN), or rotate it later with `mysimbdp tenant rotate-token`."
@@ -122,7 +126,7 @@ pub async fn run(command: TenantCommand) -> Result<ExitCode> {
         }
         TenantCommand::List { api } => {
             let client = Client::new(&api.api, &api.token)?;
-            let tenants: Vec<Value> = client
+            let tenants: Vec<TenantView> = client
                 .send(client.request(Method::GET, "/v1/admin/tenants"))
                 .await?;
             if api.json {
@@ -135,41 +139,41 @@ pub async fn run(command: TenantCommand) -> Result<ExitCode> {
                 for t in &tenants {
                     println!(
                         "{:<32} {:<10} {:>8}  {:<28} {}",
-                        text(&t["id"]),
-                        text(&t["status"]),
-                        format!("v{}", t["profile_version"]),
-                        text(&t["database"]),
-                        text(&t["created_at"]),
+                        t.id,
+                        t.status.as_str(),
+                        format!("v{}", t.profile_version),
+                        t.database,
+                        t.created_at,
                     );
                 }
             }
         }
         TenantCommand::Show(args) => {
             let client = Client::new(&args.api.api, &args.api.token)?;
-            let tenant: Value = client
+            let tenant: TenantView = client
                 .send(client.request(Method::GET, &tenant_path(&args.id, "")))
                 .await?;
             if args.api.json {
                 print_json(&tenant)?;
             } else {
                 print_tenant(&tenant);
-                println!("profile:\n{}", indent(&toml_text(&tenant["profile"])));
+                println!("profile:\n{}", indent(&toml_text(&tenant.profile)));
             }
         }
         TenantCommand::Suspend { id, reason, api } => {
             let client = Client::new(&api.api, &api.token)?;
-            let tenant: Value = client
+            let tenant: TenantView = client
                 .send(
                     client
                         .request(Method::POST, &tenant_path(&id, "/suspend"))
-                        .json(&json!({ "reason": reason })),
+                        .json(&Suspend { reason }),
                 )
                 .await?;
             report(&api, &tenant, || println!("suspended {id}"))?;
         }
         TenantCommand::Resume(args) => {
             let client = Client::new(&args.api.api, &args.api.token)?;
-            let tenant: Value = client
+            let tenant: TenantView = client
                 .send(client.request(Method::POST, &tenant_path(&args.id, "/resume")))
                 .await?;
             report(&args.api, &tenant, || println!("resumed {}", args.id))?;
@@ -189,11 +193,11 @@ pub async fn run(command: TenantCommand) -> Result<ExitCode> {
         }
         TenantCommand::RotateToken(args) => {
             let client = Client::new(&args.api.api, &args.api.token)?;
-            let rotated: Value = client
+            let rotated: TenantWithToken = client
                 .send(client.request(Method::POST, &tenant_path(&args.id, "/token")))
                 .await?;
             report(&args.api, &rotated, || {
-                println!("token:   {}", text(&rotated["token"]));
+                println!("token:   {}", rotated.token);
                 eprintln!("\nThe old token no longer works. This one is shown only now.");
             })?;
         }
@@ -206,7 +210,7 @@ pub async fn run(command: TenantCommand) -> Result<ExitCode> {
             } else {
                 "application/json"
             };
-            let tenant: Value = client
+            let tenant: TenantView = client
                 .send(
                     client
                         .request(Method::PUT, &tenant_path(&id, "/profile"))
@@ -215,28 +219,31 @@ pub async fn run(command: TenantCommand) -> Result<ExitCode> {
                 )
                 .await?;
             report(&api, &tenant, || {
-                println!(
-                    "profile of {id} is now version {}",
-                    tenant["profile_version"]
-                );
+                println!("profile of {id} is now version {}", tenant.profile_version);
             })?;
         }
         TenantCommand::Profile(ProfileCommand::History(args)) => {
             let client = Client::new(&args.api.api, &args.api.token)?;
-            let versions: Vec<Value> = client
+            let versions: Vec<ProfileVersionView> = client
                 .send(client.request(Method::GET, &tenant_path(&args.id, "/profile/versions")))
                 .await?;
             if args.api.json {
                 print_json(&versions)?;
             } else {
                 for v in &versions {
-                    println!("version {} set {}", v["version"], text(&v["created_at"]));
-                    println!("{}", indent(&toml_text(&v["profile"])));
+                    println!("version {} set {}", v.version, v.created_at);
+                    println!("{}", indent(&toml_text(&v.profile)));
                 }
             }
         }
         TenantCommand::Profile(ProfileCommand::Schema) => {
-            print_json(&Profile::json_schema())?;
+            let Some(schema) = profile_schema else {
+                bail!(
+                    "this binary does not carry the profile schema: run `mysimbdp tenant profile \
+                     schema`, or GET /v1/schemas/tenant-profile.json from the API"
+                );
+            };
+            print_json(&schema())?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -260,7 +267,7 @@ fn read_profile(path: &Path) -> Result<Value> {
     }
 }
 
-fn report(api: &OperatorApi, value: &Value, human: impl FnOnce()) -> Result<()> {
+fn report(api: &OperatorApi, value: &impl serde::Serialize, human: impl FnOnce()) -> Result<()> {
     if api.json {
         print_json(value)?;
     } else {
@@ -269,16 +276,17 @@ fn report(api: &OperatorApi, value: &Value, human: impl FnOnce()) -> Result<()> 
     Ok(())
 }
 
-fn print_tenant(t: &Value) {
-    println!("tenant:  {}", text(&t["id"]));
-    let reason = t["suspended_reason"]
-        .as_str()
+fn print_tenant(t: &TenantView) {
+    println!("tenant:  {}", t.id);
+    let reason = t
+        .suspended_reason
+        .as_deref()
         .map(|r| format!(" ({r})"))
         .unwrap_or_default();
-    println!("status:  {}{reason}", text(&t["status"]));
-    println!("profile: version {}", t["profile_version"]);
-    println!("database: {}", text(&t["database"]));
-    println!("created: {}", text(&t["created_at"]));
+    println!("status:  {}{reason}", t.status);
+    println!("profile: version {}", t.profile_version);
+    println!("database: {}", t.database);
+    println!("created: {}", t.created_at);
 }
 
 fn toml_text(value: &Value) -> String {

@@ -1,14 +1,14 @@
 //! `mysimbdp batch upload|jobs|job|replay`: a tenant's batch ingestion over the API, with a
 //! progress bar for uploads.
 
-use super::client::{Client, TenantApi, print_json, segment, text};
+use crate::client::{Client, TenantApi, print_json, segment};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
+use mysimbdp_api::{BatchStats, JobStatus, JobSummary, JobView, Queued};
 use reqwest::Method;
 use reqwest::multipart::{Form, Part};
-use serde_json::Value;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -49,7 +49,7 @@ pub struct UploadArgs {
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// An app parameter, `name=value`; repeat for more.
-    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = super::parse_param)]
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = crate::parse_param)]
     pub params: Vec<(String, String)>,
     /// Wait until every job has finished, and say how each ended.
     #[arg(long)]
@@ -80,7 +80,7 @@ pub async fn run(command: BatchCommand) -> Result<ExitCode> {
                 None => "/v1/batch/jobs".to_owned(),
             };
             let request = client.request(Method::GET, &path);
-            let jobs: Vec<Value> = client.send(request).await?;
+            let jobs: Vec<JobSummary> = client.send(request).await?;
             if api.json {
                 print_json(&jobs)?;
             } else {
@@ -89,13 +89,15 @@ pub async fn run(command: BatchCommand) -> Result<ExitCode> {
                     "JOB", "STATUS", "TRY", "APP"
                 );
                 for job in &jobs {
+                    // The attempts go unpadded, as they did when they were printed from a
+                    // JSON value (which ignores widths).
                     println!(
-                        "{:<26} {:<9} {:>3}  {:<16} {}",
-                        text(&job["id"]),
-                        text(&job["status"]),
-                        job["attempts"],
-                        text(&job["app"]),
-                        text(&job["file"])
+                        "{:<26} {:<9} {}  {:<16} {}",
+                        job.id,
+                        job.status.as_str(),
+                        job.attempts,
+                        job.app,
+                        job.file
                     );
                 }
             }
@@ -103,7 +105,7 @@ pub async fn run(command: BatchCommand) -> Result<ExitCode> {
         }
         BatchCommand::Job(args) => {
             let client = Client::new(&args.api.api, &args.api.token)?;
-            let job: Value = client
+            let job: JobView = client
                 .send(client.request(
                     Method::GET,
                     &format!("/v1/batch/jobs/{}", segment(&args.id)),
@@ -113,7 +115,7 @@ pub async fn run(command: BatchCommand) -> Result<ExitCode> {
         }
         BatchCommand::Replay(args) => {
             let client = Client::new(&args.api.api, &args.api.token)?;
-            let job: Value = client
+            let job: JobView = client
                 .send(client.request(
                     Method::POST,
                     &format!("/v1/batch/jobs/{}/replay", segment(&args.id)),
@@ -123,7 +125,7 @@ pub async fn run(command: BatchCommand) -> Result<ExitCode> {
         }
         BatchCommand::Stats { api } => {
             let client = Client::new(&api.api, &api.token)?;
-            let stats: Value = client
+            let stats: BatchStats = client
                 .send(client.request(Method::GET, "/v1/stats"))
                 .await?;
             print_json(&stats)?;
@@ -132,18 +134,19 @@ pub async fn run(command: BatchCommand) -> Result<ExitCode> {
     }
 }
 
-fn print_job(api: &TenantApi, job: &Value) -> Result<ExitCode> {
+fn print_job(api: &TenantApi, job: &JobView) -> Result<ExitCode> {
     if api.json {
         print_json(job)?;
     } else {
         println!(
             "job {}: {} after {} attempt(s), {} documents{}",
-            text(&job["id"]),
-            text(&job["status"]),
-            job["attempts"],
-            text(&job["documents"]),
-            job["error"]
-                .as_str()
+            job.id,
+            job.status,
+            job.attempts,
+            job.documents
+                .map_or_else(|| "-".to_owned(), |d| d.to_string()),
+            job.error
+                .as_deref()
                 .map(|e| format!(" ({e})"))
                 .unwrap_or_default()
         );
@@ -193,7 +196,7 @@ async fn upload(args: UploadArgs) -> Result<ExitCode> {
             Part::stream_with_length(reqwest::Body::wrap_stream(stream), size).file_name(name);
         form = form.part("file", part);
     }
-    let result: Result<Value> = client
+    let result: Result<Queued> = client
         .send(
             client
                 .request(Method::POST, "/v1/batch/files")
@@ -206,13 +209,10 @@ async fn upload(args: UploadArgs) -> Result<ExitCode> {
         print_json(&queued)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let files = queued["files"].as_array().cloned().unwrap_or_default();
-    for file in &files {
+    for file in &queued.files {
         println!(
             "queued {} ({} bytes) as job {}",
-            text(&file["file"]),
-            file["size"],
-            text(&file["job"])
+            file.file, file.size, file.job
         );
     }
     if !args.wait {
@@ -220,18 +220,20 @@ async fn upload(args: UploadArgs) -> Result<ExitCode> {
     }
     let started = Instant::now();
     let mut failed = false;
-    for file in &files {
-        let id = text(&file["job"]);
+    for file in &queued.files {
         let job = loop {
-            let job: Value = client
-                .send(client.request(Method::GET, &format!("/v1/batch/jobs/{}", segment(&id))))
+            let job: JobView = client
+                .send(client.request(
+                    Method::GET,
+                    &format!("/v1/batch/jobs/{}", segment(&file.job)),
+                ))
                 .await?;
-            if matches!(job["status"].as_str(), Some("done" | "failed" | "dead")) {
+            if job.status.is_terminal() {
                 break job;
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         };
-        failed |= job["status"] != "done";
+        failed |= job.status != JobStatus::Done;
         print_job(&args.api, &job)?;
     }
     eprintln!(
@@ -239,7 +241,7 @@ async fn upload(args: UploadArgs) -> Result<ExitCode> {
         started.elapsed().as_secs_f64()
     );
     Ok(if failed {
-        ExitCode::from(super::app::EXIT_APP_FAILED)
+        ExitCode::from(crate::EXIT_APP_FAILED)
     } else {
         ExitCode::SUCCESS
     })

@@ -2,15 +2,18 @@
 //! tenant's streams over the API, and publishing a file of messages to a stream through the
 //! tenant's publishing exchange, mandatory and with publisher confirms.
 
-use super::client::{Client, TenantApi, print_json, segment, text};
+use crate::client::{Client, TenantApi, or_dash, print_json, segment};
 use anyhow::{Context, Result, anyhow};
 use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::uri::AMQPUri;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
+use mysimbdp_api::{
+    ConnectionView, CreateStream, CreatedStream, DeadLetter, Replayed, StreamStats, StreamView,
+};
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -84,7 +87,7 @@ pub struct CreateArgs {
     #[arg(long)]
     pub app: String,
     /// An app parameter, `name=value`; repeat for more.
-    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = super::parse_param)]
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = crate::parse_param)]
     pub params: Vec<(String, String)>,
     /// The collection documents land in (default: the profile's).
     #[arg(long)]
@@ -143,45 +146,37 @@ pub async fn run(command: StreamCommand) -> Result<ExitCode> {
     match command {
         StreamCommand::Create(args) => {
             let client = Client::new(&args.api.api, &args.api.token)?;
-            let mut body = json!({
-                "name": args.name,
-                "app": args.app,
-                "params": args
-                    .params
-                    .into_iter()
-                    .map(|(k, v)| (k, Value::String(v)))
-                    .collect::<serde_json::Map<_, _>>(),
-            });
-            if let Some(collection) = args.collection {
-                body["collection"] = json!(collection);
-            }
-            if let Some(limit) = args.delivery_limit {
-                body["delivery_limit"] = json!(limit);
-            }
-            let created: Value = client
+            let body = CreateStream {
+                name: args.name,
+                app: args.app,
+                params: args.params.into_iter().collect(),
+                collection: args.collection,
+                delivery_limit: args.delivery_limit,
+            };
+            let created: CreatedStream = client
                 .send(client.request(Method::POST, "/v1/streams").json(&body))
                 .await?;
             if args.api.json {
                 print_json(&created)?;
             } else {
-                let c = &created["connection"];
+                let c = &created.connection;
                 println!(
                     "stream {} created; publish to exchange {:?} with routing key {:?} at {} as \
                      user {} (password {})\ndead letters go to {:?}",
-                    text(&created["stream"]["name"]),
-                    text(&c["exchange"]),
-                    text(&c["queue"]),
-                    text(&c["url"]),
-                    text(&c["user"]),
-                    text(&c["password"]),
-                    text(&c["dead_letter_queue"]),
+                    created.stream.name,
+                    c.exchange,
+                    c.queue,
+                    c.url,
+                    c.user,
+                    c.password,
+                    c.dead_letter_queue,
                 );
             }
             Ok(ExitCode::SUCCESS)
         }
         StreamCommand::List { api } => {
             let client = Client::new(&api.api, &api.token)?;
-            let streams: Vec<Value> = client
+            let streams: Vec<StreamView> = client
                 .send(client.request(Method::GET, "/v1/streams"))
                 .await?;
             if api.json {
@@ -192,14 +187,16 @@ pub async fn run(command: StreamCommand) -> Result<ExitCode> {
                     "STREAM", "STATUS", "APP", "CONSUMERS", "RUNNING"
                 );
                 for s in &streams {
+                    // The counts go unpadded, as they did when they were printed from JSON
+                    // values (which ignore widths).
                     println!(
-                        "{:<24} {:<8} {:<20} {:>9} {:>7}  {}",
-                        text(&s["name"]),
-                        text(&s["status"]),
-                        text(&s["app"]),
-                        s["consumers"],
-                        s["running_consumers"],
-                        text(&s["queue"])
+                        "{:<24} {:<8} {:<20} {} {}  {}",
+                        s.name,
+                        s.status.as_str(),
+                        s.app,
+                        s.consumers,
+                        s.running_consumers,
+                        s.queue
                     );
                 }
             }
@@ -221,7 +218,7 @@ pub async fn run(command: StreamCommand) -> Result<ExitCode> {
         }
         StreamCommand::Stats { window, stream } => {
             let client = Client::new(&stream.api.api, &stream.api.token)?;
-            let stats: Value = client
+            let stats: StreamStats = client
                 .send(client.request(
                     Method::GET,
                     &format!(
@@ -236,7 +233,7 @@ pub async fn run(command: StreamCommand) -> Result<ExitCode> {
         StreamCommand::Publish(args) => publish(args).await,
         StreamCommand::DeadLetters { limit, stream } => {
             let client = Client::new(&stream.api.api, &stream.api.token)?;
-            let letters: Vec<Value> = client
+            let letters: Vec<DeadLetter> = client
                 .send(client.request(
                     Method::GET,
                     &format!(
@@ -251,13 +248,10 @@ pub async fn run(command: StreamCommand) -> Result<ExitCode> {
                 for letter in &letters {
                     println!(
                         "{} [{}] {}\n    {}",
-                        text(&letter["message_id"]),
-                        text(&letter["class"]),
-                        text(&letter["error"]),
-                        text(&letter["payload"])
-                            .chars()
-                            .take(200)
-                            .collect::<String>()
+                        or_dash(&letter.message_id),
+                        or_dash(&letter.class),
+                        or_dash(&letter.error),
+                        letter.payload.chars().take(200).collect::<String>()
                     );
                 }
                 if letters.is_empty() {
@@ -269,7 +263,7 @@ pub async fn run(command: StreamCommand) -> Result<ExitCode> {
         StreamCommand::Replay { limit, stream } => {
             let client = Client::new(&stream.api.api, &stream.api.token)?;
             let query = limit.map(|l| format!("?limit={l}")).unwrap_or_default();
-            let replayed: Value = client
+            let replayed: Replayed = client
                 .send(client.request(
                     Method::POST,
                     &format!(
@@ -283,7 +277,7 @@ pub async fn run(command: StreamCommand) -> Result<ExitCode> {
             } else {
                 println!(
                     "{} dead letter(s) sent back through {}",
-                    replayed["replayed"], stream.name
+                    replayed.replayed, stream.name
                 );
             }
             Ok(ExitCode::SUCCESS)
@@ -293,7 +287,7 @@ pub async fn run(command: StreamCommand) -> Result<ExitCode> {
 
 async fn simple(args: &NameArgs, method: Method, suffix: &str) -> Result<ExitCode> {
     let client = Client::new(&args.api.api, &args.api.token)?;
-    let stream: Value = client
+    let stream: StreamView = client
         .send(client.request(
             method,
             &format!("/v1/streams/{}{suffix}", segment(&args.name)),
@@ -305,19 +299,15 @@ async fn simple(args: &NameArgs, method: Method, suffix: &str) -> Result<ExitCod
         println!(
             "stream {}: {}, app {} ({}), {} consumer(s) wanted, {} running{}; queue {:?}, dead \
              letters {:?}",
-            text(&stream["name"]),
-            text(&stream["status"]),
-            text(&stream["app"]),
-            text(&stream["version"]).get(..12).unwrap_or("-"),
-            stream["consumers"],
-            stream["running_consumers"],
-            if stream["throttled"] == true {
-                ", throttled"
-            } else {
-                ""
-            },
-            text(&stream["queue"]),
-            text(&stream["dead_letter_queue"]),
+            stream.name,
+            stream.status.as_str(),
+            stream.app,
+            or_dash(&stream.version).get(..12).unwrap_or("-"),
+            stream.consumers,
+            stream.running_consumers,
+            if stream.throttled { ", throttled" } else { "" },
+            stream.queue,
+            stream.dead_letter_queue,
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -328,24 +318,22 @@ async fn simple(args: &NameArgs, method: Method, suffix: &str) -> Result<ExitCod
 /// again is recognised downstream and writes no document twice.
 async fn publish(args: PublishArgs) -> Result<ExitCode> {
     let client = Client::new(&args.api.api, &args.api.token)?;
-    let connection: Value = client
+    let connection: ConnectionView = client
         .send(client.request(
             Method::GET,
             &format!("/v1/streams/{}/connection", segment(&args.stream)),
         ))
         .await?;
-    let mut uri: AMQPUri = text(&connection["url"])
+    let mut uri: AMQPUri = connection
+        .url
         .parse()
         .map_err(|e: String| anyhow!("the API gave a bad AMQP URL: {e}"))?;
-    uri.authority.userinfo.username = text(&connection["user"]);
-    uri.authority.userinfo.password = text(&connection["password"]);
-    let queue = text(&connection["queue"]);
-    let exchange = match &connection["exchange"] {
-        Value::String(exchange) => exchange.clone(),
-        // A server from before the publishing exchange: its tenants publish through the
-        // default exchange.
-        _ => String::new(),
-    };
+    uri.authority.userinfo.username = connection.user;
+    uri.authority.userinfo.password = connection.password;
+    let queue = connection.queue;
+    // Empty from a server before the publishing exchange: its tenants publish through the
+    // default exchange.
+    let exchange = connection.exchange;
     let digest = file_digest(&args.file).await?;
     let size = tokio::fs::metadata(&args.file)
         .await
