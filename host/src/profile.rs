@@ -460,7 +460,7 @@ impl Profile {
         self.sink
             .database
             .clone()
-            .unwrap_or_else(|| format!("tenant_{}", tenant.replace('-', "_")))
+            .unwrap_or_else(|| crate::names::tenant_database(tenant))
     }
 
     /// The JSON Schema of profiles, as published.
