@@ -113,7 +113,7 @@ async fn platform(run: &str, path: &Path, bytes: u64) -> Measured {
         run,
         &format!(
             "[platform]\ndatabase = \"{run}\"\n[registry]\nprefix = \"/mysimbdp-bench/{run}\"\n\
-             [batch]\nnamespace = \"{run}\"\nworkers = 1\nstaging_dir = {:?}\n",
+             [redis]\nnamespace = \"{run}\"\n[batch]\nworkers = 1\nstaging_dir = {:?}\n",
             dir.join(format!("staging-{run}"))
         ),
         false,

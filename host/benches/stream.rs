@@ -223,7 +223,7 @@ impl Platform {
             run,
             &format!(
                 "[platform]\ndatabase = \"{run}\"\n[registry]\nprefix = \"/mysimbdp-bench/{run}\"\n\
-                 [batch]\nnamespace = \"{run}\"\nworkers = 0\n\
+                 [redis]\nnamespace = \"{run}\"\n[batch]\nworkers = 0\n\
                  [stream]\nbatch_size = {BATCH}\nprefetch = {PREFETCH}\nlinger_ms = {}\n\
                  reconcile_ms = 200\n",
                 LINGER.as_millis()

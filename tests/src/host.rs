@@ -35,7 +35,7 @@ pub fn config(database: &str, cache: &str) -> ServeConfig {
     config.sandbox.engine.compiler = Some(mysimbdp_binary());
     config.registry.etcd_endpoints = vec![crate::services::ETCD_ENDPOINT.to_owned()];
     config.registry.prefix = format!("/mysimbdp-test/{database}");
-    config.batch.namespace = database.to_owned();
+    config.redis.namespace = database.to_owned();
     config.batch.staging_dir = Some(scratch("staging").join(database));
     config.batch.retry_backoff_ms = 100;
     config.validate().unwrap();

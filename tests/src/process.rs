@@ -35,7 +35,8 @@ pub async fn spawn_serve_with(
         &config,
         format!(
             "[registry]\nprefix = \"/mysimbdp-test/{database}\"\n{registry_extra}\n\
-             [batch]\nnamespace = \"{database}\"\nstaging_dir = {:?}\n{batch_extra}\n",
+             [redis]\nnamespace = \"{database}\"\n\
+             [batch]\nstaging_dir = {:?}\n{batch_extra}\n",
             scratch("staging").join(database)
         ),
     )
