@@ -238,7 +238,7 @@ impl Platform {
             .bearer_auth(OPERATOR)
             .json(&json!({ "id": tenant, "profile": {
                 "stream": {
-                    "min_consumers": 1, "max_consumers": 1, "report_interval_secs": 3600,
+                    "min_consumers_per_stream": 1, "max_consumers_per_stream": 1, "report_interval_secs": 3600,
                     "max_messages_per_window": 1_000_000_000_000u64,
                     "max_mib_per_window": 1_000_000_000u64
                 },

@@ -176,7 +176,7 @@ fn roles(config: &ServeConfig) -> Vec<String> {
     if config.batch.workers > 0 {
         roles.push("batch".to_owned());
     }
-    if config.stream.max_consumers > 0 {
+    if config.stream.max_consumers_per_host > 0 {
         roles.push(stream::CONSUMER_ROLE.to_owned());
     }
     roles

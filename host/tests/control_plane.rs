@@ -47,12 +47,12 @@ async fn tenant_lifecycle() {
         .admin(
             Method::POST,
             "/v1/admin/tenants",
-            Some(json!({ "id": "initech", "profile": { "stream": { "min_consumers": 9, "max_consumers": 2 } } })),
+            Some(json!({ "id": "initech", "profile": { "stream": { "min_consumers_per_stream": 9, "max_consumers_per_stream": 2 } } })),
         )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(
-        body["error"]["field"], "profile.stream.min_consumers",
+        body["error"]["field"], "profile.stream.min_consumers_per_stream",
         "{body}"
     );
     let (status, body) = host
@@ -115,17 +115,20 @@ async fn tenant_lifecycle() {
     let (status, body) = host
         .put_profile(
             "acme",
-            "[sandbox]\nmemory_mib = 16\n[stream]\nmax_consumers = 2\n",
+            "[sandbox]\nmemory_mib = 16\n[stream]\nmax_consumers_per_stream = 2\n",
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (_, me) = host.tenant(&token, Method::GET, "/v1/tenant", None).await;
     assert_eq!(version_and_memory(&me), (Some(2), Some(16)));
     let (status, body) = host
-        .put_profile("acme", "[stream]\nmax_consumers = \"many\"\n")
+        .put_profile("acme", "[stream]\nmax_consumers_per_stream = \"many\"\n")
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(body["error"]["field"], "stream.max_consumers", "{body}");
+    assert_eq!(
+        body["error"]["field"], "stream.max_consumers_per_stream",
+        "{body}"
+    );
     let (_, history) = host
         .admin(Method::GET, "/v1/admin/tenants/acme/profile/versions", None)
         .await;

@@ -507,7 +507,7 @@ async fn consumers_killed_mid_batch_lose_and_duplicate_nothing() {
             let (token, conn) = stream_of(
                 &api,
                 &tenant,
-                profile(json!({ "min_consumers": 2, "max_consumers": 2 })),
+                profile(json!({ "min_consumers_per_stream": 2, "max_consumers_per_stream": 2 })),
                 "poison",
                 fixtures::EVIL_POISON,
                 json!({
@@ -590,8 +590,8 @@ async fn a_burst_scales_consumers_up_and_idleness_down_within_bounds() {
                 &host,
                 &tenant,
                 profile(json!({
-                    "min_consumers": 1,
-                    "max_consumers": 3,
+                    "min_consumers_per_stream": 1,
+                    "max_consumers_per_stream": 3,
                     "autoscale": {
                         "scale_up_backlog": 200,
                         "scale_down_backlog": 10,
@@ -812,7 +812,7 @@ async fn consumers_spread_over_hosts_and_one_host_at_a_time_runs_the_monitor() {
             let (_, conn) = stream_of(
                 &first,
                 &tenant,
-                profile(json!({ "min_consumers": 2, "max_consumers": 2 })),
+                profile(json!({ "min_consumers_per_stream": 2, "max_consumers_per_stream": 2 })),
                 "poison",
                 fixtures::EVIL_POISON,
                 json!({ "name": "shared", "app": "poison", "collection": "events" }),
@@ -1512,7 +1512,7 @@ async fn a_hostile_document_shape_cannot_swell_a_consumers_memory() {
         // buffer and batches of 10 messages.
         let host = Host::start_with(&database, "stream-cache", |config| {
             config.batch.workers = 0;
-            config.stream.max_consumers = 0;
+            config.stream.max_consumers_per_host = 0;
         })
         .await;
         let consumer = spawn_serve_with(

@@ -550,8 +550,10 @@ pub struct StreamConfig {
     pub public_amqp_url: String,
     /// Prefix of every tenant's vhost and user name.
     pub vhost_prefix: String,
-    /// Consumers this host runs at most, over every stream (0: it consumes nothing).
-    pub max_consumers: usize,
+    /// Consumers this host runs at most, over every stream (0: it consumes nothing). Not a
+    /// stream's own bound: that is the tenant profile's `stream.max_consumers_per_stream`.
+    #[serde(alias = "max_consumers")]
+    pub max_consumers_per_host: usize,
     /// Unacknowledged messages a consumer holds at most (AMQP prefetch).
     pub prefetch: u16,
     /// Messages handed to the app per call.
@@ -642,7 +644,7 @@ impl Default for StreamConfig {
             management_url: DEFAULT_MANAGEMENT_URL.to_owned(),
             public_amqp_url: DEFAULT_PUBLIC_AMQP_URL.to_owned(),
             vhost_prefix: "mysimbdp-".to_owned(),
-            max_consumers: DEFAULT_HOST_MAX_CONSUMERS,
+            max_consumers_per_host: DEFAULT_HOST_MAX_CONSUMERS,
             prefetch: DEFAULT_PREFETCH,
             batch_size: DEFAULT_STREAM_BATCH,
             linger_ms: DEFAULT_LINGER_MS,
@@ -981,6 +983,17 @@ mod tests {
                 assert!(error.contains(key), "{key} not named: {error}");
             }
         }
+    }
+
+    #[test]
+    fn the_old_per_host_consumer_cap_still_loads() {
+        let config = ServeConfig::from_toml("[stream]\nmax_consumers = 3\n").unwrap();
+        assert_eq!(config.stream.max_consumers_per_host, 3);
+        let config = ServeConfig::from_toml("[stream]\nmax_consumers_per_host = 5\n").unwrap();
+        assert_eq!(config.stream.max_consumers_per_host, 5);
+        let both = "[stream]\nmax_consumers = 3\nmax_consumers_per_host = 5\n";
+        let error = ServeConfig::from_toml(both).unwrap_err().to_string();
+        assert!(error.contains("max_consumers"), "{error}");
     }
 
     #[test]
