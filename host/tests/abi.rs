@@ -414,14 +414,18 @@ async fn a_batch_job_with_an_abi_violation_fails_once_and_is_not_retried() {
     assert!(status.is_success(), "{queued}");
     let job = queued["files"][0]["job"].as_str().unwrap().to_owned();
     let settled = mysimbdp_tests::poll::wait_until(
-        "the job settles",
+        "the job settles and its attempt is logged",
         Duration::from_secs(60).saturating_sub(started.elapsed()),
         async || {
             host.tenant(&token, Method::GET, &format!("/v1/batch/jobs/{job}"), None)
                 .await
                 .1
         },
-        |body| ["failed", "dead", "done"].contains(&body["status"].as_str().unwrap_or("")),
+        // The worker settles the job, then logs the attempt (error class, documents).
+        |body| {
+            ["failed", "dead", "done"].contains(&body["status"].as_str().unwrap_or(""))
+                && !body["documents"].is_null()
+        },
     )
     .await;
     let elapsed = started.elapsed();

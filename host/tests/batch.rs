@@ -57,10 +57,11 @@ async fn shapes_job(host: &Host, token: &str, name: &str, lines: Vec<u8>) -> Val
     settled.remove(0)
 }
 
-/// Waits until every job has one of `statuses`; returns the jobs.
+/// Waits until every job has one of `statuses` and its attempt's log (the worker settles the
+/// job first, then logs what it wrote: `documents` stays null in between); returns the jobs.
 async fn wait_for(host: &Host, token: &str, jobs: &[String], statuses: &[&str]) -> Vec<Value> {
     wait_until(
-        &format!("every job is one of {statuses:?}"),
+        &format!("every job is one of {statuses:?}, its attempt logged"),
         Duration::from_secs(120),
         async || {
             let mut all = Vec::new();
@@ -74,8 +75,9 @@ async fn wait_for(host: &Host, token: &str, jobs: &[String], statuses: &[&str]) 
             all
         },
         |all| {
-            all.iter()
-                .all(|j| statuses.contains(&j["status"].as_str().unwrap()))
+            all.iter().all(|j| {
+                statuses.contains(&j["status"].as_str().unwrap()) && !j["documents"].is_null()
+            })
         },
     )
     .await
