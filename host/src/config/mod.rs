@@ -750,22 +750,21 @@ impl ServeConfig {
         let table: toml::Table = toml::from_str(text)?;
         let redis = table.get("redis").and_then(toml::Value::as_table);
         let set_in_file = |key: &str| redis.and_then(|r| r.get(key)).and_then(toml::Value::as_str);
-        for (old_key, old, new_key, new) in [
+        for (old_key, old, (new_key, key), new) in [
             (
                 "batch.redis_url",
                 config.batch.deprecated_redis_url.take(),
-                "redis.url",
+                ("redis.url", "url"),
                 &mut config.redis.url,
             ),
             (
                 "batch.namespace",
                 config.batch.deprecated_namespace.take(),
-                "redis.namespace",
+                ("redis.namespace", "namespace"),
                 &mut config.redis.namespace,
             ),
         ] {
             let Some(old) = old else { continue };
-            let key = new_key.trim_start_matches("redis.");
             if let Some(set) = set_in_file(key)
                 && set != old
             {
