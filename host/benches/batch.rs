@@ -17,16 +17,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 #[path = "../../sample-apps/csv-batch/src/transform.rs"]
 #[allow(dead_code)]
 mod transform;
 
-use common::{OPERATOR, bench_dir, mongo, vm_hwm_kib};
 use mysimbdp_fixtures as fixtures;
 use mysimbdp_host::profile::WriteConcern;
 use mysimbdp_host::sink::{BulkWriter, Sink, stored_document};
+use mysimbdp_tests::files::bench_dir;
+use mysimbdp_tests::poll::wait_until;
+use mysimbdp_tests::process::{BENCH_OPERATOR as OPERATOR, serve_bench, vm_hwm_kib};
+use mysimbdp_tests::services::mongo;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
@@ -108,11 +109,11 @@ async fn main() {
 /// Uploads the file to a real `serve` and waits for its job.
 async fn platform(run: &str, path: &Path, bytes: u64) -> Measured {
     let dir = bench_dir();
-    let (mut child, base) = common::serve(
+    let (mut child, base) = serve_bench(
         run,
         &format!(
             "[platform]\ndatabase = \"{run}\"\n[registry]\nprefix = \"/mysimbdp-bench/{run}\"\n\
-             [batch]\nnamespace = \"{run}\"\nworkers = 1\nstaging_dir = {:?}\n",
+             [redis]\nnamespace = \"{run}\"\n[batch]\nworkers = 1\nstaging_dir = {:?}\n",
             dir.join(format!("staging-{run}"))
         ),
         false,
@@ -172,22 +173,27 @@ async fn platform(run: &str, path: &Path, bytes: u64) -> Measured {
         .expect("queued")
         .to_owned();
     let uploaded = started.elapsed();
-    let finished = loop {
-        let job: Value = http
-            .get(format!("{base}/v1/batch/jobs/{job}"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        match job["status"].as_str() {
-            Some("done") => break job,
-            Some("failed" | "dead") => panic!("the job failed: {job}"),
-            _ => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    };
+    let finished = wait_until(
+        "the job is done",
+        Duration::from_secs(3600),
+        async || {
+            let job: Value = http
+                .get(format!("{base}/v1/batch/jobs/{job}"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if matches!(job["status"].as_str(), Some("failed" | "dead")) {
+                panic!("the job failed: {job}");
+            }
+            job
+        },
+        |job| job["status"] == "done",
+    )
+    .await;
     let elapsed = started.elapsed();
     let peak_rss_kib = vm_hwm_kib(child.id().unwrap());
     println!(

@@ -43,7 +43,7 @@ async fn run(mib: u64) {
     let cache = std::env::temp_dir().join(format!("mysimbdp-bench-{}", std::process::id()));
     let mut config = SandboxConfig::default();
     config.engine.cache_dir = Some(cache.clone());
-    config.engine.compiler = Some(env!("CARGO_BIN_EXE_mysimbdp").into());
+    config.engine.compiler = Some(mysimbdp_tests::files::mysimbdp_binary());
     let runtime = Runtime::new(config).unwrap();
     let options = CallOptions {
         label: "bench".to_owned(),

@@ -25,13 +25,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 #[path = "../../sample-apps/json-stream/src/transform.rs"]
 #[allow(dead_code)]
 mod transform;
 
-use common::{OPERATOR, mongo, vm_hwm_kib};
 use futures_util::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
@@ -43,6 +40,9 @@ use lapin::{BasicProperties, Connection, ConnectionProperties};
 use mysimbdp_fixtures as fixtures;
 use mysimbdp_host::profile::WriteConcern;
 use mysimbdp_host::sink::{BulkWriter, Sink, stored_document};
+use mysimbdp_tests::poll::{wait_until, wait_until_every};
+use mysimbdp_tests::process::{BENCH_OPERATOR as OPERATOR, serve_bench, vm_hwm_kib};
+use mysimbdp_tests::services::{mongo, queue_consumers};
 use serde_json::{Value, json};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -219,11 +219,11 @@ struct Platform {
 
 impl Platform {
     async fn start(run: &str) -> Self {
-        let (child, base) = common::serve(
+        let (child, base) = serve_bench(
             run,
             &format!(
                 "[platform]\ndatabase = \"{run}\"\n[registry]\nprefix = \"/mysimbdp-bench/{run}\"\n\
-                 [batch]\nnamespace = \"{run}\"\nworkers = 0\n\
+                 [redis]\nnamespace = \"{run}\"\n[batch]\nworkers = 0\n\
                  [stream]\nbatch_size = {BATCH}\nprefetch = {PREFETCH}\nlinger_ms = {}\n\
                  reconcile_ms = 200\n",
                 LINGER.as_millis()
@@ -238,7 +238,7 @@ impl Platform {
             .bearer_auth(OPERATOR)
             .json(&json!({ "id": tenant, "profile": {
                 "stream": {
-                    "min_consumers": 1, "max_consumers": 1, "report_interval_secs": 3600,
+                    "min_consumers_per_stream": 1, "max_consumers_per_stream": 1, "report_interval_secs": 3600,
                     "max_messages_per_window": 1_000_000_000_000u64,
                     "max_mib_per_window": 1_000_000_000u64
                 },
@@ -284,8 +284,19 @@ impl Platform {
             .await
             .unwrap();
         platform.switch("stop").await;
-        tokio::time::sleep(Duration::from_secs(1)).await;
         let connection = &created["connection"];
+        // Stopped before it is loaded: nothing consumes the round's messages early.
+        let (vhost, queue) = (
+            connection["vhost"].as_str().unwrap(),
+            connection["queue"].as_str().unwrap(),
+        );
+        wait_until(
+            "the stopped stream has no consumer",
+            Duration::from_secs(60),
+            async || queue_consumers(vhost, queue).await,
+            |consumers| *consumers == 0,
+        )
+        .await;
         let mut uri: AMQPUri = connection["url"].as_str().unwrap().parse().unwrap();
         uri.authority.userinfo.username = connection["user"].as_str().unwrap().to_owned();
         uri.authority.userinfo.password = connection["password"].as_str().unwrap().to_owned();
@@ -322,32 +333,40 @@ impl Platform {
             .unwrap();
         let started = Instant::now();
         self.switch("start").await;
-        while stored(&self.metrics).await < before + count * 2 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        // Observed often: the wait is what is timed.
+        wait_until_every(
+            Duration::from_millis(20),
+            "the round's documents are stored",
+            Duration::from_secs(3600),
+            async || stored(&self.metrics).await,
+            |stored| *stored >= before + count * 2,
+        )
+        .await;
         let elapsed = started.elapsed();
         let documents = stored(&self.metrics).await - before;
         // Stopping writes the consumer's report of the round.
         self.switch("stop").await;
-        let report = loop {
-            let latest = self
-                .reports
-                .find_one(mongodb::bson::doc! {})
-                .sort(mongodb::bson::doc! { "at": -1 })
-                .await
-                .unwrap();
-            if self
-                .reports
-                .count_documents(mongodb::bson::doc! {})
-                .await
-                .unwrap()
-                > reports
-                && let Some(latest) = latest
-            {
-                break latest;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
+        let (_, report) = wait_until(
+            "the round's report is written",
+            Duration::from_secs(60),
+            async || {
+                let latest = self
+                    .reports
+                    .find_one(mongodb::bson::doc! {})
+                    .sort(mongodb::bson::doc! { "at": -1 })
+                    .await
+                    .unwrap();
+                let count = self
+                    .reports
+                    .count_documents(mongodb::bson::doc! {})
+                    .await
+                    .unwrap();
+                (count, latest)
+            },
+            |(count, latest)| *count > reports && latest.is_some(),
+        )
+        .await;
+        let report = report.unwrap();
         Measured {
             messages: report.get_i64("messages").unwrap() as u64,
             documents,

@@ -41,6 +41,13 @@ pub fn is_database_name(name: &str) -> bool {
             .any(|c| matches!(c, '/' | '\\' | '.' | ' ' | '"' | '$' | '\0'))
 }
 
+/// The database a tenant's documents go to on the shared coredms when its profile names
+/// none: `tenant_<id>`, with the id's '-' as '_' (tenant ids use no other character MongoDB
+/// or its tools dislike).
+pub fn tenant_database(tenant: &str) -> String {
+    format!("tenant_{}", tenant.replace('-', "_"))
+}
+
 const COLLECTION_RULE: &str = "use 1-120 characters: letters, digits, '_' and '-', in segments joined by \
      single dots, starting with a letter or '_' and not with 'system.'";
 

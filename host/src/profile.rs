@@ -20,9 +20,9 @@ pub const DEFAULT_MAX_MESSAGES_PER_WINDOW: u64 = 1_000_000;
 pub const DEFAULT_MAX_MIB_PER_WINDOW: u64 = 1024;
 /// The quota window of streams, in seconds.
 pub const DEFAULT_WINDOW_SECS: u64 = 60;
-/// Consumers a stream keeps at least.
+/// Consumers a stream keeps at least (`stream.min_consumers_per_stream`).
 pub const DEFAULT_MIN_CONSUMERS: u32 = 1;
-/// Consumers a stream may scale up to.
+/// Consumers a stream may scale up to (`stream.max_consumers_per_stream`).
 pub const DEFAULT_MAX_CONSUMERS: u32 = 4;
 /// How often stream consumers report, in seconds.
 pub const DEFAULT_REPORT_INTERVAL_SECS: u64 = 5;
@@ -162,12 +162,16 @@ pub struct StreamConstraints {
     /// The quota window, in seconds.
     #[schemars(range(min = 1, max = 86400))]
     pub window_secs: u64,
-    /// Consumers each stream keeps at least.
+    /// Consumers each stream keeps at least, over all hosts (`min_consumers` in older
+    /// profiles).
+    #[serde(alias = "min_consumers")]
     #[schemars(range(min = 0, max = 256))]
-    pub min_consumers: u32,
-    /// Consumers each stream may scale up to.
+    pub min_consumers_per_stream: u32,
+    /// Consumers each stream may scale up to, over all hosts (`max_consumers` in older
+    /// profiles). Not a host's bound: that is the operator's `stream.max_consumers_per_host`.
+    #[serde(alias = "max_consumers")]
     #[schemars(range(min = 1, max = 256))]
-    pub max_consumers: u32,
+    pub max_consumers_per_stream: u32,
     /// How often consumers report, in seconds.
     #[schemars(range(min = 1, max = 3600))]
     pub report_interval_secs: u64,
@@ -221,8 +225,8 @@ impl Default for StreamConstraints {
             max_messages_per_window: DEFAULT_MAX_MESSAGES_PER_WINDOW,
             max_mib_per_window: DEFAULT_MAX_MIB_PER_WINDOW,
             window_secs: DEFAULT_WINDOW_SECS,
-            min_consumers: DEFAULT_MIN_CONSUMERS,
-            max_consumers: DEFAULT_MAX_CONSUMERS,
+            min_consumers_per_stream: DEFAULT_MIN_CONSUMERS,
+            max_consumers_per_stream: DEFAULT_MAX_CONSUMERS,
             report_interval_secs: DEFAULT_REPORT_INTERVAL_SECS,
             autoscale: Autoscale::default(),
         }
@@ -297,7 +301,7 @@ pub enum Format {
 /// A refused profile: the field (dotted path) and the reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProfileError {
-    /// Where: `stream.max_consumers`, or empty when the document as a whole is unreadable.
+    /// Where: `stream.max_consumers_per_stream`, or empty when the document as a whole is unreadable.
     pub field: String,
     /// Why.
     pub reason: String,
@@ -383,17 +387,17 @@ impl Profile {
             3600,
         )?;
         within(
-            "stream.max_consumers",
-            stream.max_consumers.into(),
+            "stream.max_consumers_per_stream",
+            stream.max_consumers_per_stream.into(),
             1,
             MAX_CONSUMERS_CEILING.into(),
         )?;
-        if stream.min_consumers > stream.max_consumers {
+        if stream.min_consumers_per_stream > stream.max_consumers_per_stream {
             return Err(refuse(
-                "stream.min_consumers",
+                "stream.min_consumers_per_stream",
                 format!(
-                    "{} is above stream.max_consumers = {}",
-                    stream.min_consumers, stream.max_consumers
+                    "{} is above stream.max_consumers_per_stream = {}",
+                    stream.min_consumers_per_stream, stream.max_consumers_per_stream
                 ),
             ));
         }
@@ -460,7 +464,7 @@ impl Profile {
         self.sink
             .database
             .clone()
-            .unwrap_or_else(|| format!("tenant_{}", tenant.replace('-', "_")))
+            .unwrap_or_else(|| crate::names::tenant_database(tenant))
     }
 
     /// The JSON Schema of profiles, as published.
@@ -583,11 +587,45 @@ mod tests {
     }
 
     #[test]
+    fn the_old_consumer_bounds_still_load() {
+        // Profiles stored before the rename (in MongoDB, in operators' files) keep loading.
+        for format_and_text in [
+            (
+                Format::Toml,
+                "[stream]\nmin_consumers = 2\nmax_consumers = 8\n",
+            ),
+            (
+                Format::Json,
+                r#"{"stream": {"min_consumers": 2, "max_consumers": 8}}"#,
+            ),
+        ] {
+            let profile = Profile::parse(format_and_text.1, format_and_text.0).unwrap();
+            assert_eq!(profile.stream.min_consumers_per_stream, 2);
+            assert_eq!(profile.stream.max_consumers_per_stream, 8);
+            profile.validate(&ceiling()).unwrap();
+        }
+        // Both spellings of one key: refused, not silently merged.
+        let error = Profile::parse(
+            "[stream]\nmax_consumers = 8\nmax_consumers_per_stream = 3\n",
+            Format::Toml,
+        )
+        .unwrap_err();
+        assert!(error.reason.contains("max_consumers"), "{error}");
+        // What is stored and shown is the new spelling.
+        let shown = serde_json::to_value(Profile::default()).unwrap();
+        assert!(
+            shown["stream"]["max_consumers_per_stream"].is_u64(),
+            "{shown}"
+        );
+        assert!(shown["stream"].get("max_consumers").is_none(), "{shown}");
+    }
+
+    #[test]
     fn values_are_checked_by_field() {
         let cases = [
             (
-                "[stream]\nmin_consumers = 5\nmax_consumers = 2\n",
-                "stream.min_consumers",
+                "[stream]\nmin_consumers_per_stream = 5\nmax_consumers_per_stream = 2\n",
+                "stream.min_consumers_per_stream",
             ),
             ("[stream]\nwindow_secs = 0\n", "stream.window_secs"),
             (

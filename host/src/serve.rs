@@ -97,13 +97,13 @@ impl Services {
             .context("connecting to the service registry (registry.etcd_endpoints)")?;
         let sinks = SinkResolver::start(registry.clone(), &config.sink);
         let queue = JobQueue::connect(
-            &config.batch.redis_url,
-            &config.batch.namespace,
+            &config.redis.url,
+            &config.redis.namespace,
             Duration::from_secs(config.batch.visibility_secs),
             config.batch.tenant_concurrency,
         )
         .await
-        .context("connecting to the batch job queue (batch.redis_url)")?;
+        .context("connecting to the batch job queue (redis.url)")?;
         let staging = Staging::new(config.batch.staging_dir())?;
         let broker = Broker::new(&config.stream)?;
         broker.check().await.with_context(|| {
@@ -119,9 +119,9 @@ impl Services {
             ))
             .await
             .context("creating the stream collections' indexes")?;
-        let quota = Quota::connect(&config.batch.redis_url, &config.batch.namespace)
+        let quota = Quota::connect(&config.redis.url, &config.redis.namespace)
             .await
-            .context("connecting to Redis for stream quotas (batch.redis_url)")?;
+            .context("connecting to Redis for stream quotas (redis.url)")?;
         Ok(Self {
             platform,
             apps,
@@ -146,14 +146,14 @@ impl Services {
             registry,
             sinks,
             queue: JobQueue::lazy(
-                &config.batch.redis_url,
-                &config.batch.namespace,
+                &config.redis.url,
+                &config.redis.namespace,
                 Duration::from_secs(config.batch.visibility_secs),
                 config.batch.tenant_concurrency,
             )?,
             staging: Staging::new(config.batch.staging_dir())?,
             broker: Broker::new(&config.stream)?,
-            quota: Quota::lazy(&config.batch.redis_url, &config.batch.namespace)?,
+            quota: Quota::lazy(&config.redis.url, &config.redis.namespace)?,
         })
     }
 }
@@ -176,7 +176,7 @@ fn roles(config: &ServeConfig) -> Vec<String> {
     if config.batch.workers > 0 {
         roles.push("batch".to_owned());
     }
-    if config.stream.max_consumers > 0 {
+    if config.stream.max_consumers_per_host > 0 {
         roles.push(stream::CONSUMER_ROLE.to_owned());
     }
     roles

@@ -10,12 +10,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-mod support;
-
-use common::{options, run_batch, run_stream};
 use mysimbdp_host::config::SandboxLimits;
 use mysimbdp_host::runtime::{App, Failure, FailureClass};
+use mysimbdp_tests::sandbox::{options, run_batch, run_stream};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
@@ -47,7 +44,7 @@ fn component(world: &str, core: &str) -> Vec<u8> {
 }
 
 async fn load(wasm: &[u8]) -> App {
-    common::runtime()
+    mysimbdp_tests::sandbox::runtime()
         .load(wasm)
         .await
         .unwrap_or_else(|f| panic!("loading a hand-built component: {f}"))
@@ -377,7 +374,9 @@ async fn a_batch_job_with_an_abi_violation_fails_once_and_is_not_retried() {
     use reqwest::Method;
     use reqwest::multipart::{Form, Part};
 
-    let host = support::Host::start_on(&support::database_name(), "abi-cache").await;
+    let host =
+        mysimbdp_tests::host::Host::start_on(&mysimbdp_tests::naming::database_name(), "abi-cache")
+            .await;
     let id = mysimbdp_tests::unique("abi");
     let token = host.create_tenant(&id, None).await;
 
@@ -414,16 +413,21 @@ async fn a_batch_job_with_an_abi_violation_fails_once_and_is_not_retried() {
         .await;
     assert!(status.is_success(), "{queued}");
     let job = queued["files"][0]["job"].as_str().unwrap().to_owned();
-    let settled = loop {
-        let (_, body) = host
-            .tenant(&token, Method::GET, &format!("/v1/batch/jobs/{job}"), None)
-            .await;
-        if ["failed", "dead", "done"].contains(&body["status"].as_str().unwrap_or("")) {
-            break body;
-        }
-        assert!(started.elapsed() < Duration::from_secs(60), "{body}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let settled = mysimbdp_tests::poll::wait_until(
+        "the job settles and its attempt is logged",
+        Duration::from_secs(60).saturating_sub(started.elapsed()),
+        async || {
+            host.tenant(&token, Method::GET, &format!("/v1/batch/jobs/{job}"), None)
+                .await
+                .1
+        },
+        // The worker settles the job, then logs the attempt (error class, documents).
+        |body| {
+            ["failed", "dead", "done"].contains(&body["status"].as_str().unwrap_or(""))
+                && !body["documents"].is_null()
+        },
+    )
+    .await;
     let elapsed = started.elapsed();
     assert_eq!(
         (

@@ -6,15 +6,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
 use mongodb::bson::{Document, doc};
 use mysimbdp_fixtures as fixtures;
+use mysimbdp_tests::prelude::*;
 use reqwest::multipart::{Form, Part};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use std::time::{Duration, Instant};
-use support::*;
+use std::time::Duration;
 
 fn csv(bytes: u64, bad_every: u64) -> (Vec<u8>, fixtures::orders::Expected) {
     fixtures::orders::generate(bytes, bad_every)
@@ -59,27 +57,30 @@ async fn shapes_job(host: &Host, token: &str, name: &str, lines: Vec<u8>) -> Val
     settled.remove(0)
 }
 
-/// Waits until every job has one of `statuses`; returns the jobs.
+/// Waits until every job has one of `statuses` and its attempt's log (the worker settles the
+/// job first, then logs what it wrote: `documents` stays null in between); returns the jobs.
 async fn wait_for(host: &Host, token: &str, jobs: &[String], statuses: &[&str]) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let mut all = Vec::new();
-        for job in jobs {
-            let (status, body) = host
-                .tenant(token, Method::GET, &format!("/v1/batch/jobs/{job}"), None)
-                .await;
-            assert_eq!(status, StatusCode::OK, "{body}");
-            all.push(body);
-        }
-        if all
-            .iter()
-            .all(|j| statuses.contains(&j["status"].as_str().unwrap()))
-        {
-            return all;
-        }
-        assert!(Instant::now() < deadline, "jobs never settled: {all:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_until(
+        &format!("every job is one of {statuses:?}, its attempt logged"),
+        Duration::from_secs(120),
+        async || {
+            let mut all = Vec::new();
+            for job in jobs {
+                let (status, body) = host
+                    .tenant(token, Method::GET, &format!("/v1/batch/jobs/{job}"), None)
+                    .await;
+                assert_eq!(status, StatusCode::OK, "{body}");
+                all.push(body);
+            }
+            all
+        },
+        |all| {
+            all.iter().all(|j| {
+                statuses.contains(&j["status"].as_str().unwrap()) && !j["documents"].is_null()
+            })
+        },
+    )
+    .await
 }
 
 fn job_ids(queued: &Value) -> Vec<String> {
@@ -100,20 +101,6 @@ async fn documents(database: &str, collection: &str) -> u64 {
         .count_documents(doc! {})
         .await
         .unwrap()
-}
-
-async fn drop_database(database: &str) {
-    mongodb::Client::with_uri_str(mysimbdp_tests::MONGODB_URI)
-        .await
-        .unwrap()
-        .database(database)
-        .drop()
-        .await
-        .unwrap();
-}
-
-fn tenant_database(id: &str) -> String {
-    format!("tenant_{}", id.replace('-', "_"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -212,7 +199,7 @@ async fn two_tenants_ingest_concurrently_and_see_only_their_own() {
     let metrics = host
         .http
         .get(format!("{}/metrics", host.base))
-        .bearer_auth(support::OPERATOR)
+        .bearer_auth(OPERATOR)
         .send()
         .await
         .unwrap()
@@ -487,6 +474,7 @@ async fn workers_killed_mid_job_again_and_again_lose_and_duplicate_nothing() {
     for round in 0..6u64 {
         let mut worker =
             spawn_serve_with(&database, "batch-worker", registry_extra, batch_extra).await;
+        // Not a gate: paces the chaos, so each kill lands at a different point of the work.
         tokio::time::sleep(Duration::from_millis(700 + 311 * round)).await;
         worker.child.start_kill().unwrap();
         worker.child.wait().await.unwrap();
@@ -529,17 +517,13 @@ async fn the_cli_uploads_files_and_waits_for_their_jobs() {
         let base = host.base.clone();
         let token = token.clone();
         tokio::task::spawn_blocking(move || {
-            let output = std::process::Command::new(env!("CARGO_BIN_EXE_mysimbdp"))
+            let output = mysimbdp_tests::cli::command()
                 .args(&args)
                 .env("MYSIMBDP_API", base)
                 .env("MYSIMBDP_TOKEN", token)
                 .output()
                 .unwrap();
-            (
-                output.status.code(),
-                String::from_utf8_lossy(&output.stdout).into_owned(),
-                String::from_utf8_lossy(&output.stderr).into_owned(),
-            )
+            mysimbdp_tests::cli::text(&output)
         })
     };
     let args = [

@@ -87,8 +87,14 @@ async fn a_dead_workers_job_is_reaped_and_its_late_settle_is_refused() {
         (0, 0),
         "reaped before its deadline"
     );
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(queue.tick().await.unwrap(), (1, 0));
+    let reaped = mysimbdp_tests::poll::wait_until(
+        "the lost job's visibility timeout runs out",
+        Duration::from_secs(5),
+        async || queue.tick().await.unwrap(),
+        |ticked| *ticked != (0, 0),
+    )
+    .await;
+    assert_eq!(reaped, (1, 0));
     let state = queue.job(&id).await.unwrap().unwrap();
     assert_eq!(state.status, "queued");
     assert!(state.error.unwrap().contains("visibility timeout"));
@@ -115,6 +121,7 @@ async fn heartbeats_keep_a_long_job() {
     queue.enqueue(&spec("t", "long"), 3).await.unwrap();
     let claim = queue.claim("w").await.unwrap().unwrap();
     for _ in 0..6 {
+        // Not a gate: the beats span 600 ms, twice the visibility timeout, which is the point.
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(queue.heartbeat(&claim).await.unwrap());
         assert_eq!(queue.tick().await.unwrap().0, 0);

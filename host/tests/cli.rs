@@ -4,34 +4,36 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use mysimbdp_fixtures as fixtures;
+use mysimbdp_tests::cli::stderr;
+use mysimbdp_tests::files::{mysimbdp_binary, scratch, target_tmpdir};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn mysimbdp(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mysimbdp"))
+    mysimbdp_tests::cli::command()
         .args(args)
-        .env(
-            "MYSIMBDP_CACHE_DIR",
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-cache"),
-        )
+        .env("MYSIMBDP_CACHE_DIR", target_tmpdir().join("cli-cache"))
         .env("RUST_LOG", "error")
         .output()
         .expect("running mysimbdp")
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
+/// A file in this run's own scratch directory.
+fn scratch_file(name: &str) -> PathBuf {
+    scratch(&format!("cli-{}", std::process::id())).join(name)
 }
 
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
+/// The shared support finds the binary and the scratch root by itself (Cargo tells only the
+/// test crate); they must be Cargo's.
+#[test]
+fn the_shared_support_finds_what_cargo_built() {
+    assert_eq!(mysimbdp_binary(), Path::new(env!("CARGO_BIN_EXE_mysimbdp")));
+    assert_eq!(target_tmpdir(), Path::new(env!("CARGO_TARGET_TMPDIR")));
 }
 
 /// `mysimbdp app run <app> --input <scratch file with contents> <extra>... --summary-json`.
 fn run_app(app: &str, input: &str, contents: &str, extra: &[&str]) -> Output {
-    let path = scratch(input);
+    let path = scratch_file(input);
     std::fs::write(&path, contents).unwrap();
     let mut args = vec!["app", "run", app, "--input", path.to_str().unwrap()];
     args.extend_from_slice(extra);
@@ -75,9 +77,9 @@ fn check_accepts_both_sample_apps_with_their_kind() {
 
 #[test]
 fn check_refuses_malformed_components_with_one_line_reasons() {
-    let not_wasm = scratch("notes.wasm");
+    let not_wasm = scratch_file("notes.wasm");
     std::fs::write(&not_wasm, "this is a text file").unwrap();
-    let truncated = scratch("truncated.wasm");
+    let truncated = scratch_file("truncated.wasm");
     let csv = std::fs::read(fixtures::CSV_BATCH).unwrap();
     std::fs::write(&truncated, &csv[..csv.len() / 3]).unwrap();
     let cases = [
@@ -111,7 +113,7 @@ fn check_refuses_malformed_components_with_one_line_reasons() {
 
 #[test]
 fn run_ingests_a_csv_file_with_deterministic_ids() {
-    let input = scratch("orders.csv");
+    let input = scratch_file("orders.csv");
     let mut file = std::fs::File::create(&input).unwrap();
     let expected = fixtures::orders::write(&mut file, 1 << 20, 250).unwrap();
     drop(file);

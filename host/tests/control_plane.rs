@@ -5,15 +5,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
 use futures_util::StreamExt;
 use mongodb::bson::doc;
 use mysimbdp_fixtures as fixtures;
+use mysimbdp_tests::prelude::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::time::Duration;
-use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -49,12 +47,12 @@ async fn tenant_lifecycle() {
         .admin(
             Method::POST,
             "/v1/admin/tenants",
-            Some(json!({ "id": "initech", "profile": { "stream": { "min_consumers": 9, "max_consumers": 2 } } })),
+            Some(json!({ "id": "initech", "profile": { "stream": { "min_consumers_per_stream": 9, "max_consumers_per_stream": 2 } } })),
         )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(
-        body["error"]["field"], "profile.stream.min_consumers",
+        body["error"]["field"], "profile.stream.min_consumers_per_stream",
         "{body}"
     );
     let (status, body) = host
@@ -117,17 +115,20 @@ async fn tenant_lifecycle() {
     let (status, body) = host
         .put_profile(
             "acme",
-            "[sandbox]\nmemory_mib = 16\n[stream]\nmax_consumers = 2\n",
+            "[sandbox]\nmemory_mib = 16\n[stream]\nmax_consumers_per_stream = 2\n",
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (_, me) = host.tenant(&token, Method::GET, "/v1/tenant", None).await;
     assert_eq!(version_and_memory(&me), (Some(2), Some(16)));
     let (status, body) = host
-        .put_profile("acme", "[stream]\nmax_consumers = \"many\"\n")
+        .put_profile("acme", "[stream]\nmax_consumers_per_stream = \"many\"\n")
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(body["error"]["field"], "stream.max_consumers", "{body}");
+    assert_eq!(
+        body["error"]["field"], "stream.max_consumers_per_stream",
+        "{body}"
+    );
     let (_, history) = host
         .admin(Method::GET, "/v1/admin/tenants/acme/profile/versions", None)
         .await;
@@ -438,7 +439,7 @@ async fn evil_and_malformed_components_are_refused_and_nothing_is_stored() {
     let metrics = host
         .http
         .get(format!("{}/metrics", host.base))
-        .bearer_auth(support::OPERATOR)
+        .bearer_auth(OPERATOR)
         .send()
         .await
         .unwrap()
@@ -830,7 +831,7 @@ async fn openapi_lists_every_endpoint_and_parses() {
     let metrics = host
         .http
         .get(format!("{}/metrics", host.base))
-        .bearer_auth(support::OPERATOR)
+        .bearer_auth(OPERATOR)
         .send()
         .await
         .unwrap()
@@ -854,9 +855,16 @@ async fn shutdown_lets_in_flight_requests_finish() {
         .chunks(wasm.len() / 8 + 1)
         .map(<[u8]>::to_vec)
         .collect();
-    let body = futures_util::stream::iter(chunks).then(|chunk| async move {
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        Ok::<_, std::io::Error>(chunk)
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = sent.clone();
+    let body = futures_util::stream::iter(chunks).then(move |chunk| {
+        let counted = counted.clone();
+        async move {
+            // Not a gate: a slow client, so the upload is still in flight at the shutdown.
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok::<_, std::io::Error>(chunk)
+        }
     });
     let upload = host
         .request(Method::PUT, "/v1/apps/slow", Some(&token))
@@ -864,7 +872,13 @@ async fn shutdown_lets_in_flight_requests_finish() {
         .body(reqwest::Body::wrap_stream(body))
         .send();
     let upload = tokio::spawn(upload);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_until(
+        "the upload is under way",
+        Duration::from_secs(10),
+        async || sent.load(std::sync::atomic::Ordering::SeqCst),
+        |sent| *sent >= 2,
+    )
+    .await;
     let base = host.base.clone();
     host.stop().await;
     let response = upload.await.unwrap().unwrap();
@@ -993,7 +1007,7 @@ async fn two_serve_processes_share_one_platform() {
 async fn the_cli_manages_tenants_and_apps() {
     let host = Host::start().await;
     let cli = |args: &[&str]| {
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_mysimbdp"));
+        let mut command = mysimbdp_tests::cli::command();
         command
             .args(args)
             .env("MYSIMBDP_API", &host.base)
@@ -1001,14 +1015,8 @@ async fn the_cli_manages_tenants_and_apps() {
             .env_remove("MYSIMBDP_TOKEN");
         command
     };
-    let run = |mut command: std::process::Command| {
-        let output = command.output().unwrap();
-        (
-            output.status.code(),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
-    };
+    let run =
+        |mut command: std::process::Command| mysimbdp_tests::cli::text(&command.output().unwrap());
     let globex = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/tenants/globex.json");
     let (code, out, err) = tokio::task::spawn_blocking({
         let command = cli(&["tenant", "create", "globex", "--profile", globex, "--json"]);
@@ -1152,7 +1160,7 @@ async fn serve_refuses_a_bad_config_naming_the_key() {
         ),
     ] {
         std::fs::write(&file, text).unwrap();
-        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_mysimbdp"))
+        let output = mysimbdp_tests::cli::async_command()
             .args(["serve", "--config", file.to_str().unwrap()])
             .env("MYSIMBDP_OPERATOR_TOKEN", OPERATOR)
             .output()
@@ -1163,7 +1171,7 @@ async fn serve_refuses_a_bad_config_naming_the_key() {
         assert!(stderr.contains(named), "{named} not named in: {stderr}");
     }
     // No operator token: refused before anything is started.
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_mysimbdp"))
+    let output = mysimbdp_tests::cli::async_command()
         .arg("serve")
         .env_remove("MYSIMBDP_OPERATOR_TOKEN")
         .output()

@@ -6,15 +6,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
 use mongodb::bson::{Document, doc};
 use mysimbdp_host::config::RegistryConfig;
 use mysimbdp_host::registry::Registry;
+use mysimbdp_tests::prelude::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use std::time::{Duration, Instant};
-use support::*;
+use std::time::Duration;
 
 fn registry_config(database: &str) -> RegistryConfig {
     RegistryConfig {
@@ -26,7 +24,7 @@ fn registry_config(database: &str) -> RegistryConfig {
 
 /// Runs `mysimbdp registry …` against the test's prefix.
 fn registry_cli(database: &str, args: &[&str]) -> (i32, String, String) {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_mysimbdp"))
+    let output = mysimbdp_tests::cli::command()
         .arg("registry")
         .args(args)
         .env("MYSIMBDP_ETCD_ENDPOINTS", mysimbdp_tests::ETCD_ENDPOINT)
@@ -36,11 +34,8 @@ fn registry_cli(database: &str, args: &[&str]) -> (i32, String, String) {
         )
         .output()
         .unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    let (code, stdout, stderr) = mysimbdp_tests::cli::text(&output);
+    (code.unwrap_or(-1), stdout, stderr)
 }
 
 /// Writes a coredms entry for `tenant` on `uri`/`db` to a file and publishes it.
@@ -91,6 +86,7 @@ async fn registry_entries_are_published_from_files_and_refused_by_field() {
     assert!(!created.is_empty());
 
     // Re-publishing keeps created_at and moves updated_at.
+    // Not a gate: lets the clock move on, so the republish has a later timestamp to show.
     tokio::time::sleep(Duration::from_millis(20)).await;
     registry_cli(&database, &["publish", "--file", example]);
     let (_, out, _) = registry_cli(&database, &["get", "acme", "coredms", "acme-main"]);
@@ -178,7 +174,7 @@ async fn tenants_are_served_by_their_coredms_and_a_move_needs_no_restart() {
     );
 
     // Each document is on its own server, and only there.
-    let shared_db = format!("tenant_{}", shared_id.replace('-', "_"));
+    let shared_db = tenant_database(&shared_id);
     let shared_db = shared_db.as_str();
     assert_eq!(
         count(
@@ -199,7 +195,12 @@ async fn tenants_are_served_by_their_coredms_and_a_move_needs_no_restart() {
         1
     );
     assert_eq!(
-        count(mysimbdp_tests::MONGODB_URI, "tenant_moved_one", doc! {}).await,
+        count(
+            mysimbdp_tests::MONGODB_URI,
+            &tenant_database("moved-one"),
+            doc! {}
+        )
+        .await,
         0
     );
 
@@ -211,25 +212,26 @@ async fn tenants_are_served_by_their_coredms_and_a_move_needs_no_restart() {
         mysimbdp_tests::MONGODB2_URI,
         &second_db,
     );
-    let deadline = Instant::now() + Duration::from_secs(15);
     let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let (status, body) = host
-            .tenant(
-                &moved,
-                Method::POST,
-                "/v1/data/events",
-                Some(json!({ "marker": "b2", "attempt": attempt })),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        if body["sink"]["database"] == second_db.as_str() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "new writes never moved: {body}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until(
+        "new writes move to the re-published database",
+        Duration::from_secs(15),
+        async || {
+            attempt += 1;
+            let (status, body) = host
+                .tenant(
+                    &moved,
+                    Method::POST,
+                    "/v1/data/events",
+                    Some(json!({ "marker": "b2", "attempt": attempt })),
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            body
+        },
+        |body| body["sink"]["database"] == second_db.as_str(),
+    )
+    .await;
     assert_eq!(
         count(
             mysimbdp_tests::MONGODB2_URI,
@@ -276,15 +278,26 @@ async fn tenants_are_served_by_their_coredms_and_a_move_needs_no_restart() {
         "mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=300&connectTimeoutMS=300",
         "nowhere",
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let (status, body) = host
-        .tenant(
-            &strict,
-            Method::POST,
-            "/v1/data/events",
-            Some(json!({ "x": 1 })),
-        )
-        .await;
+    let (status, body) = wait_until(
+        "the host sees the published entry",
+        Duration::from_secs(15),
+        async || {
+            host.tenant(
+                &strict,
+                Method::POST,
+                "/v1/data/events",
+                Some(json!({ "x": 1 })),
+            )
+            .await
+        },
+        |(_, body)| {
+            !body["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("no usable dedicated coredms")
+        },
+    )
+    .await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["error"]["code"], "sink_unavailable", "{body}");
     let message = body["error"]["message"].as_str().unwrap();
@@ -311,26 +324,22 @@ async fn tenants_are_served_by_their_coredms_and_a_move_needs_no_restart() {
         mysimbdp_tests::MONGODB2_URI,
         &strict_db,
     );
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let (status, body) = host
-            .tenant(
+    let (_, body) = wait_until(
+        "the published coredms is used",
+        Duration::from_secs(15),
+        async || {
+            host.tenant(
                 &strict,
                 Method::POST,
                 "/v1/data/events",
                 Some(json!({ "x": 2 })),
             )
-            .await;
-        if status == StatusCode::OK {
-            assert_eq!(body["sink"]["database"], strict_db.as_str());
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the published coredms was never used: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+            .await
+        },
+        |(status, _)| *status == StatusCode::OK,
+    )
+    .await;
+    assert_eq!(body["sink"]["database"], strict_db.as_str());
     for (uri, db) in [
         (mysimbdp_tests::MONGODB2_URI, &first_db),
         (mysimbdp_tests::MONGODB2_URI, &second_db),
@@ -394,11 +403,13 @@ async fn hosts_register_and_a_killed_one_disappears_when_its_lease_expires() {
         hosts().await.contains(&b.base),
         "gone before its lease expired"
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while hosts().await.contains(&b.base) {
-        assert!(Instant::now() < deadline, "the killed host is still listed");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    wait_until(
+        "the killed host's lease runs out",
+        Duration::from_secs(20),
+        async || hosts().await,
+        |hosts| !hosts.contains(&b.base),
+    )
+    .await;
     // A graceful stop revokes the lease at once.
     let a_base = a.base.clone();
     a.terminate().await;
@@ -641,7 +652,7 @@ async fn daas_writes_and_reads_the_tenants_own_documents() {
         let client = mongodb::Client::with_uri_str(mysimbdp_tests::MONGODB_URI)
             .await
             .unwrap();
-        let database = format!("tenant_{}", tenant.replace('-', "_"));
+        let database = tenant_database(tenant);
         client.database(&database).drop().await.unwrap();
     }
     host.stop().await;

@@ -7,13 +7,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
 use mongodb::bson::doc;
+use mysimbdp_tests::prelude::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -453,6 +451,7 @@ async fn slow_silent_and_idle_connections_are_cut_while_healthz_answers() {
             if stream.write_all(&[*byte]).await.is_err() {
                 break;
             }
+            // Not a gate: the trickle itself, one byte per 100 ms, is what the test is about.
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let mut response = Vec::new();
@@ -535,6 +534,7 @@ async fn connections_past_the_bound_wait_until_one_closes() {
     // The fourth is not served while the three are held...
     let early = tokio::time::timeout(Duration::from_millis(700), async {
         while !waiting.is_finished() {
+            // Not a gate: proves the fourth is NOT served during the 700 ms window.
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })

@@ -26,7 +26,7 @@ fn config() -> ServeConfig {
     config.platform.database = "router_test".to_owned();
     config.sink.mongodb_uri = format!("mongodb://{NOWHERE}/");
     config.registry.etcd_endpoints = vec![format!("http://{NOWHERE}")];
-    config.batch.redis_url = format!("redis://{NOWHERE}/");
+    config.redis.url = format!("redis://{NOWHERE}/");
     config.stream.amqp_url = format!("amqp://guest:guest@{NOWHERE}/%2f");
     config.stream.management_url = format!("http://{NOWHERE}");
     let scratch = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("router-test");

@@ -4,12 +4,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::{load, options, run_batch, run_batch_empty, run_stream, runtime};
 use mysimbdp_fixtures as fixtures;
 use mysimbdp_host::config::SandboxLimits;
 use mysimbdp_host::runtime::{AppKind, FailureClass, Origin};
+use mysimbdp_tests::sandbox::{load, options, run_batch, run_batch_empty, run_stream, runtime};
 use std::time::{Duration, Instant};
 
 /// Every fixture must have a test named after it in this file.
@@ -736,7 +734,7 @@ async fn compiled_components_are_cached_and_corrupt_entries_recompiled() {
     let dir = tempdir("cache-test");
     let mut config = mysimbdp_host::config::SandboxConfig::default();
     config.engine.cache_dir = Some(dir.clone());
-    config.engine.compiler = Some(env!("CARGO_BIN_EXE_mysimbdp").into());
+    config.engine.compiler = Some(mysimbdp_tests::files::mysimbdp_binary());
     let runtime = mysimbdp_host::runtime::Runtime::new(config).unwrap();
     let wasm = std::fs::read(fixtures::EVIL_FLAKY).unwrap();
     assert_eq!(runtime.load(&wasm).await.unwrap().origin, Origin::Compiled);
@@ -767,8 +765,7 @@ async fn compiled_components_are_cached_and_corrupt_entries_recompiled() {
 }
 
 fn tempdir(name: &str) -> std::path::PathBuf {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("{name}-{}", std::process::id()));
+    let dir = mysimbdp_tests::files::target_tmpdir().join(format!("{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -812,7 +809,7 @@ async fn stream_calls_are_under_the_same_limits() {
 /// the sink is not the app's time.
 #[tokio::test]
 async fn waiting_for_a_slow_sink_does_not_count_against_the_deadline() {
-    let app = common::load(fixtures::CSV_BATCH).await;
+    let app = mysimbdp_tests::sandbox::load(fixtures::CSV_BATCH).await;
     let (csv, expected) = fixtures::orders::generate(1 << 20, 0);
     let tight = SandboxLimits {
         deadline_ms: 400,
@@ -824,6 +821,7 @@ async fn waiting_for_a_slow_sink_does_not_count_against_the_deadline() {
         let mut documents = 0u64;
         while let Some(batch) = batches.recv().await {
             documents += batch.documents.len() as u64;
+            // Not a gate: this is the slow sink the test is about.
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
         documents
@@ -835,8 +833,13 @@ async fn waiting_for_a_slow_sink_does_not_count_against_the_deadline() {
         reader: Box::new(std::io::Cursor::new(csv)),
     };
     let started = std::time::Instant::now();
-    let report = common::runtime()
-        .run_batch(&app, input, &common::options(&[], tight), sink)
+    let report = mysimbdp_tests::sandbox::runtime()
+        .run_batch(
+            &app,
+            input,
+            &mysimbdp_tests::sandbox::options(&[], tight),
+            sink,
+        )
         .await
         .unwrap_or_else(|f| panic!("the app was failed for the sink's slowness: {f}"));
     assert!(

@@ -11,18 +11,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
 use lapin::options::{BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::AMQPValue;
 use lapin::uri::AMQPUri;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use mongodb::bson::{Document, doc};
 use mysimbdp_fixtures as fixtures;
+use mysimbdp_tests::prelude::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use std::time::{Duration, Instant};
-use support::*;
+use std::time::Duration;
 
 /// Runs a test body under a time limit: a hang (a broker or a server that never answers)
 /// fails with the test's name instead of stalling the whole run.
@@ -137,19 +135,52 @@ async fn publish(connection: &Value, messages: impl IntoIterator<Item = (String,
 /// Waits until the collection holds `count` documents (and checks it does not go past).
 async fn wait_documents(tenant: &str, collection: &str, count: u64, within: Duration) {
     let documents = tenant_collection(tenant, collection).await;
-    let deadline = Instant::now() + within;
-    loop {
-        let n = documents.count_documents(doc! {}).await.unwrap();
-        assert!(n <= count, "{n} documents, more than the {count} expected");
-        if n == count {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "only {n} of {count} documents in {tenant}/{collection} after {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_until(
+        &format!("{tenant}/{collection} holds {count} documents"),
+        within,
+        async || {
+            let n = documents.count_documents(doc! {}).await.unwrap();
+            assert!(n <= count, "{n} documents, more than the {count} expected");
+            n
+        },
+        |n| *n == count,
+    )
+    .await;
+}
+
+/// Reads a stream's dead letters (`path`) until `enough` accepts how many there are.
+async fn dead_letters(
+    host: &Host,
+    token: &str,
+    path: &str,
+    within: Duration,
+    enough: impl Fn(usize) -> bool,
+) -> Value {
+    wait_until(
+        &format!("enough dead letters at {path}"),
+        within,
+        async || {
+            let (status, letters) = host.tenant(token, Method::GET, path, None).await;
+            assert_eq!(status, StatusCode::OK, "{letters}");
+            letters
+        },
+        |letters| enough(letters.as_array().unwrap().len()),
+    )
+    .await
+}
+
+/// Waits until the queue of a stream's `connection` has no consumer left, as the broker
+/// counts them.
+async fn wait_stopped(connection: &Value) {
+    let vhost = connection["vhost"].as_str().unwrap();
+    let queue = connection["queue"].as_str().unwrap();
+    wait_until(
+        &format!("queue {queue} has no consumer"),
+        Duration::from_secs(30),
+        async || mysimbdp_tests::services::queue_consumers(vhost, queue).await,
+        |consumers| *consumers == 0,
+    )
+    .await;
 }
 
 fn profile(extra: Value) -> Value {
@@ -274,23 +305,24 @@ async fn tenants_are_isolated_on_the_broker_and_in_their_databases() {
             assert_eq!(streams.as_array().unwrap().len(), 1, "{streams}");
 
             // Reports reach the stats: every message of A counted once, latency measured.
-            let deadline = Instant::now() + Duration::from_secs(30);
-            let stats = loop {
-                let (status, stats) = host
-                    .tenant(
-                        &token_a,
-                        Method::GET,
-                        "/v1/streams/readings/stats?window_secs=600",
-                        None,
-                    )
-                    .await;
-                assert_eq!(status, StatusCode::OK, "{stats}");
-                if stats["messages"] == 60 {
-                    break stats;
-                }
-                assert!(Instant::now() < deadline, "stats never counted 60: {stats}");
-                tokio::time::sleep(Duration::from_millis(300)).await;
-            };
+            let stats = wait_until(
+                "the stats count 60 messages",
+                Duration::from_secs(30),
+                async || {
+                    let (status, stats) = host
+                        .tenant(
+                            &token_a,
+                            Method::GET,
+                            "/v1/streams/readings/stats?window_secs=600",
+                            None,
+                        )
+                        .await;
+                    assert_eq!(status, StatusCode::OK, "{stats}");
+                    stats
+                },
+                |stats| stats["messages"] == 60,
+            )
+            .await;
             assert_eq!(stats["documents"], 120, "{stats}");
             assert_eq!(stats["dead_lettered"], 0, "{stats}");
             assert!(stats["latency_p99_ms"].as_f64().unwrap() > 0.0, "{stats}");
@@ -306,7 +338,7 @@ async fn tenants_are_isolated_on_the_broker_and_in_their_databases() {
                 .tenant(&token_a, Method::POST, "/v1/streams/readings/stop", None)
                 .await;
             assert_eq!(status, StatusCode::OK);
-            tokio::time::sleep(Duration::from_millis(600)).await;
+            wait_stopped(&conn_a).await;
             publish(&conn_a, readings("a-late", 3)).await;
             let (status, refused) = host
                 .tenant(&token_a, Method::DELETE, "/v1/streams/readings", None)
@@ -366,49 +398,49 @@ async fn poison_messages_are_dead_lettered_with_headers_while_the_stream_flows()
             let amqp = connect(&conn).await;
             let channel = amqp.create_channel().await.unwrap();
             let mut dead = std::collections::BTreeMap::new();
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while dead.len() < 4 {
-                assert!(
-                    Instant::now() < deadline,
-                    "only {:?} dead-lettered",
-                    dead.keys()
-                );
-                let got = channel
-                    .basic_get("events.dead".into(), BasicGetOptions { no_ack: true })
-                    .await
-                    .unwrap();
-                let Some(message) = got else {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
-                };
-                let headers = message.delivery.properties.headers().clone().unwrap();
-                let header = |name: &str| match headers.inner().get(name) {
-                    Some(AMQPValue::LongString(s)) => {
-                        String::from_utf8_lossy(s.as_bytes()).into_owned()
+            wait_until(
+                "four messages are dead-lettered",
+                Duration::from_secs(60),
+                async || {
+                    // Takes everything the dead-letter queue holds now.
+                    while let Some(message) = channel
+                        .basic_get("events.dead".into(), BasicGetOptions { no_ack: true })
+                        .await
+                        .unwrap()
+                    {
+                        let headers = message.delivery.properties.headers().clone().unwrap();
+                        let header = |name: &str| match headers.inner().get(name) {
+                            Some(AMQPValue::LongString(s)) => {
+                                String::from_utf8_lossy(s.as_bytes()).into_owned()
+                            }
+                            Some(AMQPValue::LongLongInt(n)) => n.to_string(),
+                            other => panic!("header {name}: {other:?}"),
+                        };
+                        assert_eq!(header("x-mysimbdp-tenant"), tenant);
+                        assert_eq!(header("x-mysimbdp-stream"), "events");
+                        assert_eq!(header("x-mysimbdp-app"), "poison");
+                        assert_eq!(header("x-mysimbdp-app-version").len(), 64);
+                        let id = message
+                            .delivery
+                            .properties
+                            .message_id()
+                            .clone()
+                            .unwrap()
+                            .to_string();
+                        dead.insert(
+                            id,
+                            (
+                                header("x-mysimbdp-error-class"),
+                                header("x-mysimbdp-error"),
+                                header("x-mysimbdp-deliveries"),
+                            ),
+                        );
                     }
-                    Some(AMQPValue::LongLongInt(n)) => n.to_string(),
-                    other => panic!("header {name}: {other:?}"),
-                };
-                assert_eq!(header("x-mysimbdp-tenant"), tenant);
-                assert_eq!(header("x-mysimbdp-stream"), "events");
-                assert_eq!(header("x-mysimbdp-app"), "poison");
-                assert_eq!(header("x-mysimbdp-app-version").len(), 64);
-                let id = message
-                    .delivery
-                    .properties
-                    .message_id()
-                    .clone()
-                    .unwrap()
-                    .to_string();
-                dead.insert(
-                    id,
-                    (
-                        header("x-mysimbdp-error-class"),
-                        header("x-mysimbdp-error"),
-                        header("x-mysimbdp-deliveries"),
-                    ),
-                );
-            }
+                    dead.keys().cloned().collect::<Vec<_>>()
+                },
+                |ids| ids.len() >= 4,
+            )
+            .await;
             let _ = amqp.close(200, "done".into()).await;
             assert_eq!(dead["m50"].0, "retry", "{dead:?}");
             assert_eq!(
@@ -429,23 +461,23 @@ async fn poison_messages_are_dead_lettered_with_headers_while_the_stream_flows()
                     "message {n}"
                 );
             }
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                let (_, stats) = host
-                    .tenant(
+            let stats = wait_until(
+                "the stats count four dead letters",
+                Duration::from_secs(30),
+                async || {
+                    host.tenant(
                         &token,
                         Method::GET,
                         "/v1/streams/events/stats?window_secs=600",
                         None,
                     )
-                    .await;
-                if stats["dead_lettered"] == 4 {
-                    assert!(stats["retried"].as_u64().unwrap() >= 2, "{stats}");
-                    break;
-                }
-                assert!(Instant::now() < deadline, "{stats}");
-                tokio::time::sleep(Duration::from_millis(300)).await;
-            }
+                    .await
+                    .1
+                },
+                |stats| stats["dead_lettered"] == 4,
+            )
+            .await;
+            assert!(stats["retried"].as_u64().unwrap() >= 2, "{stats}");
             delete_tenant(&host, &tenant).await;
             host.stop().await;
         },
@@ -475,7 +507,7 @@ async fn consumers_killed_mid_batch_lose_and_duplicate_nothing() {
             let (token, conn) = stream_of(
                 &api,
                 &tenant,
-                profile(json!({ "min_consumers": 2, "max_consumers": 2 })),
+                profile(json!({ "min_consumers_per_stream": 2, "max_consumers_per_stream": 2 })),
                 "poison",
                 fixtures::EVIL_POISON,
                 json!({
@@ -490,7 +522,8 @@ async fn consumers_killed_mid_batch_lose_and_duplicate_nothing() {
             let mut process = first;
             let mut kills = 0;
             for round in 0..6 {
-                // Let it work a while, then kill it without warning.
+                // Let it work a while, then kill it without warning. Not a gate: paces the
+                // chaos, so each kill lands at a different point of the work.
                 tokio::time::sleep(Duration::from_millis(700 + 300 * round)).await;
                 let before = documents.count_documents(doc! {}).await.unwrap();
                 process.child.start_kill().unwrap();
@@ -557,8 +590,8 @@ async fn a_burst_scales_consumers_up_and_idleness_down_within_bounds() {
                 &host,
                 &tenant,
                 profile(json!({
-                    "min_consumers": 1,
-                    "max_consumers": 3,
+                    "min_consumers_per_stream": 1,
+                    "max_consumers_per_stream": 3,
                     "autoscale": {
                         "scale_up_backlog": 200,
                         "scale_down_backlog": 10,
@@ -576,40 +609,40 @@ async fn a_burst_scales_consumers_up_and_idleness_down_within_bounds() {
             )
             .await;
             let total = 4000u64;
-            let watch_token = token.clone();
-            let base = host.base.clone();
-            // Watch the desired count the whole time: it must stay within 1..=3.
-            let watcher = tokio::spawn(async move {
-                let api = Host::remote(&base);
+            // Watch the desired count the whole time: it must stay within 1..=3. (Joined, not
+            // spawned: the watch borrows the host.)
+            let watcher = async {
                 let (mut highest, mut lowest_after_peak) = (0u64, u64::MAX);
-                let deadline = Instant::now() + Duration::from_secs(240);
-                loop {
-                    let (_, stream) = api
-                        .tenant(&watch_token, Method::GET, "/v1/streams/burst", None)
-                        .await;
-                    let consumers = stream["consumers"].as_u64().unwrap();
-                    assert!((1..=3).contains(&consumers), "{stream}");
-                    assert!(
-                        stream["running_consumers"].as_u64().unwrap() <= 3,
-                        "{stream}"
-                    );
-                    highest = highest.max(consumers);
-                    if highest == 3 {
-                        lowest_after_peak = lowest_after_peak.min(consumers);
-                    }
-                    if lowest_after_peak == 1 {
-                        return highest;
-                    }
-                    assert!(
-                        Instant::now() < deadline,
-                        "never scaled up and down: {stream}"
-                    );
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            });
-            publish(&conn, numbered(total)).await;
-            wait_documents(&tenant, "events", total, Duration::from_secs(180)).await;
-            assert_eq!(watcher.await.unwrap(), 3);
+                wait_until(
+                    "the stream scales up to 3 and back down to 1",
+                    Duration::from_secs(240),
+                    async || {
+                        let (_, stream) = host
+                            .tenant(&token, Method::GET, "/v1/streams/burst", None)
+                            .await;
+                        let consumers = stream["consumers"].as_u64().unwrap();
+                        assert!((1..=3).contains(&consumers), "{stream}");
+                        assert!(
+                            stream["running_consumers"].as_u64().unwrap() <= 3,
+                            "{stream}"
+                        );
+                        highest = highest.max(consumers);
+                        if highest == 3 {
+                            lowest_after_peak = lowest_after_peak.min(consumers);
+                        }
+                        (lowest_after_peak, stream)
+                    },
+                    |(lowest_after_peak, _)| *lowest_after_peak == 1,
+                )
+                .await;
+                highest
+            };
+            let load = async {
+                publish(&conn, numbered(total)).await;
+                wait_documents(&tenant, "events", total, Duration::from_secs(180)).await;
+            };
+            let (highest, ()) = tokio::join!(watcher, load);
+            assert_eq!(highest, 3);
             let (_, stats) = host
                 .tenant(
                     &token,
@@ -664,17 +697,17 @@ async fn a_tenant_over_its_quota_is_paused_and_loses_nothing() {
             .await;
             publish(&conn, numbered(350)).await;
             // While paused, the queue keeps the rest.
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                let (_, stream) = host
-                    .tenant(&token, Method::GET, "/v1/streams/quota", None)
-                    .await;
-                if stream["throttled"] == true {
-                    break;
-                }
-                assert!(Instant::now() < deadline, "never throttled: {stream}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            wait_until(
+                "the stream is throttled",
+                Duration::from_secs(30),
+                async || {
+                    host.tenant(&token, Method::GET, "/v1/streams/quota", None)
+                        .await
+                        .1
+                },
+                |stream| stream["throttled"] == true,
+            )
+            .await;
             wait_documents(&tenant, "events", 350, Duration::from_secs(60)).await;
             let (_, stats) = host
                 .tenant(
@@ -779,7 +812,7 @@ async fn consumers_spread_over_hosts_and_one_host_at_a_time_runs_the_monitor() {
             let (_, conn) = stream_of(
                 &first,
                 &tenant,
-                profile(json!({ "min_consumers": 2, "max_consumers": 2 })),
+                profile(json!({ "min_consumers_per_stream": 2, "max_consumers_per_stream": 2 })),
                 "poison",
                 fixtures::EVIL_POISON,
                 json!({ "name": "shared", "app": "poison", "collection": "events" }),
@@ -801,32 +834,30 @@ async fn consumers_spread_over_hosts_and_one_host_at_a_time_runs_the_monitor() {
                 .platform_db()
                 .await
                 .collection::<Document>("stream_reports");
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                let mut per_host = std::collections::BTreeMap::new();
-                let mut cursor = reports
-                    .find(doc! { "tenant": &tenant, "stream": "shared" })
-                    .sort(doc! { "at": 1 })
-                    .await
-                    .unwrap();
-                while cursor.advance().await.unwrap() {
-                    let report = cursor.deserialize_current().unwrap();
-                    per_host.insert(
-                        report.get_str("host").unwrap().to_owned(),
-                        report
-                            .get_i64("consumers")
-                            .unwrap_or_else(|_| i64::from(report.get_i32("consumers").unwrap())),
-                    );
-                }
-                if per_host.len() == 2 && per_host.values().all(|c| *c == 1) {
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "consumers per host: {per_host:?}"
-                );
-                tokio::time::sleep(Duration::from_millis(300)).await;
-            }
+            wait_until(
+                "each host reports one consumer",
+                Duration::from_secs(30),
+                async || {
+                    let mut per_host = std::collections::BTreeMap::new();
+                    let mut cursor = reports
+                        .find(doc! { "tenant": &tenant, "stream": "shared" })
+                        .sort(doc! { "at": 1 })
+                        .await
+                        .unwrap();
+                    while cursor.advance().await.unwrap() {
+                        let report = cursor.deserialize_current().unwrap();
+                        per_host.insert(
+                            report.get_str("host").unwrap().to_owned(),
+                            report.get_i64("consumers").unwrap_or_else(|_| {
+                                i64::from(report.get_i32("consumers").unwrap())
+                            }),
+                        );
+                    }
+                    per_host
+                },
+                |per_host| per_host.len() == 2 && per_host.values().all(|c| *c == 1),
+            )
+            .await;
 
             // Exactly one of them leads the monitor election; when it stops, the other takes over.
             let registry = mysimbdp_host::registry::Registry::connect(
@@ -858,18 +889,14 @@ async fn consumers_spread_over_hosts_and_one_host_at_a_time_runs_the_monitor() {
             let mut leaving = leaving;
             let _ = leaving.stop.take().unwrap().send(());
             let _ = tokio::time::timeout(Duration::from_secs(10), &mut leaving.served).await;
-            let deadline = Instant::now() + Duration::from_secs(20);
-            loop {
-                let now = registry.leader(election).await.unwrap();
-                if let Some(now) = &now
-                    && now != &leader
-                {
-                    assert!(ids.contains(now));
-                    break;
-                }
-                assert!(Instant::now() < deadline, "no new leader: {now:?}");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+            let now = wait_until(
+                "another host leads",
+                Duration::from_secs(20),
+                async || registry.leader(election).await.unwrap(),
+                |now| now.as_ref().is_some_and(|now| now != &leader),
+            )
+            .await;
+            assert!(now.is_some_and(|now| ids.contains(&now)));
             delete_tenant(&staying, &tenant).await;
             staying.stop().await;
         },
@@ -877,9 +904,58 @@ async fn consumers_spread_over_hosts_and_one_host_at_a_time_runs_the_monitor() {
     .await;
 }
 
+/// Waits until the consumers of stream `fixme` run the sensor app (version 2) instead of the
+/// poison app: probe readings, one at a time, until one comes out as the sensor app's metric
+/// document; the probes' documents are then removed. Both apps accept a probe, so none is
+/// dead-lettered.
+async fn wait_for_the_sensor_app(tenant: &str, conn: &Value) {
+    let metrics = tenant_collection(tenant, "metrics").await;
+    // The poison app stores a probe as `{n, message, attempt}`, the sensor app as metrics
+    // of device "probe".
+    let probe_documents = |id: &str| {
+        doc! { "$or": [ { "message": id }, { "device": "probe", "site": id } ] }
+    };
+    let mut probes = 0u32;
+    let mut pending: Option<String> = None;
+    wait_until(
+        "the stream runs the new version",
+        Duration::from_secs(30),
+        async || {
+            if let Some(id) = &pending {
+                let seen = metrics.find_one(probe_documents(id)).await.unwrap();
+                match seen {
+                    Some(document) => {
+                        pending = None;
+                        return Some(document.contains_key("metric"));
+                    }
+                    None => return None,
+                }
+            }
+            probes += 1;
+            let id = format!("probe-{probes}");
+            let body = json!({
+                "device": "probe", "site": id, "ts": "2026-11-21T10:00:00Z",
+                "readings": { "temp": 1 }
+            });
+            publish(conn, [(id.clone(), body.to_string())]).await;
+            pending = Some(id);
+            None
+        },
+        |by_the_sensor_app| *by_the_sensor_app == Some(true),
+    )
+    .await;
+    metrics
+        .delete_many(doc! { "$or": [
+            { "message": { "$regex": "^probe-" } },
+            { "device": "probe" }
+        ] })
+        .await
+        .unwrap();
+}
+
 /// Runs the `mysimbdp` binary against `host` as the tenant holding `token`.
 async fn cli(host: &Host, token: &str, args: &[&str]) -> std::process::Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_mysimbdp"))
+    mysimbdp_tests::cli::async_command()
         .args(args)
         .env("MYSIMBDP_API", &host.base)
         .env("MYSIMBDP_TOKEN", token)
@@ -947,7 +1023,23 @@ async fn the_cli_creates_a_stream_and_publishes_a_file_with_confirms() {
             // The same file again: same message ids, so no document is written twice.
             let again = cli(&host, &token, &publish).await;
             assert!(again.status.success(), "{again:?}");
-            tokio::time::sleep(Duration::from_secs(2)).await;
+            // Both files consumed (1000 messages counted), and still 1000 documents.
+            wait_until(
+                "the stats count both files' messages",
+                Duration::from_secs(30),
+                async || {
+                    host.tenant(
+                        &token,
+                        Method::GET,
+                        "/v1/streams/feed/stats?window_secs=600",
+                        None,
+                    )
+                    .await
+                    .1
+                },
+                |stats| stats["messages"].as_u64() >= Some(1000),
+            )
+            .await;
             wait_documents(&tenant, "readings", 1000, Duration::from_secs(10)).await;
 
             // A stream that does not exist is a clear error, not a hang.
@@ -998,23 +1090,14 @@ async fn dead_letters_can_be_inspected_and_replayed_after_a_fix() {
                 })
                 .collect();
             publish(&conn, messages).await;
-            let deadline = Instant::now() + Duration::from_secs(60);
-            let letters = loop {
-                let (status, letters) = host
-                    .tenant(
-                        &token,
-                        Method::GET,
-                        "/v1/streams/fixme/dead-letters?limit=100",
-                        None,
-                    )
-                    .await;
-                assert_eq!(status, StatusCode::OK, "{letters}");
-                if letters.as_array().unwrap().len() == 5 {
-                    break letters;
-                }
-                assert!(Instant::now() < deadline, "{letters}");
-                tokio::time::sleep(Duration::from_millis(300)).await;
-            };
+            let letters = dead_letters(
+                &host,
+                &token,
+                "/v1/streams/fixme/dead-letters?limit=100",
+                Duration::from_secs(60),
+                |n| n == 5,
+            )
+            .await;
             let first = &letters[0];
             assert_eq!(first["class"], "reject", "{first}");
             assert!(
@@ -1042,7 +1125,7 @@ async fn dead_letters_can_be_inspected_and_replayed_after_a_fix() {
                 .upload(&token, "sensors", read(fixtures::JSON_STREAM))
                 .await;
             assert_eq!(status, StatusCode::CREATED, "{body}");
-            tokio::time::sleep(Duration::from_millis(1500)).await; // reconciliations: the new version
+            wait_for_the_sensor_app(&tenant, &conn).await;
             let (status, replayed) = host
                 .tenant(
                     &token,
@@ -1228,26 +1311,14 @@ async fn a_tenant_cannot_forge_dead_letters() {
         publish(&conn, numbered(20)).await;
         wait_documents(&tenant, "guarded", 20, Duration::from_secs(60)).await;
 
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let letters = loop {
-            let (status, letters) = host
-                .tenant(
-                    &token,
-                    Method::GET,
-                    "/v1/streams/guarded/dead-letters?limit=100",
-                    None,
-                )
-                .await;
-            assert_eq!(status, StatusCode::OK, "{letters}");
-            if !letters.as_array().unwrap().is_empty() {
-                break letters;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the rejected message never arrived"
-            );
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        };
+        let letters = dead_letters(
+            &host,
+            &token,
+            "/v1/streams/guarded/dead-letters?limit=100",
+            Duration::from_secs(60),
+            |n| n > 0,
+        )
+        .await;
         // Only the platform's verdict on the rejected message; nothing forged.
         let letters = letters.as_array().unwrap();
         assert_eq!(letters.len(), 1, "{letters:?}");
@@ -1309,11 +1380,8 @@ async fn a_host_repairs_streams_provisioned_under_the_old_rules_at_start() {
             // Put the vhost back the way older versions left it: the default exchange open to
             // the tenant, and no publishing binding.
             let vhost = conn["vhost"].as_str().unwrap();
-            let management = reqwest::Client::new();
             let call = |method: Method, path: String| {
-                management
-                    .request(method, format!("http://127.0.0.1:15672/api/{path}"))
-                    .basic_auth("guest", Some("guest"))
+                mysimbdp_tests::services::rabbitmq_management(method, &path)
             };
             let status = call(Method::PUT, format!("permissions/{vhost}/{vhost}"))
                 .json(&json!({
@@ -1340,28 +1408,28 @@ async fn a_host_repairs_streams_provisioned_under_the_old_rules_at_start() {
 
             // A host starting repairs it: the old way is refused, the new one routes.
             let second = host(&database).await;
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                let amqp = connect(&conn).await;
-                let old = attempt(&amqp, "", "legacy", BasicProperties::default()).await;
-                let new = attempt(
-                    &amqp,
-                    "mysimbdp.ingest",
-                    "legacy",
-                    BasicProperties::default(),
-                )
-                .await;
-                let _ = amqp.close(200, "done".into()).await;
-                match (&old, &new) {
-                    (Attempt::Closed(reason), Attempt::Routed)
-                        if reason.contains("ACCESS_REFUSED") =>
-                    {
-                        break;
-                    }
-                    _ => assert!(Instant::now() < deadline, "not repaired: {old:?}, {new:?}"),
-                }
-                tokio::time::sleep(Duration::from_millis(300)).await;
-            }
+            wait_until(
+                "the publishing path is repaired",
+                Duration::from_secs(30),
+                async || {
+                    let amqp = connect(&conn).await;
+                    let old = attempt(&amqp, "", "legacy", BasicProperties::default()).await;
+                    let new = attempt(
+                        &amqp,
+                        "mysimbdp.ingest",
+                        "legacy",
+                        BasicProperties::default(),
+                    )
+                    .await;
+                    let _ = amqp.close(200, "done".into()).await;
+                    (old, new)
+                },
+                |attempts| {
+                    matches!(attempts, (Attempt::Closed(reason), Attempt::Routed)
+                        if reason.contains("ACCESS_REFUSED"))
+                },
+            )
+            .await;
             delete_tenant(&first, &tenant).await;
             second.stop().await;
             first.stop().await;
@@ -1402,18 +1470,14 @@ async fn a_document_the_coredms_cannot_store_dead_letters_only_its_message() {
                 .collect();
             publish(&conn, messages).await;
             wait_documents(&tenant, "events", 39, Duration::from_secs(60)).await;
-            let deadline = Instant::now() + Duration::from_secs(30);
-            let letters = loop {
-                let (status, letters) = host
-                    .tenant(&token, Method::GET, "/v1/streams/nul/dead-letters", None)
-                    .await;
-                assert_eq!(status, StatusCode::OK, "{letters}");
-                if !letters.as_array().unwrap().is_empty() {
-                    break letters;
-                }
-                assert!(Instant::now() < deadline, "never dead-lettered");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            };
+            let letters = dead_letters(
+                &host,
+                &token,
+                "/v1/streams/nul/dead-letters",
+                Duration::from_secs(30),
+                |n| n > 0,
+            )
+            .await;
             assert_eq!(letters.as_array().unwrap().len(), 1, "{letters}");
             let letter = &letters[0];
             assert_eq!(letter["class"], "bad-output", "{letter}");
@@ -1448,7 +1512,7 @@ async fn a_hostile_document_shape_cannot_swell_a_consumers_memory() {
         // buffer and batches of 10 messages.
         let host = Host::start_with(&database, "stream-cache", |config| {
             config.batch.workers = 0;
-            config.stream.max_consumers = 0;
+            config.stream.max_consumers_per_host = 0;
         })
         .await;
         let consumer = spawn_serve_with(

@@ -1,27 +1,40 @@
-//! Shared settings of the end-to-end tests: where the services started by
-//! `scripts/services up` listen, overridable through the environment.
+//! The test support shared by the host's integration tests and benchmarks and the end-to-end
+//! tests: where the services listen, a `serve` in the test process or as a real process, the
+//! `mysimbdp` command line, names that follow the host's own rules, cleanup and polling.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+// Support code: its functions are documented by their names and one-line comments.
+#![allow(missing_docs)]
 
-/// Redis, as the services script starts it.
-pub const REDIS_URL: &str = "redis://127.0.0.1:6379/";
-/// RabbitMQ with the default guest account.
-pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
-/// MongoDB as the single-node replica set `rs0`.
-pub const MONGODB_URI: &str =
-    "mongodb://127.0.0.1:27017/?replicaSet=rs0&serverSelectionTimeoutMS=10000";
-/// The second MongoDB server (replica set `rs1`): a tenant's dedicated coredms in tests.
-pub const MONGODB2_URI: &str =
-    "mongodb://127.0.0.1:27018/?replicaSet=rs1&serverSelectionTimeoutMS=10000";
-/// etcd's client endpoint.
-pub const ETCD_ENDPOINT: &str = "127.0.0.1:2379";
+/// Cleanup: what a test leaves in MongoDB and etcd.
+pub mod cleanup;
+/// The `mysimbdp` binary and its command lines.
+pub mod cli;
+/// Files the tests use: scratch directories and fixture bytes.
+pub mod files;
+/// A `serve` inside the test process, and HTTP calls that check every refusal's shape.
+pub mod host;
+/// Names: unique per run, and the host's own naming rules.
+pub mod naming;
+/// Polling for a condition instead of sleeping.
+pub mod poll;
+/// A real `mysimbdp serve` process, as tests and benchmarks start it.
+pub mod process;
+/// One sandbox runtime per test binary and calls that collect an app's documents.
+pub mod sandbox;
+/// Where the services started by `scripts/services up` listen, and connections to them.
+pub mod services;
 
-/// A name no other test run uses: prefix, process id and a counter.
-pub fn unique(prefix: &str) -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
+pub use naming::unique;
+pub use services::{AMQP_URL, ETCD_ENDPOINT, MONGODB_URI, MONGODB2_URI, REDIS_URL};
+
+/// What most integration tests use, for one glob import.
+pub mod prelude {
+    pub use crate::cleanup::{clear_registry, drop_database};
+    pub use crate::files::{orders_csv, read, scratch};
+    pub use crate::host::{Host, OPERATOR, assert_error_shape, config};
+    pub use crate::naming::{database_name, tenant_database, unique};
+    pub use crate::poll::wait_until;
+    pub use crate::process::{Process, peak_rss_mib, spawn_serve, spawn_serve_with};
+    pub use crate::services::tenant_collection;
 }

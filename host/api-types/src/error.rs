@@ -20,7 +20,7 @@ pub struct ErrorDetail {
     pub code: String,
     /// What happened and, where possible, what to do about it.
     pub message: String,
-    /// The offending field of a refused document (e.g. `stream.max_consumers`).
+    /// The offending field of a refused document (e.g. `stream.max_consumers_per_stream`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
     /// The failure class of a refused app (e.g. `out-of-fuel`).

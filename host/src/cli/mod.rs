@@ -26,6 +26,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the platform: the HTTP API (and, as they arrive, the workers).
+    #[command(after_help = crate::config::env_overrides_help())]
     Serve(ServeArgs),
     /// Manage tenants (operator).
     #[command(subcommand)]

@@ -92,24 +92,102 @@ pub const MAX_DELIVERY_LIMIT: u32 = 1000;
 /// The minimum operator token length.
 pub const MIN_OPERATOR_TOKEN_CHARS: usize = 32;
 
-/// Environment variables that override the file: secrets and addresses.
-pub const ENV_OVERRIDES: [(&str, &str); 12] = [
-    ("MYSIMBDP_OPERATOR_TOKEN", "server.operator_token"),
-    ("MYSIMBDP_LISTEN", "server.listen"),
-    ("MYSIMBDP_MONGODB_URI", "platform.mongodb_uri"),
-    ("MYSIMBDP_PLATFORM_DATABASE", "platform.database"),
-    ("MYSIMBDP_CACHE_DIR", "sandbox.engine.cache_dir"),
-    (
-        "MYSIMBDP_ETCD_ENDPOINTS",
-        "registry.etcd_endpoints (comma-separated)",
-    ),
-    ("MYSIMBDP_SINK_MONGODB_URI", "sink.mongodb_uri"),
-    ("MYSIMBDP_REDIS_URL", "batch.redis_url"),
-    ("MYSIMBDP_STAGING_DIR", "batch.staging_dir"),
-    ("MYSIMBDP_AMQP_URL", "stream.amqp_url"),
-    ("MYSIMBDP_RABBITMQ_MANAGEMENT_URL", "stream.management_url"),
-    ("MYSIMBDP_PUBLIC_AMQP_URL", "stream.public_amqp_url"),
+/// An environment variable that overrides one key of the file.
+#[derive(Debug, Clone, Copy)]
+pub struct EnvOverride {
+    /// The variable.
+    pub variable: &'static str,
+    /// The key it sets, as the file spells it.
+    pub key: &'static str,
+    /// Sets the key from the variable's value.
+    pub set: fn(&mut ServeConfig, String),
+}
+
+/// Environment variables that override the file: secrets and addresses. This one table
+/// drives [`ServeConfig::apply_env`], `mysimbdp serve --help` and the list atop
+/// config/mysimbdp.example.toml (a test keeps that list in step).
+pub const ENV_OVERRIDES: [EnvOverride; 12] = [
+    EnvOverride {
+        variable: "MYSIMBDP_OPERATOR_TOKEN",
+        key: "server.operator_token",
+        set: |c, v| c.server.operator_token = v,
+    },
+    EnvOverride {
+        variable: "MYSIMBDP_LISTEN",
+        key: "server.listen",
+        set: |c, v| c.server.listen = v,
+    },
+    EnvOverride {
+        variable: "MYSIMBDP_MONGODB_URI",
+        key: "platform.mongodb_uri",
+        set: |c, v| c.platform.mongodb_uri = v,
+    },
+    EnvOverride {
+        variable: "MYSIMBDP_PLATFORM_DATABASE",
+        key: "platform.database",
+        set: |c, v| c.platform.database = v,
+    },
+    EnvOverride {
+        variable: "MYSIMBDP_CACHE_DIR",
+        key: "sandbox.engine.cache_dir",
+        set: |c, v| c.sandbox.engine.cache_dir = Some(v.into()),
+    },
+    EnvOverride {
+        variable: "MYSIMBDP_ETCD_ENDPOINTS",
+        key: "registry.etcd_endpoints (comma-separated)",
+        set: |c, v| {
+            c.registry.etcd_endpoints = v
+                .split(',')
+                .map(|e| e.trim().to_owned())
+                .filter(|e| !e.is_empty())
+                .collect();
+        },
+    },
+    EnvOverride {
+        variable: "MYSIMBDP_SINK_MONGODB_URI",
+        key: "sink.mongodb_uri",
+        set: |c, v| c.sink.mongodb_uri = v,
+    },
+    EnvOverride {
+        variable: "MYSIMBDP_REDIS_URL",
+        key: "redis.url",
+        set: |c, v| c.redis.url = v,
+    },
+    EnvOverride {
+        variable: "MYSIMBDP_STAGING_DIR",
+        key: "batch.staging_dir",
+        set: |c, v| c.batch.staging_dir = Some(v.into()),
+    },
+    EnvOverride {
+        variable: "MYSIMBDP_AMQP_URL",
+        key: "stream.amqp_url",
+        set: |c, v| c.stream.amqp_url = v,
+    },
+    EnvOverride {
+        variable: "MYSIMBDP_RABBITMQ_MANAGEMENT_URL",
+        key: "stream.management_url",
+        set: |c, v| c.stream.management_url = v,
+    },
+    EnvOverride {
+        variable: "MYSIMBDP_PUBLIC_AMQP_URL",
+        key: "stream.public_amqp_url",
+        set: |c, v| c.stream.public_amqp_url = v,
+    },
 ];
+
+/// The overrides as `mysimbdp serve --help` lists them: one `VARIABLE  key` line each.
+pub fn env_overrides_help() -> String {
+    let width = ENV_OVERRIDES
+        .iter()
+        .map(|o| o.variable.len())
+        .max()
+        .unwrap_or_default();
+    let mut help = String::from("Environment overrides (they win over the file):\n");
+    for o in &ENV_OVERRIDES {
+        help.push_str(&format!("  {:width$}  {}\n", o.variable, o.key));
+    }
+    help
+}
 
 /// Everything `mysimbdp serve` reads.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,6 +203,8 @@ pub struct ServeConfig {
     pub registry: RegistryConfig,
     /// The shared coredms tenants write to unless the registry names a dedicated one.
     pub sink: SinkConfig,
+    /// Redis: the batch job queue and the stream quotas' counters.
+    pub redis: RedisConfig,
     /// Batch ingestion: staging, the job queue, workers.
     pub batch: BatchConfig,
     /// Stream ingestion: the broker, consumers, reports and the monitor.
@@ -178,8 +258,21 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
-    /// Refuses connection bounds that would let a client hold the server or cut every request.
-    fn validate(&self) -> Result<()> {
+    /// Refuses an unusable address, a guessable operator token, and connection bounds that
+    /// would let a client hold the server or cut every request.
+    pub fn validate(&self) -> Result<()> {
+        self.listen_addr()?;
+        let token = &self.operator_token;
+        if token.chars().count() < MIN_OPERATOR_TOKEN_CHARS {
+            bail!(
+                "server.operator_token is {} characters long: it must have at least \
+                 {MIN_OPERATOR_TOKEN_CHARS} (set MYSIMBDP_OPERATOR_TOKEN, e.g. to `openssl rand -hex 32`)",
+                token.chars().count()
+            );
+        }
+        if self.max_json_kib == 0 {
+            bail!("server.max_json_kib = 0: it must be at least 1");
+        }
         if !(1..=1_000_000).contains(&self.max_connections) {
             bail!(
                 "server.max_connections = {}: it must be 1..=1000000",
@@ -210,6 +303,16 @@ impl ServerConfig {
         }
         Ok(())
     }
+
+    /// The parsed listen address.
+    pub fn listen_addr(&self) -> Result<SocketAddr> {
+        self.listen.parse().with_context(|| {
+            format!(
+                "server.listen = {:?} is not an address like 127.0.0.1:8080",
+                self.listen
+            )
+        })
+    }
 }
 
 /// `[platform]`
@@ -228,6 +331,14 @@ impl Default for PlatformConfig {
             mongodb_uri: DEFAULT_MONGODB_URI.to_owned(),
             database: DEFAULT_PLATFORM_DATABASE.to_owned(),
         }
+    }
+}
+
+impl PlatformConfig {
+    /// Refuses a database name MongoDB would refuse, and a URI that is not MongoDB's.
+    pub fn validate(&self) -> Result<()> {
+        validate_database_name("platform.database", &self.database)?;
+        validate_mongodb_uri("platform.mongodb_uri", &self.mongodb_uri)
     }
 }
 
@@ -250,6 +361,28 @@ impl Default for RegistryConfig {
             prefix: DEFAULT_REGISTRY_PREFIX.to_owned(),
             host_lease_secs: DEFAULT_HOST_LEASE_SECS,
         }
+    }
+}
+
+impl RegistryConfig {
+    /// Refuses no endpoint, a prefix that would not nest, and a lease too short to renew.
+    pub fn validate(&self) -> Result<()> {
+        if self.etcd_endpoints.is_empty() {
+            bail!("registry.etcd_endpoints is empty: name at least one etcd endpoint");
+        }
+        if !self.prefix.starts_with('/') || self.prefix.ends_with('/') {
+            bail!(
+                "registry.prefix = {:?} must start with '/' and not end with one",
+                self.prefix
+            );
+        }
+        if !(2..=3600).contains(&self.host_lease_secs) {
+            bail!(
+                "registry.host_lease_secs = {}: it must be 2..=3600",
+                self.host_lease_secs
+            );
+        }
+        Ok(())
     }
 }
 
@@ -277,14 +410,70 @@ impl Default for SinkConfig {
     }
 }
 
+impl SinkConfig {
+    /// Refuses a write buffer MongoDB could not take in one insert, and a non-MongoDB URI.
+    pub fn validate(&self) -> Result<()> {
+        if !(1..=46).contains(&self.write_buffer_mib) {
+            bail!(
+                "sink.write_buffer_mib = {}: it must be 1..=46 (MongoDB takes 48 MB per insert)",
+                self.write_buffer_mib
+            );
+        }
+        validate_mongodb_uri("sink.mongodb_uri", &self.mongodb_uri)
+    }
+}
+
+/// `[redis]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// Redis holding the batch job queue and the stream quotas' counters.
+    pub url: String,
+    /// Separates deployments sharing one Redis: every key the platform writes starts with it.
+    pub namespace: String,
+}
+
+/// The namespace of a deployment's Redis keys.
+pub const DEFAULT_REDIS_NAMESPACE: &str = "mysimbdp";
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: DEFAULT_REDIS_URL.to_owned(),
+            namespace: DEFAULT_REDIS_NAMESPACE.to_owned(),
+        }
+    }
+}
+
+impl RedisConfig {
+    /// Refuses a URL that is not Redis's and a namespace that would break key hashing.
+    pub fn validate(&self) -> Result<()> {
+        if !self.url.starts_with("redis://") && !self.url.starts_with("rediss://") {
+            bail!(
+                "redis.url = {:?} is not a redis:// URL",
+                redact_uri(&self.url)
+            );
+        }
+        if self.namespace.is_empty() || self.namespace.contains(['{', '}']) {
+            bail!(
+                "redis.namespace = {:?} must be non-empty, without braces",
+                self.namespace
+            );
+        }
+        Ok(())
+    }
+}
+
 /// `[batch]`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BatchConfig {
-    /// Redis holding the job queue.
-    pub redis_url: String,
-    /// Separates deployments sharing one Redis.
-    pub namespace: String,
+    /// Deprecated spelling of `redis.url`, still read (with a warning) from older files.
+    #[serde(rename = "redis_url", skip_serializing_if = "Option::is_none")]
+    deprecated_redis_url: Option<String>,
+    /// Deprecated spelling of `redis.namespace`, as `redis_url`.
+    #[serde(rename = "namespace", skip_serializing_if = "Option::is_none")]
+    deprecated_namespace: Option<String>,
     /// Where uploaded files are staged (shared by every host running workers).
     pub staging_dir: Option<std::path::PathBuf>,
     /// Worker tasks on this host (0: this host runs none).
@@ -302,8 +491,8 @@ pub struct BatchConfig {
 impl Default for BatchConfig {
     fn default() -> Self {
         Self {
-            redis_url: DEFAULT_REDIS_URL.to_owned(),
-            namespace: "mysimbdp".to_owned(),
+            deprecated_redis_url: None,
+            deprecated_namespace: None,
             staging_dir: None,
             workers: DEFAULT_BATCH_WORKERS,
             visibility_secs: DEFAULT_VISIBILITY_SECS,
@@ -315,6 +504,24 @@ impl Default for BatchConfig {
 }
 
 impl BatchConfig {
+    /// Refuses a zero where a job needs at least one (the workers may be 0: none here).
+    pub fn validate(&self) -> Result<()> {
+        for (key, value) in [
+            ("batch.visibility_secs", self.visibility_secs),
+            ("batch.max_attempts", u64::from(self.max_attempts)),
+            (
+                "batch.tenant_concurrency",
+                u64::from(self.tenant_concurrency),
+            ),
+            ("batch.retry_backoff_ms", self.retry_backoff_ms),
+        ] {
+            if value == 0 {
+                bail!("{key} = 0: it must be at least 1");
+            }
+        }
+        Ok(())
+    }
+
     /// The staging directory, resolved from the environment when not set.
     pub fn staging_dir(&self) -> std::path::PathBuf {
         if let Some(dir) = &self.staging_dir {
@@ -343,8 +550,10 @@ pub struct StreamConfig {
     pub public_amqp_url: String,
     /// Prefix of every tenant's vhost and user name.
     pub vhost_prefix: String,
-    /// Consumers this host runs at most, over every stream (0: it consumes nothing).
-    pub max_consumers: usize,
+    /// Consumers this host runs at most, over every stream (0: it consumes nothing). Not a
+    /// stream's own bound: that is the tenant profile's `stream.max_consumers_per_stream`.
+    #[serde(alias = "max_consumers")]
+    pub max_consumers_per_host: usize,
     /// Unacknowledged messages a consumer holds at most (AMQP prefetch).
     pub prefetch: u16,
     /// Messages handed to the app per call.
@@ -361,224 +570,11 @@ pub struct StreamConfig {
     pub report_retention_days: u32,
 }
 
-impl Default for StreamConfig {
-    fn default() -> Self {
-        Self {
-            amqp_url: DEFAULT_AMQP_URL.to_owned(),
-            management_url: DEFAULT_MANAGEMENT_URL.to_owned(),
-            public_amqp_url: DEFAULT_PUBLIC_AMQP_URL.to_owned(),
-            vhost_prefix: "mysimbdp-".to_owned(),
-            max_consumers: DEFAULT_HOST_MAX_CONSUMERS,
-            prefetch: DEFAULT_PREFETCH,
-            batch_size: DEFAULT_STREAM_BATCH,
-            linger_ms: DEFAULT_LINGER_MS,
-            delivery_limit: DEFAULT_DELIVERY_LIMIT,
-            reconcile_ms: DEFAULT_RECONCILE_MS,
-            monitor_interval_ms: DEFAULT_MONITOR_INTERVAL_MS,
-            report_retention_days: DEFAULT_REPORT_RETENTION_DAYS,
-        }
-    }
-}
-
-/// `[apps]`
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AppsConfig {
-    /// Fuel of the admission probe (instantiate, then one call on an empty input).
-    pub probe_fuel: u64,
-    /// Deadline of the admission probe, in ms.
-    pub probe_deadline_ms: u64,
-    /// Pre-linked app versions kept in memory per host.
-    pub loaded_apps: usize,
-    /// The largest dry-run input, in KiB.
-    pub dry_run_max_kib: usize,
-    /// Documents a dry run returns at most.
-    pub dry_run_max_documents: usize,
-    /// Import prefixes refused at upload.
-    pub refused_imports: Vec<String>,
-}
-
-impl Default for AppsConfig {
-    fn default() -> Self {
-        Self {
-            probe_fuel: DEFAULT_PROBE_FUEL,
-            probe_deadline_ms: DEFAULT_PROBE_DEADLINE_MS,
-            loaded_apps: DEFAULT_LOADED_APPS,
-            dry_run_max_kib: DEFAULT_DRY_RUN_MAX_KIB,
-            dry_run_max_documents: DEFAULT_DRY_RUN_MAX_DOCUMENTS,
-            refused_imports: DEFAULT_REFUSED_IMPORTS.map(String::from).to_vec(),
-        }
-    }
-}
-
-impl ServeConfig {
-    /// Reads a config file (or the defaults when `path` is `None`), applies the environment's
-    /// overrides and validates the result.
-    pub fn load(path: Option<&Path>) -> Result<Self> {
-        let mut config = match path {
-            Some(path) => {
-                let text =
-                    std::fs::read_to_string(path).with_context(|| format!("reading {path:?}"))?;
-                Self::from_toml(&text).with_context(|| format!("in {path:?}"))?
-            }
-            None => Self::default(),
-        };
-        config.apply_env(|name| std::env::var(name).ok());
-        config.validate()?;
-        Ok(config)
-    }
-
-    /// Parses TOML, refusing unknown keys by name. Does not validate.
-    pub fn from_toml(text: &str) -> Result<Self> {
-        Ok(toml::from_str(text)?)
-    }
-
-    /// Applies the variables of [`ENV_OVERRIDES`] that `lookup` finds.
-    pub fn apply_env(&mut self, lookup: impl Fn(&str) -> Option<String>) {
-        let set = |name: &str, slot: &mut String| {
-            if let Some(value) = lookup(name) {
-                *slot = value;
-            }
-        };
-        set("MYSIMBDP_OPERATOR_TOKEN", &mut self.server.operator_token);
-        set("MYSIMBDP_LISTEN", &mut self.server.listen);
-        set("MYSIMBDP_MONGODB_URI", &mut self.platform.mongodb_uri);
-        set("MYSIMBDP_PLATFORM_DATABASE", &mut self.platform.database);
-        set("MYSIMBDP_SINK_MONGODB_URI", &mut self.sink.mongodb_uri);
-        set("MYSIMBDP_REDIS_URL", &mut self.batch.redis_url);
-        set("MYSIMBDP_AMQP_URL", &mut self.stream.amqp_url);
-        set(
-            "MYSIMBDP_RABBITMQ_MANAGEMENT_URL",
-            &mut self.stream.management_url,
-        );
-        set("MYSIMBDP_PUBLIC_AMQP_URL", &mut self.stream.public_amqp_url);
-        if let Some(dir) = lookup("MYSIMBDP_STAGING_DIR") {
-            self.batch.staging_dir = Some(dir.into());
-        }
-        if let Some(dir) = lookup("MYSIMBDP_CACHE_DIR") {
-            self.sandbox.engine.cache_dir = Some(dir.into());
-        }
-        if let Some(endpoints) = lookup("MYSIMBDP_ETCD_ENDPOINTS") {
-            self.registry.etcd_endpoints = endpoints
-                .split(',')
-                .map(|e| e.trim().to_owned())
-                .filter(|e| !e.is_empty())
-                .collect();
-        }
-    }
-
-    /// Refuses a configuration the platform cannot run with, naming the key.
+impl StreamConfig {
+    /// Refuses broker URLs of the wrong scheme or with leaked credentials, an unusable vhost
+    /// prefix, zeros where one is needed, and batches larger than the prefetch.
     pub fn validate(&self) -> Result<()> {
-        self.sandbox.validate()?;
-        self.listen_addr()?;
-        let token = &self.server.operator_token;
-        if token.chars().count() < MIN_OPERATOR_TOKEN_CHARS {
-            bail!(
-                "server.operator_token is {} characters long: it must have at least \
-                 {MIN_OPERATOR_TOKEN_CHARS} (set MYSIMBDP_OPERATOR_TOKEN, e.g. to `openssl rand -hex 32`)",
-                token.chars().count()
-            );
-        }
-        if self.server.max_json_kib == 0 {
-            bail!("server.max_json_kib = 0: it must be at least 1");
-        }
-        self.server.validate()?;
-        if !(1..=46).contains(&self.sink.write_buffer_mib) {
-            bail!(
-                "sink.write_buffer_mib = {}: it must be 1..=46 (MongoDB takes 48 MB per insert)",
-                self.sink.write_buffer_mib
-            );
-        }
-        validate_database_name("platform.database", &self.platform.database)?;
-        for (key, uri) in [
-            ("platform.mongodb_uri", &self.platform.mongodb_uri),
-            ("sink.mongodb_uri", &self.sink.mongodb_uri),
-        ] {
-            if !uri.starts_with("mongodb://") && !uri.starts_with("mongodb+srv://") {
-                bail!(
-                    "{key} = {:?} is not a mongodb:// or mongodb+srv:// URI",
-                    redact_uri(uri)
-                );
-            }
-        }
-        let registry = &self.registry;
-        if registry.etcd_endpoints.is_empty() {
-            bail!("registry.etcd_endpoints is empty: name at least one etcd endpoint");
-        }
-        if !registry.prefix.starts_with('/') || registry.prefix.ends_with('/') {
-            bail!(
-                "registry.prefix = {:?} must start with '/' and not end with one",
-                registry.prefix
-            );
-        }
-        if !(2..=3600).contains(&registry.host_lease_secs) {
-            bail!(
-                "registry.host_lease_secs = {}: it must be 2..=3600",
-                registry.host_lease_secs
-            );
-        }
-        let batch = &self.batch;
-        if !batch.redis_url.starts_with("redis://") && !batch.redis_url.starts_with("rediss://") {
-            bail!(
-                "batch.redis_url = {:?} is not a redis:// URL",
-                batch.redis_url
-            );
-        }
-        for (key, value) in [
-            ("batch.visibility_secs", batch.visibility_secs),
-            ("batch.max_attempts", u64::from(batch.max_attempts)),
-            (
-                "batch.tenant_concurrency",
-                u64::from(batch.tenant_concurrency),
-            ),
-            ("batch.retry_backoff_ms", batch.retry_backoff_ms),
-        ] {
-            if value == 0 {
-                bail!("{key} = 0: it must be at least 1");
-            }
-        }
-        if batch.namespace.is_empty() || batch.namespace.contains(['{', '}']) {
-            bail!(
-                "batch.namespace = {:?} must be non-empty, without braces",
-                batch.namespace
-            );
-        }
-        self.validate_stream()?;
-        let apps = &self.apps;
-        for (key, value) in [
-            ("apps.probe_fuel", apps.probe_fuel),
-            ("apps.probe_deadline_ms", apps.probe_deadline_ms),
-            ("apps.loaded_apps", apps.loaded_apps as u64),
-            ("apps.dry_run_max_kib", apps.dry_run_max_kib as u64),
-            (
-                "apps.dry_run_max_documents",
-                apps.dry_run_max_documents as u64,
-            ),
-        ] {
-            if value == 0 {
-                bail!("{key} = 0: it must be at least 1");
-            }
-        }
-        if let Some(i) = apps
-            .refused_imports
-            .iter()
-            .position(|p| p.trim().is_empty())
-        {
-            bail!("apps.refused_imports[{i}] is empty: it would refuse every app");
-        }
-        if apps.dry_run_max_kib >= self.server.max_json_kib {
-            bail!(
-                "apps.dry_run_max_kib = {} must be below server.max_json_kib = {}: the input \
-                 travels inside a JSON body",
-                apps.dry_run_max_kib,
-                self.server.max_json_kib
-            );
-        }
-        Ok(())
-    }
-
-    fn validate_stream(&self) -> Result<()> {
-        let stream = &self.stream;
+        let stream = self;
         for (key, url) in [
             ("stream.amqp_url", &stream.amqp_url),
             ("stream.public_amqp_url", &stream.public_amqp_url),
@@ -639,15 +635,181 @@ impl ServeConfig {
         }
         Ok(())
     }
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        Self {
+            amqp_url: DEFAULT_AMQP_URL.to_owned(),
+            management_url: DEFAULT_MANAGEMENT_URL.to_owned(),
+            public_amqp_url: DEFAULT_PUBLIC_AMQP_URL.to_owned(),
+            vhost_prefix: "mysimbdp-".to_owned(),
+            max_consumers_per_host: DEFAULT_HOST_MAX_CONSUMERS,
+            prefetch: DEFAULT_PREFETCH,
+            batch_size: DEFAULT_STREAM_BATCH,
+            linger_ms: DEFAULT_LINGER_MS,
+            delivery_limit: DEFAULT_DELIVERY_LIMIT,
+            reconcile_ms: DEFAULT_RECONCILE_MS,
+            monitor_interval_ms: DEFAULT_MONITOR_INTERVAL_MS,
+            report_retention_days: DEFAULT_REPORT_RETENTION_DAYS,
+        }
+    }
+}
+
+/// `[apps]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AppsConfig {
+    /// Fuel of the admission probe (instantiate, then one call on an empty input).
+    pub probe_fuel: u64,
+    /// Deadline of the admission probe, in ms.
+    pub probe_deadline_ms: u64,
+    /// Pre-linked app versions kept in memory per host.
+    pub loaded_apps: usize,
+    /// The largest dry-run input, in KiB.
+    pub dry_run_max_kib: usize,
+    /// Documents a dry run returns at most.
+    pub dry_run_max_documents: usize,
+    /// Import prefixes refused at upload.
+    pub refused_imports: Vec<String>,
+}
+
+impl AppsConfig {
+    /// Refuses zeros, an empty refused import (it would refuse every app), and dry-run
+    /// inputs that could not fit the JSON body (`max_json_kib`, `server.max_json_kib`) that
+    /// carries them.
+    pub fn validate(&self, max_json_kib: usize) -> Result<()> {
+        for (key, value) in [
+            ("apps.probe_fuel", self.probe_fuel),
+            ("apps.probe_deadline_ms", self.probe_deadline_ms),
+            ("apps.loaded_apps", self.loaded_apps as u64),
+            ("apps.dry_run_max_kib", self.dry_run_max_kib as u64),
+            (
+                "apps.dry_run_max_documents",
+                self.dry_run_max_documents as u64,
+            ),
+        ] {
+            if value == 0 {
+                bail!("{key} = 0: it must be at least 1");
+            }
+        }
+        if let Some(i) = self
+            .refused_imports
+            .iter()
+            .position(|p| p.trim().is_empty())
+        {
+            bail!("apps.refused_imports[{i}] is empty: it would refuse every app");
+        }
+        if self.dry_run_max_kib >= max_json_kib {
+            bail!(
+                "apps.dry_run_max_kib = {} must be below server.max_json_kib = {max_json_kib}: \
+                 the input travels inside a JSON body",
+                self.dry_run_max_kib,
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Default for AppsConfig {
+    fn default() -> Self {
+        Self {
+            probe_fuel: DEFAULT_PROBE_FUEL,
+            probe_deadline_ms: DEFAULT_PROBE_DEADLINE_MS,
+            loaded_apps: DEFAULT_LOADED_APPS,
+            dry_run_max_kib: DEFAULT_DRY_RUN_MAX_KIB,
+            dry_run_max_documents: DEFAULT_DRY_RUN_MAX_DOCUMENTS,
+            refused_imports: DEFAULT_REFUSED_IMPORTS.map(String::from).to_vec(),
+        }
+    }
+}
+
+impl ServeConfig {
+    /// Reads a config file (or the defaults when `path` is `None`), applies the environment's
+    /// overrides and validates the result.
+    pub fn load(path: Option<&Path>) -> Result<Self> {
+        let mut config = match path {
+            Some(path) => {
+                let text =
+                    std::fs::read_to_string(path).with_context(|| format!("reading {path:?}"))?;
+                Self::from_toml(&text).with_context(|| format!("in {path:?}"))?
+            }
+            None => Self::default(),
+        };
+        config.apply_env(|name| std::env::var(name).ok());
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses TOML, refusing unknown keys by name, and takes the deprecated `batch.redis_url`
+    /// and `batch.namespace` as `redis.url` and `redis.namespace` (with a warning; a file
+    /// setting both spellings differently is refused). Does not validate.
+    pub fn from_toml(text: &str) -> Result<Self> {
+        let mut config: Self = toml::from_str(text)?;
+        // Which keys the file itself sets: a default cannot conflict with an old spelling.
+        let table: toml::Table = toml::from_str(text)?;
+        let redis = table.get("redis").and_then(toml::Value::as_table);
+        let set_in_file = |key: &str| redis.and_then(|r| r.get(key)).and_then(toml::Value::as_str);
+        for (old_key, old, (new_key, key), new) in [
+            (
+                "batch.redis_url",
+                config.batch.deprecated_redis_url.take(),
+                ("redis.url", "url"),
+                &mut config.redis.url,
+            ),
+            (
+                "batch.namespace",
+                config.batch.deprecated_namespace.take(),
+                ("redis.namespace", "namespace"),
+                &mut config.redis.namespace,
+            ),
+        ] {
+            let Some(old) = old else { continue };
+            if let Some(set) = set_in_file(key)
+                && set != old
+            {
+                bail!(
+                    "{old_key} = {:?} and {new_key} = {:?} disagree: {old_key} is the deprecated \
+                     spelling of {new_key}; keep only {new_key}",
+                    redact_uri(&old),
+                    redact_uri(set)
+                );
+            }
+            tracing::warn!(
+                "{old_key} is deprecated: it is read as {new_key}; rename it in the config file"
+            );
+            *new = old;
+        }
+        Ok(config)
+    }
+
+    /// Applies the variables of [`ENV_OVERRIDES`] that `lookup` finds.
+    pub fn apply_env(&mut self, lookup: impl Fn(&str) -> Option<String>) {
+        for o in &ENV_OVERRIDES {
+            if let Some(value) = lookup(o.variable) {
+                (o.set)(self, value);
+            }
+        }
+    }
+
+    /// Refuses a configuration the platform cannot run with, naming the key: each section
+    /// checks its own keys.
+    pub fn validate(&self) -> Result<()> {
+        self.sandbox.validate()?;
+        self.server.validate()?;
+        self.platform.validate()?;
+        self.sink.validate()?;
+        self.registry.validate()?;
+        self.redis.validate()?;
+        self.batch.validate()?;
+        self.stream.validate()?;
+        self.apps.validate(self.server.max_json_kib)?;
+        Ok(())
+    }
 
     /// The parsed listen address.
     pub fn listen_addr(&self) -> Result<SocketAddr> {
-        self.server.listen.parse().with_context(|| {
-            format!(
-                "server.listen = {:?} is not an address like 127.0.0.1:8080",
-                self.server.listen
-            )
-        })
+        self.server.listen_addr()
     }
 }
 
@@ -656,6 +818,17 @@ fn validate_database_name(key: &str, name: &str) -> Result<()> {
     if !crate::names::is_database_name(name) {
         bail!(
             "{key} = {name:?} is not a valid MongoDB database name (1-38 characters, none of /\\. \"$)"
+        );
+    }
+    Ok(())
+}
+
+/// MongoDB URIs: the driver's two schemes (the password never echoed).
+fn validate_mongodb_uri(key: &str, uri: &str) -> Result<()> {
+    if !uri.starts_with("mongodb://") && !uri.starts_with("mongodb+srv://") {
+        bail!(
+            "{key} = {:?} is not a mongodb:// or mongodb+srv:// URI",
+            redact_uri(uri)
         );
     }
     Ok(())
@@ -770,5 +943,188 @@ mod tests {
             let error = config.validate().unwrap_err().to_string();
             assert!(error.contains(key), "{key}: {error}");
         }
+    }
+
+    #[test]
+    fn the_deprecated_redis_keys_are_read_as_the_redis_section() {
+        let config = ServeConfig::from_toml(
+            "[batch]\nredis_url = \"redis://old:6379/\"\nnamespace = \"old\"\nworkers = 1\n",
+        )
+        .unwrap();
+        assert_eq!(config.redis.url, "redis://old:6379/");
+        assert_eq!(config.redis.namespace, "old");
+        assert_eq!(config.batch.workers, 1);
+        // Once read, the old spelling is gone: the file's keys are the new ones.
+        let shown = toml::to_string(&config).unwrap();
+        assert!(!shown.contains("redis_url"), "{shown}");
+        // The same value under both spellings is accepted.
+        let config = ServeConfig::from_toml(
+            "[redis]\nurl = \"redis://same:6379/\"\n[batch]\nredis_url = \"redis://same:6379/\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.redis.url, "redis://same:6379/");
+    }
+
+    #[test]
+    fn old_and_new_redis_keys_that_disagree_are_refused() {
+        for (text, keys) in [
+            (
+                "[redis]\nurl = \"redis://new:6379/\"\n[batch]\nredis_url = \"redis://old:6379/\"\n",
+                ["batch.redis_url", "redis.url"],
+            ),
+            (
+                "[redis]\nnamespace = \"new\"\n[batch]\nnamespace = \"old\"\n",
+                ["batch.namespace", "redis.namespace"],
+            ),
+        ] {
+            let error = ServeConfig::from_toml(text).unwrap_err().to_string();
+            for key in keys {
+                assert!(error.contains(key), "{key} not named: {error}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_old_per_host_consumer_cap_still_loads() {
+        let config = ServeConfig::from_toml("[stream]\nmax_consumers = 3\n").unwrap();
+        assert_eq!(config.stream.max_consumers_per_host, 3);
+        let config = ServeConfig::from_toml("[stream]\nmax_consumers_per_host = 5\n").unwrap();
+        assert_eq!(config.stream.max_consumers_per_host, 5);
+        let both = "[stream]\nmax_consumers = 3\nmax_consumers_per_host = 5\n";
+        let error = ServeConfig::from_toml(both).unwrap_err().to_string();
+        assert!(error.contains("max_consumers"), "{error}");
+    }
+
+    #[test]
+    fn every_environment_override_sets_its_key() {
+        for o in &ENV_OVERRIDES {
+            let value = match o.variable {
+                "MYSIMBDP_LISTEN" => "10.1.2.3:9999",
+                "MYSIMBDP_OPERATOR_TOKEN" => "fedcba9876543210fedcba9876543210",
+                "MYSIMBDP_ETCD_ENDPOINTS" => "etcd-a:2379, etcd-b:2379",
+                v if v.ends_with("MONGODB_URI") => "mongodb://elsewhere:27017",
+                "MYSIMBDP_REDIS_URL" => "redis://elsewhere:6379/",
+                v if v.ends_with("AMQP_URL") => "amqp://elsewhere:5672",
+                "MYSIMBDP_RABBITMQ_MANAGEMENT_URL" => "http://elsewhere:15672",
+                "MYSIMBDP_PLATFORM_DATABASE" => "elsewhere",
+                _ => "/var/lib/elsewhere",
+            };
+            let mut config = valid();
+            config.apply_env(|name| (name == o.variable).then(|| value.to_owned()));
+            assert_ne!(config, valid(), "{} changed nothing", o.variable);
+            // The key the table names holds the value (the file's spelling, as TOML).
+            let key = o.key.split_whitespace().next().unwrap_or_default();
+            let shown: toml::Value = toml::from_str(&toml::to_string(&config).unwrap()).unwrap();
+            let set = key
+                .split('.')
+                .try_fold(&shown, |v, part| v.get(part))
+                .unwrap_or_else(|| panic!("{key} not found"));
+            let expected = match set {
+                toml::Value::Array(items) => items
+                    .iter()
+                    .filter_map(toml::Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                other => other.as_str().unwrap_or_default().to_owned(),
+            };
+            assert_eq!(expected, value, "{} -> {key}", o.variable);
+        }
+        assert_eq!(
+            ENV_OVERRIDES
+                .iter()
+                .map(|o| o.variable)
+                .collect::<std::collections::BTreeSet<_>>()
+                .len(),
+            ENV_OVERRIDES.len(),
+            "a variable is listed twice"
+        );
+    }
+
+    #[test]
+    fn the_example_file_and_the_help_list_every_environment_override() {
+        let example = include_str!("../../../config/mysimbdp.example.toml");
+        let help = env_overrides_help();
+        for o in &ENV_OVERRIDES {
+            let listed = example.lines().any(|l| {
+                l.strip_prefix('#').is_some_and(|l| {
+                    l.split_once(o.variable)
+                        .is_some_and(|(_, key)| key.trim() == o.key)
+                })
+            });
+            assert!(
+                listed,
+                "{} -> {} is not listed in the example file",
+                o.variable, o.key
+            );
+            assert!(help.contains(o.variable) && help.contains(o.key), "{help}");
+        }
+        let listed = example
+            .lines()
+            .filter(|l| l.starts_with("#   MYSIMBDP_"))
+            .count();
+        assert_eq!(
+            listed,
+            ENV_OVERRIDES.len(),
+            "the example lists other variables"
+        );
+    }
+
+    #[test]
+    fn each_section_names_its_bad_key() {
+        let error = |result: Result<()>| format!("{:#}", result.unwrap_err());
+        let server = ServerConfig {
+            header_timeout_ms: 1,
+            ..valid().server
+        };
+        assert!(error(server.validate()).contains("server.header_timeout_ms"));
+        let platform = PlatformConfig {
+            database: "a/b".to_owned(),
+            ..PlatformConfig::default()
+        };
+        assert!(error(platform.validate()).contains("platform.database"));
+        let sink = SinkConfig {
+            write_buffer_mib: 0,
+            ..SinkConfig::default()
+        };
+        assert!(error(sink.validate()).contains("sink.write_buffer_mib"));
+        let registry = RegistryConfig {
+            host_lease_secs: 1,
+            ..RegistryConfig::default()
+        };
+        assert!(error(registry.validate()).contains("registry.host_lease_secs"));
+        let redis = RedisConfig {
+            url: "http://u:secret@redis".to_owned(),
+            ..RedisConfig::default()
+        };
+        let message = error(redis.validate());
+        assert!(message.contains("redis.url"), "{message}");
+        assert!(
+            !message.contains("secret"),
+            "the password leaked: {message}"
+        );
+        let redis = RedisConfig {
+            namespace: "{x}".to_owned(),
+            ..RedisConfig::default()
+        };
+        assert!(error(redis.validate()).contains("redis.namespace"));
+        let batch = BatchConfig {
+            max_attempts: 0,
+            ..BatchConfig::default()
+        };
+        assert!(error(batch.validate()).contains("batch.max_attempts"));
+        let stream = StreamConfig {
+            reconcile_ms: 0,
+            ..StreamConfig::default()
+        };
+        assert!(error(stream.validate()).contains("stream.reconcile_ms"));
+        let apps = AppsConfig {
+            dry_run_max_kib: 512,
+            ..AppsConfig::default()
+        };
+        assert!(error(apps.validate(256)).contains("apps.dry_run_max_kib"));
+        // The whole config reports the section's message as it is.
+        let mut config = valid();
+        config.redis.namespace = String::new();
+        assert!(error(config.validate()).contains("redis.namespace"));
     }
 }

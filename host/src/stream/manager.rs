@@ -160,9 +160,10 @@ async fn wanted(context: &StreamContext) -> Result<BTreeMap<(String, u32), Arc<P
             continue;
         }
         let profile = &tenant.profile.stream;
-        let desired = stream
-            .consumers
-            .clamp(profile.min_consumers, profile.max_consumers);
+        let desired = stream.consumers.clamp(
+            profile.min_consumers_per_stream,
+            profile.max_consumers_per_stream,
+        );
         let mine = super::policy::slots_of(&stream.id, desired, &hosts, &context.host);
         if mine.is_empty() {
             continue;
@@ -231,12 +232,12 @@ async fn apply(
     consumers: &mut HashMap<(String, u32), Running>,
     streams: &mut HashMap<String, Local>,
 ) {
-    let cap = context.config.max_consumers;
+    let cap = context.config.max_consumers_per_host;
     if wanted.len() > cap {
         tracing::warn!(
             wanted = wanted.len(),
             cap,
-            "this host's share of stream consumers is above stream.max_consumers; running the first {cap}"
+            "this host's share of stream consumers is above stream.max_consumers_per_host; running the first {cap}"
         );
         let keep: Vec<_> = wanted.keys().take(cap).cloned().collect();
         wanted.retain(|k, _| keep.contains(k));

@@ -1,6 +1,7 @@
 //! The monitor and autoscaler. Every host campaigns in the etcd election `stream-monitor`;
 //! the leader checks every running stream each `stream.monitor_interval_ms` and moves its
-//! desired consumer count by one within the profile's `min_consumers..=max_consumers`:
+//! desired consumer count by one within the profile's
+//! `min_consumers_per_stream..=max_consumers_per_stream`:
 //!
 //! - up when the backlog per consumer is above `scale_up_backlog`, or the p99 latency of the
 //!   latest reports above `scale_up_latency_ms` (with messages waiting), for `sustain` checks
@@ -96,7 +97,10 @@ async fn check(
         return Ok(());
     }
     let profile = &tenant.profile.stream;
-    let (min, max) = (profile.min_consumers, profile.max_consumers);
+    let (min, max) = (
+        profile.min_consumers_per_stream,
+        profile.max_consumers_per_stream,
+    );
     let current = stream.consumers;
     if let Some(Decision::Scale { to, reason }) = policy::into_bounds(current, min, max) {
         return decide(context, stream, to, reason).await;

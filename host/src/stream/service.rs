@@ -194,9 +194,9 @@ pub async fn create(
             consumers: tenant
                 .profile
                 .stream
-                .min_consumers
+                .min_consumers_per_stream
                 .max(1)
-                .min(tenant.profile.stream.max_consumers),
+                .min(tenant.profile.stream.max_consumers_per_stream),
             vhost: account.vhost.clone(),
             queue,
             dead_letter_queue: dead_letters,

@@ -1,19 +1,17 @@
-//! Shared helpers of the platform's integration tests: a `serve` inside the test process on
-//! its own platform database and registry prefix, a real `serve` process, and HTTP calls
-//! that check the error shape of every refusal.
+//! A `serve` inside the test process, on a platform database, registry prefix and queue
+//! namespace of its own, and HTTP calls that check the error shape of every refusal.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
-
-use mysimbdp_fixtures as fixtures;
+use crate::cleanup::clear_registry;
+use crate::files::{mysimbdp_binary, scratch};
+use crate::naming::database_name;
+use crate::poll::wait_until;
 use mysimbdp_host::config::ServeConfig;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::oneshot;
 
+/// The operator token of test hosts.
 pub const OPERATOR: &str = "test-operator-token-0123456789abcdef";
 
 /// A `serve` running inside the test process, on its own platform database.
@@ -25,35 +23,27 @@ pub struct Host {
     pub http: reqwest::Client,
 }
 
+/// A valid config of a test host on `database`, its compile cache in scratch `cache`.
 pub fn config(database: &str, cache: &str) -> ServeConfig {
     let mut config = ServeConfig::default();
     config.server.operator_token = OPERATOR.to_owned();
     config.server.shutdown_grace_ms = 5_000;
-    config.platform.mongodb_uri = mysimbdp_tests::MONGODB_URI.to_owned();
+    config.platform.mongodb_uri = crate::services::MONGODB_URI.to_owned();
     config.platform.database = database.to_owned();
     config.sandbox.engine.cache_dir = Some(scratch(cache));
     // Tests run the host in-process: the compile child is the built `mysimbdp`, not this binary.
-    config.sandbox.engine.compiler = Some(env!("CARGO_BIN_EXE_mysimbdp").into());
-    config.registry.etcd_endpoints = vec![mysimbdp_tests::ETCD_ENDPOINT.to_owned()];
+    config.sandbox.engine.compiler = Some(mysimbdp_binary());
+    config.registry.etcd_endpoints = vec![crate::services::ETCD_ENDPOINT.to_owned()];
     config.registry.prefix = format!("/mysimbdp-test/{database}");
-    config.batch.namespace = database.to_owned();
+    config.redis.namespace = database.to_owned();
     config.batch.staging_dir = Some(scratch("staging").join(database));
     config.batch.retry_backoff_ms = 100;
     config.validate().unwrap();
     config
 }
 
-pub fn scratch(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-pub fn database_name() -> String {
-    mysimbdp_tests::unique("cp").replace('-', "_")
-}
-
 impl Host {
+    /// A host on a platform database of its own.
     pub async fn start() -> Self {
         Self::start_on(&database_name(), "control-plane-cache").await
     }
@@ -98,16 +88,24 @@ impl Host {
         }
     }
 
+    /// Waits until `/readyz` answers 200.
     pub async fn wait_ready(&self) {
-        for _ in 0..200 {
-            if let Ok(response) = self.http.get(format!("{}/readyz", self.base)).send().await
-                && response.status().is_success()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the host at {} never became ready", self.base);
+        let url = format!("{}/readyz", self.base);
+        // The last answer (or why there was none): what the panic shows if it never comes.
+        let _ready: Result<StatusCode, String> = wait_until(
+            &format!("the host at {} is ready", self.base),
+            Duration::from_secs(20),
+            async || {
+                self.http
+                    .get(&url)
+                    .send()
+                    .await
+                    .map(|response| response.status())
+                    .map_err(|e| e.to_string())
+            },
+            |status| status.as_ref().is_ok_and(|s| s.is_success()),
+        )
+        .await;
     }
 
     pub fn request(
@@ -214,7 +212,7 @@ impl Host {
     }
 
     pub async fn platform_db(&self) -> mongodb::Database {
-        mongodb::Client::with_uri_str(mysimbdp_tests::MONGODB_URI)
+        mongodb::Client::with_uri_str(crate::services::MONGODB_URI)
             .await
             .unwrap()
             .database(&self.database)
@@ -232,138 +230,4 @@ pub fn assert_error_shape(status: StatusCode, body: &Value) {
         error["message"].as_str().is_some_and(|m| !m.is_empty()),
         "{body}"
     );
-}
-
-pub fn read(path: &str) -> Vec<u8> {
-    std::fs::read(path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
-}
-
-pub fn orders_csv() -> (String, fixtures::orders::Expected) {
-    let (bytes, expected) = fixtures::orders::generate(16 * 1024, 10);
-    (String::from_utf8(bytes).unwrap(), expected)
-}
-
-/// A real `mysimbdp serve` process; its address is read from its log.
-pub struct Process {
-    pub child: tokio::process::Child,
-    pub base: String,
-    /// Its log lines so far (stderr).
-    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-}
-
-pub async fn spawn_serve(database: &str, cache: &str) -> Process {
-    spawn_serve_with(database, cache, "", "").await
-}
-
-/// A real `serve` on the test's own registry prefix, queue namespace and staging directory,
-/// with extra keys for its `[registry]` and `[batch]` tables.
-pub async fn spawn_serve_with(
-    database: &str,
-    cache: &str,
-    registry_extra: &str,
-    batch_extra: &str,
-) -> Process {
-    let config = scratch("configs").join(format!("{database}-{cache}.toml"));
-    std::fs::write(
-        &config,
-        format!(
-            "[registry]\nprefix = \"/mysimbdp-test/{database}\"\n{registry_extra}\n\
-             [batch]\nnamespace = \"{database}\"\nstaging_dir = {:?}\n{batch_extra}\n",
-            scratch("staging").join(database)
-        ),
-    )
-    .unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mysimbdp"))
-        .arg("serve")
-        .arg("--config")
-        .arg(&config)
-        .env("MYSIMBDP_OPERATOR_TOKEN", OPERATOR)
-        .env("MYSIMBDP_LISTEN", "127.0.0.1:0")
-        .env("MYSIMBDP_MONGODB_URI", mysimbdp_tests::MONGODB_URI)
-        .env("MYSIMBDP_PLATFORM_DATABASE", database)
-        .env("MYSIMBDP_CACHE_DIR", scratch(cache))
-        .env("MYSIMBDP_ETCD_ENDPOINTS", mysimbdp_tests::ETCD_ENDPOINT)
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let base = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(at) = line.find("listening on ") {
-                let rest = &line[at + "listening on ".len()..];
-                return rest
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned();
-            }
-        }
-        panic!("serve exited before listening");
-    })
-    .await
-    .expect("serve starts within a minute");
-    // Keep draining its log so it never blocks on a full pipe; keep the lines for tests.
-    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let kept = log.clone();
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
-            kept.lock().unwrap().push(line);
-        }
-    });
-    Process { child, base, log }
-}
-
-impl Process {
-    pub async fn terminate(mut self) {
-        let pid = self.child.id().unwrap();
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let exit = tokio::time::timeout(Duration::from_secs(15), self.child.wait())
-            .await
-            .expect("serve stops on SIGTERM")
-            .unwrap();
-        assert!(exit.success(), "serve exited with {exit}");
-    }
-}
-
-/// Deletes every etcd key a test wrote under its own prefix.
-pub async fn clear_registry(database: &str) {
-    let mut client = etcd_client::Client::connect([mysimbdp_tests::ETCD_ENDPOINT], None)
-        .await
-        .unwrap();
-    client
-        .delete(
-            format!("/mysimbdp-test/{database}/"),
-            Some(etcd_client::DeleteOptions::new().with_prefix()),
-        )
-        .await
-        .unwrap();
-}
-
-/// The process's peak resident memory (VmHWM), in MiB.
-pub fn peak_rss_mib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .unwrap()
-        / 1024
-}
-
-/// A collection of a tenant's own database on the shared coredms (`tenant_<id>`).
-pub async fn tenant_collection(
-    tenant: &str,
-    collection: &str,
-) -> mongodb::Collection<mongodb::bson::Document> {
-    mongodb::Client::with_uri_str(mysimbdp_tests::MONGODB_URI)
-        .await
-        .unwrap()
-        .database(&format!("tenant_{}", tenant.replace('-', "_")))
-        .collection(collection)
 }

@@ -1,7 +1,5 @@
-//! Shared helpers of the host's integration tests: one Runtime per test binary, and calls
-//! that collect an app's documents.
-
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+//! One sandbox runtime per test binary, as one host process would have, and calls that run
+//! an app and collect the documents it emitted.
 
 use mysimbdp_host::config::{SandboxConfig, SandboxLimits};
 use mysimbdp_host::runtime::{
@@ -17,10 +15,9 @@ pub fn runtime() -> &'static Runtime {
     static RUNTIME: OnceLock<Runtime> = OnceLock::new();
     RUNTIME.get_or_init(|| {
         let mut config = SandboxConfig::default();
-        config.engine.cache_dir =
-            Some(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"));
+        config.engine.cache_dir = Some(crate::files::target_tmpdir().join("component-cache"));
         // The compile child is the built `mysimbdp`, not this test binary.
-        config.engine.compiler = Some(env!("CARGO_BIN_EXE_mysimbdp").into());
+        config.engine.compiler = Some(crate::files::mysimbdp_binary());
         Runtime::new(config).expect("the default sandbox config is valid")
     })
 }

@@ -1,0 +1,74 @@
+//! Where the services started by `scripts/services up` listen, and connections to them.
+
+/// Redis, as the services script starts it.
+pub const REDIS_URL: &str = "redis://127.0.0.1:6379/";
+/// RabbitMQ with the default guest account.
+pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+/// MongoDB as the single-node replica set `rs0`.
+pub const MONGODB_URI: &str =
+    "mongodb://127.0.0.1:27017/?replicaSet=rs0&serverSelectionTimeoutMS=10000";
+/// The second MongoDB server (replica set `rs1`): a tenant's dedicated coredms in tests.
+pub const MONGODB2_URI: &str =
+    "mongodb://127.0.0.1:27018/?replicaSet=rs1&serverSelectionTimeoutMS=10000";
+/// etcd's client endpoint.
+pub const ETCD_ENDPOINT: &str = "127.0.0.1:2379";
+
+/// The shared MongoDB.
+pub async fn mongo() -> mongodb::Client {
+    mongodb::Client::with_uri_str(MONGODB_URI).await.unwrap()
+}
+
+/// A collection of a tenant's own database on the shared coredms.
+pub async fn tenant_collection(
+    tenant: &str,
+    collection: &str,
+) -> mongodb::Collection<mongodb::bson::Document> {
+    mongo()
+        .await
+        .database(&crate::naming::tenant_database(tenant))
+        .collection(collection)
+}
+
+/// A client of etcd.
+pub async fn etcd() -> etcd_client::Client {
+    etcd_client::Client::connect([ETCD_ENDPOINT], None)
+        .await
+        .unwrap()
+}
+
+/// RabbitMQ's management API, with the default guest account.
+pub const RABBITMQ_MANAGEMENT_URL: &str = "http://127.0.0.1:15672/api";
+
+/// A request to RabbitMQ's management API (`path` after `/api/`), as the guest account.
+pub fn rabbitmq_management(method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    reqwest::Client::new()
+        .request(method, format!("{RABBITMQ_MANAGEMENT_URL}/{path}"))
+        .basic_auth("guest", Some("guest"))
+}
+
+/// How many consumers a queue of `vhost` has now, as the queue itself counts them (a passive
+/// declare as the guest account, which provisions tenant vhosts; the management API's
+/// figures can lag by seconds).
+pub async fn queue_consumers(vhost: &str, queue: &str) -> u32 {
+    let url = format!(
+        "amqp://guest:guest@127.0.0.1:5672/{}",
+        vhost.replace('%', "%25").replace('/', "%2f")
+    );
+    let connection = lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
+        .await
+        .unwrap_or_else(|e| panic!("RabbitMQ vhost {vhost:?}: {e}"));
+    let channel = connection.create_channel().await.unwrap();
+    let declared = channel
+        .queue_declare(
+            queue.into(),
+            lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("queue {queue:?} of vhost {vhost:?}: {e}"));
+    let _ = connection.close(200, "done".into()).await;
+    declared.consumer_count()
+}
