@@ -1,15 +1,17 @@
 //! mysimbdp: a multi-tenant ingestion platform that runs tenants' WebAssembly apps.
 //!
 //! This crate is the `mysimbdp` binary's library: everything `main.rs` wires together lives
-//! here, so that tests can drive it.
+//! here, so that tests can drive it. The API's wire types live in `mysimbdp-api`, the
+//! remote commands in `mysimbdp-client`; docs/architecture.md maps the layers.
 
 /// The HTTP API: routes, auth, errors, OpenAPI, the request metrics middleware.
 pub mod api;
 /// App admission (validate, compile, probe, store) and loading on any host.
 pub mod app_store;
-/// Batch ingestion: the job queue in Redis (workers and staging follow).
+/// Batch ingestion: admission, staging, the job queue in Redis, the workers.
 pub mod batch;
-/// The command line: `mysimbdp serve|tenant|app …`.
+/// The command line: `serve`, the local commands (`app check|run`, `registry`) and the
+/// remote ones, delegated to `mysimbdp-client`.
 pub mod cli;
 /// Operator configuration, with documented defaults and env overrides.
 pub mod config;

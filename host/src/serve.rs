@@ -1,5 +1,6 @@
-//! `mysimbdp serve`: wires the platform database, the sandbox, the app store and the API
-//! together and serves until told to stop. Shutdown: stop accepting, let in-flight requests
+//! `mysimbdp serve`: connects the platform database, etcd, Redis and RabbitMQ, builds the
+//! sandbox, the app store and the API over them, runs the batch workers and stream consumers
+//! this host's roles ask for, and serves until told to stop. Shutdown: stop accepting, let in-flight requests
 //! finish within `server.shutdown_grace_ms`, then return.
 
 use crate::api::{self, AppState};

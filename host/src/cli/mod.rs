@@ -25,7 +25,7 @@ pub struct Cli {
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the platform: the HTTP API (and, as they arrive, the workers).
+    /// Run the platform: the HTTP API, the batch workers and the stream consumers.
     #[command(after_help = crate::config::env_overrides_help())]
     Serve(ServeArgs),
     /// Manage tenants (operator).
