@@ -6,12 +6,12 @@
 
 use super::{Platform, StoreError, StoreResult, conflict_or, is_duplicate_key};
 use crate::config::SandboxOverrides;
-use crate::runtime::AppKind;
 use futures_util::TryStreamExt;
 use futures_util::io::{AsyncReadExt, AsyncWriteExt};
 use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{self, Bson, DateTime, Document, doc};
 use mongodb::options::ReturnDocument;
+use mysimbdp_api::AppKind;
 use serde::{Deserialize, Serialize};
 
 /// Previously active versions remembered for rollbacks.

@@ -2,10 +2,9 @@
 //! usage counters that enforce per-day quotas atomically across hosts.
 
 use super::{Platform, StoreResult, is_duplicate_key};
-use crate::runtime::FailureClass;
 use mongodb::bson::{DateTime, doc};
 use mongodb::options::ReturnDocument;
-use mysimbdp_api::JobStatus;
+use mysimbdp_api::{FailureClass, JobStatus};
 use serde::{Deserialize, Serialize};
 
 /// One ingestion, as logged.
