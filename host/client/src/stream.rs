@@ -144,145 +144,164 @@ pub struct PublishArgs {
 /// Runs a `stream` command.
 pub async fn run(command: StreamCommand) -> Result<ExitCode> {
     match command {
-        StreamCommand::Create(args) => {
-            let client = Client::new(&args.api.api, &args.api.token)?;
-            let body = CreateStream {
-                name: args.name,
-                app: args.app,
-                params: args.params.into_iter().collect(),
-                collection: args.collection,
-                delivery_limit: args.delivery_limit,
-            };
-            let created: CreatedStream = client
-                .send(client.request(Method::POST, "/v1/streams").json(&body))
-                .await?;
-            if args.api.json {
-                print_json(&created)?;
-            } else {
-                let c = &created.connection;
-                println!(
-                    "stream {} created; publish to exchange {:?} with routing key {:?} at {} as \
-                     user {} (password {})\ndead letters go to {:?}",
-                    created.stream.name,
-                    c.exchange,
-                    c.queue,
-                    c.url,
-                    c.user,
-                    c.password,
-                    c.dead_letter_queue,
-                );
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        StreamCommand::List { api } => {
-            let client = Client::new(&api.api, &api.token)?;
-            let streams: Vec<StreamView> = client
-                .send(client.request(Method::GET, "/v1/streams"))
-                .await?;
-            if api.json {
-                print_json(&streams)?;
-            } else {
-                println!(
-                    "{:<24} {:<8} {:<20} {:>9} {:>7}  QUEUE",
-                    "STREAM", "STATUS", "APP", "CONSUMERS", "RUNNING"
-                );
-                for s in &streams {
-                    // The counts go unpadded, as they did when they were printed from JSON
-                    // values (which ignore widths).
-                    println!(
-                        "{:<24} {:<8} {:<20} {} {}  {}",
-                        s.name,
-                        s.status.as_str(),
-                        s.app,
-                        s.consumers,
-                        s.running_consumers,
-                        s.queue
-                    );
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        StreamCommand::Create(args) => create(args).await,
+        StreamCommand::List { api } => list(&api).await,
         StreamCommand::Show(args) => simple(&args, Method::GET, "").await,
         StreamCommand::Start(args) => simple(&args, Method::POST, "/start").await,
         StreamCommand::Stop(args) => simple(&args, Method::POST, "/stop").await,
-        StreamCommand::Delete { force, stream } => {
-            let client = Client::new(&stream.api.api, &stream.api.token)?;
-            client
-                .send_empty(client.request(
-                    Method::DELETE,
-                    &format!("/v1/streams/{}?force={force}", segment(&stream.name)),
-                ))
-                .await?;
-            println!("stream {} deleted", stream.name);
-            Ok(ExitCode::SUCCESS)
-        }
-        StreamCommand::Stats { window, stream } => {
-            let client = Client::new(&stream.api.api, &stream.api.token)?;
-            let stats: StreamStats = client
-                .send(client.request(
-                    Method::GET,
-                    &format!(
-                        "/v1/streams/{}/stats?window_secs={window}",
-                        segment(&stream.name)
-                    ),
-                ))
-                .await?;
-            print_json(&stats)?;
-            Ok(ExitCode::SUCCESS)
-        }
+        StreamCommand::Delete { force, stream } => delete(force, &stream).await,
+        StreamCommand::Stats { window, stream } => stats(window, &stream).await,
         StreamCommand::Publish(args) => publish(args).await,
-        StreamCommand::DeadLetters { limit, stream } => {
-            let client = Client::new(&stream.api.api, &stream.api.token)?;
-            let letters: Vec<DeadLetter> = client
-                .send(client.request(
-                    Method::GET,
-                    &format!(
-                        "/v1/streams/{}/dead-letters?limit={limit}",
-                        segment(&stream.name)
-                    ),
-                ))
-                .await?;
-            if stream.api.json {
-                print_json(&letters)?;
-            } else {
-                for letter in &letters {
-                    println!(
-                        "{} [{}] {}\n    {}",
-                        or_dash(&letter.message_id),
-                        or_dash(&letter.class),
-                        or_dash(&letter.error),
-                        letter.payload.chars().take(200).collect::<String>()
-                    );
-                }
-                if letters.is_empty() {
-                    println!("no dead letters");
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        StreamCommand::Replay { limit, stream } => {
-            let client = Client::new(&stream.api.api, &stream.api.token)?;
-            let query = limit.map(|l| format!("?limit={l}")).unwrap_or_default();
-            let replayed: Replayed = client
-                .send(client.request(
-                    Method::POST,
-                    &format!(
-                        "/v1/streams/{}/dead-letters/replay{query}",
-                        segment(&stream.name)
-                    ),
-                ))
-                .await?;
-            if stream.api.json {
-                print_json(&replayed)?;
-            } else {
-                println!(
-                    "{} dead letter(s) sent back through {}",
-                    replayed.replayed, stream.name
-                );
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        StreamCommand::DeadLetters { limit, stream } => dead_letters(limit, &stream).await,
+        StreamCommand::Replay { limit, stream } => replay(limit, &stream).await,
     }
+}
+
+/// `stream create`: prints the credentials and where to publish, which the tenant needs
+/// to publish without this CLI.
+async fn create(args: CreateArgs) -> Result<ExitCode> {
+    let client = Client::new(&args.api.api, &args.api.token)?;
+    let body = CreateStream {
+        name: args.name,
+        app: args.app,
+        params: args.params.into_iter().collect(),
+        collection: args.collection,
+        delivery_limit: args.delivery_limit,
+    };
+    let created: CreatedStream = client
+        .send(client.request(Method::POST, "/v1/streams").json(&body))
+        .await?;
+    if args.api.json {
+        print_json(&created)?;
+    } else {
+        let c = &created.connection;
+        println!(
+            "stream {} created; publish to exchange {:?} with routing key {:?} at {} as \
+             user {} (password {})\ndead letters go to {:?}",
+            created.stream.name,
+            c.exchange,
+            c.queue,
+            c.url,
+            c.user,
+            c.password,
+            c.dead_letter_queue,
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `stream list`: a table, or the JSON array.
+async fn list(api: &TenantApi) -> Result<ExitCode> {
+    let client = Client::new(&api.api, &api.token)?;
+    let streams: Vec<StreamView> = client
+        .send(client.request(Method::GET, "/v1/streams"))
+        .await?;
+    if api.json {
+        print_json(&streams)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<24} {:<8} {:<20} {:>9} {:>7}  QUEUE",
+        "STREAM", "STATUS", "APP", "CONSUMERS", "RUNNING"
+    );
+    for s in &streams {
+        // The counts go unpadded, as they did when they were printed from JSON
+        // values (which ignore widths).
+        println!(
+            "{:<24} {:<8} {:<20} {} {}  {}",
+            s.name,
+            s.status.as_str(),
+            s.app,
+            s.consumers,
+            s.running_consumers,
+            s.queue
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `stream delete`
+async fn delete(force: bool, stream: &NameArgs) -> Result<ExitCode> {
+    let client = Client::new(&stream.api.api, &stream.api.token)?;
+    client
+        .send_empty(client.request(
+            Method::DELETE,
+            &format!("/v1/streams/{}?force={force}", segment(&stream.name)),
+        ))
+        .await?;
+    println!("stream {} deleted", stream.name);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `stream stats`: always JSON, as the figures have no table of their own.
+async fn stats(window: u64, stream: &NameArgs) -> Result<ExitCode> {
+    let client = Client::new(&stream.api.api, &stream.api.token)?;
+    let stats: StreamStats = client
+        .send(client.request(
+            Method::GET,
+            &format!(
+                "/v1/streams/{}/stats?window_secs={window}",
+                segment(&stream.name)
+            ),
+        ))
+        .await?;
+    print_json(&stats)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `stream dead-letters`: each letter's id, class, error and the start of its body.
+async fn dead_letters(limit: u64, stream: &NameArgs) -> Result<ExitCode> {
+    let client = Client::new(&stream.api.api, &stream.api.token)?;
+    let letters: Vec<DeadLetter> = client
+        .send(client.request(
+            Method::GET,
+            &format!(
+                "/v1/streams/{}/dead-letters?limit={limit}",
+                segment(&stream.name)
+            ),
+        ))
+        .await?;
+    if stream.api.json {
+        print_json(&letters)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    for letter in &letters {
+        println!(
+            "{} [{}] {}\n    {}",
+            or_dash(&letter.message_id),
+            or_dash(&letter.class),
+            or_dash(&letter.error),
+            letter.payload.chars().take(200).collect::<String>()
+        );
+    }
+    if letters.is_empty() {
+        println!("no dead letters");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `stream replay`
+async fn replay(limit: Option<u64>, stream: &NameArgs) -> Result<ExitCode> {
+    let client = Client::new(&stream.api.api, &stream.api.token)?;
+    let query = limit.map(|l| format!("?limit={l}")).unwrap_or_default();
+    let replayed: Replayed = client
+        .send(client.request(
+            Method::POST,
+            &format!(
+                "/v1/streams/{}/dead-letters/replay{query}",
+                segment(&stream.name)
+            ),
+        ))
+        .await?;
+    if stream.api.json {
+        print_json(&replayed)?;
+    } else {
+        println!(
+            "{} dead letter(s) sent back through {}",
+            replayed.replayed, stream.name
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn simple(args: &NameArgs, method: Method, suffix: &str) -> Result<ExitCode> {
