@@ -181,6 +181,21 @@ pub async fn upload(args: UploadArgs) -> Result<ExitCode> {
         .await
         .with_context(|| format!("reading the size of {:?}", args.file))?
         .len();
+    let bar = upload_bar(size, &args.name);
+    let result = send_component(&client, &args, file, size, &bar).await;
+    bar.finish_and_clear();
+    let uploaded =
+        result.with_context(|| format!("uploading {:?} as app {:?}", args.file, args.name))?;
+    if args.api.json {
+        print_json(&uploaded)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    print_uploaded(&args.name, &uploaded);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A bar over the component's bytes; its message says what the upload is doing.
+fn upload_bar(size: u64, name: &str) -> ProgressBar {
     let bar = ProgressBar::new(size);
     bar.set_style(
         ProgressStyle::with_template(
@@ -189,7 +204,20 @@ pub async fn upload(args: UploadArgs) -> Result<ExitCode> {
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> "),
     );
-    bar.set_message(format!("uploading {}", args.name));
+    bar.set_message(format!("uploading {name}"));
+    bar
+}
+
+/// PUTs the component as a stream and waits for the host's answer. Once every byte is sent
+/// the bar turns into a spinner, since admission (checking, compiling, probing) takes a
+/// while and moves no bytes.
+async fn send_component(
+    client: &Client,
+    args: &UploadArgs,
+    file: tokio::fs::File,
+    size: u64,
+    bar: &ProgressBar,
+) -> Result<Uploaded> {
     let counted = bar.clone();
     let stream = tokio_util::io::ReaderStream::new(file).inspect(move |chunk| {
         if let Ok(chunk) = chunk {
@@ -215,15 +243,13 @@ pub async fn upload(args: UploadArgs) -> Result<ExitCode> {
         admitting.set_message("checking, compiling, probing");
         admitting.enable_steady_tick(Duration::from_millis(120));
     });
-    let result: Result<Uploaded> = client.send(request).await;
+    let result = client.send(request).await;
     waiting.abort();
-    bar.finish_and_clear();
-    let uploaded =
-        result.with_context(|| format!("uploading {:?} as app {:?}", args.file, args.name))?;
-    if args.api.json {
-        print_json(&uploaded)?;
-        return Ok(ExitCode::SUCCESS);
-    }
+    result
+}
+
+/// The version uploaded, and which is active (with how to activate it when it is not).
+fn print_uploaded(name: &str, uploaded: &Uploaded) {
     let version = &uploaded.version;
     let verb = if uploaded.created {
         "uploaded"
@@ -231,20 +257,18 @@ pub async fn upload(args: UploadArgs) -> Result<ExitCode> {
         "already had"
     };
     println!(
-        "{verb} {} {} app version {} ({} bytes)",
-        args.name, version.kind, version.version, version.size,
+        "{verb} {name} {} app version {} ({} bytes)",
+        version.kind, version.version, version.size,
     );
     let active = or_dash(&uploaded.app.active);
     if active == version.version {
         println!("active: {active}");
     } else {
         println!(
-            "active: {active} (activate the new one with `mysimbdp app activate {} {}`)",
-            args.name,
+            "active: {active} (activate the new one with `mysimbdp app activate {name} {}`)",
             short(&version.version)
         );
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// `app list [name]`: the apps, or one app's versions.

@@ -73,65 +73,78 @@ pub struct JobArgs {
 pub async fn run(command: BatchCommand) -> Result<ExitCode> {
     match command {
         BatchCommand::Upload(args) => upload(args).await,
-        BatchCommand::Jobs { status, api } => {
-            let client = Client::new(&api.api, &api.token)?;
-            let path = match status {
-                Some(status) => format!("/v1/batch/jobs?status={}", segment(&status)),
-                None => "/v1/batch/jobs".to_owned(),
-            };
-            let request = client.request(Method::GET, &path);
-            let jobs: Vec<JobSummary> = client.send(request).await?;
-            if api.json {
-                print_json(&jobs)?;
-            } else {
-                println!(
-                    "{:<26} {:<9} {:>3}  {:<16} FILE",
-                    "JOB", "STATUS", "TRY", "APP"
-                );
-                for job in &jobs {
-                    // The attempts go unpadded, as they did when they were printed from a
-                    // JSON value (which ignores widths).
-                    println!(
-                        "{:<26} {:<9} {}  {:<16} {}",
-                        job.id,
-                        job.status.as_str(),
-                        job.attempts,
-                        job.app,
-                        job.file
-                    );
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        BatchCommand::Job(args) => {
-            let client = Client::new(&args.api.api, &args.api.token)?;
-            let job: JobView = client
-                .send(client.request(
-                    Method::GET,
-                    &format!("/v1/batch/jobs/{}", segment(&args.id)),
-                ))
-                .await?;
-            print_job(&args.api, &job)
-        }
-        BatchCommand::Replay(args) => {
-            let client = Client::new(&args.api.api, &args.api.token)?;
-            let job: JobView = client
-                .send(client.request(
-                    Method::POST,
-                    &format!("/v1/batch/jobs/{}/replay", segment(&args.id)),
-                ))
-                .await?;
-            print_job(&args.api, &job)
-        }
-        BatchCommand::Stats { api } => {
-            let client = Client::new(&api.api, &api.token)?;
-            let stats: BatchStats = client
-                .send(client.request(Method::GET, "/v1/stats"))
-                .await?;
-            print_json(&stats)?;
-            Ok(ExitCode::SUCCESS)
-        }
+        BatchCommand::Jobs { status, api } => jobs(status, &api).await,
+        BatchCommand::Job(args) => job(&args).await,
+        BatchCommand::Replay(args) => replay(&args).await,
+        BatchCommand::Stats { api } => stats(&api).await,
     }
+}
+
+/// `batch jobs`: a table, or the JSON array.
+async fn jobs(status: Option<String>, api: &TenantApi) -> Result<ExitCode> {
+    let client = Client::new(&api.api, &api.token)?;
+    let path = match status {
+        Some(status) => format!("/v1/batch/jobs?status={}", segment(&status)),
+        None => "/v1/batch/jobs".to_owned(),
+    };
+    let request = client.request(Method::GET, &path);
+    let jobs: Vec<JobSummary> = client.send(request).await?;
+    if api.json {
+        print_json(&jobs)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<26} {:<9} {:>3}  {:<16} FILE",
+        "JOB", "STATUS", "TRY", "APP"
+    );
+    for job in &jobs {
+        // The attempts go unpadded, as they did when they were printed from a
+        // JSON value (which ignores widths).
+        println!(
+            "{:<26} {:<9} {}  {:<16} {}",
+            job.id,
+            job.status.as_str(),
+            job.attempts,
+            job.app,
+            job.file
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `batch job`
+async fn job(args: &JobArgs) -> Result<ExitCode> {
+    let client = Client::new(&args.api.api, &args.api.token)?;
+    let job = fetch_job(&client, &args.id).await?;
+    print_job(&args.api, &job)
+}
+
+/// `batch replay`
+async fn replay(args: &JobArgs) -> Result<ExitCode> {
+    let client = Client::new(&args.api.api, &args.api.token)?;
+    let job: JobView = client
+        .send(client.request(
+            Method::POST,
+            &format!("/v1/batch/jobs/{}/replay", segment(&args.id)),
+        ))
+        .await?;
+    print_job(&args.api, &job)
+}
+
+/// `batch stats`: always JSON, as the figures have no table of their own.
+async fn stats(api: &TenantApi) -> Result<ExitCode> {
+    let client = Client::new(&api.api, &api.token)?;
+    let stats: BatchStats = client
+        .send(client.request(Method::GET, "/v1/stats"))
+        .await?;
+    print_json(&stats)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn fetch_job(client: &Client, id: &str) -> Result<JobView> {
+    client
+        .send(client.request(Method::GET, &format!("/v1/batch/jobs/{}", segment(id))))
+        .await
 }
 
 fn print_job(api: &TenantApi, job: &JobView) -> Result<ExitCode> {
@@ -154,48 +167,14 @@ fn print_job(api: &TenantApi, job: &JobView) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `batch upload`: streams the files in one multipart request, then, with `--wait`, follows
+/// each job to its end.
 async fn upload(args: UploadArgs) -> Result<ExitCode> {
     let client = Client::new(&args.api.api, &args.api.token)?;
-    let mut total = 0;
-    let mut sizes = Vec::new();
-    for file in &args.files {
-        let size = std::fs::metadata(file)
-            .with_context(|| format!("reading {file:?}"))?
-            .len();
-        total += size;
-        sizes.push(size);
-    }
-    let bar = ProgressBar::new(total);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "uploading [{bar:32}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
-    let mut form = Form::new().text("app", args.app.clone());
-    for (name, value) in &args.params {
-        form = form.text("param", format!("{name}={value}"));
-    }
-    for (path, size) in args.files.iter().zip(sizes) {
-        let file = tokio::fs::File::open(path)
-            .await
-            .with_context(|| format!("opening {path:?}"))?;
-        let counted = bar.clone();
-        let stream =
-            tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024).inspect(move |chunk| {
-                if let Ok(chunk) = chunk {
-                    counted.inc(chunk.len() as u64);
-                }
-            });
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "upload".to_owned());
-        let part =
-            Part::stream_with_length(reqwest::Body::wrap_stream(stream), size).file_name(name);
-        form = form.part("file", part);
-    }
+    // Every size is read before anything is sent, so a missing file fails the whole upload.
+    let sizes = file_sizes(&args.files)?;
+    let bar = progress_bar(sizes.iter().sum());
+    let form = upload_form(&args, &sizes, &bar).await?;
     let result: Result<Queued> = client
         .send(
             client
@@ -218,23 +197,77 @@ async fn upload(args: UploadArgs) -> Result<ExitCode> {
     if !args.wait {
         return Ok(ExitCode::SUCCESS);
     }
+    wait_for_jobs(&client, &args.api, &queued).await
+}
+
+fn file_sizes(files: &[PathBuf]) -> Result<Vec<u64>> {
+    files
+        .iter()
+        .map(|file| {
+            Ok(std::fs::metadata(file)
+                .with_context(|| format!("reading {file:?}"))?
+                .len())
+        })
+        .collect()
+}
+
+/// A bar over the files' bytes, advanced as they are read into the request.
+fn progress_bar(total: u64) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "uploading [{bar:32}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar
+}
+
+/// The multipart form: the app, its parameters, and each file as a stream of its declared
+/// size, so no file is held in memory.
+async fn upload_form(args: &UploadArgs, sizes: &[u64], bar: &ProgressBar) -> Result<Form> {
+    let mut form = Form::new().text("app", args.app.clone());
+    for (name, value) in &args.params {
+        form = form.text("param", format!("{name}={value}"));
+    }
+    for (path, &size) in args.files.iter().zip(sizes) {
+        let file = tokio::fs::File::open(path)
+            .await
+            .with_context(|| format!("opening {path:?}"))?;
+        let counted = bar.clone();
+        let stream =
+            tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024).inspect(move |chunk| {
+                if let Ok(chunk) = chunk {
+                    counted.inc(chunk.len() as u64);
+                }
+            });
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "upload".to_owned());
+        let part =
+            Part::stream_with_length(reqwest::Body::wrap_stream(stream), size).file_name(name);
+        form = form.part("file", part);
+    }
+    Ok(form)
+}
+
+/// Polls each queued job until it ends and prints it; fails with `EXIT_APP_FAILED` if any
+/// job did not end done.
+async fn wait_for_jobs(client: &Client, api: &TenantApi, queued: &Queued) -> Result<ExitCode> {
     let started = Instant::now();
     let mut failed = false;
     for file in &queued.files {
         let job = loop {
-            let job: JobView = client
-                .send(client.request(
-                    Method::GET,
-                    &format!("/v1/batch/jobs/{}", segment(&file.job)),
-                ))
-                .await?;
+            let job = fetch_job(client, &file.job).await?;
             if job.status.is_terminal() {
                 break job;
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         };
         failed |= job.status != JobStatus::Done;
-        print_job(&args.api, &job)?;
+        print_job(api, &job)?;
     }
     eprintln!(
         "all jobs finished in {:.1} s",

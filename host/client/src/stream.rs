@@ -8,7 +8,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::uri::AMQPUri;
-use lapin::{BasicProperties, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use mysimbdp_api::{
     ConnectionView, CreateStream, CreatedStream, DeadLetter, Replayed, StreamStats, StreamView,
 };
@@ -144,145 +144,164 @@ pub struct PublishArgs {
 /// Runs a `stream` command.
 pub async fn run(command: StreamCommand) -> Result<ExitCode> {
     match command {
-        StreamCommand::Create(args) => {
-            let client = Client::new(&args.api.api, &args.api.token)?;
-            let body = CreateStream {
-                name: args.name,
-                app: args.app,
-                params: args.params.into_iter().collect(),
-                collection: args.collection,
-                delivery_limit: args.delivery_limit,
-            };
-            let created: CreatedStream = client
-                .send(client.request(Method::POST, "/v1/streams").json(&body))
-                .await?;
-            if args.api.json {
-                print_json(&created)?;
-            } else {
-                let c = &created.connection;
-                println!(
-                    "stream {} created; publish to exchange {:?} with routing key {:?} at {} as \
-                     user {} (password {})\ndead letters go to {:?}",
-                    created.stream.name,
-                    c.exchange,
-                    c.queue,
-                    c.url,
-                    c.user,
-                    c.password,
-                    c.dead_letter_queue,
-                );
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        StreamCommand::List { api } => {
-            let client = Client::new(&api.api, &api.token)?;
-            let streams: Vec<StreamView> = client
-                .send(client.request(Method::GET, "/v1/streams"))
-                .await?;
-            if api.json {
-                print_json(&streams)?;
-            } else {
-                println!(
-                    "{:<24} {:<8} {:<20} {:>9} {:>7}  QUEUE",
-                    "STREAM", "STATUS", "APP", "CONSUMERS", "RUNNING"
-                );
-                for s in &streams {
-                    // The counts go unpadded, as they did when they were printed from JSON
-                    // values (which ignore widths).
-                    println!(
-                        "{:<24} {:<8} {:<20} {} {}  {}",
-                        s.name,
-                        s.status.as_str(),
-                        s.app,
-                        s.consumers,
-                        s.running_consumers,
-                        s.queue
-                    );
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        StreamCommand::Create(args) => create(args).await,
+        StreamCommand::List { api } => list(&api).await,
         StreamCommand::Show(args) => simple(&args, Method::GET, "").await,
         StreamCommand::Start(args) => simple(&args, Method::POST, "/start").await,
         StreamCommand::Stop(args) => simple(&args, Method::POST, "/stop").await,
-        StreamCommand::Delete { force, stream } => {
-            let client = Client::new(&stream.api.api, &stream.api.token)?;
-            client
-                .send_empty(client.request(
-                    Method::DELETE,
-                    &format!("/v1/streams/{}?force={force}", segment(&stream.name)),
-                ))
-                .await?;
-            println!("stream {} deleted", stream.name);
-            Ok(ExitCode::SUCCESS)
-        }
-        StreamCommand::Stats { window, stream } => {
-            let client = Client::new(&stream.api.api, &stream.api.token)?;
-            let stats: StreamStats = client
-                .send(client.request(
-                    Method::GET,
-                    &format!(
-                        "/v1/streams/{}/stats?window_secs={window}",
-                        segment(&stream.name)
-                    ),
-                ))
-                .await?;
-            print_json(&stats)?;
-            Ok(ExitCode::SUCCESS)
-        }
+        StreamCommand::Delete { force, stream } => delete(force, &stream).await,
+        StreamCommand::Stats { window, stream } => stats(window, &stream).await,
         StreamCommand::Publish(args) => publish(args).await,
-        StreamCommand::DeadLetters { limit, stream } => {
-            let client = Client::new(&stream.api.api, &stream.api.token)?;
-            let letters: Vec<DeadLetter> = client
-                .send(client.request(
-                    Method::GET,
-                    &format!(
-                        "/v1/streams/{}/dead-letters?limit={limit}",
-                        segment(&stream.name)
-                    ),
-                ))
-                .await?;
-            if stream.api.json {
-                print_json(&letters)?;
-            } else {
-                for letter in &letters {
-                    println!(
-                        "{} [{}] {}\n    {}",
-                        or_dash(&letter.message_id),
-                        or_dash(&letter.class),
-                        or_dash(&letter.error),
-                        letter.payload.chars().take(200).collect::<String>()
-                    );
-                }
-                if letters.is_empty() {
-                    println!("no dead letters");
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        StreamCommand::Replay { limit, stream } => {
-            let client = Client::new(&stream.api.api, &stream.api.token)?;
-            let query = limit.map(|l| format!("?limit={l}")).unwrap_or_default();
-            let replayed: Replayed = client
-                .send(client.request(
-                    Method::POST,
-                    &format!(
-                        "/v1/streams/{}/dead-letters/replay{query}",
-                        segment(&stream.name)
-                    ),
-                ))
-                .await?;
-            if stream.api.json {
-                print_json(&replayed)?;
-            } else {
-                println!(
-                    "{} dead letter(s) sent back through {}",
-                    replayed.replayed, stream.name
-                );
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        StreamCommand::DeadLetters { limit, stream } => dead_letters(limit, &stream).await,
+        StreamCommand::Replay { limit, stream } => replay(limit, &stream).await,
     }
+}
+
+/// `stream create`: prints the credentials and where to publish, which the tenant needs
+/// to publish without this CLI.
+async fn create(args: CreateArgs) -> Result<ExitCode> {
+    let client = Client::new(&args.api.api, &args.api.token)?;
+    let body = CreateStream {
+        name: args.name,
+        app: args.app,
+        params: args.params.into_iter().collect(),
+        collection: args.collection,
+        delivery_limit: args.delivery_limit,
+    };
+    let created: CreatedStream = client
+        .send(client.request(Method::POST, "/v1/streams").json(&body))
+        .await?;
+    if args.api.json {
+        print_json(&created)?;
+    } else {
+        let c = &created.connection;
+        println!(
+            "stream {} created; publish to exchange {:?} with routing key {:?} at {} as \
+             user {} (password {})\ndead letters go to {:?}",
+            created.stream.name,
+            c.exchange,
+            c.queue,
+            c.url,
+            c.user,
+            c.password,
+            c.dead_letter_queue,
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `stream list`: a table, or the JSON array.
+async fn list(api: &TenantApi) -> Result<ExitCode> {
+    let client = Client::new(&api.api, &api.token)?;
+    let streams: Vec<StreamView> = client
+        .send(client.request(Method::GET, "/v1/streams"))
+        .await?;
+    if api.json {
+        print_json(&streams)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<24} {:<8} {:<20} {:>9} {:>7}  QUEUE",
+        "STREAM", "STATUS", "APP", "CONSUMERS", "RUNNING"
+    );
+    for s in &streams {
+        // The counts go unpadded, as they did when they were printed from JSON
+        // values (which ignore widths).
+        println!(
+            "{:<24} {:<8} {:<20} {} {}  {}",
+            s.name,
+            s.status.as_str(),
+            s.app,
+            s.consumers,
+            s.running_consumers,
+            s.queue
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `stream delete`
+async fn delete(force: bool, stream: &NameArgs) -> Result<ExitCode> {
+    let client = Client::new(&stream.api.api, &stream.api.token)?;
+    client
+        .send_empty(client.request(
+            Method::DELETE,
+            &format!("/v1/streams/{}?force={force}", segment(&stream.name)),
+        ))
+        .await?;
+    println!("stream {} deleted", stream.name);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `stream stats`: always JSON, as the figures have no table of their own.
+async fn stats(window: u64, stream: &NameArgs) -> Result<ExitCode> {
+    let client = Client::new(&stream.api.api, &stream.api.token)?;
+    let stats: StreamStats = client
+        .send(client.request(
+            Method::GET,
+            &format!(
+                "/v1/streams/{}/stats?window_secs={window}",
+                segment(&stream.name)
+            ),
+        ))
+        .await?;
+    print_json(&stats)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `stream dead-letters`: each letter's id, class, error and the start of its body.
+async fn dead_letters(limit: u64, stream: &NameArgs) -> Result<ExitCode> {
+    let client = Client::new(&stream.api.api, &stream.api.token)?;
+    let letters: Vec<DeadLetter> = client
+        .send(client.request(
+            Method::GET,
+            &format!(
+                "/v1/streams/{}/dead-letters?limit={limit}",
+                segment(&stream.name)
+            ),
+        ))
+        .await?;
+    if stream.api.json {
+        print_json(&letters)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    for letter in &letters {
+        println!(
+            "{} [{}] {}\n    {}",
+            or_dash(&letter.message_id),
+            or_dash(&letter.class),
+            or_dash(&letter.error),
+            letter.payload.chars().take(200).collect::<String>()
+        );
+    }
+    if letters.is_empty() {
+        println!("no dead letters");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `stream replay`
+async fn replay(limit: Option<u64>, stream: &NameArgs) -> Result<ExitCode> {
+    let client = Client::new(&stream.api.api, &stream.api.token)?;
+    let query = limit.map(|l| format!("?limit={l}")).unwrap_or_default();
+    let replayed: Replayed = client
+        .send(client.request(
+            Method::POST,
+            &format!(
+                "/v1/streams/{}/dead-letters/replay{query}",
+                segment(&stream.name)
+            ),
+        ))
+        .await?;
+    if stream.api.json {
+        print_json(&replayed)?;
+    } else {
+        println!(
+            "{} dead letter(s) sent back through {}",
+            replayed.replayed, stream.name
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn simple(args: &NameArgs, method: Method, suffix: &str) -> Result<ExitCode> {
@@ -313,10 +332,47 @@ async fn simple(args: &NameArgs, method: Method, suffix: &str) -> Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
+/// Where a stream's messages go, besides the broker: the exchange and the routing key.
+struct Route {
+    /// Empty from a server before the publishing exchange: its tenants publish through the
+    /// default exchange.
+    exchange: String,
+    queue: String,
+}
+
+/// What became of the messages sent so far.
+#[derive(Default)]
+struct Tally {
+    sent: u64,
+    confirmed: u64,
+    refused: u64,
+}
+
+/// A message sent and not yet settled: the broker's confirm, and the bytes of the file it
+/// stands for (the progress bar advances when it settles).
+type Pending = VecDeque<(lapin::PublisherConfirm, u64)>;
+
 /// Publishes every message of the file, keeping up to `--window` unconfirmed. Message ids
 /// derive from the file's digest and the message's position, so publishing the same file
 /// again is recognised downstream and writes no document twice.
 async fn publish(args: PublishArgs) -> Result<ExitCode> {
+    let (uri, route) = stream_connection(&args).await?;
+    let digest = file_digest(&args.file).await?;
+    let size = tokio::fs::metadata(&args.file)
+        .await
+        .with_context(|| format!("reading {:?}", args.file))?
+        .len();
+    let (amqp, channel) = open_confirmed_channel(uri).await?;
+    let bar = progress_bar(size);
+    let started = Instant::now();
+    let tally = send_file(&args, &channel, &route, &digest, &bar).await?;
+    bar.finish_and_clear();
+    let _ = amqp.close(200, "published".into()).await;
+    report_published(&args, &tally, size, started.elapsed().as_secs_f64())
+}
+
+/// Asks the API where and as whom to publish to the stream.
+async fn stream_connection(args: &PublishArgs) -> Result<(AMQPUri, Route)> {
     let client = Client::new(&args.api.api, &args.api.token)?;
     let connection: ConnectionView = client
         .send(client.request(
@@ -330,15 +386,15 @@ async fn publish(args: PublishArgs) -> Result<ExitCode> {
         .map_err(|e: String| anyhow!("the API gave a bad AMQP URL: {e}"))?;
     uri.authority.userinfo.username = connection.user;
     uri.authority.userinfo.password = connection.password;
-    let queue = connection.queue;
-    // Empty from a server before the publishing exchange: its tenants publish through the
-    // default exchange.
-    let exchange = connection.exchange;
-    let digest = file_digest(&args.file).await?;
-    let size = tokio::fs::metadata(&args.file)
-        .await
-        .with_context(|| format!("reading {:?}", args.file))?
-        .len();
+    let route = Route {
+        exchange: connection.exchange,
+        queue: connection.queue,
+    };
+    Ok((uri, route))
+}
+
+/// Connects to the broker and opens a channel with publisher confirms.
+async fn open_confirmed_channel(uri: AMQPUri) -> Result<(Connection, Channel)> {
     let amqp = Connection::connect_uri(uri, ConnectionProperties::default())
         .await
         .context("connecting to the broker with the stream's credentials")?;
@@ -347,6 +403,11 @@ async fn publish(args: PublishArgs) -> Result<ExitCode> {
         .confirm_select(ConfirmSelectOptions::default())
         .await
         .context("enabling publisher confirms")?;
+    Ok((amqp, channel))
+}
+
+/// A bar over the file's bytes, advanced as messages settle.
+fn progress_bar(size: u64) -> ProgressBar {
     let bar = ProgressBar::new(size);
     bar.set_style(
         ProgressStyle::with_template(
@@ -355,76 +416,117 @@ async fn publish(args: PublishArgs) -> Result<ExitCode> {
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> "),
     );
-    let started = Instant::now();
+    bar
+}
+
+/// Sends the file's messages in order and waits until every one is settled.
+async fn send_file(
+    args: &PublishArgs,
+    channel: &Channel,
+    route: &Route,
+    digest: &str,
+    bar: &ProgressBar,
+) -> Result<Tally> {
     let file = tokio::fs::File::open(&args.file)
         .await
         .with_context(|| format!("opening {:?}", args.file))?;
     let mut reader = tokio::io::BufReader::with_capacity(256 * 1024, file);
-    let mut pending = VecDeque::new();
-    let (mut sent, mut confirmed, mut refused) = (0u64, 0u64, 0u64);
+    let mut pending = Pending::new();
+    let mut tally = Tally::default();
     let mut line = Vec::new();
     let mut position = 0u64;
     loop {
-        line.clear();
-        let read = match args.format {
-            Format::Lines => reader
-                .read_until(b'\n', &mut line)
-                .await
-                .context("reading the file")?,
-            Format::Whole if position == 0 => {
-                tokio::io::AsyncReadExt::read_to_end(&mut reader, &mut line)
-                    .await
-                    .context("reading the file")?
-            }
-            Format::Whole => 0,
-        };
+        let read = read_message(&mut reader, args.format, position, &mut line).await?;
         if read == 0 {
             break;
         }
+        // Empty lines count as positions too: a message's id is its line number in the file.
         position += 1;
         let body = trim_line(&line);
         if body.is_empty() {
             bar.inc(read as u64);
             continue;
         }
-        let properties = BasicProperties::default()
-            .with_message_id(format!("{digest}:{position}").into())
-            .with_content_type(args.content_type.as_str().into())
-            .with_delivery_mode(2)
-            .with_timestamp(
-                SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or_default(),
-            );
-        let confirm = channel
-            .basic_publish(
-                exchange.as_str().into(),
-                queue.as_str().into(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..Default::default()
-                },
-                body,
-                properties,
-            )
-            .await
-            .context("publishing")?;
-        sent += 1;
+        let message_id = format!("{digest}:{position}");
+        let confirm = send_message(channel, route, body, message_id, &args.content_type).await?;
+        tally.sent += 1;
         pending.push_back((confirm, read as u64));
         while pending.len() >= args.window.max(1) {
-            settle(&mut pending, &bar, &mut confirmed, &mut refused).await?;
+            settle(&mut pending, bar, &mut tally).await?;
         }
-        if sent % 1000 == 0 {
-            bar.set_message(format!("{sent} messages"));
+        if tally.sent % 1000 == 0 {
+            bar.set_message(format!("{} messages", tally.sent));
         }
     }
     while !pending.is_empty() {
-        settle(&mut pending, &bar, &mut confirmed, &mut refused).await?;
+        settle(&mut pending, bar, &mut tally).await?;
     }
-    bar.finish_and_clear();
-    let _ = amqp.close(200, "published".into()).await;
-    let secs = started.elapsed().as_secs_f64();
+    Ok(tally)
+}
+
+/// Reads the next message into `line` and returns the bytes it took from the file, 0 at
+/// the end. `position` is the count of messages read before; a whole file is one message.
+async fn read_message(
+    reader: &mut tokio::io::BufReader<tokio::fs::File>,
+    format: Format,
+    position: u64,
+    line: &mut Vec<u8>,
+) -> Result<usize> {
+    line.clear();
+    let read = match format {
+        Format::Lines => reader
+            .read_until(b'\n', line)
+            .await
+            .context("reading the file")?,
+        Format::Whole if position == 0 => tokio::io::AsyncReadExt::read_to_end(reader, line)
+            .await
+            .context("reading the file")?,
+        Format::Whole => 0,
+    };
+    Ok(read)
+}
+
+/// Publishes one persistent message, mandatory so an unroutable one comes back refused.
+async fn send_message(
+    channel: &Channel,
+    route: &Route,
+    body: &[u8],
+    message_id: String,
+    content_type: &str,
+) -> Result<lapin::PublisherConfirm> {
+    let properties = BasicProperties::default()
+        .with_message_id(message_id.into())
+        .with_content_type(content_type.into())
+        .with_delivery_mode(2)
+        .with_timestamp(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or_default(),
+        );
+    channel
+        .basic_publish(
+            route.exchange.as_str().into(),
+            route.queue.as_str().into(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..Default::default()
+            },
+            body,
+            properties,
+        )
+        .await
+        .context("publishing")
+}
+
+/// Prints the summary (JSON on stdout, or a line on stderr); fails if the broker refused
+/// any message.
+fn report_published(args: &PublishArgs, tally: &Tally, size: u64, secs: f64) -> Result<ExitCode> {
+    let Tally {
+        sent,
+        confirmed,
+        refused,
+    } = *tally;
     let summary = json!({
         "stream": args.stream,
         "messages": sent,
@@ -455,21 +557,17 @@ async fn publish(args: PublishArgs) -> Result<ExitCode> {
     })
 }
 
-async fn settle(
-    pending: &mut VecDeque<(lapin::PublisherConfirm, u64)>,
-    bar: &ProgressBar,
-    confirmed: &mut u64,
-    refused: &mut u64,
-) -> Result<()> {
+/// Waits for the oldest pending confirm and counts it.
+async fn settle(pending: &mut Pending, bar: &ProgressBar, tally: &mut Tally) -> Result<()> {
     let Some((confirm, bytes)) = pending.pop_front() else {
         return Ok(());
     };
     let confirmation = confirm.await.context("waiting for the broker's confirm")?;
     if confirmation.is_ack() && confirmation.take_message().is_none() {
-        *confirmed += 1;
+        tally.confirmed += 1;
     } else {
-        *refused += 1;
-        if *refused == 1 {
+        tally.refused += 1;
+        if tally.refused == 1 {
             bar.suspend(|| {
                 eprintln!(
                     "the broker refused or could not route a message (is the stream deleted?)"

@@ -100,153 +100,185 @@ pub async fn run(
     profile_schema: Option<&dyn Fn() -> Value>,
 ) -> Result<ExitCode> {
     match command {
-        TenantCommand::Create { id, profile, api } => {
-            let client = Client::new(&api.api, &api.token)?;
-            let body = CreateTenant {
-                id,
-                profile: profile.map(|path| read_profile(&path)).transpose()?,
-            };
-            let created: TenantWithToken = client
-                .send(
-                    client
-                        .request(Method::POST, "/v1/admin/tenants")
-                        .json(&body),
-                )
-                .await?;
-            if api.json {
-                print_json(&created)?;
-            } else {
-                print_tenant(&created.tenant);
-                println!("token:   {}", created.token);
-                eprintln!(
-                    "\nThe token is shown only now; only its hash is stored. Give it to the \
-                     tenant (MYSIMBDP_TOKEN), or rotate it later with `mysimbdp tenant rotate-token`."
-                );
-            }
-        }
-        TenantCommand::List { api } => {
-            let client = Client::new(&api.api, &api.token)?;
-            let tenants: Vec<TenantView> = client
-                .send(client.request(Method::GET, "/v1/admin/tenants"))
-                .await?;
-            if api.json {
-                print_json(&tenants)?;
-            } else {
-                println!(
-                    "{:<32} {:<10} {:>8}  {:<28} CREATED",
-                    "TENANT", "STATUS", "PROFILE", "DATABASE"
-                );
-                for t in &tenants {
-                    println!(
-                        "{:<32} {:<10} {:>8}  {:<28} {}",
-                        t.id,
-                        t.status.as_str(),
-                        format!("v{}", t.profile_version),
-                        t.database,
-                        t.created_at,
-                    );
-                }
-            }
-        }
-        TenantCommand::Show(args) => {
-            let client = Client::new(&args.api.api, &args.api.token)?;
-            let tenant: TenantView = client
-                .send(client.request(Method::GET, &tenant_path(&args.id, "")))
-                .await?;
-            if args.api.json {
-                print_json(&tenant)?;
-            } else {
-                print_tenant(&tenant);
-                println!("profile:\n{}", indent(&toml_text(&tenant.profile)));
-            }
-        }
-        TenantCommand::Suspend { id, reason, api } => {
-            let client = Client::new(&api.api, &api.token)?;
-            let tenant: TenantView = client
-                .send(
-                    client
-                        .request(Method::POST, &tenant_path(&id, "/suspend"))
-                        .json(&Suspend { reason }),
-                )
-                .await?;
-            report(&api, &tenant, || println!("suspended {id}"))?;
-        }
-        TenantCommand::Resume(args) => {
-            let client = Client::new(&args.api.api, &args.api.token)?;
-            let tenant: TenantView = client
-                .send(client.request(Method::POST, &tenant_path(&args.id, "/resume")))
-                .await?;
-            report(&args.api, &tenant, || println!("resumed {}", args.id))?;
-        }
-        TenantCommand::Delete { id, yes, api } => {
-            if !yes {
-                bail!(
-                    "deleting tenant {id:?} removes its profiles, apps and tokens for good: \
-                     add --yes to confirm"
-                );
-            }
-            let client = Client::new(&api.api, &api.token)?;
-            client
-                .send_empty(client.request(Method::DELETE, &tenant_path(&id, "")))
-                .await?;
-            println!("deleted {id} (its database of documents is kept)");
-        }
-        TenantCommand::RotateToken(args) => {
-            let client = Client::new(&args.api.api, &args.api.token)?;
-            let rotated: TenantWithToken = client
-                .send(client.request(Method::POST, &tenant_path(&args.id, "/token")))
-                .await?;
-            report(&args.api, &rotated, || {
-                println!("token:   {}", rotated.token);
-                eprintln!("\nThe old token no longer works. This one is shown only now.");
-            })?;
-        }
+        TenantCommand::Create { id, profile, api } => create(id, profile, &api).await?,
+        TenantCommand::List { api } => list(&api).await?,
+        TenantCommand::Show(args) => show(&args).await?,
+        TenantCommand::Suspend { id, reason, api } => suspend(&id, reason, &api).await?,
+        TenantCommand::Resume(args) => resume(&args).await?,
+        TenantCommand::Delete { id, yes, api } => delete(&id, yes, &api).await?,
+        TenantCommand::RotateToken(args) => rotate_token(&args).await?,
         TenantCommand::Profile(ProfileCommand::Set { id, file, api }) => {
-            let client = Client::new(&api.api, &api.token)?;
-            let text_body =
-                std::fs::read_to_string(&file).with_context(|| format!("reading {file:?}"))?;
-            let content_type = if is_toml(&file) {
-                "application/toml"
-            } else {
-                "application/json"
-            };
-            let tenant: TenantView = client
-                .send(
-                    client
-                        .request(Method::PUT, &tenant_path(&id, "/profile"))
-                        .header(reqwest::header::CONTENT_TYPE, content_type)
-                        .body(text_body),
-                )
-                .await?;
-            report(&api, &tenant, || {
-                println!("profile of {id} is now version {}", tenant.profile_version);
-            })?;
+            set_profile(&id, &file, &api).await?
         }
-        TenantCommand::Profile(ProfileCommand::History(args)) => {
-            let client = Client::new(&args.api.api, &args.api.token)?;
-            let versions: Vec<ProfileVersionView> = client
-                .send(client.request(Method::GET, &tenant_path(&args.id, "/profile/versions")))
-                .await?;
-            if args.api.json {
-                print_json(&versions)?;
-            } else {
-                for v in &versions {
-                    println!("version {} set {}", v.version, v.created_at);
-                    println!("{}", indent(&toml_text(&v.profile)));
-                }
-            }
-        }
-        TenantCommand::Profile(ProfileCommand::Schema) => {
-            let Some(schema) = profile_schema else {
-                bail!(
-                    "this binary does not carry the profile schema: run `mysimbdp tenant profile \
-                     schema`, or GET /v1/schemas/tenant-profile.json from the API"
-                );
-            };
-            print_json(&schema())?;
-        }
+        TenantCommand::Profile(ProfileCommand::History(args)) => profile_history(&args).await?,
+        TenantCommand::Profile(ProfileCommand::Schema) => print_profile_schema(profile_schema)?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `tenant create`: the token is printed once, since only its hash is stored.
+async fn create(id: String, profile: Option<PathBuf>, api: &OperatorApi) -> Result<()> {
+    let client = Client::new(&api.api, &api.token)?;
+    let body = CreateTenant {
+        id,
+        profile: profile.map(|path| read_profile(&path)).transpose()?,
+    };
+    let created: TenantWithToken = client
+        .send(
+            client
+                .request(Method::POST, "/v1/admin/tenants")
+                .json(&body),
+        )
+        .await?;
+    if api.json {
+        return print_json(&created);
+    }
+    print_tenant(&created.tenant);
+    println!("token:   {}", created.token);
+    eprintln!(
+        "\nThe token is shown only now; only its hash is stored. Give it to the \
+         tenant (MYSIMBDP_TOKEN), or rotate it later with `mysimbdp tenant rotate-token`."
+    );
+    Ok(())
+}
+
+/// `tenant list`: a table, or the JSON array.
+async fn list(api: &OperatorApi) -> Result<()> {
+    let client = Client::new(&api.api, &api.token)?;
+    let tenants: Vec<TenantView> = client
+        .send(client.request(Method::GET, "/v1/admin/tenants"))
+        .await?;
+    if api.json {
+        return print_json(&tenants);
+    }
+    println!(
+        "{:<32} {:<10} {:>8}  {:<28} CREATED",
+        "TENANT", "STATUS", "PROFILE", "DATABASE"
+    );
+    for t in &tenants {
+        println!(
+            "{:<32} {:<10} {:>8}  {:<28} {}",
+            t.id,
+            t.status.as_str(),
+            format!("v{}", t.profile_version),
+            t.database,
+            t.created_at,
+        );
+    }
+    Ok(())
+}
+
+/// `tenant show`: the tenant and its current profile as TOML.
+async fn show(args: &TenantArgs) -> Result<()> {
+    let client = Client::new(&args.api.api, &args.api.token)?;
+    let tenant: TenantView = client
+        .send(client.request(Method::GET, &tenant_path(&args.id, "")))
+        .await?;
+    if args.api.json {
+        return print_json(&tenant);
+    }
+    print_tenant(&tenant);
+    println!("profile:\n{}", indent(&toml_text(&tenant.profile)));
+    Ok(())
+}
+
+/// `tenant suspend`
+async fn suspend(id: &str, reason: Option<String>, api: &OperatorApi) -> Result<()> {
+    let client = Client::new(&api.api, &api.token)?;
+    let tenant: TenantView = client
+        .send(
+            client
+                .request(Method::POST, &tenant_path(id, "/suspend"))
+                .json(&Suspend { reason }),
+        )
+        .await?;
+    report(api, &tenant, || println!("suspended {id}"))
+}
+
+/// `tenant resume`
+async fn resume(args: &TenantArgs) -> Result<()> {
+    let client = Client::new(&args.api.api, &args.api.token)?;
+    let tenant: TenantView = client
+        .send(client.request(Method::POST, &tenant_path(&args.id, "/resume")))
+        .await?;
+    report(&args.api, &tenant, || println!("resumed {}", args.id))
+}
+
+/// `tenant delete`: refused without `--yes`, since nothing it removes can be restored.
+async fn delete(id: &str, yes: bool, api: &OperatorApi) -> Result<()> {
+    if !yes {
+        bail!(
+            "deleting tenant {id:?} removes its profiles, apps and tokens for good: \
+             add --yes to confirm"
+        );
+    }
+    let client = Client::new(&api.api, &api.token)?;
+    client
+        .send_empty(client.request(Method::DELETE, &tenant_path(id, "")))
+        .await?;
+    println!("deleted {id} (its database of documents is kept)");
+    Ok(())
+}
+
+/// `tenant rotate-token`
+async fn rotate_token(args: &TenantArgs) -> Result<()> {
+    let client = Client::new(&args.api.api, &args.api.token)?;
+    let rotated: TenantWithToken = client
+        .send(client.request(Method::POST, &tenant_path(&args.id, "/token")))
+        .await?;
+    report(&args.api, &rotated, || {
+        println!("token:   {}", rotated.token);
+        eprintln!("\nThe old token no longer works. This one is shown only now.");
+    })
+}
+
+/// `tenant profile set`: the file goes as it is, so the API reports its syntax errors.
+async fn set_profile(id: &str, file: &Path, api: &OperatorApi) -> Result<()> {
+    let client = Client::new(&api.api, &api.token)?;
+    let text_body = std::fs::read_to_string(file).with_context(|| format!("reading {file:?}"))?;
+    let content_type = if is_toml(file) {
+        "application/toml"
+    } else {
+        "application/json"
+    };
+    let tenant: TenantView = client
+        .send(
+            client
+                .request(Method::PUT, &tenant_path(id, "/profile"))
+                .header(reqwest::header::CONTENT_TYPE, content_type)
+                .body(text_body),
+        )
+        .await?;
+    report(api, &tenant, || {
+        println!("profile of {id} is now version {}", tenant.profile_version);
+    })
+}
+
+/// `tenant profile history`
+async fn profile_history(args: &TenantArgs) -> Result<()> {
+    let client = Client::new(&args.api.api, &args.api.token)?;
+    let versions: Vec<ProfileVersionView> = client
+        .send(client.request(Method::GET, &tenant_path(&args.id, "/profile/versions")))
+        .await?;
+    if args.api.json {
+        return print_json(&versions);
+    }
+    for v in &versions {
+        println!("version {} set {}", v.version, v.created_at);
+        println!("{}", indent(&toml_text(&v.profile)));
+    }
+    Ok(())
+}
+
+/// `tenant profile schema`
+fn print_profile_schema(profile_schema: Option<&dyn Fn() -> Value>) -> Result<()> {
+    let Some(schema) = profile_schema else {
+        bail!(
+            "this binary does not carry the profile schema: run `mysimbdp tenant profile \
+             schema`, or GET /v1/schemas/tenant-profile.json from the API"
+        );
+    };
+    print_json(&schema())
 }
 
 fn tenant_path(id: &str, rest: &str) -> String {
