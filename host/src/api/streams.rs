@@ -7,14 +7,14 @@
 use super::auth::Tenant;
 use super::error::{Json, Path, Query};
 use super::{ApiError, AppState, ErrorBody};
-use crate::platform::{BrokerAccount, StreamEvent, StreamRecord, StreamStatus};
+use crate::platform::{BrokerAccount, StreamRecord, StreamStatus};
 use crate::stream::broker::{DeadLetter, INGEST_EXCHANGE};
-use crate::stream::service::{self, StreamDetails, StreamError, StreamSpec, WindowStats};
+use crate::stream::service::{self, StreamDetails, StreamError, StreamSpec};
 use axum::extract::State;
 use axum::http::StatusCode;
 use mongodb::bson::DateTime;
 use mysimbdp_api::{
-    ConnectionView, CreateStream, CreatedStream, EventView, Replayed, StreamStats, StreamView,
+    ConnectionView, CreateStream, CreatedStream, Replayed, StreamStats, StreamView,
 };
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -43,19 +43,6 @@ fn in_range(name: &str, value: u64, range: std::ops::RangeInclusive<u64>) -> Res
             range.start(),
             range.end()
         )))
-    }
-}
-
-impl From<StreamEvent> for EventView {
-    fn from(event: StreamEvent) -> Self {
-        Self {
-            at: rfc3339(event.at),
-            kind: event.kind,
-            from: event.from,
-            to: event.to,
-            reason: event.reason,
-            host: event.host,
-        }
     }
 }
 
@@ -277,31 +264,7 @@ pub async fn stats(
         1..=MAX_WINDOW_SECS,
     )?;
     let stats = service::stats(&state.streams, &tenant, &name, window_secs).await?;
-    Ok(Json(stats.into()))
-}
-
-impl From<WindowStats> for StreamStats {
-    fn from(stats: WindowStats) -> Self {
-        Self {
-            stream: stats.stream,
-            window_secs: stats.window_secs,
-            reports: stats.reports,
-            messages: stats.messages,
-            bytes: stats.bytes,
-            documents: stats.documents,
-            messages_per_sec: stats.messages_per_sec,
-            dead_lettered: stats.dead_lettered,
-            retried: stats.retried,
-            errors: stats.errors,
-            latency_avg_ms: stats.latency_avg_ms,
-            latency_p99_ms: stats.latency_p99_ms,
-            queue_depth: stats.queue_depth,
-            running_consumers: stats.running_consumers,
-            desired_consumers: stats.desired_consumers,
-            throttled: stats.throttled,
-            events: stats.events.into_iter().map(EventView::from).collect(),
-        }
-    }
+    Ok(Json(stats))
 }
 
 /// `?limit=` of a look at dead letters.

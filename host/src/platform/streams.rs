@@ -138,6 +138,20 @@ pub struct StreamEvent {
     pub host: String,
 }
 
+/// An event as the API shows it.
+impl From<StreamEvent> for mysimbdp_api::EventView {
+    fn from(event: StreamEvent) -> Self {
+        Self {
+            at: event.at.try_to_rfc3339_string().unwrap_or_default(),
+            kind: event.kind,
+            from: event.from,
+            to: event.to,
+            reason: event.reason,
+            host: event.host,
+        }
+    }
+}
+
 /// A new stream.
 pub struct NewStream<'a> {
     /// Owner.

@@ -10,11 +10,11 @@ use super::dead_letter_queue;
 use crate::config::MAX_DELIVERY_LIMIT;
 use crate::names;
 use crate::platform::{
-    BrokerAccount, NewStream, StoreError, StreamEvent, StreamRecord, StreamReport, StreamStatus,
-    TenantRecord,
+    BrokerAccount, NewStream, StoreError, StreamRecord, StreamReport, StreamStatus, TenantRecord,
 };
 use crate::runtime::AppKind;
 use mongodb::bson::DateTime;
+use mysimbdp_api::{EventView, StreamStats};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -84,45 +84,6 @@ pub struct Created {
     pub stream: StreamDetails,
     /// The tenant's broker account.
     pub account: BrokerAccount,
-}
-
-/// A stream's figures over a window, from its consumers' reports.
-#[derive(Debug, Clone)]
-pub struct WindowStats {
-    /// The stream.
-    pub stream: String,
-    /// The window, in seconds.
-    pub window_secs: u64,
-    /// Reports in the window.
-    pub reports: usize,
-    /// Messages settled.
-    pub messages: u64,
-    /// Their bytes.
-    pub bytes: u64,
-    /// Documents written.
-    pub documents: u64,
-    /// Messages per second over the time the reports cover (at most the window).
-    pub messages_per_sec: f64,
-    /// Messages dead-lettered.
-    pub dead_lettered: u64,
-    /// Messages requeued.
-    pub retried: u64,
-    /// Infrastructure errors met by consumers.
-    pub errors: u64,
-    /// Mean ingestion latency, weighted by messages, ms.
-    pub latency_avg_ms: f64,
-    /// The highest per-report p99 latency in the window, ms.
-    pub latency_p99_ms: f64,
-    /// Messages waiting (latest report).
-    pub queue_depth: u64,
-    /// Consumers running (latest report of each host).
-    pub running_consumers: u32,
-    /// Consumers wanted.
-    pub desired_consumers: u32,
-    /// Whether consumption is paused over the quota.
-    pub throttled: bool,
-    /// The monitor's latest decisions and throttling changes, newest first.
-    pub events: Vec<StreamEvent>,
 }
 
 /// How many of the monitor's events the figures carry.
@@ -303,7 +264,7 @@ pub async fn stats(
     tenant: &TenantRecord,
     name: &str,
     window_secs: u64,
-) -> Result<WindowStats, StreamError> {
+) -> Result<StreamStats, StreamError> {
     let stream = context.platform.stream(&tenant.id, name).await?;
     let reports = context
         .platform
@@ -320,7 +281,7 @@ pub async fn stats(
         .platform
         .stream_events(&tenant.id, name, EVENTS)
         .await?;
-    Ok(WindowStats {
+    Ok(StreamStats {
         stream: name.to_owned(),
         window_secs,
         reports: reports.len(),
@@ -341,7 +302,7 @@ pub async fn stats(
         running_consumers,
         desired_consumers: stream.consumers,
         throttled,
-        events,
+        events: events.into_iter().map(EventView::from).collect(),
     })
 }
 
