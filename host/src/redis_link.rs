@@ -1,18 +1,31 @@
-//! A Redis connection opened on first use and shared after: the batch queue and the stream
-//! quotas hold one, so that building them reaches nothing (tests of the router need no
-//! Redis) while `serve` still checks Redis at startup by asking for the connection once.
+//! A Redis connection opened on first use, shared after, and re-established by itself after
+//! Redis goes away: the batch queue and the stream quotas hold one, so that building them
+//! reaches nothing (tests of the router need no Redis) while `serve` still checks Redis at
+//! startup by asking for the connection once.
+//!
+//! Redis restarting (or failing over) must not need a host restart: the connection is a
+//! [`ConnectionManager`], which reconnects in the background after a failed call, and every
+//! call is bounded in time so an unreachable Redis answers an error instead of hanging.
 
 use anyhow::{Context, Result};
-use redis::aio::MultiplexedConnection;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::OnceCell;
 
-/// A lazily opened, multiplexed Redis connection. Cheap to clone; clones share it.
+/// How long one call may wait for Redis's answer.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one connection attempt may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// The longest pause between the manager's reconnection attempts.
+const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(2);
+
+/// A lazily opened, self-healing Redis connection. Cheap to clone; clones share it.
 #[derive(Clone)]
 pub struct RedisLink {
     client: redis::Client,
     url: String,
-    connection: Arc<OnceCell<MultiplexedConnection>>,
+    connection: Arc<OnceCell<ConnectionManager>>,
 }
 
 impl RedisLink {
@@ -26,13 +39,18 @@ impl RedisLink {
         })
     }
 
-    /// The connection, opened now if it is not yet. A failed attempt is not remembered: the
-    /// next call tries again.
-    pub async fn connection(&self) -> Result<MultiplexedConnection> {
+    /// The connection, opened now if it never was. A failed first attempt is not remembered:
+    /// the next call tries again. Once opened, the manager re-establishes it after failures;
+    /// a call made while Redis is away fails (within [`RESPONSE_TIMEOUT`]) and the next one
+    /// after Redis is back succeeds.
+    pub async fn connection(&self) -> Result<ConnectionManager> {
         self.connection
             .get_or_try_init(|| async {
-                self.client
-                    .get_multiplexed_async_connection()
+                let config = ConnectionManagerConfig::new()
+                    .set_response_timeout(Some(RESPONSE_TIMEOUT))
+                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                    .set_max_delay(MAX_RECONNECT_DELAY);
+                ConnectionManager::new_with_config(self.client.clone(), config)
                     .await
                     .with_context(|| format!("connecting to Redis at {}", self.url))
             })

@@ -10,6 +10,8 @@
 pub mod cleanup;
 /// The `mysimbdp` binary and its command lines.
 pub mod cli;
+/// Services a fault test owns: a Redis, etcd or MongoDB it kills and restarts.
+pub mod faults;
 /// Files the tests use: scratch directories and fixture bytes.
 pub mod files;
 /// A `serve` inside the test process, and HTTP calls that check every refusal's shape.
@@ -35,6 +37,8 @@ pub mod prelude {
     pub use crate::host::{Host, OPERATOR, assert_error_shape, config};
     pub use crate::naming::{database_name, tenant_database, unique};
     pub use crate::poll::wait_until;
-    pub use crate::process::{Process, peak_rss_mib, spawn_serve, spawn_serve_with};
+    pub use crate::process::{
+        Endpoints, Process, peak_rss_mib, spawn_serve, spawn_serve_at, spawn_serve_with,
+    };
     pub use crate::services::tenant_collection;
 }

@@ -30,6 +30,47 @@ pub async fn spawn_serve_with(
     registry_extra: &str,
     batch_extra: &str,
 ) -> Process {
+    spawn_serve_at(
+        &Endpoints::shared(),
+        database,
+        cache,
+        registry_extra,
+        batch_extra,
+    )
+    .await
+}
+
+/// Where a `serve` finds its services: the shared ones, or ones a fault test owns.
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    /// Its platform database's server (and the shared coredms's).
+    pub mongodb_uri: String,
+    /// Its Redis.
+    pub redis_url: String,
+    /// Its etcd.
+    pub etcd_endpoint: String,
+}
+
+impl Endpoints {
+    /// The services `scripts/services up` started.
+    pub fn shared() -> Self {
+        Self {
+            mongodb_uri: crate::services::MONGODB_URI.to_owned(),
+            redis_url: crate::services::REDIS_URL.to_owned(),
+            etcd_endpoint: crate::services::ETCD_ENDPOINT.to_owned(),
+        }
+    }
+}
+
+/// A real `serve` on `endpoints`, with the test's own registry prefix, queue namespace and
+/// staging directory and extra keys for its `[registry]` and `[batch]` tables.
+pub async fn spawn_serve_at(
+    endpoints: &Endpoints,
+    database: &str,
+    cache: &str,
+    registry_extra: &str,
+    batch_extra: &str,
+) -> Process {
     let config = scratch("configs").join(format!("{database}-{cache}.toml"));
     std::fs::write(
         &config,
@@ -48,10 +89,11 @@ pub async fn spawn_serve_with(
         .arg(&config)
         .env("MYSIMBDP_OPERATOR_TOKEN", OPERATOR)
         .env("MYSIMBDP_LISTEN", "127.0.0.1:0")
-        .env("MYSIMBDP_MONGODB_URI", crate::services::MONGODB_URI)
+        .env("MYSIMBDP_MONGODB_URI", &endpoints.mongodb_uri)
+        .env("MYSIMBDP_REDIS_URL", &endpoints.redis_url)
         .env("MYSIMBDP_PLATFORM_DATABASE", database)
         .env("MYSIMBDP_CACHE_DIR", scratch(cache))
-        .env("MYSIMBDP_ETCD_ENDPOINTS", crate::services::ETCD_ENDPOINT)
+        .env("MYSIMBDP_ETCD_ENDPOINTS", &endpoints.etcd_endpoint)
         .env("RUST_LOG", "info");
     let (child, base, mut lines) = start(command).await;
     let log = Arc::new(Mutex::new(Vec::new()));
