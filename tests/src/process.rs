@@ -43,7 +43,7 @@ pub async fn spawn_serve_with(
 /// Where a `serve` finds its services: the shared ones, or ones a fault test owns.
 #[derive(Debug, Clone)]
 pub struct Endpoints {
-    /// Its platform database's server (and the shared coredms's).
+    /// Its platform database's server, also its shared coredms.
     pub mongodb_uri: String,
     /// Its Redis.
     pub redis_url: String,
@@ -90,6 +90,7 @@ pub async fn spawn_serve_at(
         .env("MYSIMBDP_OPERATOR_TOKEN", OPERATOR)
         .env("MYSIMBDP_LISTEN", "127.0.0.1:0")
         .env("MYSIMBDP_MONGODB_URI", &endpoints.mongodb_uri)
+        .env("MYSIMBDP_SINK_MONGODB_URI", &endpoints.mongodb_uri)
         .env("MYSIMBDP_REDIS_URL", &endpoints.redis_url)
         .env("MYSIMBDP_PLATFORM_DATABASE", database)
         .env("MYSIMBDP_CACHE_DIR", scratch(cache))
