@@ -114,7 +114,7 @@ impl Metrics {
         let batch_jobs = Family::<TenantOutcomeLabels, Counter>::default();
         registry.register(
             "batch_job_attempts",
-            "Batch job attempts by tenant and outcome (done, failed, retrying, paused)",
+            "Batch job attempts by tenant and outcome (done, failed, retrying, paused, waiting, dead)",
             batch_jobs.clone(),
         );
         let batch_documents = Family::<TenantLabels, Counter>::default();

@@ -5,10 +5,10 @@
 
 use crate::api::{self, AppState};
 use crate::app_store::AppStore;
-use crate::batch::{BatchContext, JobQueue, Staging, worker};
+use crate::batch::{BatchContext, JobQueue, Staging, reconciler, worker};
 use crate::config::ServeConfig;
 use crate::metrics::Metrics;
-use crate::platform::Platform;
+use crate::platform::{LogWriter, Platform};
 use crate::registry::Registry;
 use crate::runtime::Runtime;
 use crate::sink::SinkResolver;
@@ -20,6 +20,9 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
+
+/// Ingestion log entries a host keeps while the platform database is away.
+const INGESTION_LOG_BACKLOG: usize = 10_000;
 
 /// Serves the platform on `listener` until `shutdown` completes.
 pub async fn run(
@@ -210,6 +213,7 @@ fn assemble(
         sinks: services.sinks.clone(),
         config: config.batch.clone(),
         metrics: metrics.clone(),
+        log: LogWriter::start(services.platform.clone(), INGESTION_LOG_BACKLOG),
     });
     let state = AppState::new(
         services.platform,
@@ -224,9 +228,11 @@ fn assemble(
     (state, batch, streams)
 }
 
-/// The batch workers, the stream consumers' manager and the stream monitor.
+/// The batch workers and their reconciler, the stream consumers' manager and the stream
+/// monitor.
 struct Background {
     workers: Vec<JoinHandle<()>>,
+    reconciler: Option<JoinHandle<()>>,
     consumers: JoinHandle<()>,
     monitor: JoinHandle<()>,
 }
@@ -241,7 +247,17 @@ impl Background {
         lease: Duration,
         stop: watch::Receiver<bool>,
     ) -> Self {
+        // Hosts that run jobs also keep the queue in line with the jobs' records.
+        let reconciler = (workers > 0).then(|| {
+            tokio::spawn(reconciler::run(
+                batch.platform.clone(),
+                batch.queue.clone(),
+                Duration::from_secs(batch.config.reconcile_secs),
+                stop.clone(),
+            ))
+        });
         Self {
+            reconciler,
             workers: worker::spawn(batch, host, workers, stop.clone()),
             consumers: tokio::spawn(stream::manager::run(streams.clone(), stop.clone())),
             monitor: tokio::spawn(stream::monitor::run(streams, lease, stop)),
@@ -253,6 +269,9 @@ impl Background {
     /// make harmless). Consumers finish their batch; what they hold unacknowledged goes back
     /// to the queue.
     async fn finish(self, grace: Duration) {
+        if let Some(reconciler) = self.reconciler {
+            reconciler.abort();
+        }
         let finishing = futures_util::future::join_all(self.workers);
         let streams_done = futures_util::future::join(self.consumers, self.monitor);
         if tokio::time::timeout(grace, futures_util::future::join(finishing, streams_done))

@@ -26,6 +26,8 @@ pub mod process;
 pub mod sandbox;
 /// Where the services started by `scripts/services up` listen, and connections to them.
 pub mod services;
+/// Streams as tests drive them: creating, publishing, forcing connections closed.
+pub mod streams;
 
 pub use naming::unique;
 pub use services::{AMQP_URL, ETCD_ENDPOINT, MONGODB_URI, MONGODB2_URI, REDIS_URL};

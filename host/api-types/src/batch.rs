@@ -19,6 +19,10 @@ pub enum JobStatus {
     Retrying,
     /// Put aside while its tenant cannot run work (suspended, over quota); it runs later.
     Paused,
+    /// Waiting for the platform: a service the job needs (the platform database, the
+    /// tenant's coredms, the registry) is unreachable. It runs when the service is back; the
+    /// platform's own outage spends none of the job's attempts.
+    Waiting,
     /// Ingested.
     Done,
     /// Failed for good (quarantined): replayable.
@@ -29,11 +33,12 @@ pub enum JobStatus {
 
 impl JobStatus {
     /// Every status, in the order of a job's life.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Queued,
         Self::Running,
         Self::Retrying,
         Self::Paused,
+        Self::Waiting,
         Self::Done,
         Self::Failed,
         Self::Dead,
@@ -46,6 +51,7 @@ impl JobStatus {
             Self::Running => "running",
             Self::Retrying => "retrying",
             Self::Paused => "paused",
+            Self::Waiting => "waiting",
             Self::Done => "done",
             Self::Failed => "failed",
             Self::Dead => "dead",
@@ -135,7 +141,7 @@ pub struct Queued {
 pub struct JobView {
     /// Its id.
     pub id: String,
-    /// `queued`, `running`, `retrying`, `paused`, `done`, `failed` (quarantined) or `dead`.
+    /// `queued`, `running`, `retrying`, `paused`, `waiting` (for the platform), `done`, `failed` (quarantined) or `dead`.
     #[schema(value_type = String)]
     pub status: JobStatus,
     /// Attempts so far.

@@ -192,7 +192,7 @@ pub async fn replay(
 #[into_params(parameter_in = Query)]
 pub struct JobsQuery {
     /// Only jobs with this status.
-    #[param(value_type = Option<String>, pattern = "^(queued|running|retrying|paused|done|failed|dead)$")]
+    #[param(value_type = Option<String>, pattern = "^(queued|running|retrying|paused|waiting|done|failed|dead)$")]
     pub status: Option<String>,
     /// At most this many, newest first (default 100, 1-1000; others are refused).
     #[param(minimum = 1, maximum = 1000)]

@@ -1,14 +1,18 @@
 //! Batch admission and jobs as callers see them: files staged under the profile's
 //! constraints (count, size, content type), then — all of them or none — counted against the
-//! daily quota and queued as jobs running the app's active version, pinned now; a refused
-//! request leaves nothing staged. Also a tenant's jobs: one with its last attempt's log, the
+//! daily quota, recorded durably in the platform database and queued as jobs running the
+//! app's active version, pinned now; a refused request leaves nothing staged. An accepted
+//! upload is a promise: once its records are written it is answered as accepted even if Redis
+//! is away (the reconciler queues what the queue missed). Also a tenant's jobs: one with its last attempt's log, the
 //! listing, and replay. The HTTP handler only reads the form and hands each part over.
 
+use super::queue::new_job_id;
 use super::{BatchContext, JobSpec, JobState, StageError, StagedFile};
-use crate::platform::{LogEntry, Platform, StoreError, TenantRecord};
+use crate::platform::{BatchJob, LogEntry, Platform, StoreError, TenantRecord};
 use crate::profile::BatchConstraints;
 use crate::runtime::AppKind;
 use futures_util::Stream;
+use mongodb::bson::DateTime;
 use mysimbdp_api::JobStatus;
 use std::collections::BTreeMap;
 
@@ -185,41 +189,70 @@ impl<'a> Admission<'a> {
                 exceeded.used
             )));
         }
-        let queue = &self.batch.queue;
         let config = &self.batch.config;
-        queue
-            .set_cap(&tenant.id, config.tenant_concurrency)
-            .await
-            .map_err(BatchError::Queue)?;
-        let mut files = Vec::new();
+        let mut records = Vec::new();
         for pending in &self.staged {
-            let spec = JobSpec {
+            let now = DateTime::now();
+            records.push(BatchJob {
+                id: new_job_id().map_err(BatchError::Queue)?,
                 tenant: tenant.id.clone(),
-                app: app_name.clone(),
-                version: version.clone(),
-                file: pending.file.id.clone(),
-                name: pending.name.clone(),
-                size: pending.file.size,
-                content_type: pending.content_type.clone(),
-                params: params.clone(),
-            };
-            let job = queue
-                .enqueue(&spec, config.max_attempts)
-                .await
-                .map_err(BatchError::Queue)?;
-            files.push(AdmittedFile {
-                job,
+                spec: JobSpec {
+                    tenant: tenant.id.clone(),
+                    app: app_name.clone(),
+                    version: version.clone(),
+                    file: pending.file.id.clone(),
+                    name: pending.name.clone(),
+                    size: pending.file.size,
+                    content_type: pending.content_type.clone(),
+                    params: params.clone(),
+                },
+                status: JobStatus::Queued,
+                attempts: 0,
+                max_attempts: config.max_attempts.max(1),
+                error: None,
+                created: now,
+                updated: now,
+            });
+        }
+        self.batch.platform.insert_jobs(&records).await?;
+        self.queue_records(&records).await;
+        let files = records
+            .iter()
+            .zip(&self.staged)
+            .map(|(record, pending)| AdmittedFile {
+                job: record.id.clone(),
                 name: pending.name.clone(),
                 size: pending.file.size,
                 sha256: pending.file.sha256.clone(),
-            });
-        }
+            })
+            .collect::<Vec<_>>();
         tracing::info!(tenant = %tenant.id, app = %app_name, files = files.len(), bytes = total, "batch files queued");
         Ok(Admitted {
             app: app_name,
             version,
             files,
         })
+    }
+
+    /// Queues the recorded jobs. Redis failing here does not undo the upload: the records
+    /// are written, so the jobs are accepted, and the reconciler queues them once Redis
+    /// answers.
+    async fn queue_records(&self, records: &[BatchJob]) {
+        let queue = &self.batch.queue;
+        if let Err(e) = queue
+            .set_cap(&self.tenant.id, self.batch.config.tenant_concurrency)
+            .await
+        {
+            tracing::warn!(tenant = %self.tenant.id, error = %format!("{e:#}"), "could not set the tenant's job cap in Redis");
+        }
+        for record in records {
+            if let Err(e) = queue
+                .put(&record.id, &record.spec, record.max_attempts, 0, false)
+                .await
+            {
+                tracing::warn!(job = %record.id, error = %format!("{e:#}"), "the job is recorded but not queued yet; the reconciler will queue it");
+            }
+        }
     }
 
     /// Removes everything staged by this request: a refused request leaves nothing.
@@ -314,13 +347,14 @@ pub async fn job(
     let log = batch.platform.job_log(&tenant.id, id).await?;
     Ok(JobReport {
         id: id.to_owned(),
-        job,
+        job: job.state,
         log,
     })
 }
 
 /// Puts a dead-lettered or quarantined job of the tenant's back in the queue (attempts
-/// reset, its file released from quarantine).
+/// reset, its file released from quarantine). The replay is recorded before it is queued:
+/// if Redis fails in between, the reconciler queues it.
 pub async fn replay(
     batch: &BatchContext,
     tenant: &TenantRecord,
@@ -329,46 +363,110 @@ pub async fn replay(
     let owned = owned_job(batch, tenant, id)
         .await?
         .ok_or_else(|| BatchError::NotFound(format!("no batch job {id:?}")))?;
+    let conflict = |status: JobStatus| {
+        BatchError::Conflict(format!(
+            "job {id} is {status}: only dead-lettered or failed jobs are replayed"
+        ))
+    };
+    if !owned.state.status.is_replayable() {
+        return Err(conflict(owned.state.status));
+    }
     batch
         .staging
-        .release(&tenant.id, &owned.spec.file)
+        .release(&tenant.id, &owned.state.spec.file)
         .await
         .map_err(BatchError::Staging)?;
-    if !batch.queue.replay(id).await.map_err(BatchError::Queue)? {
-        return Err(BatchError::Conflict(format!(
-            "job {id} is {}: only dead-lettered or failed jobs are replayed",
-            owned.status
-        )));
+    match owned.record {
+        Some(record) => {
+            if !batch.platform.replay_job(&tenant.id, id).await? {
+                return Err(conflict(owned.state.status));
+            }
+            if let Err(e) = batch
+                .queue
+                .put(id, &record.spec, record.max_attempts, 0, true)
+                .await
+            {
+                tracing::warn!(job = %id, error = %format!("{e:#}"), "the replay is recorded but not queued yet; the reconciler will queue it");
+            }
+        }
+        // A job queued before durable records existed lives in the queue only.
+        None => {
+            if !batch.queue.replay(id).await.map_err(BatchError::Queue)? {
+                return Err(conflict(owned.state.status));
+            }
+        }
     }
     job(batch, tenant, id).await
 }
 
-/// The tenant's jobs, newest first, at most `limit`, only those in `status` if given.
+/// The tenant's jobs, newest first, at most `limit`, only those in `status` if given, as
+/// their durable records say.
 pub async fn jobs(
     batch: &BatchContext,
     tenant: &TenantRecord,
     status: Option<JobStatus>,
     limit: usize,
 ) -> Result<Vec<(String, JobState)>, BatchError> {
-    // How far back the listing looks for jobs in `status`.
-    const SCAN: usize = 10_000;
-    batch
-        .queue
-        .list(&tenant.id, status, limit, SCAN)
-        .await
-        .map_err(BatchError::Queue)
+    Ok(batch
+        .platform
+        .job_records(&tenant.id, status, limit)
+        .await?
+        .into_iter()
+        .map(|record| (record.id.clone(), state_of(record)))
+        .collect())
 }
 
-/// The job `id` if it is the tenant's.
+/// A job as the tenant sees it, and its durable record if it has one.
+struct Owned {
+    state: JobState,
+    record: Option<BatchJob>,
+}
+
+/// The job `id` if it is the tenant's: its durable record, with the queue's live state (a
+/// reaped attempt, a retry's error) over it while the job has not ended and Redis answers.
+/// A job queued before records existed is read from the queue alone.
 async fn owned_job(
     batch: &BatchContext,
     tenant: &TenantRecord,
     id: &str,
-) -> Result<Option<JobState>, BatchError> {
-    Ok(batch
-        .queue
-        .job(id)
-        .await
-        .map_err(BatchError::Queue)?
-        .filter(|job| job.spec.tenant == tenant.id))
+) -> Result<Option<Owned>, BatchError> {
+    let record = batch
+        .platform
+        .job_record(id)
+        .await?
+        .filter(|record| record.tenant == tenant.id);
+    let Some(record) = record else {
+        let queued = batch
+            .queue
+            .job(id)
+            .await
+            .map_err(BatchError::Queue)?
+            .filter(|job| job.spec.tenant == tenant.id);
+        return Ok(queued.map(|state| Owned {
+            state,
+            record: None,
+        }));
+    };
+    let mut state = state_of(record.clone());
+    if !record.status.is_terminal()
+        && let Ok(Some(live)) = batch.queue.job(id).await
+    {
+        state.status = live.status;
+        state.attempts = live.attempts;
+        state.error = live.error;
+    }
+    Ok(Some(Owned {
+        state,
+        record: Some(record),
+    }))
+}
+
+/// A durable record as a job state.
+fn state_of(record: BatchJob) -> JobState {
+    JobState {
+        spec: record.spec,
+        status: record.status,
+        attempts: record.attempts,
+        error: record.error,
+    }
 }

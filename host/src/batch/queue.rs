@@ -1,10 +1,17 @@
 //! The batch job queue in Redis: at-least-once delivery with a visibility timeout, fair
 //! across tenants, capped per tenant, with bounded retries, a dead-letter list and replay.
 //!
+//! The queue is an index, not the record: every job's durable record lives in the platform
+//! database ([`crate::platform::BatchJob`]), written before the upload is answered, and the
+//! reconciler ([`super::reconciler`]) puts back any unfinished job the queue lost (Redis
+//! restarted empty, or failed over without its last writes). [`JobQueue::put`] therefore
+//! creates a job only if it is absent, so a job is never queued twice.
+//!
 //! Keys (all under one hash tag, so a Redis Cluster keeps them in one slot):
 //!
 //! ```text
-//! <p>job:<id>        hash: tenant, spec (JSON), attempts, max_attempts, status, error, worker, times
+//! <p>job:<id>        hash: tenant, spec (JSON), attempts, max_attempts, status, error, worker,
+//!                    token (the claim's), waits (times it waited for the platform), times
 //! <p>ready:<tenant>  list of job ids waiting, FIFO per tenant
 //! <p>tenants         list of tenants with waiting jobs: the round-robin ring
 //! <p>caps            hash tenant -> jobs it may run at once
@@ -13,12 +20,12 @@
 //! <p>delayed         zset id -> when a retry is due (ms)
 //! <p>dead:<tenant>   list: retries exhausted (replayable)
 //! <p>failed:<tenant> list: failed for good (quarantined: reject or a limit violation)
-//! <p>jobs:<tenant>   zset id -> creation time (ms): the tenant's jobs, for listing
 //! ```
 //!
 //! Every transition is one Lua script, so two workers (on any hosts) never take the same job,
-//! and each settle is fenced by the attempt number: a worker whose job was reaped after its
-//! visibility timeout cannot settle the job's next attempt.
+//! and each heartbeat and settle is fenced by the claim's random token: a worker whose job was
+//! reaped after its visibility timeout, or put back by the reconciler after Redis lost it,
+//! cannot settle the job's next attempt.
 //!
 //! The scripts write a job's `status` as text; the names are those of
 //! [`JobStatus`](mysimbdp_api::JobStatus), which [`Queue::job`] parses them back into.
@@ -27,41 +34,32 @@ use crate::redis_link::RedisLink;
 use anyhow::{Context, Result};
 use mysimbdp_api::JobStatus;
 use redis::Script;
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// What a job is: which tenant's file goes through which app version.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JobSpec {
-    /// The tenant.
-    pub tenant: String,
-    /// The app's name.
-    pub app: String,
-    /// The app version (digest) pinned at upload time.
-    pub version: String,
-    /// Where the staged file is.
-    pub file: String,
-    /// The name the tenant uploaded it under.
-    pub name: String,
-    /// Its size in bytes.
-    pub size: u64,
-    /// Its content type.
-    pub content_type: Option<String>,
-    /// App parameters.
-    pub params: BTreeMap<String, String>,
-}
+pub use crate::platform::JobSpec;
 
 /// A job taken by a worker: it must heartbeat within the visibility timeout and settle it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {
     /// The job id.
     pub id: String,
-    /// Which attempt this is (1, 2, …): the fence of heartbeats and settles.
+    /// Which attempt this is (1, 2, …).
     pub attempt: u32,
+    /// Attempts the job may use: this one is its last when `attempt >= max_attempts`.
+    pub max_attempts: u32,
+    /// This claim's random token: the fence of heartbeats and settles.
+    pub token: String,
     /// The job.
     pub spec: JobSpec,
+}
+
+impl Claim {
+    /// Whether a retryable failure of this attempt dead-letters the job.
+    pub fn is_last(&self) -> bool {
+        self.attempt >= self.max_attempts
+    }
 }
 
 /// How an attempt ended.
@@ -81,6 +79,11 @@ pub enum Outcome {
         /// Why.
         reason: String,
     },
+    /// Out of attempts: dead-lettered, replayable.
+    Dead {
+        /// Why.
+        reason: String,
+    },
     /// Not now, and not the job's fault (its tenant is suspended): back in the queue after
     /// `backoff` without using up an attempt.
     Defer {
@@ -88,6 +91,17 @@ pub enum Outcome {
         reason: String,
         /// When to look again.
         backoff: Duration,
+    },
+    /// Not now, and not the job's fault (a service it needs is unreachable): `waiting`, back
+    /// in the queue after a delay doubling from `backoff` with each wait (capped at
+    /// `max_backoff`), without using up an attempt.
+    Wait {
+        /// Why.
+        reason: String,
+        /// The first delay.
+        backoff: Duration,
+        /// The longest delay.
+        max_backoff: Duration,
     },
 }
 
@@ -116,7 +130,7 @@ fn now_ms() -> i64 {
 static CLAIM: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-local p, worker, now, visibility, default_cap = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local p, worker, now, visibility, default_cap, token = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 local ring = p .. 'tenants'
 local n = redis.call('LLEN', ring)
 for i = 1, n do
@@ -130,10 +144,10 @@ for i = 1, n do
       if redis.call('LLEN', ready) == 0 then redis.call('LREM', ring, 0, t) end
       local job = p .. 'job:' .. id
       local attempt = redis.call('HINCRBY', job, 'attempts', 1)
-      redis.call('HSET', job, 'status', 'running', 'worker', worker, 'updated', now)
+      redis.call('HSET', job, 'status', 'running', 'worker', worker, 'token', token, 'updated', now)
       redis.call('ZADD', p .. 'inflight', now + visibility, id)
       redis.call('SADD', p .. 'running:' .. t, id)
-      return {id, attempt, redis.call('HGET', job, 'spec')}
+      return {id, attempt, redis.call('HGET', job, 'spec'), tonumber(redis.call('HGET', job, 'max_attempts'))}
     end
     redis.call('LREM', ring, 0, t)
   end
@@ -146,9 +160,9 @@ return false
 static HEARTBEAT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-local p, id, attempt, deadline = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local p, id, token, deadline = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local job = p .. 'job:' .. id
-if redis.call('HGET', job, 'status') ~= 'running' or redis.call('HGET', job, 'attempts') ~= attempt then return 0 end
+if redis.call('HGET', job, 'status') ~= 'running' or redis.call('HGET', job, 'token') ~= token then return 0 end
 redis.call('ZADD', p .. 'inflight', 'XX', deadline, id)
 return 1
 ",
@@ -158,10 +172,11 @@ return 1
 static SETTLE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-local p, id, attempt, outcome, reason, now, backoff = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
+local p, id, token, outcome, reason, now, backoff, max_backoff = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 local job = p .. 'job:' .. id
-if redis.call('HGET', job, 'status') ~= 'running' or redis.call('HGET', job, 'attempts') ~= attempt then return 0 end
+if redis.call('HGET', job, 'status') ~= 'running' or redis.call('HGET', job, 'token') ~= token then return 0 end
 local t = redis.call('HGET', job, 'tenant')
+local attempt = redis.call('HGET', job, 'attempts')
 redis.call('ZREM', p .. 'inflight', id)
 redis.call('SREM', p .. 'running:' .. t, id)
 if outcome == 'done' then
@@ -170,6 +185,14 @@ elseif outcome == 'defer' then
   redis.call('HINCRBY', job, 'attempts', -1)
   redis.call('HSET', job, 'status', 'paused', 'error', reason)
   redis.call('ZADD', p .. 'delayed', now + backoff, id)
+elseif outcome == 'wait' then
+  redis.call('HINCRBY', job, 'attempts', -1)
+  local waits = redis.call('HINCRBY', job, 'waits', 1)
+  redis.call('HSET', job, 'status', 'waiting', 'error', reason)
+  redis.call('ZADD', p .. 'delayed', now + math.min(backoff * 2 ^ math.min(waits - 1, 20), max_backoff), id)
+elseif outcome == 'dead' then
+  redis.call('HSET', job, 'status', 'dead', 'error', reason)
+  redis.call('RPUSH', p .. 'dead:' .. t, id)
 elseif outcome == 'retry' then
   if tonumber(attempt) >= tonumber(redis.call('HGET', job, 'max_attempts')) then
     redis.call('HSET', job, 'status', 'dead', 'error', reason)
@@ -247,19 +270,35 @@ return 1
     )
 });
 
-static ENQUEUE: LazyLock<Script> = LazyLock::new(|| {
+/// Creates a job unless it exists; with `replay`, a job that exists dead-lettered or failed
+/// (its durable record was replayed) is put back in its queue. Returns 1 when the job is
+/// queued now.
+static PUT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-local p, id, tenant, spec, max_attempts, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-redis.call('HSET', p .. 'job:' .. id, 'tenant', tenant, 'spec', spec, 'attempts', 0,
-  'max_attempts', max_attempts, 'status', 'queued', 'error', '', 'created', now, 'updated', now)
+local p, id, tenant, spec, max_attempts, attempts, now, replay = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local job = p .. 'job:' .. id
+local status = redis.call('HGET', job, 'status')
+if replay == '1' and (status == 'dead' or status == 'failed') then
+  redis.call('LREM', p .. status .. ':' .. tenant, 0, id)
+elseif status then
+  return 0
+end
+redis.call('HSET', job, 'tenant', tenant, 'spec', spec, 'attempts', attempts,
+  'max_attempts', max_attempts, 'status', 'queued', 'error', '', 'waits', 0, 'created', now, 'updated', now)
 redis.call('RPUSH', p .. 'ready:' .. tenant, id)
-redis.call('ZADD', p .. 'jobs:' .. tenant, now, id)
 if not redis.call('LPOS', p .. 'tenants', tenant) then redis.call('RPUSH', p .. 'tenants', tenant) end
 return 1
 ",
     )
 });
+
+/// A new job id: 24 hex digits from the OS's random source.
+pub fn new_job_id() -> Result<String> {
+    let mut random = [0u8; 12];
+    getrandom::fill(&mut random).context("reading the OS's random source")?;
+    Ok(hex::encode(random))
+}
 
 /// The queue. Cheap to clone; any number of workers on any hosts share one.
 #[derive(Clone)]
@@ -298,23 +337,38 @@ impl JobQueue {
         })
     }
 
-    /// Queues a job and returns its id.
+    /// Queues a new job and returns its id (for jobs without a durable record: tests).
     pub async fn enqueue(&self, spec: &JobSpec, max_attempts: u32) -> Result<String> {
-        let mut random = [0u8; 12];
-        getrandom::fill(&mut random).context("reading the OS's random source")?;
-        let id = hex::encode(random);
+        let id = new_job_id()?;
+        self.put(&id, spec, max_attempts, 0, false).await?;
+        Ok(id)
+    }
+
+    /// Queues job `id` unless the queue has it already (then false, nothing changes); with
+    /// `replay`, one it holds dead-lettered or failed goes back in the queue. What admission,
+    /// replay and the reconciler call, any number of times: a job is queued once.
+    pub async fn put(
+        &self,
+        id: &str,
+        spec: &JobSpec,
+        max_attempts: u32,
+        attempts: u32,
+        replay: bool,
+    ) -> Result<bool> {
         let spec_json = serde_json::to_string(spec)?;
-        let _: i64 = ENQUEUE
+        let queued: i64 = PUT
             .arg(&self.prefix)
-            .arg(&id)
+            .arg(id)
             .arg(&spec.tenant)
             .arg(spec_json)
             .arg(max_attempts.max(1))
+            .arg(attempts)
             .arg(now_ms())
+            .arg(if replay { "1" } else { "0" })
             .invoke_async(&mut self.redis.connection().await?)
             .await
             .context("queueing a batch job in Redis")?;
-        Ok(id)
+        Ok(queued == 1)
     }
 
     /// Sets how many jobs a tenant may run at once across all workers.
@@ -331,20 +385,28 @@ impl JobQueue {
 
     /// Takes the next job, fairly across tenants, within their caps.
     pub async fn claim(&self, worker: &str) -> Result<Option<Claim>> {
-        let claimed: Option<(String, u32, String)> = CLAIM
+        let token = new_job_id()?;
+        let claimed: Option<(String, u32, String, u32)> = CLAIM
             .arg(&self.prefix)
             .arg(worker)
             .arg(now_ms())
             .arg(self.visibility.as_millis() as i64)
             .arg(self.default_cap)
+            .arg(&token)
             .invoke_async(&mut self.redis.connection().await?)
             .await
             .context("claiming a batch job in Redis")?;
         claimed
-            .map(|(id, attempt, spec)| {
+            .map(|(id, attempt, spec, max_attempts)| {
                 let spec = serde_json::from_str(&spec)
                     .with_context(|| format!("job {id} holds an unreadable spec"))?;
-                Ok(Claim { id, attempt, spec })
+                Ok(Claim {
+                    id,
+                    attempt,
+                    max_attempts,
+                    token,
+                    spec,
+                })
             })
             .transpose()
     }
@@ -355,7 +417,7 @@ impl JobQueue {
         let kept: i64 = HEARTBEAT
             .arg(&self.prefix)
             .arg(&claim.id)
-            .arg(claim.attempt)
+            .arg(&claim.token)
             .arg(now_ms() + self.visibility.as_millis() as i64)
             .invoke_async(&mut self.redis.connection().await?)
             .await
@@ -365,20 +427,27 @@ impl JobQueue {
 
     /// Ends an attempt; false when it was no longer this attempt's (nothing changed).
     pub async fn settle(&self, claim: &Claim, outcome: &Outcome) -> Result<bool> {
-        let (kind, reason, backoff) = match outcome {
-            Outcome::Done => ("done", "", Duration::ZERO),
-            Outcome::Retry { reason, backoff } => ("retry", reason.as_str(), *backoff),
-            Outcome::Fail { reason } => ("fail", reason.as_str(), Duration::ZERO),
-            Outcome::Defer { reason, backoff } => ("defer", reason.as_str(), *backoff),
+        let (kind, reason, backoff, max_backoff) = match outcome {
+            Outcome::Done => ("done", "", Duration::ZERO, Duration::ZERO),
+            Outcome::Retry { reason, backoff } => ("retry", reason.as_str(), *backoff, *backoff),
+            Outcome::Fail { reason } => ("fail", reason.as_str(), Duration::ZERO, Duration::ZERO),
+            Outcome::Dead { reason } => ("dead", reason.as_str(), Duration::ZERO, Duration::ZERO),
+            Outcome::Defer { reason, backoff } => ("defer", reason.as_str(), *backoff, *backoff),
+            Outcome::Wait {
+                reason,
+                backoff,
+                max_backoff,
+            } => ("wait", reason.as_str(), *backoff, *max_backoff),
         };
         let settled: i64 = SETTLE
             .arg(&self.prefix)
             .arg(&claim.id)
-            .arg(claim.attempt)
+            .arg(&claim.token)
             .arg(kind)
             .arg(reason)
             .arg(now_ms())
             .arg(backoff.as_millis() as i64)
+            .arg(max_backoff.as_millis() as i64)
             .invoke_async(&mut self.redis.connection().await?)
             .await
             .context("settling a batch job in Redis")?;
@@ -434,36 +503,6 @@ impl JobQueue {
                 .unwrap_or_default(),
             error: fields.get("error").filter(|e| !e.is_empty()).cloned(),
         }))
-    }
-
-    /// A tenant's newest jobs (at most `limit`, looking at the newest `scan`), optionally
-    /// only those with `status`.
-    pub async fn list(
-        &self,
-        tenant: &str,
-        status: Option<JobStatus>,
-        limit: usize,
-        scan: usize,
-    ) -> Result<Vec<(String, JobState)>> {
-        let ids: Vec<String> = redis::cmd("ZREVRANGE")
-            .arg(format!("{}jobs:{tenant}", self.prefix))
-            .arg(0)
-            .arg(scan.max(1) as i64 - 1)
-            .query_async(&mut self.redis.connection().await?)
-            .await
-            .context("listing batch jobs in Redis")?;
-        let mut jobs = Vec::new();
-        for id in ids {
-            if jobs.len() >= limit {
-                break;
-            }
-            if let Some(job) = self.job(&id).await?
-                && status.is_none_or(|s| s == job.status)
-            {
-                jobs.push((id, job));
-            }
-        }
-        Ok(jobs)
     }
 
     /// The ids in a tenant's dead-letter list.

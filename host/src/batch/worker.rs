@@ -2,15 +2,24 @@
 //! tenant's pinned app version in the sandbox, writes the documents into the tenant's coredms
 //! with deterministic ids (a replay never duplicates), and settles the job by failure class:
 //! done → the file is deleted or archived; reject or a limit violation → failed, the file
-//! quarantined with the reason; retry or an infrastructure error → retried with backoff, then
-//! dead-lettered. Every attempt is logged in the ingestion log.
+//! quarantined with the reason; the app's retry → retried with backoff, then dead-lettered; a
+//! service of the platform's unreachable (its database, the tenant's coredms, the registry) →
+//! `waiting`, looked at again with backoff, no attempt spent. Every attempt is logged in the
+//! ingestion log.
+//!
+//! A job's ending is recorded in its durable record first, then its file is moved, then the
+//! queue is told: a crash or an outage between any two steps leaves a state the next attempt
+//! (or the reconciler) finishes — an attempt that finds its record ended only repeats the
+//! moves and the queue's settle, never the ingestion.
 
 use super::queue::{Claim, JobQueue, JobSpec, Outcome};
 use super::staging::Staging;
 use crate::app_store::{AdmitError, AppStore};
 use crate::config::{BatchConfig, SandboxLimits};
 use crate::metrics::Metrics;
-use crate::platform::{JobRecord, LogEntry, Platform, StoreError, TenantRecord, TenantStatus};
+use crate::platform::{
+    JobRecord, LogEntry, LogWriter, Platform, StoreError, TenantRecord, TenantStatus,
+};
 use crate::profile::AfterSuccess;
 use crate::runtime::{App, BatchInput, CallOptions, FailureClass, OutputBatch, Quality, Usage};
 use crate::sink::{
@@ -29,6 +38,14 @@ const SUSPENDED_BACKOFF: Duration = Duration::from_secs(30);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// How often an idle worker looks for work (and reaps).
 const POLL: Duration = Duration::from_millis(200);
+/// The first delay of a job waiting for the platform; it doubles with each wait.
+const WAIT_BACKOFF: Duration = Duration::from_secs(1);
+/// The longest delay of a job waiting for the platform.
+const MAX_WAIT_BACKOFF: Duration = Duration::from_secs(30);
+/// The first pause before settling again after Redis or MongoDB failed; it doubles.
+const SETTLE_RETRY: Duration = Duration::from_millis(250);
+/// The longest pause between two tries to settle.
+const MAX_SETTLE_RETRY: Duration = Duration::from_secs(5);
 
 /// What workers need.
 pub struct BatchContext {
@@ -46,6 +63,8 @@ pub struct BatchContext {
     pub config: BatchConfig,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// The ingestion log, written in the background (kept while MongoDB is away).
+    pub log: LogWriter,
 }
 
 /// How one attempt ended, before it is settled.
@@ -62,6 +81,11 @@ enum Ended {
         written: Written,
     },
     Transient {
+        reason: String,
+        written: Written,
+    },
+    /// A service of the platform's is unreachable: not the job's fault.
+    Waiting {
         reason: String,
         written: Written,
     },
@@ -146,7 +170,10 @@ async fn run(context: Arc<BatchContext>, name: String, mut stop: watch::Receiver
 
 async fn execute(context: &BatchContext, worker: &str, claim: Claim) {
     let started = DateTime::now();
-    let (lost_tx, mut lost) = watch::channel(false);
+    let (lost_tx, lost) = watch::channel(false);
+    // The heartbeat runs until the job is settled, so a settle retried through an outage
+    // keeps the claim. Only the queue's "not yours" ends it: while Redis is unreachable nobody
+    // can take the job, and once Redis is back (even empty) the next beat knows.
     let heartbeat = {
         let queue = context.queue.clone();
         let claim = claim.clone();
@@ -155,24 +182,77 @@ async fn execute(context: &BatchContext, worker: &str, claim: Claim) {
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(period).await;
-                if !matches!(queue.heartbeat(&claim).await, Ok(true)) {
-                    let _ = lost_tx.send(true);
-                    return;
+                match queue.heartbeat(&claim).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        let _ = lost_tx.send(true);
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(job = %claim.id, error = %format!("{e:#}"), "heartbeat failed; keeping the job");
+                    }
                 }
             }
         })
     };
     let mut place = None;
-    let ended = tokio::select! {
-        ended = attempt(context, &claim, &mut place) => Some(ended),
-        _ = lost.changed() => None,
+    let ended = match recorded_ending(context, &claim).await {
+        Some(ending) => Some(ending),
+        None => {
+            let mut abandoned = lost.clone();
+            tokio::select! {
+                ended = attempt(context, &claim, &mut place) => Some(Ending::Attempt(Box::new(ended))),
+                _ = abandoned.changed() => None,
+            }
+        }
     };
+    match ended {
+        Some(ending) => settle(context, worker, &claim, ending, started, place, lost).await,
+        None => {
+            tracing::warn!(%worker, job = %claim.id, "the job was taken from this worker (missed heartbeats, or the queue lost it); abandoning it");
+        }
+    }
     heartbeat.abort();
-    let Some(ended) = ended else {
-        tracing::warn!(%worker, job = %claim.id, "the job was taken from this worker (missed heartbeats); abandoning it");
-        return;
-    };
-    settle(context, worker, &claim, ended, started, place).await;
+}
+
+/// What is settled: an attempt's end, or an ending decided without running.
+enum Ending {
+    /// The attempt ran (or could not start).
+    Attempt(Box<Ended>),
+    /// An earlier attempt recorded this terminal ending but did not finish settling (it
+    /// crashed, or Redis was away): only its file moves and the queue's settle are left.
+    Recorded {
+        status: JobStatus,
+        error: Option<String>,
+    },
+}
+
+/// Reads the job's durable record: ended already → that ending, nothing runs; unreadable →
+/// the job waits for the platform database (running it blind could redo a finished job whose
+/// file is gone); open → `None`, the attempt runs. An open job is marked `running` (best
+/// effort: the record is for display until it ends).
+async fn recorded_ending(context: &BatchContext, claim: &Claim) -> Option<Ending> {
+    match context.platform.job_record(&claim.id).await {
+        Ok(Some(job)) if job.status.is_terminal() => Some(Ending::Recorded {
+            status: job.status,
+            error: job.error,
+        }),
+        Ok(found) => {
+            if found.is_some()
+                && let Err(e) = context
+                    .platform
+                    .note_job(&claim.id, JobStatus::Running, claim.attempt, None)
+                    .await
+            {
+                tracing::warn!(job = %claim.id, error = %e, "could not mark the job running");
+            }
+            None
+        }
+        Err(e) => Some(Ending::Attempt(Box::new(Ended::Waiting {
+            reason: format!("the platform database: {e}"),
+            written: Written::default(),
+        }))),
+    }
 }
 
 /// Where an attempt wrote: the collection and the resolved coredms.
@@ -234,7 +314,7 @@ async fn attempt(context: &BatchContext, claim: &Claim, place: &mut Place) -> En
         Ok((written, Ok(()))) => written,
         Ok((written, Err(WriteError::Infra(e)))) => {
             context.sinks.forget(&tenant.id);
-            return Ended::Transient {
+            return Ended::Waiting {
                 reason: format!("writing to the tenant's coredms: {e}"),
                 written,
             };
@@ -262,7 +342,7 @@ async fn attempt(context: &BatchContext, claim: &Claim, place: &mut Place) -> En
 
 /// Looks up what the job names: its tenant (a suspended one defers it), the app and the
 /// pinned version (gone ones fail it), the loaded component and the tenant's sink (trouble
-/// reaching them is transient).
+/// reaching them makes the job wait for the platform).
 async fn prepare(context: &BatchContext, spec: &JobSpec) -> Result<Prepared, Ended> {
     let tenant = match context.platform.tenant(&spec.tenant).await {
         Ok(tenant) => tenant,
@@ -272,7 +352,7 @@ async fn prepare(context: &BatchContext, spec: &JobSpec) -> Result<Prepared, End
                 spec.tenant
             )));
         }
-        Err(e) => return Err(infrastructure("the platform database", &e)),
+        Err(e) => return Err(unreachable("the platform database", &e)),
     };
     if tenant.status == TenantStatus::Suspended {
         return Err(Ended::Deferred {
@@ -284,7 +364,7 @@ async fn prepare(context: &BatchContext, spec: &JobSpec) -> Result<Prepared, End
         Err(StoreError::NotFound(_)) => {
             return Err(host_failure(format!("app {:?} no longer exists", spec.app)));
         }
-        Err(e) => return Err(infrastructure("the platform database", &e)),
+        Err(e) => return Err(unreachable("the platform database", &e)),
     };
     let version = match context
         .platform
@@ -298,16 +378,16 @@ async fn prepare(context: &BatchContext, spec: &JobSpec) -> Result<Prepared, End
                 spec.version, spec.app
             )));
         }
-        Err(e) => return Err(infrastructure("the platform database", &e)),
+        Err(e) => return Err(unreachable("the platform database", &e)),
     };
     let app = match context.apps.load(&version).await {
         Ok(app) => app,
         Err(AdmitError::Refused(failure)) => return Err(host_failure(failure.message)),
-        Err(AdmitError::Store(e)) => return Err(infrastructure("loading the app", &e)),
+        Err(AdmitError::Store(e)) => return Err(unreachable("loading the app", &e)),
     };
     let sink = match context.sinks.resolve(&tenant).await {
         Ok(sink) => sink,
-        Err(e) => return Err(infrastructure("the tenant's coredms", &e)),
+        Err(e) => return Err(unreachable("the tenant's coredms", &e)),
     };
     let limits = context.apps.app_limits(&tenant, &record);
     Ok(Prepared {
@@ -376,9 +456,17 @@ fn host_failure(message: String) -> Ended {
     }
 }
 
-/// Trouble reaching `what`: retried.
+/// A fault of the host's own (its document writer died): retried, spending an attempt.
 fn infrastructure(what: &str, error: &dyn std::fmt::Display) -> Ended {
     Ended::Transient {
+        reason: format!("{what}: {error}"),
+        written: Written::default(),
+    }
+}
+
+/// A service of the platform's unreachable: the job waits for it, spending no attempt.
+fn unreachable(what: &str, error: &dyn std::fmt::Display) -> Ended {
+    Ended::Waiting {
         reason: format!("{what}: {error}"),
         written: Written::default(),
     }
@@ -432,7 +520,7 @@ fn shorten(text: &str, max: usize) -> String {
 /// How a job is settled: what the queue is told and what the ingestion log records.
 struct Settlement {
     outcome: Outcome,
-    /// The job's status for the log and the metrics (`dead` once the queue gives up).
+    /// The job's status for the record, the log and the metrics.
     status: JobStatus,
     /// The failure class the job record keeps.
     class: Option<FailureClass>,
@@ -442,19 +530,58 @@ struct Settlement {
     written: Written,
 }
 
-/// Settles an attempt: the staged file goes where the outcome sends it, the queue learns the
-/// outcome, then the metrics and the ingestion log record how the job really ended.
+/// Settles a job in three steps, each retried through outages of its service for as long as
+/// the claim is this worker's: an ending is recorded in the durable record first (the first
+/// ending recorded wins), then the staged file moves as the ending says, then the queue
+/// learns it. A job that goes on (retry, wait, pause) tells the queue first, then notes its
+/// progress in the record. The ingestion log and the metrics follow.
 async fn settle(
     context: &BatchContext,
     worker: &str,
     claim: &Claim,
-    ended: Ended,
+    ending: Ending,
     started: DateTime,
     place: Place,
+    lost: watch::Receiver<bool>,
 ) {
-    let mut settlement = settlement(context, claim, ended).await;
-    // Settle first: the log then says how the job really ended (a last retry is `dead`).
-    settle_in_queue(context, worker, claim, &mut settlement).await;
+    let (mut settlement, attempted) = match ending {
+        Ending::Attempt(ended) => (settlement(context, claim, *ended), true),
+        Ending::Recorded { status, error } => (recorded(status, error), false),
+    };
+    if settlement.status.is_terminal() {
+        if let Some(ended_as) = record_ending(context, claim, &settlement, &lost).await {
+            if ended_as != settlement.status {
+                // Another attempt ended the job first: that ending stands.
+                tracing::info!(job = %claim.id, status = %ended_as, "the job had already ended");
+                settlement = Settlement {
+                    written: settlement.written,
+                    ..recorded(ended_as, settlement.error)
+                };
+            }
+            move_file(context, claim, &settlement).await;
+            settle_in_queue(context, worker, claim, &settlement, &lost).await;
+        }
+    } else if settle_in_queue(context, worker, claim, &settlement, &lost).await
+        && let Err(e) = context
+            .platform
+            .note_job(
+                &claim.id,
+                settlement.status,
+                claim.attempt,
+                settlement.error.as_deref(),
+            )
+            .await
+    {
+        tracing::warn!(job = %claim.id, error = %e, "could not note the job's progress in its record");
+    }
+    // What ran is logged and counted however the settling went: the documents it wrote are
+    // in the coredms either way.
+    let wrote = settlement.written.inserted + settlement.written.duplicates > 0;
+    if !attempted || (settlement.status == JobStatus::Waiting && !wrote) {
+        // Nothing ran (or nothing ran far enough to write): a wait is in the job's record and
+        // the queue, and an outage must not flood the log with one entry per look.
+        return;
+    }
     let spec = &claim.spec;
     context.metrics.batch_job(
         &spec.tenant,
@@ -462,47 +589,43 @@ async fn settle(
         settlement.written.inserted,
         spec.size,
     );
-    let entry = log_entry(claim, settlement, started, place);
-    if let Err(e) = context.platform.log_ingestion(&entry).await {
-        tracing::error!(job = %claim.id, error = %e, "could not write the ingestion log");
-    }
+    context
+        .log
+        .write(log_entry(claim, settlement, started, place));
 }
 
-/// What `ended` settles as; the staged file of a finished or failed job is moved on here.
-async fn settlement(context: &BatchContext, claim: &Claim, ended: Ended) -> Settlement {
+/// What `ended` settles as. A retryable failure of the last attempt dead-letters the job.
+fn settlement(context: &BatchContext, claim: &Claim, ended: Ended) -> Settlement {
+    let quiet = |outcome, status, class, error: Option<String>, written| Settlement {
+        outcome,
+        status,
+        class,
+        error,
+        usage: Usage::default(),
+        quality: None,
+        written,
+    };
     match ended {
         Ended::Done {
             usage,
             quality,
             written,
-        } => {
-            let after = after_success(context, claim).await;
-            dispose_ingested(&context.staging, claim, after).await;
-            Settlement {
-                outcome: Outcome::Done,
-                status: JobStatus::Done,
-                class: None,
-                error: None,
-                usage,
-                quality: Some(quality),
-                written,
-            }
-        }
+        } => Settlement {
+            outcome: Outcome::Done,
+            status: JobStatus::Done,
+            class: None,
+            error: None,
+            usage,
+            quality: Some(quality),
+            written,
+        },
         Ended::Failed {
             class,
             message,
             usage,
             written,
         } => {
-            let spec = &claim.spec;
             let reason = format!("{class}: {message}");
-            if let Err(e) = context
-                .staging
-                .quarantine(&spec.tenant, &spec.file, &reason)
-                .await
-            {
-                tracing::warn!(job = %claim.id, error = %format!("{e:#}"), "the file could not be quarantined");
-            }
             Settlement {
                 outcome: Outcome::Fail {
                     reason: reason.clone(),
@@ -515,30 +638,139 @@ async fn settlement(context: &BatchContext, claim: &Claim, ended: Ended) -> Sett
                 written,
             }
         }
-        Ended::Transient { reason, written } => Settlement {
-            outcome: Outcome::Retry {
+        Ended::Transient { reason, written } if claim.is_last() => quiet(
+            Outcome::Dead {
+                reason: reason.clone(),
+            },
+            JobStatus::Dead,
+            Some(FailureClass::Retry),
+            Some(reason),
+            written,
+        ),
+        Ended::Transient { reason, written } => quiet(
+            Outcome::Retry {
                 reason: reason.clone(),
                 backoff: retry_backoff(&context.config, claim.attempt),
             },
-            status: JobStatus::Retrying,
-            class: Some(FailureClass::Retry),
-            error: Some(reason),
-            usage: Usage::default(),
-            quality: None,
+            JobStatus::Retrying,
+            Some(FailureClass::Retry),
+            Some(reason),
             written,
-        },
-        Ended::Deferred { reason } => Settlement {
-            outcome: Outcome::Defer {
+        ),
+        Ended::Waiting { reason, written } => quiet(
+            Outcome::Wait {
+                reason: format!("waiting for the platform: {reason}"),
+                backoff: WAIT_BACKOFF,
+                max_backoff: MAX_WAIT_BACKOFF,
+            },
+            JobStatus::Waiting,
+            None,
+            Some(format!("waiting for the platform: {reason}")),
+            written,
+        ),
+        Ended::Deferred { reason } => quiet(
+            Outcome::Defer {
                 reason: reason.clone(),
                 backoff: SUSPENDED_BACKOFF,
             },
-            status: JobStatus::Paused,
-            class: None,
-            error: Some(reason),
-            usage: Usage::default(),
-            quality: None,
-            written: Written::default(),
-        },
+            JobStatus::Paused,
+            None,
+            Some(reason),
+            Written::default(),
+        ),
+    }
+}
+
+/// The settlement of an ending already recorded (by an earlier attempt or another worker).
+fn recorded(status: JobStatus, error: Option<String>) -> Settlement {
+    let reason = error.clone().unwrap_or_default();
+    let outcome = match status {
+        JobStatus::Failed => Outcome::Fail { reason },
+        JobStatus::Dead => Outcome::Dead { reason },
+        _ => Outcome::Done,
+    };
+    Settlement {
+        outcome,
+        status,
+        class: None,
+        error,
+        usage: Usage::default(),
+        quality: None,
+        written: Written::default(),
+    }
+}
+
+/// Records a terminal ending in the job's durable record, retrying while the platform
+/// database is away, and answers the ending the record holds (the first one recorded).
+/// `None` when the claim was lost meanwhile: the job is someone else's now. A job without a
+/// record (queued before records existed) keeps its own ending.
+async fn record_ending(
+    context: &BatchContext,
+    claim: &Claim,
+    settlement: &Settlement,
+    lost: &watch::Receiver<bool>,
+) -> Option<JobStatus> {
+    let mut pause = SETTLE_RETRY;
+    loop {
+        match context
+            .platform
+            .finish_job(
+                &claim.id,
+                settlement.status,
+                claim.attempt,
+                settlement.error.as_deref(),
+            )
+            .await
+        {
+            Ok(ended_as) => return Some(ended_as.unwrap_or(settlement.status)),
+            Err(e) => {
+                tracing::warn!(job = %claim.id, error = %e, "cannot record the job's ending; retrying");
+            }
+        }
+        if !pause_unless_lost(lost, &mut pause).await {
+            return None;
+        }
+    }
+}
+
+/// Sleeps `pause` (then doubles it, capped); false when the claim was lost meanwhile.
+async fn pause_unless_lost(lost: &watch::Receiver<bool>, pause: &mut Duration) -> bool {
+    let mut lost = lost.clone();
+    if *lost.borrow() {
+        return false;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(*pause) => {}
+        _ = lost.changed() => {}
+    }
+    *pause = (*pause * 2).min(MAX_SETTLE_RETRY);
+    !*lost.borrow()
+}
+
+/// Moves the staged file of an ended job: ingested → deleted or archived as the profile says;
+/// failed → quarantined with the reason; dead → left staged for a replay. A file already moved
+/// (by an earlier attempt that recorded the same ending) is fine.
+async fn move_file(context: &BatchContext, claim: &Claim, settlement: &Settlement) {
+    let spec = &claim.spec;
+    if !context.staging.exists(&spec.tenant, &spec.file).await {
+        return;
+    }
+    match settlement.status {
+        JobStatus::Done => {
+            let after = after_success(context, claim).await;
+            dispose_ingested(&context.staging, claim, after).await;
+        }
+        JobStatus::Failed => {
+            let reason = settlement.error.as_deref().unwrap_or_default();
+            if let Err(e) = context
+                .staging
+                .quarantine(&spec.tenant, &spec.file, reason)
+                .await
+            {
+                tracing::warn!(job = %claim.id, error = %format!("{e:#}"), "the file could not be quarantined");
+            }
+        }
+        _ => {}
     }
 }
 
@@ -581,37 +813,40 @@ async fn dispose_ingested(staging: &Staging, claim: &Claim, after: Option<AfterS
     }
 }
 
-/// Tells the queue how the attempt ended; a retry the queue gave up on becomes `dead`.
+/// Tells the queue how the attempt ended, retrying while Redis is unreachable; false when the
+/// job was no longer this claim's (reaped, or lost with Redis's data: the record and the
+/// reconciler take it from there).
 async fn settle_in_queue(
     context: &BatchContext,
     worker: &str,
     claim: &Claim,
-    settlement: &mut Settlement,
-) {
-    match context.queue.settle(claim, &settlement.outcome).await {
-        Ok(true) => {
-            let dead = matches!(settlement.outcome, Outcome::Retry { .. })
-                && matches!(
-                    context.queue.job(&claim.id).await,
-                    Ok(Some(ref job)) if job.status == JobStatus::Dead
+    settlement: &Settlement,
+    lost: &watch::Receiver<bool>,
+) -> bool {
+    let mut pause = SETTLE_RETRY;
+    loop {
+        match context.queue.settle(claim, &settlement.outcome).await {
+            Ok(true) => {
+                tracing::info!(
+                    %worker,
+                    job = %claim.id,
+                    status = %settlement.status,
+                    documents = settlement.written.inserted,
+                    error = %settlement.error.as_deref().unwrap_or_default(),
+                    "batch job settled"
                 );
-            if dead {
-                settlement.status = JobStatus::Dead;
+                return true;
             }
-            tracing::info!(
-                %worker,
-                job = %claim.id,
-                status = %settlement.status,
-                documents = settlement.written.inserted,
-                error = %settlement.error.as_deref().unwrap_or_default(),
-                "batch job settled"
-            );
+            Ok(false) => {
+                tracing::warn!(%worker, job = %claim.id, "the job was no longer this worker's to settle");
+                return false;
+            }
+            Err(e) => {
+                tracing::warn!(%worker, job = %claim.id, error = %format!("{e:#}"), "settling in the queue failed; retrying");
+            }
         }
-        Ok(false) => {
-            tracing::warn!(%worker, job = %claim.id, "the job was no longer this worker's to settle");
-        }
-        Err(e) => {
-            tracing::error!(%worker, job = %claim.id, error = %format!("{e:#}"), "settling failed; the job will be reaped and run again");
+        if !pause_unless_lost(lost, &mut pause).await {
+            return false;
         }
     }
 }
@@ -671,6 +906,8 @@ mod tests {
         Claim {
             id: "0123456789abcdef01234567".to_owned(),
             attempt: 1,
+            max_attempts: 3,
+            token: "token".to_owned(),
             spec: JobSpec {
                 tenant: tenant.to_owned(),
                 app: "csv".to_owned(),

@@ -64,7 +64,8 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 pub const DEFAULT_TENANT_CONCURRENCY: u32 = 4;
 /// First retry delay; doubled per attempt up to five minutes.
 pub const DEFAULT_RETRY_BACKOFF_MS: u64 = 1000;
-/// The shortest operator token accepted: guessing it must be hopeless.
+/// Seconds between two passes of the batch reconciler.
+pub const DEFAULT_RECONCILE_SECS: u64 = 10;
 /// The broker, as the platform's administrator reaches it.
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 /// RabbitMQ's management API.
@@ -486,6 +487,9 @@ pub struct BatchConfig {
     pub tenant_concurrency: u32,
     /// First retry delay in ms (doubled per attempt, at most 5 minutes).
     pub retry_backoff_ms: u64,
+    /// Seconds between two passes of the reconciler, which queues again the unfinished jobs
+    /// the queue lost (Redis restarted empty or failed over).
+    pub reconcile_secs: u64,
 }
 
 impl Default for BatchConfig {
@@ -499,6 +503,7 @@ impl Default for BatchConfig {
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             tenant_concurrency: DEFAULT_TENANT_CONCURRENCY,
             retry_backoff_ms: DEFAULT_RETRY_BACKOFF_MS,
+            reconcile_secs: DEFAULT_RECONCILE_SECS,
         }
     }
 }
@@ -514,6 +519,7 @@ impl BatchConfig {
                 u64::from(self.tenant_concurrency),
             ),
             ("batch.retry_backoff_ms", self.retry_backoff_ms),
+            ("batch.reconcile_secs", self.reconcile_secs),
         ] {
             if value == 0 {
                 bail!("{key} = 0: it must be at least 1");

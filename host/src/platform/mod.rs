@@ -1,13 +1,18 @@
 //! The platform database in MongoDB: tenants, their versioned profiles, apps, app versions
-//! and the components themselves (GridFS). Separate from every tenant's own database; any
-//! host reads and writes it, so every `serve` process sees the same platform.
+//! and the components themselves (GridFS), batch jobs' durable records and the ingestion log.
+//! Separate from every tenant's own database; any host reads and writes it, so every `serve`
+//! process sees the same platform.
 
 mod apps;
+mod jobs;
+mod log_writer;
 mod streams;
 mod tenants;
 mod usage;
 
 pub use apps::{AppRecord, NewVersion, VersionRecord};
+pub use jobs::{BatchJob, JobSpec};
+pub use log_writer::LogWriter;
 pub use streams::{
     BrokerAccount, NewStream, StreamEvent, StreamRecord, StreamReport, StreamStatus,
 };
@@ -57,6 +62,7 @@ pub struct Platform {
     versions: Collection<VersionRecord>,
     components: GridFsBucket,
     log: Collection<LogEntry>,
+    jobs: Collection<BatchJob>,
     usage: Collection<mongodb::bson::Document>,
 }
 
@@ -98,6 +104,7 @@ impl Platform {
             apps: database.collection("apps"),
             versions: database.collection("app_versions"),
             log: database.collection("ingestion_log"),
+            jobs: database.collection("batch_jobs"),
             usage: database.collection("usage_daily"),
             components: database.gridfs_bucket(
                 GridFsBucketOptions::builder()
@@ -140,6 +147,12 @@ impl Platform {
             .await?;
         self.log
             .create_index(plain(doc! { "tenant": 1, "job.id": 1 }))
+            .await?;
+        self.jobs
+            .create_index(plain(doc! { "tenant": 1, "created": -1 }))
+            .await?;
+        self.jobs
+            .create_index(plain(doc! { "status": 1, "_id": 1 }))
             .await?;
         Ok(())
     }

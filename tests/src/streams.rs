@@ -1,0 +1,144 @@
+//! Streams as tests drive them: a tenant with a stream, publishing to it with confirms as the
+//! tenant, and forcing the platform's broker connections closed.
+
+use crate::files::read;
+use crate::host::Host;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::uri::AMQPUri;
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+/// Creates a tenant (with a profile), uploads `wasm` as `app` and creates stream `stream`;
+/// returns the token and the stream's connection details.
+pub async fn stream_of(
+    host: &Host,
+    tenant: &str,
+    profile: Value,
+    app: &str,
+    wasm: &str,
+    stream: Value,
+) -> (String, Value) {
+    let token = host.create_tenant(tenant, Some(profile)).await;
+    let (status, body) = host.upload(&token, app, read(wasm)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, created) = host
+        .tenant(&token, Method::POST, "/v1/streams", Some(stream))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    (token, created["connection"].clone())
+}
+
+/// The AMQP URI of a stream's `connection`, as its tenant (in `vhost` if given).
+pub fn uri(connection: &Value, vhost: Option<&str>) -> AMQPUri {
+    let mut uri: AMQPUri = connection["url"].as_str().unwrap().parse().unwrap();
+    uri.authority.userinfo.username = connection["user"].as_str().unwrap().to_owned();
+    uri.authority.userinfo.password = connection["password"].as_str().unwrap().to_owned();
+    if let Some(vhost) = vhost {
+        uri.vhost = vhost.to_owned();
+    }
+    uri
+}
+
+/// A connection to the broker as the stream's tenant.
+pub async fn connect(connection: &Value) -> Connection {
+    Connection::connect_uri(uri(connection, None), ConnectionProperties::default())
+        .await
+        .unwrap()
+}
+
+/// Publishes `(message id, body)` pairs with confirms to the tenant's publishing exchange;
+/// returns how many the broker routed.
+pub async fn publish_to(
+    connection: &Value,
+    queue: &str,
+    messages: impl IntoIterator<Item = (String, String)>,
+) -> usize {
+    let amqp = connect(connection).await;
+    let channel = amqp.create_channel().await.unwrap();
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let exchange = connection["exchange"].as_str().unwrap();
+    assert_eq!(exchange, "mysimbdp.ingest", "{connection}");
+    let mut confirms = Vec::new();
+    for (id, body) in messages {
+        let confirm = channel
+            .basic_publish(
+                exchange.into(),
+                queue.into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..Default::default()
+                },
+                body.as_bytes(),
+                BasicProperties::default()
+                    .with_message_id(id.into())
+                    .with_content_type("application/json".into())
+                    .with_delivery_mode(2),
+            )
+            .await
+            .unwrap();
+        confirms.push(confirm);
+    }
+    let mut routed = 0;
+    for confirm in confirms {
+        let confirmation = confirm.await.unwrap();
+        if confirmation.is_ack() && confirmation.take_message().is_none() {
+            routed += 1;
+        }
+    }
+    let _ = amqp.close(200, "done".into()).await;
+    routed
+}
+
+/// Publishes to the stream's own queue and checks the broker routed every message.
+pub async fn publish(connection: &Value, messages: impl IntoIterator<Item = (String, String)>) {
+    let queue = connection["queue"].as_str().unwrap().to_owned();
+    let messages: Vec<_> = messages.into_iter().collect();
+    let count = messages.len();
+    assert_eq!(publish_to(connection, &queue, messages).await, count);
+}
+
+/// Messages `m<from>`, … with bodies `{"n": <from>}`, …, `count` of them.
+pub fn numbered_from(from: u64, count: u64) -> Vec<(String, String)> {
+    (from..from + count)
+        .map(|n| (format!("m{n}"), json!({ "n": n }).to_string()))
+        .collect()
+}
+
+/// Force-closes every broker connection in `vhost` opened by `user` (through the management
+/// API, as an operator or a failing network would); returns how many were closed.
+pub async fn force_close_connections(vhost: &str, user: &str) -> usize {
+    let listed: Value = crate::services::rabbitmq_management(reqwest::Method::GET, "connections")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut closed = 0;
+    for connection in listed.as_array().into_iter().flatten() {
+        if connection["vhost"] != vhost || connection["user"] != user {
+            continue;
+        }
+        let name = connection["name"].as_str().unwrap();
+        let mut url = reqwest::Url::parse(crate::services::RABBITMQ_MANAGEMENT_URL).unwrap();
+        url.path_segments_mut()
+            .unwrap()
+            .push("connections")
+            .push(name);
+        let response = reqwest::Client::new()
+            .delete(url)
+            .basic_auth("guest", Some("guest"))
+            .header("X-Reason", "forced close (fault test)")
+            .send()
+            .await
+            .unwrap();
+        if response.status().is_success() {
+            closed += 1;
+        }
+    }
+    closed
+}
