@@ -605,7 +605,10 @@ impl SinkResolver {
         }
         let mut by_tenant: HashMap<String, Vec<ServiceInfo>> = HashMap::new();
         for entry in self.registry.list(None, Some(ServiceKind::Coredms)).await? {
-            by_tenant.entry(entry.tenant.clone()).or_default().push(entry);
+            by_tenant
+                .entry(entry.tenant.clone())
+                .or_default()
+                .push(entry);
         }
         let mut changed = 0;
         for (tenant, before) in tenants {

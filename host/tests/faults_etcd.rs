@@ -349,10 +349,7 @@ async fn stale_partial_uploads_are_swept() {
         .filter(|l| l.contains("removed partial uploads"))
         .collect();
     assert_eq!(swept.len(), 2, "{swept:?}");
-    assert!(
-        swept.iter().all(|l| l.contains("removed=1")),
-        "{swept:?}"
-    );
+    assert!(swept.iter().all(|l| l.contains("removed=1")), "{swept:?}");
 
     serve.terminate().await;
     std::fs::remove_dir_all(scratch("staging").join(&database)).unwrap();

@@ -8,8 +8,8 @@ use crate::profile::Profile;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
-use mysimbdp_api::Readiness;
 use axum::response::IntoResponse;
+use mysimbdp_api::Readiness;
 
 /// Liveness: the process serves requests.
 #[utoipa::path(get, path = "/healthz", tag = "meta", responses((status = 200, description = "Alive")))]

@@ -192,10 +192,13 @@ impl Staging {
             match self.sweep_incoming(max_age).await {
                 Ok(0) => {}
                 Ok(removed) => tracing::info!(
-                    removed, ?max_age,
+                    removed,
+                    ?max_age,
                     "removed partial uploads of dead requests from the staging area"
                 ),
-                Err(e) => tracing::warn!(error = %format!("{e:#}"), "sweeping partial uploads failed"),
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "sweeping partial uploads failed")
+                }
             }
             tokio::select! {
                 () = tokio::time::sleep(period) => {}
@@ -214,8 +217,7 @@ pub fn sweep_period(max_age: Duration) -> Duration {
 /// Whether a file last written at `modified` is older than `max_age` at `now` (a time in
 /// the future, a clock step back, is not).
 fn is_stale(modified: SystemTime, now: SystemTime, max_age: Duration) -> bool {
-    now.duration_since(modified)
-        .is_ok_and(|age| age > max_age)
+    now.duration_since(modified).is_ok_and(|age| age > max_age)
 }
 
 fn sweep_incoming(dir: &Path, max_age: Duration, now: SystemTime) -> Result<usize> {
@@ -245,7 +247,9 @@ fn sweep_incoming(dir: &Path, max_age: Duration, now: SystemTime) -> Result<usiz
             match std::fs::remove_file(&path) {
                 Ok(()) => removed += 1,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot remove a partial upload"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot remove a partial upload")
+                }
             }
         }
     }
@@ -380,7 +384,10 @@ mod tests {
         assert!(!is_stale(now - Duration::from_secs(899), now, age));
         assert!(!is_stale(now + Duration::from_secs(60), now, age));
         assert_eq!(sweep_period(age), Duration::from_secs(60));
-        assert_eq!(sweep_period(Duration::from_secs(20)), Duration::from_secs(5));
+        assert_eq!(
+            sweep_period(Duration::from_secs(20)),
+            Duration::from_secs(5)
+        );
         assert_eq!(sweep_period(Duration::from_secs(2)), Duration::from_secs(1));
     }
 
