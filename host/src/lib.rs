@@ -29,6 +29,8 @@ pub mod names;
 pub mod platform;
 /// Tenant profiles: constraints, limits and sink settings, validated and versioned.
 pub mod profile;
+/// Readiness: whether the backing services this host's roles need answer.
+pub mod readiness;
 /// A Redis connection opened on first use, shared by the batch queue and stream quotas.
 pub mod redis_link;
 /// Service discovery (tenants' coredms and other services) and host membership in etcd.

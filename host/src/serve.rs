@@ -38,6 +38,7 @@ pub async fn run(
     let grace = Duration::from_millis(config.server.shutdown_grace_ms);
     let lease = Duration::from_secs(config.registry.host_lease_secs);
     let workers = config.batch.workers;
+    let incoming_max_age = Duration::from_secs(config.batch.incoming_max_age_secs);
     let connection_limits = api::connections::ConnectionLimits {
         max_connections: config.server.max_connections,
         header_timeout: Duration::from_millis(config.server.header_timeout_ms),
@@ -57,6 +58,7 @@ pub async fn run(
         &membership.host().id,
         workers,
         lease,
+        incoming_max_age,
         background_stop,
     );
     serve_until(listener, router, connection_limits, shutdown, grace).await;
@@ -228,11 +230,12 @@ fn assemble(
     (state, batch, streams)
 }
 
-/// The batch workers and their reconciler, the stream consumers' manager and the stream
-/// monitor.
+/// The batch workers and their reconciler, the stream consumers' manager, the stream monitor
+/// and the sweep of partial uploads (every host runs it: any host takes uploads).
 struct Background {
     workers: Vec<JoinHandle<()>>,
     reconciler: Option<JoinHandle<()>>,
+    sweeper: JoinHandle<()>,
     consumers: JoinHandle<()>,
     monitor: JoinHandle<()>,
 }
@@ -245,6 +248,7 @@ impl Background {
         host: &str,
         workers: usize,
         lease: Duration,
+        incoming_max_age: Duration,
         stop: watch::Receiver<bool>,
     ) -> Self {
         // Hosts that run jobs also keep the queue in line with the jobs' records.
@@ -258,6 +262,12 @@ impl Background {
         });
         Self {
             reconciler,
+            sweeper: tokio::spawn(
+                batch
+                    .staging
+                    .clone()
+                    .sweep_periodically(incoming_max_age, stop.clone()),
+            ),
             workers: worker::spawn(batch, host, workers, stop.clone()),
             consumers: tokio::spawn(stream::manager::run(streams.clone(), stop.clone())),
             monitor: tokio::spawn(stream::monitor::run(streams, lease, stop)),
@@ -269,9 +279,11 @@ impl Background {
     /// make harmless). Consumers finish their batch; what they hold unacknowledged goes back
     /// to the queue.
     async fn finish(self, grace: Duration) {
+        // The reconciler and the sweep hold nothing worth waiting for.
         if let Some(reconciler) = self.reconciler {
             reconciler.abort();
         }
+        self.sweeper.abort();
         let finishing = futures_util::future::join_all(self.workers);
         let streams_done = futures_util::future::join(self.consumers, self.monitor);
         if tokio::time::timeout(grace, futures_util::future::join(finishing, streams_done))

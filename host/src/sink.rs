@@ -2,6 +2,27 @@
 //! dedicated coredms published for the tenant in the registry. Resolved once, cached, and
 //! re-resolved when the registry entry changes (an etcd watch) or the profile does, so a moved
 //! coredms takes new writes without restarting any host.
+//!
+//! # While etcd is away
+//!
+//! The registry is needed to *find* a dedicated coredms, not to write to it, so an etcd outage
+//! must not stop writes:
+//! - a broken watch drops nothing: cached sinks keep serving;
+//! - a resolution that needs the registry (profile `auto` or `dedicated`) while etcd does not
+//!   answer uses the last answer the registry gave for that tenant on this host, if there is
+//!   one (a sink forgotten after a coredms write failure is resolved again from it); with none
+//!   it fails as an unreachable sink (transient: the caller retries);
+//! - once the watch is back, every tenant's last known answer is compared with the registry
+//!   (one read of every tenant's coredms entries) before any event is taken, and the sinks
+//!   whose answer changed are forgotten. Until that read succeeds the watch is retried.
+//!
+//! Staleness bound: a sink can point where the registry no longer says only if the registry
+//! changed while this host could not watch it (etcd down, or a partition between this host
+//! and etcd while others could still publish). It lasts as long as this host cannot reach
+//! etcd, plus the time to notice the watch broke (at once when etcd's connection closes; at
+//! most the keep-alive's 10 s + 5 s in a silent partition), plus one watch retry (1 s) and
+//! one registry read. While the watch is up, a change is seen within its delivery time. A
+//! host started while etcd is down knows nothing: `serve` refuses to start without etcd.
 
 use crate::config::{SinkConfig, redact_uri};
 use crate::platform::TenantRecord;
@@ -14,12 +35,14 @@ use mongodb::{Client, Database};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Attempts at resolving (registry read, connect, ping) before giving up.
 const ATTEMPTS: u32 = 3;
 /// How long a coredms may take to answer its first ping.
 const PING_TIMEOUT: Duration = Duration::from_secs(5);
+/// The pause before the registry watch is tried again after it broke or could not start.
+const WATCH_RETRY: Duration = Duration::from_secs(1);
 
 /// Why a tenant's sink cannot be used now. Messages are safe to show the tenant.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -330,8 +353,75 @@ pub struct SinkResolver {
     shared_uri: String,
     clients: Mutex<HashMap<String, Client>>,
     sinks: Mutex<HashMap<String, Arc<Sink>>>,
+    /// The registry's last answer per tenant: the fallback while etcd does not answer.
+    known: Mutex<HashMap<String, Known>>,
     /// Bumped by every registry change seen: a resolution that raced one is not cached.
     generation: AtomicU64,
+}
+
+/// What the registry last said about a tenant's dedicated coredms, and when.
+#[derive(Debug, Clone)]
+struct Known {
+    dedicated: Option<ServiceInfo>,
+    at: Instant,
+}
+
+/// Where a resolution takes the tenant's dedicated coredms from.
+#[derive(Debug, PartialEq)]
+enum Lookup {
+    /// The registry answered now.
+    Fresh(Option<ServiceInfo>),
+    /// The registry did not answer; its last answer, given `age` ago.
+    Stale {
+        dedicated: Option<ServiceInfo>,
+        age: Duration,
+    },
+}
+
+/// The registry's answer now if it gave one, else its last known answer for the tenant,
+/// else the failure (transient: the sink is unreachable, not missing).
+fn decide(
+    answer: Result<Option<ServiceInfo>, String>,
+    last_known: Option<&Known>,
+    now: Instant,
+) -> Result<Lookup, SinkError> {
+    match (answer, last_known) {
+        (Ok(dedicated), _) => Ok(Lookup::Fresh(dedicated)),
+        (Err(_), Some(known)) => Ok(Lookup::Stale {
+            dedicated: known.dedicated.clone(),
+            age: now.saturating_duration_since(known.at),
+        }),
+        (Err(e), None) => Err(SinkError::Unreachable(format!("the service registry: {e}"))),
+    }
+}
+
+/// The usable dedicated coredms among a tenant's entries: healthy before degraded, then by
+/// id.
+fn usable_dedicated(mut entries: Vec<ServiceInfo>) -> Option<ServiceInfo> {
+    entries.retain(|e| e.usable() && e.validate().is_ok());
+    entries.sort_by_key(|e| {
+        (
+            e.status != crate::registry::ServiceStatus::Healthy,
+            e.id.clone(),
+        )
+    });
+    entries.into_iter().next()
+}
+
+/// Whether two answers lead writes to the same place: the same entry, address, database and
+/// credentials (a changed status or timestamp alone moves nothing).
+fn same_coredms(before: Option<&ServiceInfo>, now: Option<&ServiceInfo>) -> bool {
+    let place = |info: Option<&ServiceInfo>| {
+        info.map(|i| {
+            (
+                i.id.clone(),
+                i.endpoints.uri.clone(),
+                i.endpoints.database.clone(),
+                i.secret_ref.clone(),
+            )
+        })
+    };
+    place(before) == place(now)
 }
 
 impl SinkResolver {
@@ -345,6 +435,7 @@ impl SinkResolver {
             shared_uri: config.mongodb_uri.clone(),
             clients: Mutex::default(),
             sinks: Mutex::default(),
+            known: Mutex::default(),
             generation: AtomicU64::new(0),
         });
         let weak = Arc::downgrade(&resolver);
@@ -390,7 +481,8 @@ impl SinkResolver {
         self.write_buffer_bytes
     }
 
-    /// Forgets a tenant's sink; the next use resolves it again.
+    /// Forgets a tenant's sink; the next use resolves it again (from the registry, or from
+    /// the registry's last answer if etcd does not answer then).
     pub fn forget(&self, tenant: &str) {
         self.generation.fetch_add(1, Ordering::SeqCst);
         if let Ok(mut sinks) = self.sinks.lock() {
@@ -406,7 +498,7 @@ impl SinkResolver {
         let mode = tenant.profile.sink.coredms;
         let dedicated = match mode {
             CoredmsMode::Shared => None,
-            CoredmsMode::Auto | CoredmsMode::Dedicated => self.dedicated(&tenant.id).await?,
+            CoredmsMode::Auto | CoredmsMode::Dedicated => self.lookup(&tenant.id).await?,
         };
         let (target, client) = match dedicated {
             Some(info) => {
@@ -464,21 +556,79 @@ impl SinkResolver {
         })
     }
 
-    /// The tenant's usable dedicated coredms: healthy before degraded, then by id.
-    async fn dedicated(&self, tenant: &str) -> Result<Option<ServiceInfo>, SinkError> {
-        let mut entries = self
+    /// The tenant's usable dedicated coredms, as the registry says now or, if it does not
+    /// answer, as it last said.
+    async fn lookup(&self, tenant: &str) -> Result<Option<ServiceInfo>, SinkError> {
+        let answer = self
             .registry
             .list(Some(tenant), Some(ServiceKind::Coredms))
             .await
-            .map_err(|e| SinkError::Unreachable(format!("the service registry: {e:#}")))?;
-        entries.retain(|e| e.usable() && e.validate().is_ok());
-        entries.sort_by_key(|e| {
-            (
-                e.status != crate::registry::ServiceStatus::Healthy,
-                e.id.clone(),
-            )
-        });
-        Ok(entries.into_iter().next())
+            .map(usable_dedicated)
+            .map_err(|e| format!("{e:#}"));
+        let unreachable = answer.as_ref().err().cloned();
+        let last = self.known.lock().ok().and_then(|k| k.get(tenant).cloned());
+        match decide(answer, last.as_ref(), Instant::now())? {
+            Lookup::Fresh(dedicated) => {
+                if let Ok(mut known) = self.known.lock() {
+                    known.insert(
+                        tenant.to_owned(),
+                        Known {
+                            dedicated: dedicated.clone(),
+                            at: Instant::now(),
+                        },
+                    );
+                }
+                Ok(dedicated)
+            }
+            Lookup::Stale { dedicated, age } => {
+                tracing::warn!(
+                    %tenant, ?age, error = unreachable.as_deref().unwrap_or_default(),
+                    "the service registry does not answer; using its last answer for the tenant's coredms"
+                );
+                Ok(dedicated)
+            }
+        }
+    }
+
+    /// Compares every tenant's last known answer with the registry now, forgetting the
+    /// sinks whose answer changed (while the watch was away). Returns how many changed.
+    async fn revalidate(&self) -> anyhow::Result<usize> {
+        let tenants: Vec<(String, Option<ServiceInfo>)> = match self.known.lock() {
+            Ok(known) => known
+                .iter()
+                .map(|(t, k)| (t.clone(), k.dedicated.clone()))
+                .collect(),
+            Err(_) => return Ok(0),
+        };
+        if tenants.is_empty() {
+            return Ok(0);
+        }
+        let mut by_tenant: HashMap<String, Vec<ServiceInfo>> = HashMap::new();
+        for entry in self.registry.list(None, Some(ServiceKind::Coredms)).await? {
+            by_tenant
+                .entry(entry.tenant.clone())
+                .or_default()
+                .push(entry);
+        }
+        let mut changed = 0;
+        for (tenant, before) in tenants {
+            let now = usable_dedicated(by_tenant.remove(&tenant).unwrap_or_default());
+            if !same_coredms(before.as_ref(), now.as_ref()) {
+                tracing::info!(%tenant, "the tenant's coredms changed while the registry was not watched; the sink will be resolved again");
+                self.forget(&tenant);
+                changed += 1;
+            }
+            if let Ok(mut known) = self.known.lock() {
+                known.insert(
+                    tenant,
+                    Known {
+                        dedicated: now,
+                        at: Instant::now(),
+                    },
+                );
+            }
+        }
+        Ok(changed)
     }
 
     /// One client per URI and secret: clients pool connections and are shared by tenants on
@@ -509,7 +659,8 @@ impl SinkResolver {
 }
 
 /// Invalidates cached sinks when a tenant's registry entries change. If the watch breaks,
-/// everything is forgotten (nothing stale survives a missed event) and the watch restarts.
+/// cached sinks keep serving (etcd is needed to find a coredms, not to write to it); once a
+/// new watch is up, what changed meanwhile is found by comparing (see the module doc).
 async fn watch(resolver: std::sync::Weak<SinkResolver>) {
     loop {
         let Some(current) = resolver.upgrade() else {
@@ -519,30 +670,155 @@ async fn watch(resolver: std::sync::Weak<SinkResolver>) {
         drop(current);
         match registry.watch_services().await {
             Ok(mut stream) => {
-                while let Ok(Some(response)) = stream.message().await {
-                    let Some(resolver) = resolver.upgrade() else {
-                        return;
-                    };
-                    for event in response.events() {
-                        let key = event
-                            .kv()
-                            .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
-                            .unwrap_or_default();
-                        if let Some(tenant) = registry.tenant_of_key(&key) {
-                            tracing::info!(%tenant, %key, "registry entry changed; the sink will be resolved again");
-                            resolver.forget(tenant);
+                // Events from here on arrive on the stream; changes made before it started
+                // are found by comparing. If the registry cannot be read, the watch starts
+                // over so the comparison is not skipped.
+                let Some(current) = resolver.upgrade() else {
+                    return;
+                };
+                let revalidated = current.revalidate().await;
+                drop(current);
+                match revalidated {
+                    Ok(changed) => {
+                        tracing::debug!(changed, "watching the registry");
+                        while let Ok(Some(response)) = stream.message().await {
+                            let Some(resolver) = resolver.upgrade() else {
+                                return;
+                            };
+                            for event in response.events() {
+                                let key = event
+                                    .kv()
+                                    .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
+                                    .unwrap_or_default();
+                                if let Some(tenant) = registry.tenant_of_key(&key) {
+                                    tracing::info!(%tenant, %key, "registry entry changed; the sink will be resolved again");
+                                    resolver.forget(tenant);
+                                }
+                            }
                         }
+                        tracing::warn!(
+                            "the registry watch broke; cached sinks keep serving and are checked \
+                             against the registry when it is back"
+                        );
                     }
+                    Err(e) => tracing::warn!(
+                        error = %format!("{e:#}"),
+                        "cannot read the registry to check cached sinks; watching again"
+                    ),
                 }
             }
-            Err(e) => tracing::warn!(error = %format!("{e:#}"), "cannot watch the registry"),
+            Err(e) => tracing::debug!(error = %format!("{e:#}"), "cannot watch the registry"),
         }
-        if let Some(resolver) = resolver.upgrade() {
-            resolver.generation.fetch_add(1, Ordering::SeqCst);
-            if let Ok(mut sinks) = resolver.sinks.lock() {
-                sinks.clear();
-            }
+        tokio::time::sleep(WATCH_RETRY).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::{Endpoints, SERVICE_SCHEMA, ServiceStatus};
+
+    fn entry(id: &str, uri: &str, status: ServiceStatus) -> ServiceInfo {
+        ServiceInfo {
+            schema: SERVICE_SCHEMA.to_owned(),
+            tenant: "acme".to_owned(),
+            kind: ServiceKind::Coredms,
+            id: id.to_owned(),
+            protocol: "mongodb".to_owned(),
+            version: None,
+            endpoints: Endpoints {
+                uri: uri.to_owned(),
+                database: Some("acme".to_owned()),
+                replica_set: None,
+                hosts: Vec::new(),
+            },
+            status,
+            region: None,
+            tags: Default::default(),
+            secret_ref: None,
+            created_at: None,
+            updated_at: None,
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+
+    #[test]
+    fn a_fresh_answer_wins_over_the_last_known_one() {
+        let now = Instant::now();
+        let old = Known {
+            dedicated: Some(entry("a", "mongodb://old:27017/", ServiceStatus::Healthy)),
+            at: now,
+        };
+        let new = Some(entry("b", "mongodb://new:27017/", ServiceStatus::Healthy));
+        assert_eq!(
+            decide(Ok(new.clone()), Some(&old), now).unwrap(),
+            Lookup::Fresh(new)
+        );
+        assert_eq!(
+            decide(Ok(None), Some(&old), now).unwrap(),
+            Lookup::Fresh(None)
+        );
+    }
+
+    #[test]
+    fn an_unreachable_registry_falls_back_to_the_last_known_answer() {
+        let then = Instant::now();
+        let now = then + Duration::from_secs(20);
+        for dedicated in [
+            None,
+            Some(entry("a", "mongodb://db:27017/", ServiceStatus::Healthy)),
+        ] {
+            let known = Known {
+                dedicated: dedicated.clone(),
+                at: then,
+            };
+            assert_eq!(
+                decide(Err("refused".to_owned()), Some(&known), now).unwrap(),
+                Lookup::Stale {
+                    dedicated,
+                    age: Duration::from_secs(20)
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn an_unreachable_registry_with_nothing_known_is_a_transient_failure() {
+        let error = decide(Err("refused".to_owned()), None, Instant::now()).unwrap_err();
+        assert!(
+            matches!(&error, SinkError::Unreachable(m) if m.contains("refused")),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn the_usable_dedicated_coredms_is_healthy_first_then_by_id() {
+        let chosen = usable_dedicated(vec![
+            entry("c", "mongodb://c:27017/", ServiceStatus::Degraded),
+            entry("b", "mongodb://b:27017/", ServiceStatus::Healthy),
+            entry("a", "mongodb://a:27017/", ServiceStatus::Degraded),
+        ]);
+        assert_eq!(chosen.map(|e| e.id), Some("b".to_owned()));
+        let chosen = usable_dedicated(vec![
+            entry("c", "mongodb://c:27017/", ServiceStatus::Degraded),
+            entry("a", "mongodb://a:27017/", ServiceStatus::Degraded),
+        ]);
+        assert_eq!(chosen.map(|e| e.id), Some("a".to_owned()));
+    }
+
+    #[test]
+    fn only_a_new_place_counts_as_a_change() {
+        let before = entry("a", "mongodb://db:27017/", ServiceStatus::Healthy);
+        let mut touched = before.clone();
+        touched.status = ServiceStatus::Degraded;
+        touched.updated_at = Some("2026-01-01T00:00:00Z".to_owned());
+        assert!(same_coredms(Some(&before), Some(&touched)));
+        assert!(same_coredms(None, None));
+        let moved = entry("a", "mongodb://elsewhere:27017/", ServiceStatus::Healthy);
+        assert!(!same_coredms(Some(&before), Some(&moved)));
+        assert!(!same_coredms(Some(&before), None));
+        assert!(!same_coredms(None, Some(&before)));
+        let mut other_secret = before.clone();
+        other_secret.secret_ref = Some("env:OTHER".to_owned());
+        assert!(!same_coredms(Some(&before), Some(&other_secret)));
     }
 }

@@ -18,7 +18,7 @@ use mysimbdp_tests::streams::{
 };
 use reqwest::multipart::{Form, Part};
 use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};

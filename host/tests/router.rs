@@ -138,3 +138,39 @@ async fn a_wrong_method_is_not_allowed() {
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{body}");
     assert_error(&body, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
 }
+
+#[tokio::test]
+async fn readiness_names_every_unreachable_service_promptly() {
+    let (status, body) = send(Method::GET, "/readyz", None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["ready"], false, "{body}");
+    let services = body["services"].as_array().unwrap();
+    let named: Vec<&str> = services
+        .iter()
+        .map(|s| s["service"].as_str().unwrap())
+        .collect();
+    assert_eq!(named, ["mongodb", "redis", "rabbitmq", "etcd"], "{body}");
+    for service in services {
+        assert_eq!(service["ok"], false, "{body}");
+        assert!(
+            service["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{body}"
+        );
+        // Each probe is cut at its bound (1.5 s), whatever the service's own timeouts.
+        assert!(service["millis"].as_u64().unwrap() <= 2_000, "{body}");
+    }
+}
+
+#[tokio::test]
+async fn liveness_needs_no_service() {
+    let state = mysimbdp_host::serve::offline_state(config()).await.unwrap();
+    let router = mysimbdp_host::api::router(state);
+    let response = tokio::time::timeout(
+        PROMPT,
+        router.oneshot(Request::get("/healthz").body(Body::empty()).unwrap()),
+    )
+    .await
+    .expect("liveness answers at once")
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}

@@ -13,6 +13,8 @@ pub mod data;
 pub mod error;
 /// The classes of a failed call into an app.
 pub mod failure;
+/// The host's own state: readiness.
+pub mod meta;
 /// Streams, their endpoints, figures and dead letters.
 pub mod streams;
 /// Tenants, their profiles and the hosts serving them.
@@ -26,6 +28,7 @@ pub use batch::{BatchStats, JobStatus, JobSummary, JobView, Queued, QueuedFile, 
 pub use data::{Page, Rejected, SinkTarget, WriteResult};
 pub use error::{ErrorBody, ErrorDetail, Written};
 pub use failure::{FailureClass, UnknownFailureClass};
+pub use meta::{Readiness, ServiceCheck};
 pub use streams::{
     ConnectionView, CreateStream, CreatedStream, DeadLetter, EventView, Replayed, StreamStats,
     StreamStatus, StreamView,

@@ -1,4 +1,5 @@
-//! Liveness, readiness, the OpenAPI document and the tenant profile's JSON Schema (no
+//! Liveness (no service touched), readiness (every backing service probed, see
+//! `crate::readiness`), the OpenAPI document and the tenant profile's JSON Schema (no
 //! token), and Prometheus metrics (the operator's token: they name every tenant and stream).
 
 use super::auth::Operator;
@@ -6,8 +7,9 @@ use super::{ApiError, AppState, ErrorBody};
 use crate::profile::Profile;
 use axum::Json;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
+use mysimbdp_api::Readiness;
 
 /// Liveness: the process serves requests.
 #[utoipa::path(get, path = "/healthz", tag = "meta", responses((status = 200, description = "Alive")))]
@@ -15,12 +17,22 @@ pub async fn health() -> &'static str {
     "ok"
 }
 
-/// Readiness: the platform database answers.
+/// Readiness: every backing service this host's roles need answers (the platform MongoDB,
+/// Redis, RabbitMQ, etcd), each probed within 1.5 s, all at once; the answer is reused for a
+/// second. The body lists each service, what it is needed for and, if it did not answer, why.
 #[utoipa::path(get, path = "/readyz", tag = "meta",
-    responses((status = 200, description = "Ready"), (status = 503, body = ErrorBody)))]
-pub async fn ready(State(state): State<AppState>) -> Result<&'static str, ApiError> {
-    state.platform.ping().await?;
-    Ok("ready")
+    responses(
+        (status = 200, description = "Every service answered", body = Readiness),
+        (status = 503, description = "A service did not answer: `services` names it and says why", body = Readiness),
+    ))]
+pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
+    let readiness = state.readiness.check().await;
+    let status = if readiness.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(readiness))
 }
 
 /// Prometheus metrics in the text exposition format. They name tenants, streams and

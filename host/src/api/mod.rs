@@ -23,6 +23,7 @@ use crate::batch::BatchContext;
 use crate::config::ServeConfig;
 use crate::metrics::Metrics;
 use crate::platform::Platform;
+use crate::readiness::Probes;
 use crate::registry::Registry;
 use crate::sink::SinkResolver;
 use crate::stream::StreamContext;
@@ -57,6 +58,8 @@ pub struct AppState {
     pub batch: Arc<BatchContext>,
     /// Stream ingestion: the broker, quotas, the stream records.
     pub streams: Arc<StreamContext>,
+    /// Readiness probes of the backing services.
+    pub readiness: Arc<Probes>,
     /// The OpenAPI document, set once the router is built.
     openapi: Arc<OnceLock<serde_json::Value>>,
 }
@@ -74,7 +77,14 @@ impl AppState {
         batch: Arc<BatchContext>,
         streams: Arc<StreamContext>,
     ) -> Self {
+        let readiness = Arc::new(Probes::new(
+            &config,
+            platform.clone(),
+            registry.clone(),
+            streams.clone(),
+        ));
         Self {
+            readiness,
             platform,
             apps,
             config,
@@ -112,7 +122,7 @@ impl AppState {
         streams::dead_letters, streams::replay,
         meta::health, meta::ready, meta::metrics, meta::openapi, meta::profile_schema,
     ),
-    components(schemas(ErrorBody)),
+    components(schemas(ErrorBody, mysimbdp_api::Readiness, mysimbdp_api::ServiceCheck)),
     modifiers(&BearerAuth, &NameRules, &ErrorResponses),
     tags(
         (name = "admin", description = "Tenants and their profiles (operator token)"),

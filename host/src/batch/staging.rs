@@ -10,11 +10,17 @@
 //!
 //! Every host running workers must see the same directory: one machine's disk, or a shared
 //! mount (NFS, EFS, …) across machines.
+//!
+//! A request that dies mid-upload (its host killed) leaves its partial file in `incoming`.
+//! Every host sweeps `incoming` periodically and removes files whose last write (mtime) is
+//! older than `batch.incoming_max_age_secs`: an upload in progress writes at least once per
+//! body idle timeout, which the configuration keeps below that age.
 
 use anyhow::{Context, Result, bail};
 use futures_util::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 use tokio::io::AsyncWriteExt;
 
 /// A file in the staging area.
@@ -163,6 +169,93 @@ impl Staging {
     }
 }
 
+impl Staging {
+    /// Removes the partial uploads (every tenant's `incoming` files) last written more than
+    /// `max_age` ago; returns how many. A file that disappears meanwhile (its upload just
+    /// finished and moved it) is no error.
+    pub async fn sweep_incoming(&self, max_age: Duration) -> Result<usize> {
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || sweep_incoming(&dir, max_age, SystemTime::now()))
+            .await
+            .context("the staging sweep panicked")?
+    }
+
+    /// Sweeps `incoming` now and then every [`sweep_period`] of `max_age` until `stop`
+    /// turns true, logging what each sweep removed.
+    pub async fn sweep_periodically(
+        self,
+        max_age: Duration,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let period = sweep_period(max_age);
+        loop {
+            match self.sweep_incoming(max_age).await {
+                Ok(0) => {}
+                Ok(removed) => tracing::info!(
+                    removed,
+                    ?max_age,
+                    "removed partial uploads of dead requests from the staging area"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "sweeping partial uploads failed")
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(period) => {}
+                _ = stop.wait_for(|stopped| *stopped) => return,
+            }
+        }
+    }
+}
+
+/// How often `incoming` is swept: a quarter of the age, so a dead upload is gone at most
+/// 1.25 × the age after its last write; at least every second, at most every minute.
+pub fn sweep_period(max_age: Duration) -> Duration {
+    (max_age / 4).clamp(Duration::from_secs(1), Duration::from_secs(60))
+}
+
+/// Whether a file last written at `modified` is older than `max_age` at `now` (a time in
+/// the future, a clock step back, is not).
+fn is_stale(modified: SystemTime, now: SystemTime, max_age: Duration) -> bool {
+    now.duration_since(modified).is_ok_and(|age| age > max_age)
+}
+
+fn sweep_incoming(dir: &Path, max_age: Duration, now: SystemTime) -> Result<usize> {
+    let mut removed = 0;
+    let tenants = match std::fs::read_dir(dir) {
+        Ok(tenants) => tenants,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e).with_context(|| format!("listing {dir:?}")),
+    };
+    for tenant in tenants.flatten() {
+        let incoming = tenant.path().join("incoming");
+        let Ok(files) = std::fs::read_dir(&incoming) else {
+            continue;
+        };
+        for file in files.flatten() {
+            let path = file.path();
+            let Ok(metadata) = file.metadata() else {
+                continue;
+            };
+            let stale = metadata.is_file()
+                && metadata
+                    .modified()
+                    .is_ok_and(|modified| is_stale(modified, now, max_age));
+            if !stale {
+                continue;
+            }
+            match std::fs::remove_file(&path) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot remove a partial upload")
+                }
+            }
+        }
+    }
+    Ok(removed)
+}
+
 async fn write<S, E>(path: &Path, mut body: S, limit: u64) -> Result<(u64, String), StageError>
 where
     S: Stream<Item = Result<bytes::Bytes, E>> + Unpin,
@@ -281,5 +374,53 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
         assert!(check_id("../../etc/passwd").is_err());
         check_id(&"a".repeat(32)).unwrap();
+    }
+
+    #[test]
+    fn staleness_is_by_age_since_the_last_write() {
+        let now = SystemTime::now();
+        let age = Duration::from_secs(900);
+        assert!(is_stale(now - Duration::from_secs(901), now, age));
+        assert!(!is_stale(now - Duration::from_secs(899), now, age));
+        assert!(!is_stale(now + Duration::from_secs(60), now, age));
+        assert_eq!(sweep_period(age), Duration::from_secs(60));
+        assert_eq!(
+            sweep_period(Duration::from_secs(20)),
+            Duration::from_secs(5)
+        );
+        assert_eq!(sweep_period(Duration::from_secs(2)), Duration::from_secs(1));
+    }
+
+    #[tokio::test]
+    async fn the_sweep_removes_old_partial_uploads_only() {
+        let dir = scratch();
+        let staging = Staging::new(&dir).unwrap();
+        let incoming = dir.join("acme/incoming");
+        std::fs::create_dir_all(&incoming).unwrap();
+        std::fs::create_dir_all(dir.join("acme/staged")).unwrap();
+        let old = incoming.join("old");
+        let fresh = incoming.join("fresh");
+        let staged = dir.join("acme/staged/old");
+        for path in [&old, &fresh, &staged] {
+            std::fs::write(path, b"partial").unwrap();
+        }
+        let an_hour_ago = SystemTime::now() - Duration::from_secs(3600);
+        for path in [&old, &staged] {
+            std::fs::File::options()
+                .write(true)
+                .open(path)
+                .unwrap()
+                .set_modified(an_hour_ago)
+                .unwrap();
+        }
+        let removed = staging
+            .sweep_incoming(Duration::from_secs(900))
+            .await
+            .unwrap();
+        assert_eq!(removed, 1);
+        assert!(!old.exists());
+        assert!(fresh.exists());
+        assert!(staged.exists(), "only incoming is swept");
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -66,6 +66,8 @@ pub const DEFAULT_TENANT_CONCURRENCY: u32 = 4;
 pub const DEFAULT_RETRY_BACKOFF_MS: u64 = 1000;
 /// Seconds between two passes of the batch reconciler.
 pub const DEFAULT_RECONCILE_SECS: u64 = 10;
+/// A partial upload untouched for this long belongs to a dead request and is removed.
+pub const DEFAULT_INCOMING_MAX_AGE_SECS: u64 = 900;
 /// The broker, as the platform's administrator reaches it.
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 /// RabbitMQ's management API.
@@ -490,6 +492,11 @@ pub struct BatchConfig {
     /// Seconds between two passes of the reconciler, which queues again the unfinished jobs
     /// the queue lost (Redis restarted empty or failed over).
     pub reconcile_secs: u64,
+    /// Seconds after its last write when a partial upload (`<staging>/<tenant>/incoming/…`)
+    /// is taken to belong to a dead request and removed by the periodic sweep every host
+    /// runs. Must exceed `server.upload_body_idle_timeout_ms`, so a live upload is never
+    /// taken.
+    pub incoming_max_age_secs: u64,
 }
 
 impl Default for BatchConfig {
@@ -504,6 +511,7 @@ impl Default for BatchConfig {
             tenant_concurrency: DEFAULT_TENANT_CONCURRENCY,
             retry_backoff_ms: DEFAULT_RETRY_BACKOFF_MS,
             reconcile_secs: DEFAULT_RECONCILE_SECS,
+            incoming_max_age_secs: DEFAULT_INCOMING_MAX_AGE_SECS,
         }
     }
 }
@@ -520,6 +528,7 @@ impl BatchConfig {
             ),
             ("batch.retry_backoff_ms", self.retry_backoff_ms),
             ("batch.reconcile_secs", self.reconcile_secs),
+            ("batch.incoming_max_age_secs", self.incoming_max_age_secs),
         ] {
             if value == 0 {
                 bail!("{key} = 0: it must be at least 1");
@@ -808,6 +817,18 @@ impl ServeConfig {
         self.registry.validate()?;
         self.redis.validate()?;
         self.batch.validate()?;
+        // A live upload keeps its file fresh at least once per body idle timeout; a sweep
+        // age below that could remove an upload still streaming in.
+        if self.batch.incoming_max_age_secs.saturating_mul(1000)
+            <= self.server.upload_body_idle_timeout_ms
+        {
+            bail!(
+                "batch.incoming_max_age_secs = {} is not above server.upload_body_idle_timeout_ms \
+                 = {} ms: the sweep of partial uploads could remove one still arriving",
+                self.batch.incoming_max_age_secs,
+                self.server.upload_body_idle_timeout_ms
+            );
+        }
         self.stream.validate()?;
         self.apps.validate(self.server.max_json_kib)?;
         Ok(())
@@ -1118,6 +1139,22 @@ mod tests {
             ..BatchConfig::default()
         };
         assert!(error(batch.validate()).contains("batch.max_attempts"));
+        let batch = BatchConfig {
+            incoming_max_age_secs: 0,
+            ..BatchConfig::default()
+        };
+        assert!(error(batch.validate()).contains("batch.incoming_max_age_secs"));
+        // The sweep of partial uploads must not take one still arriving.
+        let mut config = valid();
+        config.batch.incoming_max_age_secs = 120;
+        let message = error(config.validate());
+        assert!(
+            message.contains("batch.incoming_max_age_secs")
+                && message.contains("server.upload_body_idle_timeout_ms"),
+            "{message}"
+        );
+        config.batch.incoming_max_age_secs = 121;
+        config.validate().unwrap();
         let stream = StreamConfig {
             reconcile_ms: 0,
             ..StreamConfig::default()

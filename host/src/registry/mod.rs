@@ -112,6 +112,12 @@ impl Registry {
         })
     }
 
+    /// Whether etcd answers now (readiness).
+    pub async fn ping(&self) -> Result<()> {
+        let mut client = self.client.clone();
+        timed("status", client.status()).await.map(drop)
+    }
+
     /// `<prefix>/tenants/<tenant>/services/<kind>/<id>`
     pub fn service_key(&self, tenant: &str, kind: ServiceKind, id: &str) -> String {
         format!("{}/tenants/{tenant}/services/{kind}/{id}", self.prefix)
