@@ -51,6 +51,9 @@ struct Rig {
     api: Host,
     token: String,
     tenant: String,
+    /// The stream's vhost and queue on the broker.
+    vhost: String,
+    queue: String,
     mongo: mongodb::Client,
     jobs: Vec<String>,
     expected_batch: u64,
@@ -86,9 +89,17 @@ impl Rig {
             .ok()
     }
 
-    /// How long after now the stream's documents grow again (it had stalled if this is long).
+    /// How long after now the stream consumes again: its queue has a consumer, and documents
+    /// grow after that (what grows before may be batches in flight when the fault struck).
     async fn resumed(&self) -> Duration {
         let started = Instant::now();
+        wait_until(
+            "the stream's queue has a consumer again",
+            Duration::from_secs(120),
+            async || mysimbdp_tests::services::queue_consumers(&self.vhost, &self.queue).await,
+            |consumers| *consumers >= 1,
+        )
+        .await;
         let before = wait_until(
             "the coredms answers",
             Duration::from_secs(60),
@@ -185,6 +196,8 @@ async fn every_document_once_through_host_kills_and_each_services_outage() {
         api,
         token,
         tenant: tenant.clone(),
+        vhost: connection["vhost"].as_str().unwrap().to_owned(),
+        queue: connection["queue"].as_str().unwrap().to_owned(),
         mongo: mongo.client().await,
         jobs: Vec::new(),
         expected_batch: 0,
@@ -244,9 +257,8 @@ async fn every_document_once_through_host_kills_and_each_services_outage() {
     etcd.restart().await;
     table.push(("etcd down 8 s".into(), rig.resumed().await));
 
-    let vhost = connection["vhost"].as_str().unwrap().to_owned();
     for round in 0..3 {
-        let closed = force_close_connections(&vhost, "guest").await;
+        let closed = force_close_connections(&rig.vhost, "guest").await;
         table.push((
             format!("broker connections force-closed ({closed}), round {round}"),
             rig.resumed().await,
