@@ -548,50 +548,82 @@ async fn settle(
         Ending::Attempt(ended) => (settlement(context, claim, *ended), true),
         Ending::Recorded { status, error } => (recorded(status, error), false),
     };
-    if settlement.status.is_terminal() {
-        if let Some(ended_as) = record_ending(context, claim, &settlement, &lost).await {
-            if ended_as != settlement.status {
-                // Another attempt ended the job first: that ending stands.
-                tracing::info!(job = %claim.id, status = %ended_as, "the job had already ended");
-                settlement = Settlement {
-                    written: settlement.written,
-                    ..recorded(ended_as, settlement.error)
-                };
-            }
-            move_file(context, claim, &settlement).await;
-            settle_in_queue(context, worker, claim, &settlement, &lost).await;
-        }
-    } else if settle_in_queue(context, worker, claim, &settlement, &lost).await
-        && let Err(e) = context
-            .platform
-            .note_job(
-                &claim.id,
-                settlement.status,
-                claim.attempt,
-                settlement.error.as_deref(),
-            )
-            .await
-    {
-        tracing::warn!(job = %claim.id, error = %e, "could not note the job's progress in its record");
-    }
-    // What ran is logged and counted however the settling went: the documents it wrote are
-    // in the coredms either way.
+    // What ran is logged and counted however the settling goes: the documents it wrote are
+    // in the coredms either way. A wait that wrote nothing is in the job's record and the
+    // queue only: an outage must not flood the log with one entry per look.
     let wrote = settlement.written.inserted + settlement.written.duplicates > 0;
-    if !attempted || (settlement.status == JobStatus::Waiting && !wrote) {
-        // Nothing ran (or nothing ran far enough to write): a wait is in the job's record and
-        // the queue, and an outage must not flood the log with one entry per look.
+    let entry = (attempted && (settlement.status != JobStatus::Waiting || wrote))
+        .then(|| log_entry(claim, &settlement, started, place));
+    if let Some(entry) = &entry {
+        let spec = &claim.spec;
+        context.metrics.batch_job(
+            &spec.tenant,
+            settlement.status,
+            settlement.written.inserted,
+            spec.size,
+        );
+        if !settlement.status.is_terminal() {
+            context.log.write(entry.clone());
+        }
+    }
+    if !settlement.status.is_terminal() {
+        if settle_in_queue(context, worker, claim, &settlement, &lost).await
+            && let Err(e) = context
+                .platform
+                .note_job(
+                    &claim.id,
+                    settlement.status,
+                    claim.attempt,
+                    settlement.error.as_deref(),
+                )
+                .await
+        {
+            tracing::warn!(job = %claim.id, error = %e, "could not note the job's progress in its record");
+        }
         return;
     }
-    let spec = &claim.spec;
-    context.metrics.batch_job(
-        &spec.tenant,
-        settlement.status,
-        settlement.written.inserted,
-        spec.size,
-    );
-    context
-        .log
-        .write(log_entry(claim, settlement, started, place));
+    // An ending's log entry is written before the ending is recorded, so a job seen ended
+    // always has its last attempt's log (and a crash in between only logs a rerun too).
+    if let Some(entry) = &entry
+        && !log_now(context, claim, entry, &lost).await
+    {
+        return;
+    }
+    let Some(ended_as) = record_ending(context, claim, &settlement, &lost).await else {
+        return;
+    };
+    if ended_as != settlement.status {
+        // Another attempt ended the job first: that ending stands.
+        tracing::info!(job = %claim.id, status = %ended_as, "the job had already ended");
+        settlement = Settlement {
+            written: settlement.written,
+            ..recorded(ended_as, settlement.error)
+        };
+    }
+    move_file(context, claim, &settlement).await;
+    settle_in_queue(context, worker, claim, &settlement, &lost).await;
+}
+
+/// Writes an ending's log entry, retrying while the platform database is away; false when
+/// the claim was lost meanwhile.
+async fn log_now(
+    context: &BatchContext,
+    claim: &Claim,
+    entry: &LogEntry,
+    lost: &watch::Receiver<bool>,
+) -> bool {
+    let mut pause = SETTLE_RETRY;
+    loop {
+        match context.platform.log_ingestion(entry).await {
+            Ok(()) => return true,
+            Err(e) => {
+                tracing::warn!(job = %claim.id, error = %e, "cannot write the ingestion log; retrying");
+            }
+        }
+        if !pause_unless_lost(lost, &mut pause).await {
+            return false;
+        }
+    }
 }
 
 /// What `ended` settles as. A retryable failure of the last attempt dead-letters the job.
@@ -852,7 +884,7 @@ async fn settle_in_queue(
 }
 
 /// The ingestion log's record of a settled attempt.
-fn log_entry(claim: &Claim, settlement: Settlement, started: DateTime, place: Place) -> LogEntry {
+fn log_entry(claim: &Claim, settlement: &Settlement, started: DateTime, place: Place) -> LogEntry {
     let spec = &claim.spec;
     let Settlement {
         status,
@@ -882,7 +914,7 @@ fn log_entry(claim: &Claim, settlement: Settlement, started: DateTime, place: Pl
         started_at: started,
         ended_at: DateTime::now(),
         status: status.as_str().to_owned(),
-        error: error.or_else(|| written.refusal_note()),
+        error: error.clone().or_else(|| written.refusal_note()),
         job: Some(JobRecord {
             id: claim.id.clone(),
             attempt: i64::from(claim.attempt),
@@ -890,8 +922,8 @@ fn log_entry(claim: &Claim, settlement: Settlement, started: DateTime, place: Pl
             app: spec.app.clone(),
             version: spec.version.clone(),
             fuel: usage.fuel as i64,
-            error_class: class,
-            quality,
+            error_class: *class,
+            quality: quality.clone(),
         }),
     }
 }
