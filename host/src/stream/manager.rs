@@ -155,7 +155,7 @@ struct Wanted {
 
 /// A stream's plan, or why there is none.
 enum Planned {
-    Ready(Plan),
+    Ready(Arc<Plan>),
     /// No usable app: its consumers stop.
     Unusable,
     /// The platform could not say (database or app store unreachable): keep what runs.
@@ -205,7 +205,7 @@ async fn wanted(context: &StreamContext) -> Result<Wanted> {
         }
         let id = stream.id.clone();
         let plan = match plan(context, stream, tenant.clone()).await {
-            Planned::Ready(plan) => Arc::new(plan),
+            Planned::Ready(plan) => plan,
             Planned::Unusable => continue,
             Planned::Unknown => {
                 undecided.insert(id);
@@ -274,14 +274,14 @@ async fn plan(context: &StreamContext, stream: StreamRecord, tenant: TenantRecor
         .collection
         .clone()
         .unwrap_or_else(|| tenant.profile.sink.collection.clone());
-    Planned::Ready(Plan {
+    Planned::Ready(Arc::new(Plan {
         stream,
         tenant,
         app,
         version: active,
         options,
         collection,
-    })
+    }))
 }
 
 async fn apply(
