@@ -50,6 +50,7 @@ pub struct Metrics {
     stream_consumers: Family<StreamLabels, Gauge>,
     stream_depth: Family<StreamLabels, Gauge>,
     stream_throttled: Family<StreamLabels, Gauge>,
+    stream_quota_degraded: Family<TenantLabels, Counter>,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -172,8 +173,15 @@ impl Metrics {
             "1 while the tenant's consumption of the stream is paused over its quota",
             stream_throttled.clone(),
         );
+        let stream_quota_degraded = Family::<TenantLabels, Counter>::default();
+        registry.register(
+            "stream_quota_degraded_admissions",
+            "Stream batches this host admitted against its own quota counter because the shared one (Redis) was unreachable, by tenant",
+            stream_quota_degraded.clone(),
+        );
         Self {
             registry: Mutex::new(registry),
+            stream_quota_degraded,
             stream_messages,
             stream_documents,
             stream_bytes,
@@ -240,6 +248,15 @@ impl Metrics {
         self.stream_documents
             .get_or_create(&labels)
             .inc_by(documents);
+    }
+
+    /// Counts a stream batch admitted by this host's own quota counter (Redis unreachable).
+    pub fn stream_quota_degraded(&self, tenant: &str) {
+        self.stream_quota_degraded
+            .get_or_create(&TenantLabels {
+                tenant: tenant.to_owned(),
+            })
+            .inc();
     }
 
     /// Observes the ingestion latency of a batch's messages.

@@ -199,6 +199,7 @@ fn assemble(
     let streams = Arc::new(StreamContext {
         broker: services.broker,
         quota: services.quota,
+        outbox: stream::Outbox::new(services.platform.clone()),
         platform: services.platform.clone(),
         apps: services.apps.clone(),
         sinks: services.sinks.clone(),

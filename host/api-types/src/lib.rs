@@ -30,8 +30,8 @@ pub use error::{ErrorBody, ErrorDetail, Written};
 pub use failure::{FailureClass, UnknownFailureClass};
 pub use meta::{Readiness, ServiceCheck};
 pub use streams::{
-    ConnectionView, CreateStream, CreatedStream, DeadLetter, EventView, Replayed, StreamStats,
-    StreamStatus, StreamView,
+    ConnectionView, CreateStream, CreatedStream, DeadLetter, EventView, IncompleteWindow, Replayed,
+    StreamStats, StreamStatus, StreamView,
 };
 pub use tenants::{
     CreateTenant, HostInfo, MeView, ProfileVersionView, Suspend, TenantStatus, TenantView,

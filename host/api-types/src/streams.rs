@@ -142,8 +142,15 @@ pub struct StreamStats {
     pub documents: u64,
     /// Messages per second over the time the reports cover (at most the window).
     pub messages_per_sec: f64,
-    /// Messages dead-lettered.
+    /// Messages the platform dead-lettered in the window (its verdicts: reject, limits, bad
+    /// output, retries exhausted), from the consumers' reports.
     pub dead_lettered: u64,
+    /// Messages in the stream's dead-letter queue now, as the broker counts them: the
+    /// platform's dead letters not yet replayed *and* those the broker moved there itself (a
+    /// message over the stream's delivery limit), which no consumer report counts. `None`
+    /// when the broker could not be asked.
+    #[serde(default)]
+    pub dead_letters_queued: Option<u64>,
     /// Messages requeued.
     pub retried: u64,
     /// Infrastructure errors met by consumers.
@@ -162,6 +169,33 @@ pub struct StreamStats {
     pub throttled: bool,
     /// The monitor's latest decisions and throttling changes, newest first.
     pub events: Vec<EventView>,
+    /// Stretches of time in the window whose figures are not where they belong: a host kept
+    /// its reports while the platform database was away, ran past its buffer, and folded the
+    /// reports it could not keep into the first one it stored afterwards. Totals over a window
+    /// holding both the stretch and that report are right; a window cutting through them is
+    /// not. Empty when every report was stored on time.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub incomplete: Vec<IncompleteWindow>,
+}
+
+/// A stretch of time whose stream figures one host could not store in time (see
+/// [`StreamStats::incomplete`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct IncompleteWindow {
+    /// The host whose figures these are.
+    pub host: String,
+    /// The start of the stretch (RFC 3339).
+    pub from: String,
+    /// Its end (RFC 3339).
+    pub to: String,
+    /// Where its figures went: the time of the report that carries them (RFC 3339).
+    pub folded_into: String,
+    /// Reports folded into that one.
+    pub reports: u64,
+    /// Messages those reports counted (included in the carrying report's figures).
+    pub messages: u64,
+    /// Stream events (throttling changes) of the stretch that were dropped, not kept.
+    pub events_dropped: u64,
 }
 
 /// A decision or a throttling change.

@@ -14,7 +14,7 @@ pub use apps::{AppRecord, NewVersion, VersionRecord};
 pub use jobs::{BatchJob, JobSpec};
 pub use log_writer::LogWriter;
 pub use streams::{
-    BrokerAccount, NewStream, StreamEvent, StreamRecord, StreamReport, StreamStatus,
+    BrokerAccount, Folded, NewStream, StreamEvent, StreamRecord, StreamReport, StreamStatus,
 };
 pub use tenants::{ProfileVersion, TenantRecord, TenantStatus};
 pub use usage::{BatchStats, JobRecord, LogEntry, QuotaExceeded};

@@ -4,7 +4,8 @@
 
 use super::{Platform, StoreError, StoreResult, is_duplicate_key};
 use futures_util::TryStreamExt;
-use mongodb::bson::{DateTime, doc};
+use mongodb::bson::oid::ObjectId;
+use mongodb::bson::{DateTime, Document, doc};
 use mongodb::options::{IndexOptions, ReturnDocument};
 use mongodb::{Collection, IndexModel};
 use serde::{Deserialize, Serialize};
@@ -103,9 +104,38 @@ pub struct StreamReport {
     pub queue_depth: u64,
     /// Whether consumption was paused over the tenant's quota.
     pub throttled: bool,
+    /// Earlier reports of this host that could not be kept while the platform database was
+    /// away (its buffer was full): their counts are included in this report's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folded: Option<Folded>,
+}
+
+/// What a report carries for reports folded into it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Folded {
+    /// The start of the first folded report's interval.
+    pub from: DateTime,
+    /// The end of the last one's.
+    pub to: DateTime,
+    /// Reports folded.
+    pub reports: u64,
+    /// Messages they counted.
+    pub messages: u64,
+    /// Stream events of the stretch dropped for want of room.
+    pub events_dropped: u64,
 }
 
 impl StreamReport {
+    /// Adds `other`'s counts to this report's (latency and gauges stay this report's).
+    pub fn absorb(&mut self, other: &StreamReport) {
+        self.messages += other.messages;
+        self.bytes += other.bytes;
+        self.documents += other.documents;
+        self.dead_lettered += other.dead_lettered;
+        self.retried += other.retried;
+        self.errors += other.errors;
+    }
+
     /// The newest of `reports` (oldest first) from each host: how things stand now.
     pub fn latest_per_host(reports: &[StreamReport]) -> Vec<&StreamReport> {
         let mut latest = std::collections::HashMap::new();
@@ -174,6 +204,22 @@ pub struct NewStream<'a> {
     pub queue: String,
     /// Dead-letter queue.
     pub dead_letter_queue: String,
+}
+
+/// `value` as a document with `_id` set to `id`.
+fn with_id(id: ObjectId, value: &impl Serialize) -> StoreResult<Document> {
+    let mut document = mongodb::bson::to_document(value).map_err(anyhow::Error::from)?;
+    document.insert("_id", id);
+    Ok(document)
+}
+
+/// An insert that met its own earlier copy landed: success.
+fn ignore_duplicate(error: mongodb::error::Error) -> StoreResult<()> {
+    if is_duplicate_key(&error) {
+        Ok(())
+    } else {
+        Err(error.into())
+    }
 }
 
 fn stream_id(tenant: &str, name: &str) -> String {
@@ -372,10 +418,16 @@ impl Platform {
         Ok(())
     }
 
-    /// Stores one consumer report.
-    pub async fn insert_report(&self, report: &StreamReport) -> StoreResult<()> {
-        self.reports().insert_one(report).await?;
-        Ok(())
+    /// Stores one consumer report under `id`; storing it again is a no-op (a retry after a
+    /// lost answer must not count it twice).
+    pub async fn insert_report(&self, id: ObjectId, report: &StreamReport) -> StoreResult<()> {
+        let document = with_id(id, report)?;
+        self.database
+            .collection::<Document>("stream_reports")
+            .insert_one(document)
+            .await
+            .map(drop)
+            .or_else(ignore_duplicate)
     }
 
     /// A stream's reports of the last `window`, oldest first.
@@ -396,10 +448,15 @@ impl Platform {
             .await?)
     }
 
-    /// Records a decision or a throttling change.
-    pub async fn insert_event(&self, event: &StreamEvent) -> StoreResult<()> {
-        self.events().insert_one(event).await?;
-        Ok(())
+    /// Records a decision or a throttling change under `id`; again, a no-op.
+    pub async fn insert_event(&self, id: ObjectId, event: &StreamEvent) -> StoreResult<()> {
+        let document = with_id(id, event)?;
+        self.database
+            .collection::<Document>("stream_events")
+            .insert_one(document)
+            .await
+            .map(drop)
+            .or_else(ignore_duplicate)
     }
 
     /// A stream's latest events, newest first.

@@ -11,6 +11,14 @@
 //! | `retry` on the last allowed delivery      | dead-lettered, class `retry`                  |
 //! | `reject`, a limit violation, bad output   | dead-lettered with class and reason            |
 //! | coredms or broker down                    | held unacknowledged, retried with backoff      |
+//! | quota counter (Redis) unreachable         | admitted by this host's own counter (`quota`)  |
+//!
+//! Only the app's own verdicts spend a message's delivery attempts. A platform-side failure
+//! (the coredms, the platform database, Redis) never closes the session nor requeues: the
+//! batch stays unacknowledged in the consumer's hands and is retried in place, so the broker
+//! counts no delivery. The session ends only when the broker side fails (or on stop); the
+//! consumer then reconnects after a pause that grows while sessions keep failing at once and
+//! starts again from the shortest after a healthy session ([`Reconnect`]).
 //!
 //! A batch whose call traps (one message's panic or limit kills the instance) is run again
 //! one message per call, so only the guilty message is dead-lettered. Dead letters are
@@ -21,6 +29,7 @@
 
 use super::StreamContext;
 use super::broker::DEAD_LETTER_EXCHANGE;
+use super::policy::Reconnect;
 use super::quota::{Admission, Limits};
 use super::stats::StreamShared;
 use crate::platform::{StreamEvent, StreamRecord, TenantRecord};
@@ -38,6 +47,7 @@ use mongodb::bson::DateTime;
 use mongodb::bson::RawDocumentBuf;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
@@ -45,6 +55,11 @@ use tokio::sync::{mpsc, watch};
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// The first such pause.
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+/// The longest pause between attempts to write a held batch to an unreachable coredms:
+/// short, so consumption resumes within seconds of its return (an attempt costs little).
+const MAX_WRITE_BACKOFF: Duration = Duration::from_secs(5);
+/// A session that stayed up this long was healthy: the next reconnect waits `FIRST_BACKOFF`.
+const HEALTHY_SESSION: Duration = Duration::from_secs(10);
 
 /// What a consumer runs: the stream, its tenant and the app version, refreshed by the
 /// manager when any of them changes.
@@ -102,18 +117,21 @@ impl Consumer {
     pub async fn run(mut self) {
         let name = self.name();
         tracing::info!(consumer = %name, "stream consumer started");
-        let mut backoff = FIRST_BACKOFF;
+        let mut backoff = Reconnect::new(FIRST_BACKOFF, MAX_BACKOFF, HEALTHY_SESSION);
         while !*self.stop.borrow() {
-            match self.session().await {
+            let started = Instant::now();
+            let settled = AtomicU64::new(0);
+            match self.session(&settled).await {
                 Ok(()) => break,
                 Err(e) => {
-                    tracing::warn!(consumer = %name, error = %format!("{e:#}"), "stream consumer failed; reconnecting");
+                    let pause =
+                        backoff.after_failure(started.elapsed(), settled.load(Ordering::Relaxed));
+                    tracing::warn!(consumer = %name, error = %format!("{e:#}"), ?pause, "stream consumer failed; reconnecting");
                     self.shared.record(|c| c.errors += 1);
                     tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
+                        _ = tokio::time::sleep(pause) => {}
                         _ = self.stop.changed() => {}
                     }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
         }
@@ -128,8 +146,9 @@ impl Consumer {
         )
     }
 
-    /// One connection: consume batches until stopped (Ok) or the broker fails (Err).
-    async fn session(&mut self) -> Result<()> {
+    /// One connection: consume batches until stopped (Ok) or the broker fails (Err); counts
+    /// the messages it settles in `settled`.
+    async fn session(&mut self, settled: &AtomicU64) -> Result<()> {
         let plan = self.plan.borrow().clone();
         let config = &self.context.config;
         let connection = self.context.broker.connect(&plan.stream.tenant).await?;
@@ -159,7 +178,7 @@ impl Consumer {
         let (ready, processed) = mpsc::channel::<Processed>(1);
         let outcome = tokio::try_join!(
             self.read(&mut deliveries, ready, self.stop.clone()),
-            self.drain(&channel, processed, self.stop.clone()),
+            self.drain(&channel, processed, self.stop.clone(), settled),
         );
         // Closing returns what this consumer still holds to the queue.
         let _ = channel.close(200, "consumer stopping".into()).await;
@@ -207,6 +226,7 @@ impl Consumer {
         channel: &Channel,
         mut processed: mpsc::Receiver<Processed>,
         mut stop: watch::Receiver<bool>,
+        settled: &AtomicU64,
     ) -> Result<()> {
         while let Some(mut batch) = processed.recv().await {
             let stored = std::mem::take(&mut batch.stored);
@@ -231,6 +251,7 @@ impl Consumer {
                 &batch.actions,
             )
             .await?;
+            settled.fetch_add(batch.batch.len() as u64, Ordering::Relaxed);
             self.account(&batch, documents, written);
         }
         Ok(())
@@ -266,7 +287,7 @@ impl Consumer {
                 .admit(&plan.stream.tenant, count, bytes, limits(&plan)),
             self.run_app(&plan, &messages)
         );
-        if !self.admit(&plan, count, bytes, admission?, stop).await? {
+        if !self.admit(&plan, count, bytes, admission, stop).await {
             return Ok(None);
         }
         for (action, message) in actions.iter_mut().zip(&messages) {
@@ -348,37 +369,42 @@ impl Consumer {
         bytes: u64,
         first: Admission,
         stop: &mut watch::Receiver<bool>,
-    ) -> Result<bool> {
+    ) -> bool {
         let mut admission = first;
         loop {
             match admission {
-                Admission::Granted => {
-                    if self.shared.set_throttled(false) {
-                        self.event(plan, "resumed", "back within the quota".to_owned())
-                            .await;
+                Admission::Granted | Admission::GrantedLocally => {
+                    if admission == Admission::GrantedLocally {
+                        self.context
+                            .metrics
+                            .stream_quota_degraded(&plan.stream.tenant);
                     }
-                    return Ok(true);
+                    if self.shared.set_throttled(false) {
+                        self.event(plan, "resumed", "back within the quota".to_owned());
+                    }
+                    return true;
                 }
                 Admission::Wait { wait, reason } => {
                     if self.shared.set_throttled(true) {
                         tracing::info!(tenant = %plan.stream.tenant, stream = %plan.stream.name, %reason, "stream throttled");
-                        self.event(plan, "throttled", reason).await;
+                        self.event(plan, "throttled", reason);
                     }
                     tokio::select! {
                         _ = tokio::time::sleep(wait + Duration::from_millis(5)) => {}
-                        _ = stop.changed() => return Ok(false),
+                        _ = stop.changed() => return false,
                     }
                     admission = self
                         .context
                         .quota
                         .admit(&plan.stream.tenant, messages, bytes, limits(plan))
-                        .await?;
+                        .await;
                 }
             }
         }
     }
 
-    async fn event(&self, plan: &Plan, kind: &str, reason: String) {
+    /// Records a throttling change (through the outbox: kept while the database is away).
+    fn event(&self, plan: &Plan, kind: &str, reason: String) {
         let event = StreamEvent {
             tenant: plan.stream.tenant.clone(),
             stream: plan.stream.name.clone(),
@@ -389,9 +415,7 @@ impl Consumer {
             reason,
             host: self.context.host.clone(),
         };
-        if let Err(e) = self.context.platform.insert_event(&event).await {
-            tracing::warn!(error = %e, "could not record a stream event");
-        }
+        self.context.outbox.event(event);
     }
 
     /// One outcome per message; a batch that traps is run again one message at a time.
@@ -484,7 +508,7 @@ impl Consumer {
                 _ = tokio::time::sleep(backoff) => {}
                 _ = stop.changed() => return None,
             }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
+            backoff = (backoff * 2).min(MAX_WRITE_BACKOFF);
         }
     }
 

@@ -9,6 +9,14 @@
 //! Each stream with consumers here also gets a reporter that writes the host's report for
 //! it every `report_interval_secs` of the tenant's profile.
 //!
+//! A stream whose plan cannot be read because the platform is away (the platform database,
+//! the app store) keeps the consumers it has: stopping them would return their prefetched
+//! messages to the queue with one more delivery counted, so the platform's outage would spend
+//! the tenant's delivery attempts. Only a stream that is really gone, stopped or without a
+//! usable app loses its consumers.
+//!
+//! The manager also runs the host's [`super::outbox`], which stores the reports and events.
+//!
 //! At start the manager also repairs, once, the broker side of every existing stream:
 //! tenants' permissions, exchanges and publishing bindings, so vhosts provisioned under older
 //! rules get today's (all idempotent; a failed pass is tried again a little later).
@@ -16,12 +24,12 @@
 use super::consumer::{Consumer, Plan};
 use super::stats::StreamShared;
 use super::{CONSUMER_ROLE, StreamContext};
-use crate::app_store::short;
+use crate::app_store::{AdmitError, short};
 use crate::platform::{StoreError, StreamRecord, StreamReport, TenantRecord, TenantStatus};
-use crate::runtime::CallOptions;
+use crate::runtime::{CallOptions, FailureClass};
 use anyhow::Result;
 use mongodb::bson::DateTime;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -52,6 +60,12 @@ struct Local {
 /// writes the last reports.
 pub async fn run(context: Arc<StreamContext>, mut stop: watch::Receiver<bool>) {
     let repair = tokio::spawn(repair(context.clone(), stop.clone()));
+    // The outbox stops after the last reports below are handed over.
+    let (outbox_stop, outbox_stopped) = watch::channel(false);
+    let outbox = {
+        let context = context.clone();
+        tokio::spawn(async move { context.outbox.run(outbox_stopped).await })
+    };
     let mut consumers: HashMap<(String, u32), Running> = HashMap::new();
     let mut streams: HashMap<String, Local> = HashMap::new();
     let period = Duration::from_millis(context.config.reconcile_ms);
@@ -75,6 +89,8 @@ pub async fn run(context: Arc<StreamContext>, mut stop: watch::Receiver<bool>) {
     for (_, local) in streams.drain() {
         finish_reporter(local).await;
     }
+    let _ = outbox_stop.send(true);
+    let _ = outbox.await;
     let _ = repair.await;
 }
 
@@ -128,8 +144,26 @@ async fn repair_pass(context: &StreamContext) -> Result<usize> {
     Ok(failed)
 }
 
+/// What this host should run now.
+struct Wanted {
+    /// The consumers, by (stream id, slot), with their plans.
+    consumers: BTreeMap<(String, u32), Arc<Plan>>,
+    /// Streams whose plan could not be read (the platform is away): their consumers here
+    /// stay as they are.
+    undecided: BTreeSet<String>,
+}
+
+/// A stream's plan, or why there is none.
+enum Planned {
+    Ready(Arc<Plan>),
+    /// No usable app: its consumers stop.
+    Unusable,
+    /// The platform could not say (database or app store unreachable): keep what runs.
+    Unknown,
+}
+
 /// The consumers this host should run now, by (stream id, slot), with their plans.
-async fn wanted(context: &StreamContext) -> Result<BTreeMap<(String, u32), Arc<Plan>>> {
+async fn wanted(context: &StreamContext) -> Result<Wanted> {
     let mut hosts: Vec<String> = context
         .registry
         .hosts()
@@ -143,6 +177,7 @@ async fn wanted(context: &StreamContext) -> Result<BTreeMap<(String, u32), Arc<P
     }
     hosts.sort();
     let mut wanted = BTreeMap::new();
+    let mut undecided = BTreeSet::new();
     let mut tenants: HashMap<String, Option<TenantRecord>> = HashMap::new();
     for stream in context.platform.running_streams().await? {
         if !tenants.contains_key(&stream.tenant) {
@@ -168,37 +203,60 @@ async fn wanted(context: &StreamContext) -> Result<BTreeMap<(String, u32), Arc<P
         if mine.is_empty() {
             continue;
         }
-        let Some(plan) = plan(context, stream, tenant.clone()).await else {
-            continue;
+        let id = stream.id.clone();
+        let plan = match plan(context, stream, tenant.clone()).await {
+            Planned::Ready(plan) => plan,
+            Planned::Unusable => continue,
+            Planned::Unknown => {
+                undecided.insert(id);
+                continue;
+            }
         };
-        let plan = Arc::new(plan);
         for slot in mine {
             wanted.insert((plan.stream.id.clone(), slot), plan.clone());
         }
     }
-    Ok(wanted)
+    Ok(Wanted {
+        consumers: wanted,
+        undecided,
+    })
 }
 
-/// The stream's app, loaded; `None` (logged) when it has no usable active version.
-async fn plan(context: &StreamContext, stream: StreamRecord, tenant: TenantRecord) -> Option<Plan> {
+/// Whether a platform lookup failed for want of the platform (not for want of the thing).
+fn platform_away(error: &StoreError) -> bool {
+    matches!(error, StoreError::Database(_) | StoreError::Other(_))
+}
+
+/// The stream's app, loaded; `Unusable` (logged) when it has no usable active version,
+/// `Unknown` when the platform could not say.
+async fn plan(context: &StreamContext, stream: StreamRecord, tenant: TenantRecord) -> Planned {
     let platform = &context.platform;
     let record = match platform.app(&tenant.id, &stream.app).await {
         Ok(record) => record,
+        Err(e) if platform_away(&e) => return Planned::Unknown,
         Err(e) => {
             tracing::debug!(stream = %stream.id, error = %e, "stream app unavailable");
-            return None;
+            return Planned::Unusable;
         }
     };
-    let active = record.active.clone()?;
-    let version = platform
-        .version(&tenant.id, &stream.app, &active)
-        .await
-        .ok()?;
+    let Some(active) = record.active.clone() else {
+        return Planned::Unusable;
+    };
+    let version = match platform.version(&tenant.id, &stream.app, &active).await {
+        Ok(version) => version,
+        Err(e) if platform_away(&e) => return Planned::Unknown,
+        Err(_) => return Planned::Unusable,
+    };
     let app = match context.apps.load(&version).await {
         Ok(app) => app,
+        Err(AdmitError::Store(e)) if platform_away(&e) => return Planned::Unknown,
+        Err(AdmitError::Refused(failure)) if failure.class == FailureClass::HostError => {
+            tracing::warn!(stream = %stream.id, error = %failure.message, "cannot load the stream's app here now; keeping its consumers");
+            return Planned::Unknown;
+        }
         Err(e) => {
             tracing::warn!(stream = %stream.id, error = %e, "cannot load the stream's app");
-            return None;
+            return Planned::Unusable;
         }
     };
     let options = CallOptions {
@@ -216,22 +274,26 @@ async fn plan(context: &StreamContext, stream: StreamRecord, tenant: TenantRecor
         .collection
         .clone()
         .unwrap_or_else(|| tenant.profile.sink.collection.clone());
-    Some(Plan {
+    Planned::Ready(Arc::new(Plan {
         stream,
         tenant,
         app,
         version: active,
         options,
         collection,
-    })
+    }))
 }
 
 async fn apply(
     context: &Arc<StreamContext>,
-    mut wanted: BTreeMap<(String, u32), Arc<Plan>>,
+    wanted: Wanted,
     consumers: &mut HashMap<(String, u32), Running>,
     streams: &mut HashMap<String, Local>,
 ) {
+    let Wanted {
+        consumers: mut wanted,
+        undecided,
+    } = wanted;
     let cap = context.config.max_consumers_per_host;
     if wanted.len() > cap {
         tracing::warn!(
@@ -244,7 +306,7 @@ async fn apply(
     }
     let gone: Vec<_> = consumers
         .keys()
-        .filter(|k| !wanted.contains_key(*k))
+        .filter(|k| !wanted.contains_key(*k) && !undecided.contains(&k.0))
         .cloned()
         .collect();
     stop_consumers(consumers, gone).await;
@@ -255,7 +317,7 @@ async fn apply(
     }
     let idle: Vec<_> = streams
         .keys()
-        .filter(|s| !plans.contains_key(*s))
+        .filter(|s| !plans.contains_key(*s) && !undecided.contains(*s))
         .cloned()
         .collect();
     for stream in idle {
@@ -394,8 +456,7 @@ async fn report(context: &StreamContext, plan: &Plan, shared: &StreamShared, int
         latency_p99_ms,
         queue_depth,
         throttled,
+        folded: None,
     };
-    if let Err(e) = context.platform.insert_report(&report).await {
-        tracing::warn!(stream = %stream.id, error = %e, "cannot store a stream report");
-    }
+    context.outbox.report(report);
 }

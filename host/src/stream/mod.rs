@@ -9,7 +9,11 @@
 //!   count and this host's share of it, and reports every few seconds.
 //! - [`monitor`]: on one host at a time (an etcd election), moves each stream's desired
 //!   count within the profile's min/max from its backlog, latency and throughput.
-//! - [`quota`]: messages and bytes per window per tenant, shared by all hosts in Redis.
+//! - [`outbox`]: reports and events on their way to the platform database, kept (bounded)
+//!   while it is away.
+//! - [`policy`]: the pure rules (autoscaling, placement, reconnect back-off).
+//! - [`quota`]: messages and bytes per window per tenant, shared by all hosts in Redis (each
+//!   host's own count while Redis is unreachable).
 //! - [`service`]: what the API asks of streams: create, show, start/stop, delete, stats,
 //!   dead letters, credentials.
 
@@ -17,12 +21,14 @@ pub mod broker;
 pub mod consumer;
 pub mod manager;
 pub mod monitor;
+pub mod outbox;
 pub mod policy;
 pub mod quota;
 pub mod service;
 pub mod stats;
 
 pub use broker::Broker;
+pub use outbox::Outbox;
 pub use quota::Quota;
 
 use crate::app_store::AppStore;
@@ -42,6 +48,8 @@ pub struct StreamContext {
     pub broker: Broker,
     /// Quota counters.
     pub quota: Quota,
+    /// Reports and events on their way to the platform database.
+    pub outbox: Outbox,
     /// The platform database.
     pub platform: Platform,
     /// App loading.

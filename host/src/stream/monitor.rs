@@ -161,18 +161,15 @@ async fn decide(
         "scale_down"
     };
     tracing::info!(stream = %stream.id, from, to = target, %reason, "stream {kind}");
-    context
-        .platform
-        .insert_event(&StreamEvent {
-            tenant: stream.tenant.clone(),
-            stream: stream.name.clone(),
-            at: DateTime::now(),
-            kind: kind.to_owned(),
-            from: Some(from),
-            to: Some(target),
-            reason,
-            host: context.host.clone(),
-        })
-        .await?;
+    context.outbox.event(StreamEvent {
+        tenant: stream.tenant.clone(),
+        stream: stream.name.clone(),
+        at: DateTime::now(),
+        kind: kind.to_owned(),
+        from: Some(from),
+        to: Some(target),
+        reason,
+        host: context.host.clone(),
+    });
     Ok(())
 }

@@ -1,9 +1,11 @@
 //! The stream policies as pure functions, so they are tested by tables rather than by runs:
-//! the autoscaler's decision from what the monitor read, and which host runs which consumer
-//! slot of a stream. The monitor and the manager do the I/O around them.
+//! the autoscaler's decision from what the monitor read, which host runs which consumer
+//! slot of a stream, and how long a consumer waits before reconnecting. The monitor, the
+//! manager and the consumer do the I/O around them.
 
 use crate::profile::Autoscale;
 use sha2::{Digest, Sha256};
+use std::time::Duration;
 
 /// What the monitor read about a stream.
 #[derive(Debug, Clone, Copy, Default)]
@@ -139,9 +141,69 @@ pub fn slots_of(stream: &str, desired: u32, hosts: &[String], me: &str) -> Vec<u
         .collect()
 }
 
+/// A consumer's pause before reconnecting after its session ended in an error: doubling from
+/// `first` up to `max` while sessions keep failing at once, and back to `first` after a
+/// healthy session (one that stayed up `healthy_after`, or settled messages). Without the
+/// reset, a consumer whose broker connection is closed now and then (a broker restart, an
+/// operator closing connections) would wait `max` after every close, hours apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reconnect {
+    first: Duration,
+    max: Duration,
+    healthy_after: Duration,
+    next: Duration,
+}
+
+impl Reconnect {
+    /// Starts at `first`.
+    pub fn new(first: Duration, max: Duration, healthy_after: Duration) -> Self {
+        Self {
+            first,
+            max,
+            healthy_after,
+            next: first,
+        }
+    }
+
+    /// The pause after a session that lasted `lasted` and settled `settled` messages; the
+    /// pause after the next failure grows unless this session was healthy.
+    pub fn after_failure(&mut self, lasted: Duration, settled: u64) -> Duration {
+        if lasted >= self.healthy_after || settled > 0 {
+            self.next = self.first;
+        }
+        let pause = self.next;
+        self.next = (self.next * 2).min(self.max);
+        pause
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn reconnect_pauses_double_while_sessions_fail_at_once_and_reset_after_a_healthy_one() {
+        let mut backoff = Reconnect::new(ms(250), ms(30_000), ms(10_000));
+        let failing: Vec<_> = (0..9)
+            .map(|_| backoff.after_failure(ms(5), 0).as_millis())
+            .collect();
+        assert_eq!(
+            failing,
+            [250, 500, 1000, 2000, 4000, 8000, 16_000, 30_000, 30_000]
+        );
+        // A session that stayed up long enough: the next close waits the first pause again.
+        assert_eq!(backoff.after_failure(ms(10_000), 0), ms(250));
+        assert_eq!(backoff.after_failure(ms(1), 0), ms(500));
+        // So does one that settled messages, however short.
+        assert_eq!(backoff.after_failure(ms(1), 0), ms(1000));
+        assert_eq!(backoff.after_failure(ms(1), 1), ms(250));
+        // Just short of healthy, without messages: still growing.
+        assert_eq!(backoff.after_failure(ms(9_999), 0), ms(500));
+    }
 
     fn scale() -> Autoscale {
         Autoscale {

@@ -14,7 +14,7 @@ use crate::platform::{
 };
 use crate::runtime::AppKind;
 use mongodb::bson::DateTime;
-use mysimbdp_api::{EventView, StreamStats};
+use mysimbdp_api::{EventView, IncompleteWindow, StreamStats};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -277,6 +277,34 @@ pub async fn stats(
         .map(|r| r.latency_avg_ms * r.messages as f64)
         .sum();
     let (running_consumers, throttled) = live(context, tenant, &stream).await;
+    // The broker's own dead letters (delivery limit) reach the queue without any report.
+    let dead_letters_queued = match context
+        .broker
+        .ready(&tenant.id, &stream.dead_letter_queue)
+        .await
+    {
+        Ok(depth) => Some(depth),
+        Err(e) => {
+            tracing::warn!(stream = %stream.id, error = %format!("{e:#}"), "cannot read the dead-letter queue's depth");
+            None
+        }
+    };
+    let incomplete = reports
+        .iter()
+        .filter_map(|r| {
+            let folded = r.folded.as_ref()?;
+            let time = |at: DateTime| at.try_to_rfc3339_string().unwrap_or_default();
+            Some(IncompleteWindow {
+                host: r.host.clone(),
+                from: time(folded.from),
+                to: time(folded.to),
+                folded_into: r.at.map(time).unwrap_or_default(),
+                reports: folded.reports,
+                messages: folded.messages,
+                events_dropped: folded.events_dropped,
+            })
+        })
+        .collect();
     let events = context
         .platform
         .stream_events(&tenant.id, name, EVENTS)
@@ -290,6 +318,7 @@ pub async fn stats(
         documents: sum(|r| r.documents),
         messages_per_sec: messages as f64 / covered_secs(&reports, window_secs),
         dead_lettered: sum(|r| r.dead_lettered),
+        dead_letters_queued,
         retried: sum(|r| r.retried),
         errors: sum(|r| r.errors),
         latency_avg_ms: if messages == 0 {
@@ -303,6 +332,7 @@ pub async fn stats(
         desired_consumers: stream.consumers,
         throttled,
         events: events.into_iter().map(EventView::from).collect(),
+        incomplete,
     })
 }
 
