@@ -352,11 +352,7 @@ async fn every_document_once_through_host_kills_and_each_services_outage() {
         eprintln!("| {fault} | {:.2} s |", resumed.as_secs_f64());
     }
     // The tenant's vhost and user live on the shared broker: remove them.
-    let (status, body) = rig
-        .api
-        .admin(Method::DELETE, &format!("/v1/admin/tenants/{tenant}"), None)
-        .await;
-    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    rig.api.delete_tenant(&tenant).await;
     for host in rig.hosts.drain(..) {
         host.terminate().await;
     }

@@ -13,25 +13,14 @@
 
 use lapin::options::{BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::AMQPValue;
-use lapin::uri::AMQPUri;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use mongodb::bson::{Document, doc};
 use mysimbdp_fixtures as fixtures;
 use mysimbdp_tests::prelude::*;
+use mysimbdp_tests::streams::{connect, numbered_from, publish, publish_to, stream_of, uri};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::time::Duration;
-
-/// Runs a test body under a time limit: a hang (a broker or a server that never answers)
-/// fails with the test's name instead of stalling the whole run.
-async fn within(name: &str, body: impl std::future::Future<Output = ()>) {
-    if tokio::time::timeout(Duration::from_secs(300), body)
-        .await
-        .is_err()
-    {
-        panic!("{name} did not finish within 300 s");
-    }
-}
 
 /// A host with fast reconciliation and monitoring, and no batch workers.
 async fn host(database: &str) -> Host {
@@ -41,95 +30,6 @@ async fn host(database: &str) -> Host {
         config.stream.monitor_interval_ms = 300;
     })
     .await
-}
-
-/// Creates a tenant (with a profile), uploads `wasm` as `app` and creates stream `name`;
-/// returns the token and the connection details.
-async fn stream_of(
-    host: &Host,
-    tenant: &str,
-    profile: Value,
-    app: &str,
-    wasm: &str,
-    stream: Value,
-) -> (String, Value) {
-    let token = host.create_tenant(tenant, Some(profile)).await;
-    let (status, body) = host.upload(&token, app, read(wasm)).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    let (status, created) = host
-        .tenant(&token, Method::POST, "/v1/streams", Some(stream))
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{created}");
-    (token, created["connection"].clone())
-}
-
-fn uri(connection: &Value, vhost: Option<&str>) -> AMQPUri {
-    let mut uri: AMQPUri = connection["url"].as_str().unwrap().parse().unwrap();
-    uri.authority.userinfo.username = connection["user"].as_str().unwrap().to_owned();
-    uri.authority.userinfo.password = connection["password"].as_str().unwrap().to_owned();
-    if let Some(vhost) = vhost {
-        uri.vhost = vhost.to_owned();
-    }
-    uri
-}
-
-async fn connect(connection: &Value) -> Connection {
-    Connection::connect_uri(uri(connection, None), ConnectionProperties::default())
-        .await
-        .unwrap()
-}
-
-/// Publishes `(message id, body)` pairs with confirms to the tenant's publishing exchange;
-/// returns how many the broker routed.
-async fn publish_to(
-    connection: &Value,
-    queue: &str,
-    messages: impl IntoIterator<Item = (String, String)>,
-) -> usize {
-    let amqp = connect(connection).await;
-    let channel = amqp.create_channel().await.unwrap();
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
-    let exchange = connection["exchange"].as_str().unwrap();
-    assert_eq!(exchange, "mysimbdp.ingest", "{connection}");
-    let mut confirms = Vec::new();
-    for (id, body) in messages {
-        let confirm = channel
-            .basic_publish(
-                exchange.into(),
-                queue.into(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..Default::default()
-                },
-                body.as_bytes(),
-                BasicProperties::default()
-                    .with_message_id(id.into())
-                    .with_content_type("application/json".into())
-                    .with_delivery_mode(2),
-            )
-            .await
-            .unwrap();
-        confirms.push(confirm);
-    }
-    let mut routed = 0;
-    for confirm in confirms {
-        let confirmation = confirm.await.unwrap();
-        if confirmation.is_ack() && confirmation.take_message().is_none() {
-            routed += 1;
-        }
-    }
-    let _ = amqp.close(200, "done".into()).await;
-    routed
-}
-
-async fn publish(connection: &Value, messages: impl IntoIterator<Item = (String, String)>) {
-    let queue = connection["queue"].as_str().unwrap().to_owned();
-    let messages: Vec<_> = messages.into_iter().collect();
-    let count = messages.len();
-    assert_eq!(publish_to(connection, &queue, messages).await, count);
 }
 
 /// Waits until the collection holds `count` documents (and checks it does not go past).
@@ -193,13 +93,6 @@ fn profile(extra: Value) -> Value {
     profile
 }
 
-/// Messages `m0`, `m1`, … with bodies `{"n": 0}`, `{"n": 1}`, …
-fn numbered(count: u64) -> Vec<(String, String)> {
-    (0..count)
-        .map(|n| (format!("m{n}"), json!({ "n": n }).to_string()))
-        .collect()
-}
-
 fn readings(device: &str, count: usize) -> Vec<(String, String)> {
     (0..count)
         .map(|i| {
@@ -216,17 +109,11 @@ fn readings(device: &str, count: usize) -> Vec<(String, String)> {
         .collect()
 }
 
-async fn delete_tenant(host: &Host, tenant: &str) {
-    let (status, body) = host
-        .admin(Method::DELETE, &format!("/v1/admin/tenants/{tenant}"), None)
-        .await;
-    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn tenants_are_isolated_on_the_broker_and_in_their_databases() {
     within(
         "tenants_are_isolated_on_the_broker_and_in_their_databases",
+        Duration::from_secs(300),
         async {
             let database = database_name();
             let host = host(&database).await;
@@ -354,8 +241,8 @@ async fn tenants_are_isolated_on_the_broker_and_in_their_databases() {
                 .await;
             assert_eq!(status, StatusCode::NO_CONTENT);
 
-            delete_tenant(&host, &a).await;
-            delete_tenant(&host, &b).await;
+            host.delete_tenant(&a).await;
+            host.delete_tenant(&b).await;
             host.stop().await;
         },
     )
@@ -366,6 +253,7 @@ async fn tenants_are_isolated_on_the_broker_and_in_their_databases() {
 async fn poison_messages_are_dead_lettered_with_headers_while_the_stream_flows() {
     within(
         "poison_messages_are_dead_lettered_with_headers_while_the_stream_flows",
+        Duration::from_secs(300),
         async {
             let database = database_name();
             let host = host(&database).await;
@@ -478,7 +366,7 @@ async fn poison_messages_are_dead_lettered_with_headers_while_the_stream_flows()
             )
             .await;
             assert!(stats["retried"].as_u64().unwrap() >= 2, "{stats}");
-            delete_tenant(&host, &tenant).await;
+            host.delete_tenant(&tenant).await;
             host.stop().await;
         },
     )
@@ -489,6 +377,7 @@ async fn poison_messages_are_dead_lettered_with_headers_while_the_stream_flows()
 async fn consumers_killed_mid_batch_lose_and_duplicate_nothing() {
     within(
         "consumers_killed_mid_batch_lose_and_duplicate_nothing",
+        Duration::from_secs(300),
         async {
             let database = database_name();
             let extra =
@@ -517,7 +406,7 @@ async fn consumers_killed_mid_batch_lose_and_duplicate_nothing() {
             )
             .await;
             let total = 3000;
-            publish(&conn, numbered(total)).await;
+            publish(&conn, numbered_from(0, total)).await;
             let documents = tenant_collection(&tenant, "events").await;
             let mut process = first;
             let mut kills = 0;
@@ -571,7 +460,7 @@ async fn consumers_killed_mid_batch_lose_and_duplicate_nothing() {
                 .unwrap();
             assert!(dead.is_none(), "a message was dead-lettered");
             let _ = amqp.close(200, "done".into()).await;
-            delete_tenant(&api, &tenant).await;
+            api.delete_tenant(&tenant).await;
             last.terminate().await;
         },
     )
@@ -582,6 +471,7 @@ async fn consumers_killed_mid_batch_lose_and_duplicate_nothing() {
 async fn a_burst_scales_consumers_up_and_idleness_down_within_bounds() {
     within(
         "a_burst_scales_consumers_up_and_idleness_down_within_bounds",
+        Duration::from_secs(300),
         async {
             let database = database_name();
             let host = host(&database).await;
@@ -638,7 +528,7 @@ async fn a_burst_scales_consumers_up_and_idleness_down_within_bounds() {
                 highest
             };
             let load = async {
-                publish(&conn, numbered(total)).await;
+                publish(&conn, numbered_from(0, total)).await;
                 wait_documents(&tenant, "events", total, Duration::from_secs(180)).await;
             };
             let (highest, ()) = tokio::join!(watcher, load);
@@ -671,7 +561,7 @@ async fn a_burst_scales_consumers_up_and_idleness_down_within_bounds() {
                     .all(|e| e["reason"].as_str().unwrap().contains("idle")),
                 "{events:?}"
             );
-            delete_tenant(&host, &tenant).await;
+            host.delete_tenant(&tenant).await;
             host.stop().await;
         },
     )
@@ -682,6 +572,7 @@ async fn a_burst_scales_consumers_up_and_idleness_down_within_bounds() {
 async fn a_tenant_over_its_quota_is_paused_and_loses_nothing() {
     within(
         "a_tenant_over_its_quota_is_paused_and_loses_nothing",
+        Duration::from_secs(300),
         async {
             let database = database_name();
             let host = host(&database).await;
@@ -695,7 +586,7 @@ async fn a_tenant_over_its_quota_is_paused_and_loses_nothing() {
                 json!({ "name": "quota", "app": "poison", "collection": "events" }),
             )
             .await;
-            publish(&conn, numbered(350)).await;
+            publish(&conn, numbered_from(0, 350)).await;
             // While paused, the queue keeps the rest.
             wait_until(
                 "the stream is throttled",
@@ -730,7 +621,7 @@ async fn a_tenant_over_its_quota_is_paused_and_loses_nothing() {
                 "{throttled}"
             );
             assert!(events.iter().any(|e| e["kind"] == "resumed"), "{events:?}");
-            delete_tenant(&host, &tenant).await;
+            host.delete_tenant(&tenant).await;
             host.stop().await;
         },
     )
@@ -739,64 +630,68 @@ async fn a_tenant_over_its_quota_is_paused_and_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_stream_requests_are_refused_with_reasons() {
-    within("bad_stream_requests_are_refused_with_reasons", async {
-        let database = database_name();
-        let host = host(&database).await;
-        let tenant = mysimbdp_tests::unique("sr");
-        let token = host.create_tenant(&tenant, None).await;
-        let (status, body) = host
-            .upload(&token, "orders", read(fixtures::CSV_BATCH))
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        for (request, status, needle) in [
-            (
-                json!({ "name": "Bad Name", "app": "orders" }),
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "stream name",
-            ),
-            (
-                json!({ "name": "s", "app": "nope" }),
-                StatusCode::NOT_FOUND,
-                "nope",
-            ),
-            (
-                json!({ "name": "s", "app": "orders" }),
-                StatusCode::CONFLICT,
-                "batch app",
-            ),
-            (
-                json!({ "name": "s", "app": "orders", "delivery_limit": 0 }),
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "delivery_limit",
-            ),
-            (
-                json!({ "name": "s", "app": "orders", "collection": "$x" }),
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "collection",
-            ),
-        ] {
-            let (got, body) = host
+    within(
+        "bad_stream_requests_are_refused_with_reasons",
+        Duration::from_secs(300),
+        async {
+            let database = database_name();
+            let host = host(&database).await;
+            let tenant = mysimbdp_tests::unique("sr");
+            let token = host.create_tenant(&tenant, None).await;
+            let (status, body) = host
+                .upload(&token, "orders", read(fixtures::CSV_BATCH))
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+            for (request, status, needle) in [
+                (
+                    json!({ "name": "Bad Name", "app": "orders" }),
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "stream name",
+                ),
+                (
+                    json!({ "name": "s", "app": "nope" }),
+                    StatusCode::NOT_FOUND,
+                    "nope",
+                ),
+                (
+                    json!({ "name": "s", "app": "orders" }),
+                    StatusCode::CONFLICT,
+                    "batch app",
+                ),
+                (
+                    json!({ "name": "s", "app": "orders", "delivery_limit": 0 }),
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "delivery_limit",
+                ),
+                (
+                    json!({ "name": "s", "app": "orders", "collection": "$x" }),
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "collection",
+                ),
+            ] {
+                let (got, body) = host
+                    .tenant(&token, Method::POST, "/v1/streams", Some(request.clone()))
+                    .await;
+                assert_eq!(got, status, "{request} → {body}");
+                assert!(body.to_string().contains(needle), "{request} → {body}");
+            }
+            let (status, body) = host
+                .upload(&token, "sensors", read(fixtures::JSON_STREAM))
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+            let request = json!({ "name": "s", "app": "sensors" });
+            let (status, _) = host
                 .tenant(&token, Method::POST, "/v1/streams", Some(request.clone()))
                 .await;
-            assert_eq!(got, status, "{request} → {body}");
-            assert!(body.to_string().contains(needle), "{request} → {body}");
-        }
-        let (status, body) = host
-            .upload(&token, "sensors", read(fixtures::JSON_STREAM))
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        let request = json!({ "name": "s", "app": "sensors" });
-        let (status, _) = host
-            .tenant(&token, Method::POST, "/v1/streams", Some(request.clone()))
-            .await;
-        assert_eq!(status, StatusCode::CREATED);
-        let (status, body) = host
-            .tenant(&token, Method::POST, "/v1/streams", Some(request))
-            .await;
-        assert_eq!(status, StatusCode::CONFLICT, "{body}");
-        delete_tenant(&host, &tenant).await;
-        host.stop().await;
-    })
+            assert_eq!(status, StatusCode::CREATED);
+            let (status, body) = host
+                .tenant(&token, Method::POST, "/v1/streams", Some(request))
+                .await;
+            assert_eq!(status, StatusCode::CONFLICT, "{body}");
+            host.delete_tenant(&tenant).await;
+            host.stop().await;
+        },
+    )
     .await;
 }
 
@@ -804,6 +699,7 @@ async fn bad_stream_requests_are_refused_with_reasons() {
 async fn consumers_spread_over_hosts_and_one_host_at_a_time_runs_the_monitor() {
     within(
         "consumers_spread_over_hosts_and_one_host_at_a_time_runs_the_monitor",
+        Duration::from_secs(300),
         async {
             let database = database_name();
             let first = host(&database).await;
@@ -818,7 +714,7 @@ async fn consumers_spread_over_hosts_and_one_host_at_a_time_runs_the_monitor() {
                 json!({ "name": "shared", "app": "poison", "collection": "events" }),
             )
             .await;
-            publish(&conn, numbered(500)).await;
+            publish(&conn, numbered_from(0, 500)).await;
             wait_documents(&tenant, "events", 500, Duration::from_secs(60)).await;
 
             // Each host reports one consumer of the stream: the two slots went to different hosts.
@@ -897,7 +793,7 @@ async fn consumers_spread_over_hosts_and_one_host_at_a_time_runs_the_monitor() {
             )
             .await;
             assert!(now.is_some_and(|now| ids.contains(&now)));
-            delete_tenant(&staying, &tenant).await;
+            staying.delete_tenant(&tenant).await;
             staying.stop().await;
         },
     )
@@ -968,6 +864,7 @@ async fn cli(host: &Host, token: &str, args: &[&str]) -> std::process::Output {
 async fn the_cli_creates_a_stream_and_publishes_a_file_with_confirms() {
     within(
         "the_cli_creates_a_stream_and_publishes_a_file_with_confirms",
+        Duration::from_secs(300),
         async {
             let database = database_name();
             let host = host(&database).await;
@@ -1055,7 +952,7 @@ async fn the_cli_creates_a_stream_and_publishes_a_file_with_confirms() {
             let shown = cli(&host, &token, &["stream", "show", "feed"]).await;
             assert!(shown.status.success(), "{shown:?}");
             assert!(String::from_utf8_lossy(&shown.stdout).contains("running"));
-            delete_tenant(&host, &tenant).await;
+            host.delete_tenant(&tenant).await;
             host.stop().await;
         },
     )
@@ -1066,6 +963,7 @@ async fn the_cli_creates_a_stream_and_publishes_a_file_with_confirms() {
 async fn dead_letters_can_be_inspected_and_replayed_after_a_fix() {
     within(
         "dead_letters_can_be_inspected_and_replayed_after_a_fix",
+        Duration::from_secs(300),
         async {
             let database = database_name();
             let host = host(&database).await;
@@ -1141,7 +1039,7 @@ async fn dead_letters_can_be_inspected_and_replayed_after_a_fix() {
                 .tenant(&token, Method::GET, "/v1/streams/fixme/dead-letters", None)
                 .await;
             assert_eq!(left.as_array().unwrap().len(), 0, "{left}");
-            delete_tenant(&host, &tenant).await;
+            host.delete_tenant(&tenant).await;
             host.stop().await;
         },
     )
@@ -1218,7 +1116,7 @@ fn forged_headers() -> lapin::types::FieldTable {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_tenant_cannot_forge_dead_letters() {
-    within("a_tenant_cannot_forge_dead_letters", async {
+    within("a_tenant_cannot_forge_dead_letters", Duration::from_secs(300), async {
         let database = database_name();
         let host = host(&database).await;
         let tenant = mysimbdp_tests::unique("sf");
@@ -1308,7 +1206,7 @@ async fn a_tenant_cannot_forge_dead_letters() {
         assert!(confirmation.is_ack() && confirmation.take_message().is_none());
         let _ = amqp.close(200, "done".into()).await;
         // And ordinary messages through the exchange still become documents.
-        publish(&conn, numbered(20)).await;
+        publish(&conn, numbered_from(0, 20)).await;
         wait_documents(&tenant, "guarded", 20, Duration::from_secs(60)).await;
 
         let letters = dead_letters(
@@ -1354,7 +1252,7 @@ async fn a_tenant_cannot_forge_dead_letters() {
             "{headers:?}"
         );
         let _ = amqp.close(200, "done".into()).await;
-        delete_tenant(&host, &tenant).await;
+        host.delete_tenant(&tenant).await;
         host.stop().await;
     })
     .await;
@@ -1364,6 +1262,7 @@ async fn a_tenant_cannot_forge_dead_letters() {
 async fn a_host_repairs_streams_provisioned_under_the_old_rules_at_start() {
     within(
         "a_host_repairs_streams_provisioned_under_the_old_rules_at_start",
+        Duration::from_secs(300),
         async {
             let database = database_name();
             let first = host(&database).await;
@@ -1430,7 +1329,7 @@ async fn a_host_repairs_streams_provisioned_under_the_old_rules_at_start() {
                 },
             )
             .await;
-            delete_tenant(&first, &tenant).await;
+            first.delete_tenant(&tenant).await;
             second.stop().await;
             first.stop().await;
         },
@@ -1442,6 +1341,7 @@ async fn a_host_repairs_streams_provisioned_under_the_old_rules_at_start() {
 async fn a_document_the_coredms_cannot_store_dead_letters_only_its_message() {
     within(
         "a_document_the_coredms_cannot_store_dead_letters_only_its_message",
+        Duration::from_secs(300),
         async {
             let database = database_name();
             let host = host(&database).await;
@@ -1497,7 +1397,7 @@ async fn a_document_the_coredms_cannot_store_dead_letters_only_its_message() {
                     .unwrap(),
                 39
             );
-            delete_tenant(&host, &tenant).await;
+            host.delete_tenant(&tenant).await;
             host.stop().await;
         },
     )
@@ -1506,7 +1406,7 @@ async fn a_document_the_coredms_cannot_store_dead_letters_only_its_message() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_hostile_document_shape_cannot_swell_a_consumers_memory() {
-    within("a_hostile_document_shape_cannot_swell_a_consumers_memory", async {
+    within("a_hostile_document_shape_cannot_swell_a_consumers_memory", Duration::from_secs(300), async {
         let database = database_name();
         // This host consumes nothing; a `serve` process of its own does, with a 4 MiB write
         // buffer and batches of 10 messages.
@@ -1547,7 +1447,7 @@ async fn a_hostile_document_shape_cannot_swell_a_consumers_memory() {
         // The guest's memory (64 MiB cap) and its outcomes, the write buffer and the driver's
         // copy, plus a fixed margin.
         assert!(growth < 64 + 64 + 8 + 150, "the consumer grew by {growth} MiB");
-        delete_tenant(&host, &tenant).await;
+        host.delete_tenant(&tenant).await;
         consumer.terminate().await;
         host.stop().await;
     })

@@ -7,27 +7,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::uri::AMQPUri;
-use lapin::{BasicProperties, Connection, ConnectionProperties};
 use mongodb::bson::{Document, doc};
 use mysimbdp_fixtures as fixtures;
 use mysimbdp_tests::faults::{OwnedMongo, OwnedRedis};
 use mysimbdp_tests::prelude::*;
-use mysimbdp_tests::services::{queue_consumers, rabbitmq_management};
+use mysimbdp_tests::services::queue_consumers;
+use mysimbdp_tests::streams::{force_close_connections, numbered_from, publish};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-
-/// Runs a test body under a time limit, so a hang fails with the test's name.
-async fn within(name: &str, body: impl std::future::Future<Output = ()>) {
-    if tokio::time::timeout(Duration::from_secs(150), body)
-        .await
-        .is_err()
-    {
-        panic!("{name} did not finish within 150 s");
-    }
-}
 
 /// The `[batch]` and `[stream]` keys of the tests' hosts: no batch workers, quick placement,
 /// small batches (so a slow app still settles often).
@@ -61,49 +49,6 @@ async fn slow_stream(api: &Host, tenant: &str, spin_us: u32) -> (String, Value) 
         .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     (token, created["connection"].clone())
-}
-
-/// Publishes `{"n": 0}` … `{"n": count-1}` (message ids `m<n>`) with confirms.
-async fn publish_numbered(connection: &Value, count: u64) {
-    let mut uri: AMQPUri = connection["url"].as_str().unwrap().parse().unwrap();
-    uri.authority.userinfo.username = connection["user"].as_str().unwrap().to_owned();
-    uri.authority.userinfo.password = connection["password"].as_str().unwrap().to_owned();
-    let amqp = Connection::connect_uri(uri, ConnectionProperties::default())
-        .await
-        .unwrap();
-    let channel = amqp.create_channel().await.unwrap();
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
-    let exchange = connection["exchange"].as_str().unwrap();
-    let queue = connection["queue"].as_str().unwrap();
-    let mut confirms = Vec::new();
-    for n in 0..count {
-        let body = json!({ "n": n }).to_string();
-        let confirm = channel
-            .basic_publish(
-                exchange.into(),
-                queue.into(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..Default::default()
-                },
-                body.as_bytes(),
-                BasicProperties::default()
-                    .with_message_id(format!("m{n}").into())
-                    .with_content_type("application/json".into())
-                    .with_delivery_mode(2),
-            )
-            .await
-            .unwrap();
-        confirms.push(confirm);
-    }
-    for confirm in confirms {
-        let confirmation = confirm.await.unwrap();
-        assert!(confirmation.is_ack() && confirmation.take_message().is_none());
-    }
-    let _ = amqp.close(200, "done".into()).await;
 }
 
 /// Documents in `collection`.
@@ -162,13 +107,6 @@ fn log_lines(process: &Process, text: &str) -> usize {
         .count()
 }
 
-async fn delete_tenant(api: &Host, tenant: &str) {
-    let (status, body) = api
-        .admin(Method::DELETE, &format!("/v1/admin/tenants/{tenant}"), None)
-        .await;
-    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
-}
-
 const REDIS_DOWN: &str = "the stream quota's shared counter (Redis) is unreachable";
 const REDIS_BACK: &str = "the stream quota's shared counter (Redis) answers again";
 
@@ -194,7 +132,7 @@ async fn redis_outage(aof: bool) {
     let tenant = mysimbdp_tests::unique("rq");
     let (token, conn) = slow_stream(&api, &tenant, 3000).await;
     let total = 5000;
-    publish_numbered(&conn, total).await;
+    publish(&conn, numbered_from(0, total)).await;
     let documents = tenant_collection(&tenant, "events").await;
     let vhost = conn["vhost"].as_str().unwrap().to_owned();
     let queue = conn["queue"].as_str().unwrap().to_owned();
@@ -280,7 +218,7 @@ async fn redis_outage(aof: bool) {
     .await;
     assert_eq!(stats["dead_lettered"], 0, "{stats}");
     assert_eq!(stats["dead_letters_queued"], 0, "{stats}");
-    delete_tenant(&api, &tenant).await;
+    api.delete_tenant(&tenant).await;
     process.terminate().await;
 }
 
@@ -288,6 +226,7 @@ async fn redis_outage(aof: bool) {
 async fn a_redis_outage_neither_stops_a_stream_nor_spends_deliveries() {
     within(
         "a_redis_outage_neither_stops_a_stream_nor_spends_deliveries",
+        Duration::from_secs(150),
         redis_outage(false),
     )
     .await;
@@ -297,132 +236,96 @@ async fn a_redis_outage_neither_stops_a_stream_nor_spends_deliveries() {
 async fn a_redis_outage_with_aof_neither_stops_a_stream_nor_spends_deliveries() {
     within(
         "a_redis_outage_with_aof_neither_stops_a_stream_nor_spends_deliveries",
+        Duration::from_secs(150),
         redis_outage(true),
     )
     .await;
 }
 
-/// `name` percent-encoded for a URL path segment.
-fn segment(name: &str) -> String {
-    name.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// Closes every connection the platform (the `guest` account) holds in `vhost`; returns how
-/// many.
-async fn close_platform_connections(vhost: &str) -> usize {
-    let connections: Vec<Value> = rabbitmq_management(
-        Method::GET,
-        &format!("vhosts/{}/connections", segment(vhost)),
-    )
-    .send()
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
-    let mut closed = 0;
-    for connection in connections {
-        if connection["user"] != "guest" {
-            continue;
-        }
-        let name = connection["name"].as_str().unwrap();
-        let status = rabbitmq_management(Method::DELETE, &format!("connections/{}", segment(name)))
-            .header("X-Reason", "forced close by a fault test")
-            .send()
-            .await
-            .unwrap()
-            .status();
-        if status.is_success() {
-            closed += 1;
-        }
-    }
-    closed
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn forced_broker_closes_resume_quickly_every_time() {
-    within("forced_broker_closes_resume_quickly_every_time", async {
-        let database = database_name();
-        let process = spawn_serve_with(&database, "stream-faults-cache", "", SERVE_TABLES).await;
-        let api = Host::remote(&process.base);
-        let tenant = mysimbdp_tests::unique("fc");
-        let (token, conn) = slow_stream(&api, &tenant, 2000).await;
-        let total = 10_000;
-        publish_numbered(&conn, total).await;
-        let documents = tenant_collection(&tenant, "events").await;
-        let vhost = conn["vhost"].as_str().unwrap().to_owned();
-        let queue = conn["queue"].as_str().unwrap().to_owned();
-        wait_until(
-            "the stream is under way",
-            Duration::from_secs(60),
-            async || count(&documents).await,
-            |n| *n >= 200,
-        )
-        .await;
-        let mut resumes = Vec::new();
-        for round in 0..10 {
-            // Wait until the consumer is connected (the management API lists it).
+    within(
+        "forced_broker_closes_resume_quickly_every_time",
+        Duration::from_secs(150),
+        async {
+            let database = database_name();
+            let process =
+                spawn_serve_with(&database, "stream-faults-cache", "", SERVE_TABLES).await;
+            let api = Host::remote(&process.base);
+            let tenant = mysimbdp_tests::unique("fc");
+            let (token, conn) = slow_stream(&api, &tenant, 2000).await;
+            let total = 10_000;
+            publish(&conn, numbered_from(0, total)).await;
+            let documents = tenant_collection(&tenant, "events").await;
+            let vhost = conn["vhost"].as_str().unwrap().to_owned();
+            let queue = conn["queue"].as_str().unwrap().to_owned();
             wait_until(
-                "the consumer is connected",
-                Duration::from_secs(10),
-                async || queue_consumers(&vhost, &queue).await,
-                |n| *n >= 1,
+                "the stream is under way",
+                Duration::from_secs(60),
+                async || count(&documents).await,
+                |n| *n >= 200,
             )
             .await;
-            let before = count(&documents).await;
-            if before >= total {
-                break;
+            let mut resumes = Vec::new();
+            for round in 0..10 {
+                // Wait until the consumer is connected (the management API lists it).
+                wait_until(
+                    "the consumer is connected",
+                    Duration::from_secs(10),
+                    async || queue_consumers(&vhost, &queue).await,
+                    |n| *n >= 1,
+                )
+                .await;
+                let before = count(&documents).await;
+                if before >= total {
+                    break;
+                }
+                let closed = wait_until(
+                    "the management API lists the consumer's connection",
+                    Duration::from_secs(10),
+                    async || force_close_connections(&vhost, "guest").await,
+                    |n| *n >= 1,
+                )
+                .await;
+                let at = Instant::now();
+                let after_close = count(&documents).await;
+                // Resumed: the consumer is back on the queue and has written more than the two
+                // batches (of 20) it may have had in hand when its connection went.
+                wait_until(
+                    &format!("consumption resumes after forced close {round}"),
+                    Duration::from_secs(10),
+                    async || {
+                        (
+                            queue_consumers(&vhost, &queue).await,
+                            count(&documents).await,
+                        )
+                    },
+                    |(consumers, n)| *consumers >= 1 && *n >= (after_close + 3 * 20).min(total),
+                )
+                .await;
+                let resumed = at.elapsed();
+                println!(
+                    "forced close {round}: {closed} connection(s) closed, resumed in {resumed:?}"
+                );
+                resumes.push(resumed);
             }
-            let closed = wait_until(
-                "the management API lists the consumer's connection",
-                Duration::from_secs(10),
-                async || close_platform_connections(&vhost).await,
-                |n| *n >= 1,
-            )
-            .await;
-            let at = Instant::now();
-            let after_close = count(&documents).await;
-            // Resumed: the consumer is back on the queue and has written more than the two
-            // batches (of 20) it may have had in hand when its connection went.
-            wait_until(
-                &format!("consumption resumes after forced close {round}"),
-                Duration::from_secs(10),
-                async || {
-                    (
-                        queue_consumers(&vhost, &queue).await,
-                        count(&documents).await,
-                    )
-                },
-                |(consumers, n)| *consumers >= 1 && *n >= (after_close + 3 * 20).min(total),
-            )
-            .await;
-            let resumed = at.elapsed();
-            println!("forced close {round}: {closed} connection(s) closed, resumed in {resumed:?}");
-            resumes.push(resumed);
-        }
-        assert!(
-            resumes.len() >= 8,
-            "the stream finished before the closes: {resumes:?}"
-        );
-        let worst = resumes.iter().max().unwrap();
-        assert!(
-            *worst < Duration::from_secs(5),
-            "a resume took {worst:?}: {resumes:?}"
-        );
-        assert_exactly_once(&documents, total, Duration::from_secs(90)).await;
-        let stats = stats(&api, &token).await;
-        assert_eq!(stats["dead_letters_queued"], 0, "{stats}");
-        assert_eq!(stats["dead_lettered"], 0, "{stats}");
-        delete_tenant(&api, &tenant).await;
-        process.terminate().await;
-    })
+            assert!(
+                resumes.len() >= 8,
+                "the stream finished before the closes: {resumes:?}"
+            );
+            let worst = resumes.iter().max().unwrap();
+            assert!(
+                *worst < Duration::from_secs(5),
+                "a resume took {worst:?}: {resumes:?}"
+            );
+            assert_exactly_once(&documents, total, Duration::from_secs(90)).await;
+            let stats = stats(&api, &token).await;
+            assert_eq!(stats["dead_letters_queued"], 0, "{stats}");
+            assert_eq!(stats["dead_lettered"], 0, "{stats}");
+            api.delete_tenant(&tenant).await;
+            process.terminate().await;
+        },
+    )
     .await;
 }
 
@@ -430,6 +333,7 @@ async fn forced_broker_closes_resume_quickly_every_time() {
 async fn a_mongodb_outage_loses_nothing_and_the_stats_count_every_message() {
     within(
         "a_mongodb_outage_loses_nothing_and_the_stats_count_every_message",
+        Duration::from_secs(150),
         async {
             let database = database_name();
             let mut mongo = OwnedMongo::start().await;
@@ -451,7 +355,7 @@ async fn a_mongodb_outage_loses_nothing_and_the_stats_count_every_message() {
             let tenant = mysimbdp_tests::unique("mo");
             let (token, conn) = slow_stream(&api, &tenant, 2000).await;
             let total = 5000;
-            publish_numbered(&conn, total).await;
+            publish(&conn, numbered_from(0, total)).await;
             let client = mongo.client().await;
             let documents = client
                 .database(&tenant_database(&tenant))
@@ -499,7 +403,7 @@ async fn a_mongodb_outage_loses_nothing_and_the_stats_count_every_message() {
             assert_eq!(stats["dead_lettered"], 0, "{stats}");
             assert_eq!(stats["dead_letters_queued"], 0, "{stats}");
             assert!(stats.get("incomplete").is_none(), "{stats}");
-            delete_tenant(&api, &tenant).await;
+            api.delete_tenant(&tenant).await;
             process.terminate().await;
         },
     )

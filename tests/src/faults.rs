@@ -335,3 +335,19 @@ impl OwnedMongo {
         self.wait_primary().await;
     }
 }
+
+/// Kills the service (if it still runs) and removes its data: fault tests leave nothing.
+macro_rules! clean_up_on_drop {
+    ($($owned:ty),*) => {$(
+        impl Drop for $owned {
+            fn drop(&mut self) {
+                if let Some(child) = self.child.as_mut() {
+                    let _ = child.start_kill();
+                }
+                let _ = std::fs::remove_dir_all(&self.dir);
+            }
+        }
+    )*};
+}
+
+clean_up_on_drop!(OwnedRedis, OwnedEtcd, OwnedMongo);

@@ -198,6 +198,14 @@ impl Host {
         .await
     }
 
+    /// Deletes a tenant as the operator (its broker vhost and user too).
+    pub async fn delete_tenant(&self, tenant: &str) {
+        let (status, body) = self
+            .admin(Method::DELETE, &format!("/v1/admin/tenants/{tenant}"), None)
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    }
+
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());

@@ -38,7 +38,7 @@ pub mod prelude {
     pub use crate::files::{orders_csv, read, scratch};
     pub use crate::host::{Host, OPERATOR, assert_error_shape, config};
     pub use crate::naming::{database_name, tenant_database, unique};
-    pub use crate::poll::wait_until;
+    pub use crate::poll::{wait_until, within};
     pub use crate::process::{
         Endpoints, Process, peak_rss_mib, spawn_serve, spawn_serve_at, spawn_serve_with,
     };
