@@ -40,6 +40,14 @@ pub async fn wait_until_every<T: Debug>(
     }
 }
 
+/// Runs a test body under a time limit: a hang (a broker or a server that never answers)
+/// fails with the test's name instead of stalling the whole run.
+pub async fn within(name: &str, limit: Duration, body: impl std::future::Future<Output = ()>) {
+    if tokio::time::timeout(limit, body).await.is_err() {
+        panic!("{name} did not finish within {} s", limit.as_secs());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,13 +78,5 @@ mod tests {
             |_| false,
         )
         .await;
-    }
-}
-
-/// Runs a test body under a time limit: a hang (a broker or a server that never answers)
-/// fails with the test's name instead of stalling the whole run.
-pub async fn within(name: &str, limit: Duration, body: impl std::future::Future<Output = ()>) {
-    if tokio::time::timeout(limit, body).await.is_err() {
-        panic!("{name} did not finish within {} s", limit.as_secs());
     }
 }
