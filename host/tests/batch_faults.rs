@@ -8,48 +8,12 @@
 
 use mongodb::bson::{Document, doc};
 use mysimbdp_fixtures as fixtures;
+use mysimbdp_tests::batch::{orders_files, upload_orders};
 use mysimbdp_tests::faults::{OwnedMongo, OwnedRedis};
 use mysimbdp_tests::prelude::*;
-use reqwest::multipart::{Form, Part};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use std::time::{Duration, Instant};
-
-/// CSV files of the orders fixture of about `bytes` each, and the documents they make.
-fn files(count: u64, bytes: u64) -> (Vec<Vec<u8>>, u64) {
-    let files: Vec<_> = (0..count)
-        .map(|i| fixtures::orders::generate(bytes + i * 7919, 13))
-        .collect();
-    let expected = files.iter().map(|(_, e)| e.good).sum();
-    (files.into_iter().map(|(b, _)| b).collect(), expected)
-}
-
-/// Uploads `files` for the orders app; the ids of their jobs.
-async fn upload(host: &Host, token: &str, prefix: &str, files: Vec<Vec<u8>>) -> Vec<String> {
-    let mut form = Form::new().text("app", "orders");
-    for (i, bytes) in files.into_iter().enumerate() {
-        form = form.part(
-            "file",
-            Part::bytes(bytes)
-                .file_name(format!("{prefix}{i}.csv"))
-                .mime_str("text/csv")
-                .unwrap(),
-        );
-    }
-    let (status, body) = host
-        .call(
-            host.request(Method::POST, "/v1/batch/files", Some(token))
-                .multipart(form),
-        )
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    body["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["job"].as_str().unwrap().to_owned())
-        .collect()
-}
 
 /// The jobs as the API shows them; every one must be found (an accepted job never 404s).
 async fn jobs(host: &Host, token: &str, ids: &[String]) -> Vec<Value> {
@@ -78,6 +42,20 @@ async fn wait_ended(host: &Host, token: &str, ids: &[String], within: Duration) 
         },
     )
     .await
+}
+
+/// Waits (from a service's restart, now) until every job ended; checks each is `done` and
+/// prints how long it took after `fault`.
+async fn every_job_done(host: &Host, token: &str, ids: &[String], fault: &str) {
+    let restarted = Instant::now();
+    let ended = wait_ended(host, token, ids, Duration::from_secs(180)).await;
+    eprintln!(
+        "{fault}: every job ended {:.1} s after the restart",
+        restarted.elapsed().as_secs_f64()
+    );
+    for job in &ended {
+        assert_eq!(job["status"], "done", "{job}");
+    }
 }
 
 /// Waits until at least one of the jobs is running.
@@ -124,28 +102,20 @@ async fn redis_restarted_empty_loses_no_accepted_upload() {
     let token = host.create_tenant(&tenant, None).await;
     host.upload(&token, "orders", read(fixtures::CSV_BATCH))
         .await;
-    let (before, mut expected) = files(5, 512 * 1024);
-    let mut ids = upload(&host, &token, "before", before).await;
+    let (before, mut expected) = orders_files(5, 512 * 1024);
+    let mut ids = upload_orders(&host, &token, "before", before).await;
     wait_running(&host, &token, &ids).await;
 
     redis.kill().await;
     // Accepted while Redis is away: the records are written, the queue catches up later.
-    let (during, more) = files(2, 256 * 1024);
+    let (during, more) = orders_files(2, 256 * 1024);
     expected += more;
-    ids.extend(upload(&host, &token, "during", during).await);
+    ids.extend(upload_orders(&host, &token, "during", during).await);
     // Every job is still visible, from its record.
     assert_eq!(jobs(&host, &token, &ids).await.len(), ids.len());
 
     redis.restart_empty().await;
-    let restarted = Instant::now();
-    let ended = wait_ended(&host, &token, &ids, Duration::from_secs(180)).await;
-    eprintln!(
-        "redis restarted empty: every job ended {:.1} s after the restart",
-        restarted.elapsed().as_secs_f64()
-    );
-    for job in &ended {
-        assert_eq!(job["status"], "done", "{job}");
-    }
+    every_job_done(&host, &token, &ids, "redis restarted empty").await;
     let client = mysimbdp_tests::services::mongo().await;
     assert_eq!(
         count(&client, &tenant).await,
@@ -168,8 +138,8 @@ async fn redis_restarted_from_its_aof_finishes_what_ran_during_the_outage() {
     let token = host.create_tenant(&tenant, None).await;
     host.upload(&token, "orders", read(fixtures::CSV_BATCH))
         .await;
-    let (files, expected) = files(4, 512 * 1024);
-    let ids = upload(&host, &token, "aof", files).await;
+    let (files, expected) = orders_files(4, 512 * 1024);
+    let ids = upload_orders(&host, &token, "aof", files).await;
     wait_running(&host, &token, &ids).await;
 
     redis.kill().await;
@@ -191,15 +161,7 @@ async fn redis_restarted_from_its_aof_finishes_what_ran_during_the_outage() {
     )
     .await;
     redis.restart().await;
-    let restarted = Instant::now();
-    let ended = wait_ended(&host, &token, &ids, Duration::from_secs(180)).await;
-    eprintln!(
-        "redis restarted from its AOF: every job ended {:.1} s after the restart",
-        restarted.elapsed().as_secs_f64()
-    );
-    for job in &ended {
-        assert_eq!(job["status"], "done", "{job}");
-    }
+    every_job_done(&host, &token, &ids, "redis restarted from its AOF").await;
     assert_eq!(
         count(&client, &tenant).await,
         expected,
@@ -229,23 +191,15 @@ async fn a_mongodb_outage_spends_no_attempt_and_loses_no_log() {
     let token = host.create_tenant(&tenant, None).await;
     host.upload(&token, "orders", read(fixtures::CSV_BATCH))
         .await;
-    let (files, expected) = files(4, 512 * 1024);
-    let ids = upload(&host, &token, "mongo", files).await;
+    let (files, expected) = orders_files(4, 512 * 1024);
+    let ids = upload_orders(&host, &token, "mongo", files).await;
     wait_running(&host, &token, &ids).await;
 
     mongo.kill().await;
     // Not a gate: the outage's length, long enough for the worker to hit it.
     tokio::time::sleep(Duration::from_secs(8)).await;
     mongo.restart().await;
-    let restarted = Instant::now();
-    let ended = wait_ended(&host, &token, &ids, Duration::from_secs(180)).await;
-    eprintln!(
-        "mongod restarted: every job ended {:.1} s after the restart",
-        restarted.elapsed().as_secs_f64()
-    );
-    for job in &ended {
-        assert_eq!(job["status"], "done", "{job}");
-    }
+    every_job_done(&host, &token, &ids, "mongod restarted").await;
     let client = mongo.client().await;
     assert_eq!(
         count(&client, &tenant).await,

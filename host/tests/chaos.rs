@@ -11,12 +11,12 @@
 use lapin::options::BasicGetOptions;
 use mongodb::bson::{Document, doc};
 use mysimbdp_fixtures as fixtures;
+use mysimbdp_tests::batch::{orders_files, upload_orders};
 use mysimbdp_tests::faults::{OwnedEtcd, OwnedMongo, OwnedRedis};
 use mysimbdp_tests::prelude::*;
 use mysimbdp_tests::streams::{
     connect, force_close_connections, numbered_from, publish, stream_of,
 };
-use reqwest::multipart::{Form, Part};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use std::sync::Arc;
@@ -119,30 +119,10 @@ impl Rig {
     }
 
     async fn upload(&mut self, prefix: &str, count: u64) {
-        let mut form = Form::new().text("app", "orders");
-        for i in 0..count {
-            let (bytes, expected) = fixtures::orders::generate(256 * 1024 + i * 7919, 13);
-            self.expected_batch += expected.good;
-            form = form.part(
-                "file",
-                Part::bytes(bytes)
-                    .file_name(format!("{prefix}{i}.csv"))
-                    .mime_str("text/csv")
-                    .unwrap(),
-            );
-        }
-        let (status, body) = self
-            .api
-            .call(
-                self.api
-                    .request(Method::POST, "/v1/batch/files", Some(&self.token))
-                    .multipart(form),
-            )
-            .await;
-        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-        for file in body["files"].as_array().unwrap() {
-            self.jobs.push(file["job"].as_str().unwrap().to_owned());
-        }
+        let (files, expected) = orders_files(count, 256 * 1024);
+        self.expected_batch += expected;
+        let jobs = upload_orders(&self.api, &self.token, prefix, files).await;
+        self.jobs.extend(jobs);
     }
 }
 

@@ -6,6 +6,8 @@
 // Support code: its functions are documented by their names and one-line comments.
 #![allow(missing_docs)]
 
+/// Batch uploads as tests drive them.
+pub mod batch;
 /// Cleanup: what a test leaves in MongoDB and etcd.
 pub mod cleanup;
 /// The `mysimbdp` binary and its command lines.

@@ -67,6 +67,16 @@ fn terminal() -> Vec<&'static str> {
         .collect()
 }
 
+/// The update that records a job's status, attempts and error now.
+fn progress(status: JobStatus, attempts: u32, error: Option<&str>) -> bson::Document {
+    doc! { "$set": {
+        "status": status.as_str(),
+        "attempts": i64::from(attempts),
+        "error": error.map(bson::Bson::from).unwrap_or(bson::Bson::Null),
+        "updated": DateTime::now(),
+    } }
+}
+
 impl Platform {
     /// The job `id`, whoever's it is.
     pub async fn job_record(&self, id: &str) -> StoreResult<Option<BatchJob>> {
@@ -106,12 +116,7 @@ impl Platform {
         self.jobs
             .update_one(
                 doc! { "_id": id, "status": { "$nin": terminal() } },
-                doc! { "$set": {
-                    "status": status.as_str(),
-                    "attempts": i64::from(attempts),
-                    "error": error.map(bson::Bson::from).unwrap_or(bson::Bson::Null),
-                    "updated": DateTime::now(),
-                } },
+                progress(status, attempts, error),
             )
             .await?;
         Ok(())
@@ -133,12 +138,7 @@ impl Platform {
             .jobs
             .find_one_and_update(
                 doc! { "_id": id, "status": { "$nin": terminal() } },
-                doc! { "$set": {
-                    "status": status.as_str(),
-                    "attempts": i64::from(attempts),
-                    "error": error.map(bson::Bson::from).unwrap_or(bson::Bson::Null),
-                    "updated": DateTime::now(),
-                } },
+                progress(status, attempts, error),
             )
             .return_document(ReturnDocument::After)
             .await?;
