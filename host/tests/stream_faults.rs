@@ -254,7 +254,10 @@ async fn forced_broker_closes_resume_quickly_every_time() {
             let api = Host::remote(&process.base);
             let tenant = mysimbdp_tests::unique("fc");
             let (token, conn) = slow_stream(&api, &tenant, 2000).await;
-            let total = 10_000;
+            // Published in steps, topped up before each close, so however fast this machine
+            // consumes, every close lands while the stream has work.
+            const STEP: u64 = 2_000;
+            let mut total = STEP;
             publish(&conn, numbered_from(0, total)).await;
             let documents = tenant_collection(&tenant, "events").await;
             let vhost = conn["vhost"].as_str().unwrap().to_owned();
@@ -276,9 +279,9 @@ async fn forced_broker_closes_resume_quickly_every_time() {
                     |n| *n >= 1,
                 )
                 .await;
-                let before = count(&documents).await;
-                if before >= total {
-                    break;
+                if count(&documents).await + STEP / 2 >= total {
+                    publish(&conn, numbered_from(total, STEP)).await;
+                    total += STEP;
                 }
                 let closed = wait_until(
                     "the management API lists the consumer's connection",
@@ -309,10 +312,6 @@ async fn forced_broker_closes_resume_quickly_every_time() {
                 );
                 resumes.push(resumed);
             }
-            assert!(
-                resumes.len() >= 8,
-                "the stream finished before the closes: {resumes:?}"
-            );
             let worst = resumes.iter().max().unwrap();
             assert!(
                 *worst < Duration::from_secs(5),
