@@ -147,21 +147,35 @@ pub fn spawn(
 
 async fn run(context: Arc<BatchContext>, name: String, mut stop: watch::Receiver<bool>) {
     tracing::info!(worker = %name, "batch worker started");
+    // While Redis is away every look fails: say so when it starts and when it ends, not once
+    // a second.
+    let mut failing = false;
     while !*stop.borrow() {
-        if let Err(e) = context.queue.tick().await {
-            tracing::warn!(worker = %name, error = %format!("{e:#}"), "reaping failed");
+        let reaped = context.queue.tick().await;
+        let looked = context.queue.claim(&name).await;
+        let trouble = reaped.err().map(|e| format!("{e:#}"));
+        match trouble.or_else(|| looked.as_ref().err().map(|e| format!("{e:#}"))) {
+            Some(error) if !failing => {
+                tracing::warn!(worker = %name, %error, "cannot reach the job queue; retrying");
+                failing = true;
+            }
+            None if failing => {
+                tracing::info!(worker = %name, "the job queue answers again");
+                failing = false;
+            }
+            _ => {}
         }
-        match context.queue.claim(&name).await {
-            Ok(Some(claim)) => execute(&context, &name, claim).await,
-            Ok(None) => {
+        let Ok(claim) = looked else {
+            tokio::time::sleep(POLL * 5).await;
+            continue;
+        };
+        match claim {
+            Some(claim) => execute(&context, &name, claim).await,
+            None => {
                 tokio::select! {
                     _ = tokio::time::sleep(POLL) => {}
                     _ = stop.changed() => {}
                 }
-            }
-            Err(e) => {
-                tracing::warn!(worker = %name, error = %format!("{e:#}"), "cannot claim a job");
-                tokio::time::sleep(POLL * 5).await;
             }
         }
     }
