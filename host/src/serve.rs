@@ -21,8 +21,11 @@ use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
-/// Ingestion log entries a host keeps while the platform database is away.
-const INGESTION_LOG_BACKLOG: usize = 10_000;
+/// Ingestion log entries a host keeps while the platform database is away: those of attempts
+/// that did not end their job (an ending's entry is written before the ending is recorded).
+/// An entry holds at most a bounded quality report (under 64 KiB), so this bounds the backlog
+/// at about 64 MiB.
+const INGESTION_LOG_BACKLOG: usize = 1_000;
 
 /// Serves the platform on `listener` until `shutdown` completes.
 pub async fn run(
