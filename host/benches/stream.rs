@@ -14,6 +14,10 @@
 //!   derivation, BSON conversion and `BulkWriter`; the same multiple ack after the write; and
 //!   the same two stages (one batch transformed and converted to BSON while the previous one
 //!   is written).
+//! - **limit**: what the coredms itself takes for the same documents: each round's documents
+//!   (the same transform, ids and BSON) prepared before the clock starts, then written by the
+//!   same `BulkWriter` in the same batches (one batch of messages' documents per insert, one
+//!   insert at a time, as one consumer writes) with no broker and no parsing.
 //!
 //! Rounds alternate which side goes first (MongoDB checkpoints and the broker's log work
 //! otherwise favour one side); the verdict is the ratio of total times. Latency is per
@@ -38,6 +42,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::uri::AMQPUri;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use mysimbdp_fixtures as fixtures;
+use mysimbdp_host::documents::IdScheme;
 use mysimbdp_host::profile::WriteConcern;
 use mysimbdp_host::sink::{BulkWriter, Sink, stored_document};
 use mysimbdp_tests::poll::{wait_until, wait_until_every};
@@ -90,6 +95,7 @@ async fn main() {
     );
     let mut platform = Platform::start(&run).await;
     let mut native = Native::start(&run).await;
+    let limit = Limit::start(&run).await;
     println!();
     println!(
         "{:<6} {:<10} {:>9} {:>10} {:>8} {:>11} {:>12} {:>9} {:>9}",
@@ -104,6 +110,7 @@ async fn main() {
         "p99 ms"
     );
     let (mut platform_total, mut native_total) = (Duration::ZERO, Duration::ZERO);
+    let mut limit_total = Duration::ZERO;
     let (mut platform_p99, mut native_p99) = (Vec::new(), Vec::new());
     for round in 0..rounds {
         let (p, n) = if round % 2 == 0 {
@@ -113,9 +120,11 @@ async fn main() {
             let n = native.round(round, count).await;
             (platform.round(round, count).await, n)
         };
+        let l = limit.round(round, count).await;
         assert_eq!(p.documents, count * 2, "the platform lost documents");
         assert_eq!(n.documents, count * 2, "the native consumer lost documents");
-        for (name, m) in [("platform", &p), ("native", &n)] {
+        assert_eq!(l.documents, count * 2, "the limit side lost documents");
+        for (name, m) in [("platform", &p), ("native", &n), ("limit", &l)] {
             let secs = m.elapsed.as_secs_f64();
             println!(
                 "{round:<6} {name:<10} {:>9} {:>10} {:>8.2} {:>11.0} {:>12.0} {:>9.1} {:>9.1}",
@@ -130,6 +139,7 @@ async fn main() {
         }
         platform_total += p.elapsed;
         native_total += n.elapsed;
+        limit_total += l.elapsed;
         platform_p99.push(p.latency_p99_ms);
         native_p99.push(n.latency_p99_ms);
     }
@@ -152,8 +162,17 @@ async fn main() {
         vm_hwm_kib(std::process::id()) as f64 / 1024.0
     );
     println!(
+        "limit:    {:.0} messages/s ({:.0} documents/s)",
+        total / limit_total.as_secs_f64(),
+        2.0 * total / limit_total.as_secs_f64()
+    );
+    println!(
         "platform / native throughput: {:.3}x",
         native_total.as_secs_f64() / platform_total.as_secs_f64()
+    );
+    println!(
+        "platform / limit throughput: {:.3}x",
+        limit_total.as_secs_f64() / platform_total.as_secs_f64()
     );
     platform.finish().await;
     native.finish().await;
@@ -161,6 +180,7 @@ async fn main() {
     for database in [
         format!("tenant_{run}"),
         format!("native_{run}"),
+        format!("limit_{run}"),
         run.clone(),
     ] {
         mongo.database(&database).drop().await.unwrap();
@@ -492,14 +512,12 @@ impl Native {
                             .clone()
                             .unwrap()
                             .to_string();
-                        let source = format!("stream/bench/{id}");
+                        let ids = IdScheme::CURRENT.message_ids(run, "bench", &id);
                         let documents = transform(&delivery.data)
                             .unwrap()
                             .iter()
                             .enumerate()
-                            .map(|(n, json)| {
-                                stored_document(run, &source, n as u64, json, None).unwrap()
-                            })
+                            .map(|(n, json)| stored_document(&ids, n as u64, json, None).unwrap())
                             .collect();
                         (delivery, at, documents)
                     })
@@ -563,5 +581,62 @@ impl Native {
             .await
             .unwrap();
         let _ = self.amqp.close(200, "done".into()).await;
+    }
+}
+
+/// The coredms's own limit for the same documents, batched as one consumer writes them.
+struct Limit {
+    run: String,
+    sink: Arc<Sink>,
+}
+
+impl Limit {
+    async fn start(run: &str) -> Self {
+        let database = mongo().await.database(&format!("limit_{run}"));
+        Self {
+            run: run.to_owned(),
+            sink: Arc::new(Sink::direct(database)),
+        }
+    }
+
+    async fn round(&self, round: u64, count: u64) -> Measured {
+        // Prepared before the clock starts: per batch of messages, their documents as stored.
+        let mut batches = Vec::new();
+        let mut batch = Vec::with_capacity(BATCH * 2);
+        for (i, (id, body)) in messages(round, count).enumerate() {
+            let ids = IdScheme::CURRENT.message_ids(&self.run, "bench", &id);
+            for (n, json) in transform(&body).unwrap().iter().enumerate() {
+                batch.push(stored_document(&ids, n as u64, json, None).unwrap());
+            }
+            if (i + 1) % BATCH == 0 {
+                batches.push(std::mem::replace(&mut batch, Vec::with_capacity(BATCH * 2)));
+            }
+        }
+        if !batch.is_empty() {
+            batches.push(batch);
+        }
+        let started = Instant::now();
+        let mut documents = 0;
+        for batch in batches {
+            let mut writer = BulkWriter::new(
+                self.sink.clone(),
+                "metrics".to_owned(),
+                WriteConcern::Majority,
+                INSERT_BATCH,
+                mysimbdp_host::config::DEFAULT_WRITE_BUFFER_MIB as usize * 1024 * 1024,
+            );
+            for (index, document) in batch.into_iter().enumerate() {
+                writer.push(index as u64, document).await.unwrap();
+            }
+            writer.flush().await.unwrap();
+            documents += writer.inserted + writer.duplicates;
+        }
+        Measured {
+            messages: count,
+            documents,
+            elapsed: started.elapsed(),
+            latency_avg_ms: 0.0,
+            latency_p99_ms: 0.0,
+        }
     }
 }
