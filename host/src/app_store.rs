@@ -441,14 +441,9 @@ const DRY_RUN_SOURCE: &str = "dry-run";
 /// A document as the sink would store it: with its `_id` (the app's, or derived). A document
 /// the sink would refuse is shown as the app emitted it.
 fn as_stored(tenant: &str, source: &str, index: u64, document: crate::runtime::Document) -> String {
-    crate::documents::stored_json(
-        tenant,
-        source,
-        index,
-        &document.json,
-        document.id.as_deref(),
-    )
-    .unwrap_or(document.json)
+    let ids = crate::documents::IdScheme::CURRENT.ids(tenant, source);
+    crate::documents::stored_json(&ids, index, &document.json, document.id.as_deref())
+        .unwrap_or(document.json)
 }
 
 /// The app's own answers: not a reason to refuse it.

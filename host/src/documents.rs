@@ -28,13 +28,99 @@ pub struct BadDocument {
     pub reason: String,
 }
 
-/// The `_id` the platform gives a document the app left without one: a hash of tenant,
-/// source and position, so a replay of the same input produces the same ids.
-pub fn derived_id(tenant: &str, source_id: &str, index: u64) -> String {
+/// How the platform derives the `_id` of a document its app left without one. Every scheme is
+/// a pure function of (tenant, source, position), so a replayed job or a redelivered message
+/// writes the same ids and nothing twice. Versioned because changing the function under a job
+/// that is half written would duplicate its documents: a job (and a stream) keeps the scheme it
+/// was created with, and records from before schemes were versioned read as [`Self::Hashed`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IdScheme {
+    /// Version 1: 128 bits of SHA-256(tenant, source, position) as 32 hex digits. Every insert
+    /// lands at a random place of the `_id` index, which slows MongoDB down as a collection
+    /// outgrows its cache.
+    #[default]
+    Hashed,
+    /// Version 2: ids that sort in the order documents were produced, so inserts append to
+    /// the `_id` index instead of scattering. A batch file's: 64 bits of SHA-256(tenant,
+    /// file) as 16 hex digits, `-`, the position as 16 hex digits. A stream message's: 64 bits
+    /// of SHA-256(tenant, stream), `-`, the message id, `-`, the position within the message
+    /// as 16 hex digits — ordered as the publisher's message ids are (a sequence, a timestamp,
+    /// the CLI's `<file digest>:<line>` keep one source's messages together).
+    Ordered,
+}
+
+impl IdScheme {
+    /// The scheme new jobs and streams get.
+    pub const CURRENT: Self = Self::Ordered;
+
+    /// The ids of the documents of batch file `source`.
+    pub fn ids(self, tenant: &str, source: &str) -> DerivedIds {
+        let prefix = match self {
+            Self::Hashed => None,
+            Self::Ordered => Some(short_hash(tenant, source)),
+        };
+        DerivedIds {
+            tenant: tenant.to_owned(),
+            source: source.to_owned(),
+            prefix,
+        }
+    }
+
+    /// The ids of the documents of message `message_id` of `stream`.
+    pub fn message_ids(self, tenant: &str, stream: &str, message_id: &str) -> DerivedIds {
+        let source = format!("stream/{stream}/{message_id}");
+        let prefix = match self {
+            Self::Hashed => None,
+            Self::Ordered => Some(format!(
+                "{}-{message_id}",
+                short_hash(tenant, &format!("stream/{stream}"))
+            )),
+        };
+        DerivedIds {
+            tenant: tenant.to_owned(),
+            source,
+            prefix,
+        }
+    }
+}
+
+/// 64 bits of SHA-256(tenant, source) as 16 hex digits.
+fn short_hash(tenant: &str, source: &str) -> String {
+    let digest = Sha256::new()
+        .chain_update(tenant.as_bytes())
+        .chain_update([0])
+        .chain_update(source.as_bytes())
+        .finalize();
+    hex::encode(&digest[..8])
+}
+
+/// The derived ids of one source's documents, by position (the per-source part of the scheme
+/// computed once).
+#[derive(Debug, Clone)]
+pub struct DerivedIds {
+    tenant: String,
+    source: String,
+    /// The ordered scheme's prefix (everything but the position); `None` for the hashed one.
+    prefix: Option<String>,
+}
+
+impl DerivedIds {
+    /// The `_id` of the document at `index`.
+    pub fn id(&self, index: u64) -> String {
+        match &self.prefix {
+            Some(prefix) => format!("{prefix}-{index:016x}"),
+            None => derived_id(&self.tenant, &self.source, index),
+        }
+    }
+}
+
+/// The `_id` of the hashed scheme (version 1): a hash of tenant, source and position.
+pub fn derived_id(tenant: &str, source: &str, index: u64) -> String {
     let mut hasher = Sha256::new();
     hasher.update(tenant.as_bytes());
     hasher.update([0]);
-    hasher.update(source_id.as_bytes());
+    hasher.update(source.as_bytes());
     hasher.update([0]);
     hasher.update(index.to_be_bytes());
     hex::encode(&hasher.finalize()[..16])
@@ -44,13 +130,12 @@ pub fn derived_id(tenant: &str, source_id: &str, index: u64) -> String {
 /// its own id or the one derived from tenant, source and position), or why the sink refuses
 /// it — the dry run shows what a real run would store.
 pub fn stored_json(
-    tenant: &str,
-    source: &str,
+    ids: &DerivedIds,
     index: u64,
     json: &str,
     id: Option<&str>,
 ) -> Result<String, String> {
-    let stored = to_stored(json, id, || derived_id(tenant, source, index))?;
+    let stored = to_stored(json, id, || ids.id(index))?;
     let document = stored
         .to_document()
         .map_err(|e| format!("cannot be stored: {e}"))?;
@@ -281,6 +366,51 @@ impl Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ordered_ids_sort_by_position_within_a_source() {
+        let ids = IdScheme::Ordered.ids("t", "f.csv");
+        assert_eq!(ids.id(7), IdScheme::Ordered.ids("t", "f.csv").id(7));
+        assert_eq!(ids.id(0).len(), 33);
+        assert!(ids.id(9) < ids.id(10) && ids.id(255) < ids.id(256));
+        assert!(ids.id(u64::MAX - 1) < ids.id(u64::MAX));
+        assert_ne!(ids.id(1), IdScheme::Ordered.ids("u", "f.csv").id(1));
+        assert_ne!(ids.id(1), IdScheme::Ordered.ids("t", "g.csv").id(1));
+        assert_ne!(
+            IdScheme::Ordered.ids("ab", "c").id(0),
+            IdScheme::Ordered.ids("a", "bc").id(0)
+        );
+        // A message's ids: its stream's prefix, the message id, the position.
+        let message = IdScheme::Ordered.message_ids("t", "feed", "f00d:12");
+        assert!(message.id(1).ends_with("-f00d:12-0000000000000001"));
+        assert!(message.id(0) < IdScheme::Ordered.message_ids("t", "feed", "f00d:13").id(0));
+        assert_ne!(
+            message.id(0),
+            IdScheme::Ordered.message_ids("t", "other", "f00d:12").id(0)
+        );
+        assert_eq!(
+            IdScheme::Hashed.message_ids("t", "feed", "m").id(3),
+            derived_id("t", "stream/feed/m", 3)
+        );
+        // The hashed scheme is version 1 unchanged: documents written before stay matched.
+        assert_eq!(
+            IdScheme::Hashed.ids("t", "f.csv").id(7),
+            derived_id("t", "f.csv", 7)
+        );
+    }
+
+    #[test]
+    fn records_without_a_scheme_read_as_hashed() {
+        #[derive(serde::Deserialize)]
+        struct Record {
+            #[serde(default)]
+            ids: IdScheme,
+        }
+        let old: Record = serde_json::from_str("{}").unwrap();
+        assert_eq!(old.ids, IdScheme::Hashed);
+        let new: Record = serde_json::from_str(r#"{"ids":"ordered"}"#).unwrap();
+        assert_eq!(new.ids, IdScheme::Ordered);
+    }
 
     #[test]
     fn derived_ids_are_stable_and_distinct() {

@@ -25,6 +25,7 @@
 //! host started while etcd is down knows nothing: `serve` refuses to start without etcd.
 
 use crate::config::{SinkConfig, redact_uri};
+use crate::documents::DerivedIds;
 use crate::platform::TenantRecord;
 use crate::profile::{CoredmsMode, WriteConcern};
 use crate::registry::{Registry, ServiceInfo, ServiceKind, read_secret};
@@ -36,6 +37,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::task::JoinSet;
 
 /// Attempts at resolving (registry read, connect, ping) before giving up.
 const ATTEMPTS: u32 = 3;
@@ -225,19 +227,27 @@ pub struct Refusal {
 const MAX_KEPT_REFUSALS: usize = 100;
 
 /// Turns a stream of stored documents into unordered `insert_many` calls of at most `batch`
-/// documents and `max_bytes` of BSON, so what a job or stream batch holds in memory is bounded
-/// by bytes whatever the documents' shape. A document the coredms refuses is counted and kept
-/// with its reason (the first [`MAX_KEPT_REFUSALS`]); the others are written.
+/// documents, with up to `writes_in_flight` of them in flight at once (deterministic ids and
+/// unordered inserts make their order irrelevant), so the coredms works on one batch while the
+/// host converts the next. `max_bytes` of BSON bound what the writer holds in all — the batch
+/// being filled and every batch in flight — whatever the documents' shape. A document the
+/// coredms refuses is counted and kept with its reason (the first [`MAX_KEPT_REFUSALS`]); the
+/// others are written.
 pub struct BulkWriter {
     sink: Arc<Sink>,
-    collection: String,
+    collection: Arc<str>,
     concern: WriteConcern,
     batch: usize,
+    /// The whole budget, pending and in flight.
     max_bytes: usize,
+    /// The budget of one batch: `max_bytes` shared by the batches in flight and the pending one.
+    batch_bytes: usize,
+    writes_in_flight: usize,
     keep_refusals: usize,
     pending: Vec<RawDocumentBuf>,
     pending_bytes: usize,
     positions: Vec<u64>,
+    in_flight: JoinSet<Written>,
     /// Documents written now.
     pub inserted: u64,
     /// Documents already there (a replay).
@@ -248,9 +258,13 @@ pub struct BulkWriter {
     pub refusals: Vec<Refusal>,
 }
 
+/// One `insert_many` that came back: the input positions of its documents and what it did.
+type Written = (Vec<u64>, Result<InsertOutcome, mongodb::error::Error>);
+
 impl BulkWriter {
-    /// A writer into `collection` of `sink`, holding at most `batch` documents and `max_bytes`
-    /// of BSON before it writes.
+    /// A writer into `collection` of `sink`, holding at most `batch` documents per insert and
+    /// `max_bytes` of BSON in all; one write in flight until [`Self::writes_in_flight`] says
+    /// otherwise.
     pub fn new(
         sink: Arc<Sink>,
         collection: String,
@@ -258,22 +272,35 @@ impl BulkWriter {
         batch: usize,
         max_bytes: usize,
     ) -> Self {
-        let batch = batch.max(1);
+        let max_bytes = max_bytes.max(1);
         Self {
             sink,
-            collection,
+            collection: collection.into(),
             concern,
-            batch,
-            max_bytes: max_bytes.max(1),
+            batch: batch.max(1),
+            max_bytes,
+            batch_bytes: max_bytes,
+            writes_in_flight: 1,
             keep_refusals: MAX_KEPT_REFUSALS,
             pending: Vec::new(),
             pending_bytes: 0,
             positions: Vec::new(),
+            in_flight: JoinSet::new(),
             inserted: 0,
             duplicates: 0,
             refused: 0,
             refusals: Vec::new(),
         }
+    }
+
+    /// Lets up to `writes` inserts be in flight at once (at least 1). The byte budget is then
+    /// shared: each batch holds at most `max_bytes / (writes + 1)`, so the batches in flight
+    /// and the one being filled stay within it together.
+    #[must_use]
+    pub fn writes_in_flight(mut self, writes: usize) -> Self {
+        self.writes_in_flight = writes.max(1);
+        self.batch_bytes = (self.max_bytes / (self.writes_in_flight + 1)).max(1);
+        self
     }
 
     /// Keeps every refusal with its reason, for a caller that traces each one back to its
@@ -293,31 +320,60 @@ impl BulkWriter {
         }
     }
 
-    /// Adds the document at `index` of the input; writes when the batch is full by count or
-    /// by bytes.
+    /// Adds the document at `index` of the input; sends a write when the batch is full by
+    /// count or by bytes, first waiting for one in flight if `writes_in_flight` are.
     pub async fn push(&mut self, index: u64, document: RawDocumentBuf) -> Result<(), WriteError> {
         self.pending_bytes += document.as_bytes().len();
         self.pending.push(document);
         self.positions.push(index);
-        if self.pending.len() >= self.batch || self.pending_bytes >= self.max_bytes {
-            self.flush().await?;
+        if self.pending.len() >= self.batch || self.pending_bytes >= self.batch_bytes {
+            self.send().await?;
         }
         Ok(())
     }
 
-    /// Writes what is pending.
+    /// Writes what is pending and waits for every write in flight. An `Err` is the first
+    /// infrastructure failure among them (the caller retries; the ids make that safe).
     pub async fn flush(&mut self) -> Result<(), WriteError> {
+        self.send().await?;
+        while !self.in_flight.is_empty() {
+            self.settle_one().await?;
+        }
+        Ok(())
+    }
+
+    /// Sends the pending batch as one insert, once fewer than `writes_in_flight` are out.
+    async fn send(&mut self) -> Result<(), WriteError> {
         if self.pending.is_empty() {
             return Ok(());
+        }
+        while self.in_flight.len() >= self.writes_in_flight {
+            self.settle_one().await?;
         }
         let documents = std::mem::take(&mut self.pending);
         let positions = std::mem::take(&mut self.positions);
         self.pending_bytes = 0;
-        let outcome = self
-            .sink
-            .insert(&self.collection, documents, self.concern)
-            .await
-            .map_err(WriteError::Infra)?;
+        let (sink, collection, concern) =
+            (self.sink.clone(), self.collection.clone(), self.concern);
+        self.in_flight.spawn(async move {
+            let outcome = sink.insert(&collection, documents, concern).await;
+            (positions, outcome)
+        });
+        Ok(())
+    }
+
+    /// Waits for one write in flight and counts what it did.
+    async fn settle_one(&mut self) -> Result<(), WriteError> {
+        let Some(joined) = self.in_flight.join_next().await else {
+            return Ok(());
+        };
+        let (positions, outcome) = match joined {
+            Ok(written) => written,
+            // A write task only ends early by panicking inside the driver: re-raise it here,
+            // where the job's own task reports it, rather than hide a lost batch.
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        };
+        let outcome = outcome.map_err(WriteError::Infra)?;
         self.inserted += outcome.inserted;
         self.duplicates += outcome.duplicates;
         for (at, reason) in outcome.refused {
@@ -329,18 +385,15 @@ impl BulkWriter {
 }
 
 /// A document as the sink stores it: the app's JSON as BSON with its `_id` (the app's own,
-/// or derived from tenant, source and position), by the one rule of
+/// or the one `ids` derives from its position), by the one rule of
 /// [`crate::documents::to_stored`].
 pub fn stored_document(
-    tenant: &str,
-    source: &str,
+    ids: &DerivedIds,
     index: u64,
     json: &str,
     id: Option<&str>,
 ) -> Result<RawDocumentBuf, String> {
-    crate::documents::to_stored(json, id, || {
-        crate::documents::derived_id(tenant, source, index)
-    })
+    crate::documents::to_stored(json, id, || ids.id(index))
 }
 
 /// MongoDB's duplicate key error code.
@@ -350,6 +403,7 @@ const DUPLICATE_KEY: i32 = 11000;
 pub struct SinkResolver {
     registry: Registry,
     write_buffer_bytes: usize,
+    writes_in_flight: usize,
     shared_uri: String,
     clients: Mutex<HashMap<String, Client>>,
     sinks: Mutex<HashMap<String, Arc<Sink>>>,
@@ -432,6 +486,7 @@ impl SinkResolver {
             registry,
             write_buffer_bytes: usize::try_from(config.write_buffer_mib * 1024 * 1024)
                 .unwrap_or(usize::MAX),
+            writes_in_flight: config.writes_in_flight,
             shared_uri: config.mongodb_uri.clone(),
             clients: Mutex::default(),
             sinks: Mutex::default(),
@@ -479,6 +534,11 @@ impl SinkResolver {
     /// Bytes of BSON a writer holds before it writes (`sink.write_buffer_mib`).
     pub fn write_buffer_bytes(&self) -> usize {
         self.write_buffer_bytes
+    }
+
+    /// Inserts a batch job keeps in flight (`sink.writes_in_flight`).
+    pub fn writes_in_flight(&self) -> usize {
+        self.writes_in_flight
     }
 
     /// Forgets a tenant's sink; the next use resolves it again (from the registry, or from

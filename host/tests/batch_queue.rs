@@ -19,6 +19,7 @@ fn spec(tenant: &str, file: &str) -> JobSpec {
         size: 1,
         content_type: Some("text/csv".to_owned()),
         params: BTreeMap::new(),
+        ids: Default::default(),
     }
 }
 

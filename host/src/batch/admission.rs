@@ -8,6 +8,7 @@
 
 use super::queue::new_job_id;
 use super::{BatchContext, JobSpec, JobState, StageError, StagedFile};
+use crate::documents::IdScheme;
 use crate::platform::{BatchJob, LogEntry, Platform, StoreError, TenantRecord};
 use crate::profile::BatchConstraints;
 use crate::runtime::AppKind;
@@ -205,6 +206,7 @@ impl<'a> Admission<'a> {
                     size: pending.file.size,
                     content_type: pending.content_type.clone(),
                     params: params.clone(),
+                    ids: IdScheme::CURRENT,
                 },
                 status: JobStatus::Queued,
                 attempts: 0,

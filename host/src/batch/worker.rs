@@ -428,21 +428,15 @@ fn spawn_writer(
         sink_settings.write_concern,
         sink_settings.insert_batch,
         context.sinks.write_buffer_bytes(),
-    );
-    let source = spec.file.clone();
-    let tenant_id = prepared.tenant.id.clone();
+    )
+    .writes_in_flight(context.sinks.writes_in_flight());
+    let ids = spec.ids.ids(&prepared.tenant.id, &spec.file);
     tokio::spawn(async move {
         let mut result = Ok(());
         'batches: while let Some(batch) = batches.recv().await {
             for (i, document) in batch.documents.into_iter().enumerate() {
                 let index = batch.first_index + i as u64;
-                match stored_document(
-                    &tenant_id,
-                    &source,
-                    index,
-                    &document.json,
-                    document.id.as_deref(),
-                ) {
+                match stored_document(&ids, index, &document.json, document.id.as_deref()) {
                     Ok(stored) => {
                         if let Err(e) = writer.push(index, stored).await {
                             result = Err(e);
@@ -963,6 +957,7 @@ mod tests {
                 size: 4,
                 content_type: None,
                 params: Default::default(),
+                ids: Default::default(),
             },
         }
     }

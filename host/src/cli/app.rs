@@ -2,7 +2,7 @@
 //! sandbox and with the same limits as production.
 
 use super::{CheckArgs, RunArgs};
-use crate::documents::{derived_id, to_stored, with_id};
+use crate::documents::{IdScheme, to_stored, with_id};
 use crate::runtime::{
     App, AppKind, BatchInput, BatchReport, CallOptions, Failure, FailureClass, Message,
     OutputBatch, Quality, Runtime, Usage,
@@ -159,26 +159,21 @@ fn write_batches(
     tenant: &str,
     source: &str,
 ) -> Result<(), Failure> {
+    let ids = IdScheme::CURRENT.ids(tenant, source);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
     while let Some(batch) = batches.blocking_recv() {
         for (offset, document) in batch.documents.iter().enumerate() {
             let index = batch.first_index + offset as u64;
             // The sink's rule decides (one rule for every path); the text keeps the app's own.
-            let text = to_stored(&document.json, document.id.as_deref(), || {
-                derived_id(tenant, source, index)
-            })
-            .and_then(|_| {
-                with_id(&document.json, document.id.as_deref(), || {
-                    derived_id(tenant, source, index)
-                })
-            })
-            .map_err(|reason| {
-                Failure::new(
-                    FailureClass::BadOutput,
-                    format!("document {index}: {reason}"),
-                )
-            })?;
+            let text = to_stored(&document.json, document.id.as_deref(), || ids.id(index))
+                .and_then(|_| with_id(&document.json, document.id.as_deref(), || ids.id(index)))
+                .map_err(|reason| {
+                    Failure::new(
+                        FailureClass::BadOutput,
+                        format!("document {index}: {reason}"),
+                    )
+                })?;
             print_line(&mut out, &text)?;
         }
     }
@@ -245,8 +240,9 @@ async fn run_stream(
             summary.messages += 1;
             match outcome {
                 Ok(documents) => {
+                    let ids = IdScheme::CURRENT.ids(&args.tenant, id);
                     for (index, document) in documents.iter().enumerate() {
-                        let derived = || derived_id(&args.tenant, id, index as u64);
+                        let derived = || ids.id(index as u64);
                         let text = to_stored(&document.json, document.id.as_deref(), derived)
                             .and_then(|_| with_id(&document.json, document.id.as_deref(), derived));
                         match text {

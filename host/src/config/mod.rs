@@ -399,16 +399,22 @@ pub struct SinkConfig {
     /// before writing them: with the batch's document count, what bounds the host's memory per
     /// write whatever the documents' shape. MongoDB takes at most 48 MB per insert message.
     pub write_buffer_mib: u64,
+    /// Inserts a batch job keeps in flight at once, so the coredms writes one batch while the
+    /// host converts the next; they share the job's `write_buffer_mib`.
+    pub writes_in_flight: usize,
 }
 
 /// MiB of BSON a writer holds before it writes.
 pub const DEFAULT_WRITE_BUFFER_MIB: u64 = 16;
+/// Inserts in flight per batch job (measured on a 2-core host: docs/benchmarks.md).
+pub const DEFAULT_WRITES_IN_FLIGHT: usize = 4;
 
 impl Default for SinkConfig {
     fn default() -> Self {
         Self {
             mongodb_uri: DEFAULT_MONGODB_URI.to_owned(),
             write_buffer_mib: DEFAULT_WRITE_BUFFER_MIB,
+            writes_in_flight: DEFAULT_WRITES_IN_FLIGHT,
         }
     }
 }
@@ -420,6 +426,12 @@ impl SinkConfig {
             bail!(
                 "sink.write_buffer_mib = {}: it must be 1..=46 (MongoDB takes 48 MB per insert)",
                 self.write_buffer_mib
+            );
+        }
+        if !(1..=16).contains(&self.writes_in_flight) {
+            bail!(
+                "sink.writes_in_flight = {}: it must be 1..=16 (each write holds a connection)",
+                self.writes_in_flight
             );
         }
         validate_mongodb_uri("sink.mongodb_uri", &self.mongodb_uri)
@@ -1114,6 +1126,11 @@ mod tests {
             ..SinkConfig::default()
         };
         assert!(error(sink.validate()).contains("sink.write_buffer_mib"));
+        let sink = SinkConfig {
+            writes_in_flight: 0,
+            ..SinkConfig::default()
+        };
+        assert!(error(sink.validate()).contains("sink.writes_in_flight"));
         let registry = RegistryConfig {
             host_lease_secs: 1,
             ..RegistryConfig::default()

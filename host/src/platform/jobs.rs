@@ -5,6 +5,7 @@
 //! `dead`) changes again only through a replay.
 
 use super::{Platform, StoreResult};
+use crate::documents::IdScheme;
 use futures_util::TryStreamExt;
 use mongodb::bson::{self, DateTime, doc};
 use mongodb::options::ReturnDocument;
@@ -31,6 +32,10 @@ pub struct JobSpec {
     pub content_type: Option<String>,
     /// App parameters.
     pub params: BTreeMap<String, String>,
+    /// How the documents' ids derive: fixed when the job is created, so every attempt and
+    /// replay of it writes the same ids (jobs from before ids were versioned are hashed).
+    #[serde(default)]
+    pub ids: IdScheme,
 }
 
 /// A batch job's durable record.

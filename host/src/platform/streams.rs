@@ -3,6 +3,7 @@
 //! monitor's decisions. Reports and events expire after `stream.report_retention_days`.
 
 use super::{Platform, StoreError, StoreResult, is_duplicate_key};
+use crate::documents::IdScheme;
 use futures_util::TryStreamExt;
 use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{DateTime, Document, doc};
@@ -50,6 +51,10 @@ pub struct StreamRecord {
     pub created_at: DateTime,
     /// When it last changed.
     pub updated_at: DateTime,
+    /// How its documents' ids derive from message ids: fixed when the stream is created, so a
+    /// redelivery derives the same ids (streams from before ids were versioned are hashed).
+    #[serde(default)]
+    pub ids: IdScheme,
 }
 
 /// A tenant's account on the broker: one vhost and one user per tenant.
@@ -293,6 +298,7 @@ impl Platform {
             scaled_at: None,
             created_at: now,
             updated_at: now,
+            ids: IdScheme::CURRENT,
         };
         match self.streams().insert_one(&record).await {
             Ok(_) => Ok(record),

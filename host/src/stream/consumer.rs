@@ -32,6 +32,7 @@ use super::broker::DEAD_LETTER_EXCHANGE;
 use super::policy::Reconnect;
 use super::quota::{Admission, Limits};
 use super::stats::StreamShared;
+use crate::documents::DerivedIds;
 use crate::platform::{StreamEvent, StreamRecord, TenantRecord};
 use crate::runtime::{App, CallOptions, Document, Failure, FailureClass, Message};
 use crate::sink::{BulkWriter, WriteError, stored_document};
@@ -607,8 +608,9 @@ fn convert(
         };
         let mut stored = Vec::with_capacity(documents.len());
         let mut refused = None;
+        let ids = message_ids(plan, message);
         for (n, document) in documents.iter().enumerate() {
-            match stored_one(plan, message, n, document) {
+            match stored_one(&ids, n, document) {
                 Ok(document) => {
                     bytes += document.as_bytes().len();
                     if bytes > budget {
@@ -633,22 +635,23 @@ fn convert(
     Some(all)
 }
 
-/// Document `n` of `message` as stored, or why it cannot be.
+/// The derived ids of `message`'s documents, by the stream's scheme: the message id is the
+/// source, so a redelivery derives the same ids.
+fn message_ids(plan: &Plan, message: &Message) -> DerivedIds {
+    let stream = &plan.stream;
+    stream
+        .ids
+        .message_ids(&stream.tenant, &stream.name, &message.id)
+}
+
+/// Document `n` of a message as stored, or why it cannot be.
 fn stored_one(
-    plan: &Plan,
-    message: &Message,
+    ids: &DerivedIds,
     n: usize,
     document: &crate::runtime::Document,
 ) -> Result<RawDocumentBuf, String> {
-    let source = format!("stream/{}/{}", plan.stream.name, message.id);
-    stored_document(
-        &plan.stream.tenant,
-        &source,
-        n as u64,
-        &document.json,
-        document.id.as_deref(),
-    )
-    .map_err(|reason| format!("document {n} cannot be stored as emitted: {reason}"))
+    stored_document(ids, n as u64, &document.json, document.id.as_deref())
+        .map_err(|reason| format!("document {n} cannot be stored as emitted: {reason}"))
 }
 
 fn dead_for_output(reason: String) -> Action {
@@ -673,8 +676,9 @@ async fn write_converting(
         let Action::Write(documents) = action else {
             continue;
         };
+        let ids = message_ids(plan, message);
         for (n, document) in documents.iter().enumerate() {
-            match stored_one(plan, message, n, document) {
+            match stored_one(&ids, n, document) {
                 Ok(document) => {
                     let index = owners.len() as u64;
                     owners.push(i);
