@@ -7,7 +7,7 @@
 //! (extended JSON is data here, not a type) — or refuses it with a reason that would be the
 //! same on every retry.
 
-use mongodb::bson::{RawArrayBuf, RawBson, RawDocumentBuf};
+use mongodb::bson::{RawArrayBuf, RawBson, RawBsonRef, RawDocumentBuf};
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
@@ -207,48 +207,25 @@ pub fn to_stored(
         return Err("not a JSON object".to_owned());
     }
     let mut deserializer = serde_json::Deserializer::from_str(body);
-    let converted = Value { depth: 0 }
+    let (document, own_id) = Root
         .deserialize(&mut deserializer)
         .and_then(|value| deserializer.end().map(|()| value))
         .map_err(|e| match e.classify() {
             serde_json::error::Category::Data => format!("cannot be stored: {e}"),
             _ => format!("not a JSON object: {e}"),
         })?;
-    let RawBson::Document(document) = converted else {
-        return Err("not a JSON object".to_owned());
-    };
-    let mut own_id = None;
-    for element in &document {
-        let (key, value) = element.map_err(|e| format!("cannot be stored: {e}"))?;
-        if key == "_id" {
-            own_id = Some(value.to_raw_bson());
-        } else if key.starts_with('$') {
-            return Err(format!(
-                "field {key:?} starts with '$': MongoDB reads such fields as operators"
-            ));
-        }
-    }
     let stored = match (own_id, id) {
-        (Some(RawBson::Null), _) => {
+        (Some(Appended::Null), _) => {
             return Err("`_id` is null: every such document would share one id".to_owned());
         }
-        (Some(RawBson::String(own)), Some(id)) if own == id => document,
+        (Some(Appended::String(own)), Some(id)) if own == id => document,
         (Some(_), Some(id)) => {
             return Err(format!(
                 "the document has its own `_id` and the app also gave it the id {id:?}"
             ));
         }
         (Some(_), None) => document,
-        (None, id) => {
-            let id = id.map_or_else(derived, str::to_owned);
-            let mut with_id = RawDocumentBuf::new();
-            with_id.append("_id", id);
-            for element in &document {
-                let (key, value) = element.map_err(|e| format!("cannot be stored: {e}"))?;
-                with_id.append_ref(key, value);
-            }
-            with_id
-        }
+        (None, id) => with_id_first(document, &id.map_or_else(derived, str::to_owned))?,
     };
     let size = stored.as_bytes().len();
     if size > MAX_BSON_BYTES {
@@ -259,10 +236,228 @@ pub fn to_stored(
     Ok(stored)
 }
 
+/// `document` with a string `_id` in front of its elements: one copy of its bytes, no
+/// re-encoding of what the app emitted.
+fn with_id_first(document: RawDocumentBuf, id: &str) -> Result<RawDocumentBuf, String> {
+    const TYPE_STRING: u8 = 0x02;
+    let body = document.into_bytes();
+    let id_length = i32::try_from(id.len() + 1).map_err(|_| "the `_id` is too long".to_owned())?;
+    let mut bytes = Vec::with_capacity(body.len() + id.len() + 10);
+    bytes.extend_from_slice(&[0; 4]);
+    bytes.push(TYPE_STRING);
+    bytes.extend_from_slice(b"_id\0");
+    bytes.extend_from_slice(&id_length.to_le_bytes());
+    bytes.extend_from_slice(id.as_bytes());
+    bytes.push(0);
+    // The elements and the terminating NUL, after the body's own length.
+    bytes.extend_from_slice(&body[4..]);
+    let length = i32::try_from(bytes.len()).map_err(|_| "the document is too long".to_owned())?;
+    bytes[..4].copy_from_slice(&length.to_le_bytes());
+    RawDocumentBuf::from_bytes(bytes).map_err(|e| format!("cannot be stored: {e}"))
+}
+
 /// JSON nesting a document may have (MongoDB's own limit is 100 levels).
 const MAX_DEPTH: usize = 100;
 
-/// Reads one JSON value into BSON bytes as it parses.
+/// What a value written under a key was, as far as the `_id` checks need to know.
+enum Appended {
+    Null,
+    String(String),
+    Other,
+}
+
+/// Reads the top-level JSON object into BSON bytes, refusing `$` fields there, and tells
+/// what its `_id` was, if it had one.
+struct Root;
+
+impl<'de> DeserializeSeed<'de> for Root {
+    type Value = (RawDocumentBuf, Option<Appended>);
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Root {
+    type Value = (RawDocumentBuf, Option<Appended>);
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, entries: A) -> Result<Self::Value, A::Error> {
+        fill(entries, 0, true)
+    }
+}
+
+/// Reads a JSON object's entries into a new BSON document, each value written straight into
+/// it. At the top level, `$` fields are refused and the `_id`'s kind is kept.
+fn fill<'de, A: MapAccess<'de>>(
+    mut entries: A,
+    depth: usize,
+    top: bool,
+) -> Result<(RawDocumentBuf, Option<Appended>), A::Error> {
+    use serde::de::Error;
+    let inner = deeper::<A::Error>(depth)?;
+    let mut document = RawDocumentBuf::new();
+    let mut keys = Keys::default();
+    let mut own_id = None;
+    while let Some(key) = entries.next_key::<std::borrow::Cow<'de, str>>()? {
+        if key.contains('\0') {
+            return Err(A::Error::custom(format!(
+                "the key {key:?} contains NUL, which BSON cannot store"
+            )));
+        }
+        if top && key.starts_with('$') {
+            return Err(A::Error::custom(format!(
+                "field {key:?} starts with '$': MongoDB reads such fields as operators"
+            )));
+        }
+        // Borrowed keys (no escapes) clone for free.
+        if !keys.insert(key.clone()) {
+            return Err(A::Error::custom(format!("the key {key:?} appears twice")));
+        }
+        let is_id = top && key == "_id";
+        let appended = entries.next_value_seed(Entry {
+            document: &mut document,
+            key: &key,
+            depth: inner,
+            keep_string: is_id,
+        })?;
+        if is_id {
+            own_id = Some(appended);
+        }
+    }
+    Ok((document, own_id))
+}
+
+/// The keys of one object so far: a short list scanned in place (most documents have a few
+/// dozen keys at most), a hash set past that.
+#[derive(Default)]
+struct Keys<'de> {
+    few: Vec<std::borrow::Cow<'de, str>>,
+    many: HashSet<std::borrow::Cow<'de, str>>,
+}
+
+impl<'de> Keys<'de> {
+    /// Past this many keys a lookup hashes instead of scanning.
+    const SCAN: usize = 32;
+
+    /// Adds `key`; false if the object already had it.
+    fn insert(&mut self, key: std::borrow::Cow<'de, str>) -> bool {
+        if self.many.is_empty() {
+            if self.few.contains(&key) {
+                return false;
+            }
+            self.few.push(key);
+            if self.few.len() > Self::SCAN {
+                self.many.extend(self.few.drain(..));
+            }
+            true
+        } else {
+            self.many.insert(key)
+        }
+    }
+}
+
+/// Writes one JSON value into `document` under `key`.
+struct Entry<'a> {
+    document: &'a mut RawDocumentBuf,
+    key: &'a str,
+    depth: usize,
+    /// Whether a string value is handed back (the `_id` checks compare it).
+    keep_string: bool,
+}
+
+impl<'de> DeserializeSeed<'de> for Entry<'_> {
+    type Value = Appended;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Appended, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl Entry<'_> {
+    fn put(self, value: RawBsonRef<'_>) -> Appended {
+        self.document.append_ref(self.key, value);
+        Appended::Other
+    }
+}
+
+impl<'de> Visitor<'de> for Entry<'_> {
+    type Value = Appended;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, value: bool) -> Result<Appended, E> {
+        Ok(self.put(RawBsonRef::Boolean(value)))
+    }
+
+    // Integers take the same BSON types as arrays' do (see `Value`).
+    fn visit_i64<E>(self, value: i64) -> Result<Appended, E> {
+        Ok(self.put(RawBsonRef::Int64(value)))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<Appended, E> {
+        Ok(self.put(unsigned(value)?))
+    }
+
+    fn visit_f64<E>(self, value: f64) -> Result<Appended, E> {
+        Ok(self.put(RawBsonRef::Double(value)))
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<Appended, E> {
+        let keep = self.keep_string;
+        self.put(RawBsonRef::String(value));
+        Ok(if keep {
+            Appended::String(value.to_owned())
+        } else {
+            Appended::Other
+        })
+    }
+
+    fn visit_unit<E>(self) -> Result<Appended, E> {
+        self.put(RawBsonRef::Null);
+        Ok(Appended::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, items: A) -> Result<Appended, A::Error> {
+        let array = Value { depth: self.depth }.visit_seq(items)?;
+        self.document.append(self.key, array);
+        Ok(Appended::Other)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, entries: A) -> Result<Appended, A::Error> {
+        let (child, _) = fill(entries, self.depth, false)?;
+        Ok(self.put(RawBsonRef::Document(&child)))
+    }
+}
+
+/// A non-negative integer as the smallest BSON integer that holds it.
+fn unsigned<'a, E: serde::de::Error>(value: u64) -> Result<RawBsonRef<'a>, E> {
+    if let Ok(small) = i32::try_from(value) {
+        Ok(RawBsonRef::Int32(small))
+    } else if let Ok(large) = i64::try_from(value) {
+        Ok(RawBsonRef::Int64(large))
+    } else {
+        Err(E::custom(format!(
+            "the integer {value} does not fit in BSON's 64-bit integers; emit it as a string"
+        )))
+    }
+}
+
+/// The depth below `depth`, unless that passes [`MAX_DEPTH`].
+fn deeper<E: serde::de::Error>(depth: usize) -> Result<usize, E> {
+    if depth >= MAX_DEPTH {
+        Err(E::custom(format!("nested deeper than {MAX_DEPTH} levels")))
+    } else {
+        Ok(depth + 1)
+    }
+}
+
+/// Reads one JSON value inside an array into BSON.
 #[derive(Clone, Copy)]
 struct Value {
     depth: usize,
@@ -287,22 +482,14 @@ impl<'de> Visitor<'de> for Value {
         Ok(RawBson::Boolean(value))
     }
 
-    // Integers take the same BSON types as before: non-negative ones the smallest that holds
-    // them, negative ones 64 bits.
+    // Non-negative integers take the smallest BSON integer that holds them, negative ones
+    // 64 bits.
     fn visit_i64<E>(self, value: i64) -> Result<RawBson, E> {
         Ok(RawBson::Int64(value))
     }
 
     fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<RawBson, E> {
-        if let Ok(small) = i32::try_from(value) {
-            Ok(RawBson::Int32(small))
-        } else if let Ok(large) = i64::try_from(value) {
-            Ok(RawBson::Int64(large))
-        } else {
-            Err(E::custom(format!(
-                "the integer {value} does not fit in BSON's 64-bit integers; emit it as a string"
-            )))
-        }
+        Ok(unsigned::<E>(value)?.to_raw_bson())
     }
 
     fn visit_f64<E>(self, value: f64) -> Result<RawBson, E> {
@@ -322,7 +509,9 @@ impl<'de> Visitor<'de> for Value {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<RawBson, A::Error> {
-        let inner = self.deeper()?;
+        let inner = Value {
+            depth: deeper::<A::Error>(self.depth)?,
+        };
         let mut array = RawArrayBuf::new();
         while let Some(item) = items.next_element_seed(inner)? {
             array.push(item);
@@ -330,36 +519,9 @@ impl<'de> Visitor<'de> for Value {
         Ok(RawBson::Array(array))
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut entries: A) -> Result<RawBson, A::Error> {
-        use serde::de::Error;
-        let inner = self.deeper()?;
-        let mut document = RawDocumentBuf::new();
-        let mut keys = HashSet::new();
-        while let Some(key) = entries.next_key::<std::borrow::Cow<'de, str>>()? {
-            if key.contains('\0') {
-                return Err(A::Error::custom(format!(
-                    "the key {key:?} contains NUL, which BSON cannot store"
-                )));
-            }
-            if !keys.insert(key.clone()) {
-                return Err(A::Error::custom(format!("the key {key:?} appears twice")));
-            }
-            let value = entries.next_value_seed(inner)?;
-            document.append(&*key, value);
-        }
+    fn visit_map<A: MapAccess<'de>>(self, entries: A) -> Result<RawBson, A::Error> {
+        let (document, _) = fill(entries, self.depth, false)?;
         Ok(RawBson::Document(document))
-    }
-}
-
-impl Value {
-    fn deeper<E: serde::de::Error>(self) -> Result<Self, E> {
-        if self.depth >= MAX_DEPTH {
-            Err(E::custom(format!("nested deeper than {MAX_DEPTH} levels")))
-        } else {
-            Ok(Self {
-                depth: self.depth + 1,
-            })
-        }
     }
 }
 
