@@ -81,10 +81,13 @@ fn ndjson_batch_app(ndjson: &[u8]) -> Vec<u8> {
     let module = format!(
         r#"(module
   (import "mysimbdp:ingest/batch-output@0.2.0" "emit-ndjson" (func $emit (param i32 i32)))
+  (import "mysimbdp:ingest/batch-input@0.2.0" "[resource-drop]source" (func $drop (param i32)))
   (memory (export "memory") 1)
   (global $heap (mut i32) (i32.const 4096))
   (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) {REALLOC})
   (func (export "mysimbdp:ingest/batch-ingest@0.2.0#ingest") (param i32) (result i32)
+    local.get 0
+    call $drop
     i32.const 128
     i32.const {len}
     call $emit
@@ -257,10 +260,13 @@ async fn a_0_1_0_batch_app_emits_records() {
     let module = format!(
         r#"(module
   (import "mysimbdp:ingest/batch-output@0.1.0" "emit" (func $emit (param i32 i32)))
+  (import "mysimbdp:ingest/batch-input@0.1.0" "[resource-drop]source" (func $drop (param i32)))
   (memory (export "memory") 1)
   (global $heap (mut i32) (i32.const 4096))
   (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) {REALLOC})
   (func (export "mysimbdp:ingest/batch-ingest@0.1.0#ingest") (param i32) (result i32)
+    local.get 0
+    call $drop
     i32.const 128
     i32.const 1
     call $emit
