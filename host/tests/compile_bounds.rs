@@ -163,7 +163,11 @@ async fn a_refused_import_is_refused_before_compiling() {
 #[tokio::test]
 async fn app_check_refuses_what_upload_refuses_with_the_same_reason() {
     let _serial = ONE_AT_A_TIME.lock().await;
-    let host = host().await;
+    // The default compile timeout: the probe case must compile (on a busy machine too).
+    let host = Host::start_with(&database_name(), "compile-bounds-cache", |config| {
+        config.apps.refused_imports = vec![REFUSED.to_owned()];
+    })
+    .await;
     let token = host.create_tenant("checker", None).await;
     // An import the operator refuses (found before compiling), a failure of the admission
     // probe (an app that panics on every input), and an upload under a preset that does not
@@ -194,7 +198,7 @@ async fn app_check_refuses_what_upload_refuses_with_the_same_reason() {
     }
     host.stop().await;
 
-    let config = scratch("compile-bounds-check.toml");
+    let config = scratch("compile-bounds-check").join("apps.toml");
     std::fs::write(&config, CHECK_CONFIG).unwrap();
     for ((path, preset, _), reason) in cases.iter().zip(&reasons) {
         let mut args = vec!["app", "check", path, "--config", config.to_str().unwrap()];

@@ -91,8 +91,12 @@ impl Output {
     /// Emit a document that is already JSON object text.
     pub fn emit_json(&mut self, json: String) {
         // Text with a newline, or blank, cannot be one ndjson line (the host would split or
-        // skip it): it goes as a record, checked by the host exactly as before.
-        if json.contains('\n') || json.trim_ascii().is_empty() {
+        // skip it), and text not even braced fails the whole call as a record (the host's
+        // shape check) where a line would be refused alone: such text goes as a record, so
+        // the app behaves exactly as before 0.2.0.
+        let trimmed = json.trim_ascii();
+        let braced = trimmed.starts_with('{') && trimmed.ends_with('}');
+        if json.contains('\n') || !braced {
             self.push_record(Document { id: None, json });
         } else {
             let start = self.lines.len();
