@@ -359,6 +359,10 @@ async fn evil_and_malformed_components_are_refused_and_nothing_is_stored() {
             .any(|i| i.as_str().unwrap().starts_with("wasi:sockets/")),
         "{body}"
     );
+    let (status, body) = host
+        .tenant(&token, Method::DELETE, "/v1/apps/escape", None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
 
     // Malformed: garbage, a truncated component, an empty body, the wrong media type, a bad
     // name, and a body over the cap (refused from its Content-Length, before reading).
@@ -455,7 +459,8 @@ async fn evil_and_malformed_components_are_refused_and_nothing_is_stored() {
         "{metrics}"
     );
     assert!(
-        metrics.contains("mysimbdp_app_uploads_total{outcome=\"admitted\"} 2"),
+        // The escape app (admitted by the WASI policy) and the two sample apps.
+        metrics.contains("mysimbdp_app_uploads_total{outcome=\"admitted\"} 3"),
         "{metrics}"
     );
     host.stop().await;
