@@ -19,9 +19,22 @@ pub enum AdmitError {
     /// The component is not an admissible app (its failure class says why).
     #[error("{0}")]
     Refused(Failure),
+
     /// The platform store refused or failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// What a tenant uploads besides the component.
+#[derive(Debug, Default)]
+pub struct UploadOptions<'a> {
+    /// Make the new version active (a new app's first version always is).
+    pub activate: bool,
+    /// The sandbox preset the version runs under (`rust`, `python`, `js`, …).
+    pub preset: Option<&'a str>,
+    /// A representative input: a file for a batch app, messages one per line for a stream
+    /// app. The version is refused if the app fails on it under the limits it will run with.
+    pub sample: Option<&'a [u8]>,
 }
 
 /// An admitted upload.
@@ -113,9 +126,58 @@ impl AppStore {
         tenant.profile.sandbox.apply(&self.sandbox.limits)
     }
 
-    /// The limits of an app's calls: the tenant's, then the app's own overrides.
+    /// The limits of an app's calls: the tenant's, then the app's own overrides (before any
+    /// version's preset: see [`AppStore::version_limits`]).
     pub fn app_limits(&self, tenant: &TenantRecord, app: &AppRecord) -> SandboxLimits {
         app.sandbox.apply(&self.tenant_limits(tenant))
+    }
+
+    /// The limits a version's calls run under: its preset's limits in place of the
+    /// operator's defaults, then the tenant profile's overrides, then the app's. A preset the
+    /// operator no longer offers (or has put above the ceilings) falls back to the defaults.
+    pub fn version_limits(
+        &self,
+        tenant: &TenantRecord,
+        app: &AppRecord,
+        version: &VersionRecord,
+    ) -> SandboxLimits {
+        let base = match version.preset.as_deref().map(|p| self.sandbox.preset(p)) {
+            Some(Ok(limits)) => limits,
+            Some(Err(reason)) => {
+                tracing::warn!(tenant = %tenant.id, app = %app.name, version = %version.digest,
+                    %reason, "running the version under the default limits");
+                self.sandbox.limits.clone()
+            }
+            None => self.sandbox.limits.clone(),
+        };
+        app.sandbox.apply(&tenant.profile.sandbox.apply(&base))
+    }
+
+    /// Refuses a preset the operator does not offer, or one above the operator's ceilings,
+    /// with the reason.
+    pub fn check_preset(&self, preset: &str) -> Result<(), String> {
+        self.sandbox.preset(preset).map(drop)
+    }
+
+    /// The limits an upload will run under, or why its preset is refused.
+    fn upload_limits(
+        &self,
+        tenant: &TenantRecord,
+        existing: Option<&AppRecord>,
+        preset: Option<&str>,
+    ) -> Result<SandboxLimits, AdmitError> {
+        let base = match preset {
+            Some(name) => self
+                .sandbox
+                .preset(name)
+                .map_err(|reason| AdmitError::Refused(Failure::invalid(reason)))?,
+            None => self.sandbox.limits.clone(),
+        };
+        let tenant_limits = tenant.profile.sandbox.apply(&base);
+        Ok(match existing {
+            Some(app) => app.sandbox.apply(&tenant_limits),
+            None => tenant_limits,
+        })
     }
 
     /// Checks app limits against the tenant's: an app may only lower them.
@@ -136,18 +198,35 @@ impl AppStore {
             .map_err(|e| format!("{e:#}"))
     }
 
-    /// Admits a component as a version of `name`: checks it is a component of one of our
-    /// worlds importing only what the platform provides and grants (before compiling: see
-    /// [`Runtime::admit`]), compiles it (or finds it compiled),
-    /// runs the admission probe, stores it, and activates it if asked (a new app's first
-    /// version is always activated). Nothing is stored unless every check passed.
+    /// Admits a component as a version of `name`: checks the preset asked for, checks it is
+    /// a component of one of our worlds importing only what the platform provides and grants
+    /// (before compiling: see [`Runtime::admit`]), compiles it (or finds it compiled),
+    /// runs the admission probe (and the sample probe, given a sample), stores it, and
+    /// activates it if asked (a new app's first version is always activated). Nothing is
+    /// stored unless every check passed.
     pub async fn admit(
         &self,
         tenant: &TenantRecord,
         name: &str,
         wasm: &[u8],
-        activate: bool,
+        options: UploadOptions<'_>,
     ) -> Result<Admitted, AdmitError> {
+        if let Some(sample) = options.sample {
+            let max = self.config.probe_sample_max_kib.saturating_mul(1024);
+            if sample.len() > max {
+                return Err(AdmitError::Refused(Failure::invalid(format!(
+                    "the sample is {} bytes, above the cap of {max} bytes \
+                     (apps.probe_sample_max_kib)",
+                    sample.len()
+                ))));
+            }
+        }
+        if let Some(preset) = options.preset {
+            // Refused before compiling: a wrong preset costs the platform nothing.
+            self.check_preset(preset)
+                .map_err(|reason| AdmitError::Refused(Failure::invalid(reason)))?;
+        }
+        let activate = options.activate;
         let app = self
             .runtime
             .admit(wasm, &self.config.refused_imports)
@@ -168,11 +247,15 @@ impl AppStore {
             ))
             .into());
         }
-        let limits = match &existing {
-            Some(existing) => self.app_limits(tenant, existing),
-            None => self.tenant_limits(tenant),
-        };
-        let probe = self.probe(&app, &tenant.id, name, &limits).await?;
+        let limits = self.upload_limits(tenant, existing.as_ref(), options.preset)?;
+        let probe = admission_probe(&self.runtime, &self.config, &app, &tenant.id, name, &limits)
+            .await
+            .map_err(AdmitError::Refused)?;
+        if let Some(sample) = options.sample {
+            sample_probe(&self.runtime, &app, &tenant.id, name, &limits, sample)
+                .await
+                .map_err(AdmitError::Refused)?;
+        }
         let (version, created) = self
             .platform
             .store_version(NewVersion {
@@ -185,6 +268,7 @@ impl AppStore {
                 exports: &app.exports,
                 compile_ms: app.load_time.as_secs_f64() * 1000.0,
                 probe_fuel: probe.fuel,
+                preset: options.preset,
             })
             .await?;
         let digest = app.digest.clone();
@@ -200,73 +284,6 @@ impl AppStore {
             created,
             app,
         })
-    }
-
-    /// The admission probe: instantiate the app and call it once on an empty input under a
-    /// small budget. The app may answer `reject` or `retry` (its own typed answers); a trap
-    /// or any limit violation refuses the upload, so a component that would fail every call
-    /// never reaches a worker.
-    async fn probe(
-        &self,
-        app: &App,
-        tenant: &str,
-        name: &str,
-        limits: &SandboxLimits,
-    ) -> Result<Usage, AdmitError> {
-        let mut limits = limits.clone();
-        limits.fuel = limits.fuel.min(self.config.probe_fuel);
-        limits.fuel_per_input_byte = 0;
-        limits.deadline_ms = limits.deadline_ms.min(self.config.probe_deadline_ms);
-        let options = CallOptions {
-            label: format!("{tenant}/{name}@{} (admission probe)", short(&app.digest)),
-            params: Arc::new(BTreeMap::new()),
-            limits,
-        };
-        let refused = |failure: Failure| {
-            AdmitError::Refused(Failure {
-                message: format!(
-                    "the app failed its admission probe (one call on an empty input): {}: {}",
-                    failure.class, failure.message
-                ),
-                ..failure
-            })
-        };
-        let outcome = match app.kind {
-            AppKind::Batch => {
-                let (sink, mut documents) = mpsc::channel::<OutputBatch>(4);
-                let drain = tokio::spawn(async move { while documents.recv().await.is_some() {} });
-                let input = BatchInput {
-                    name: "admission-probe".to_owned(),
-                    size: 0,
-                    content_type: None,
-                    reader: Box::new(tokio::io::empty()),
-                };
-                let result = self.runtime.run_batch(app, input, &options, sink).await;
-                drain.abort();
-                result.map(|report| report.usage)
-            }
-            AppKind::Stream => {
-                let message = Message {
-                    id: "admission-probe".to_owned(),
-                    payload: Vec::new(),
-                    content_type: None,
-                    headers: Vec::new(),
-                    attempt: 1,
-                };
-                self.runtime
-                    .run_stream(app, std::slice::from_ref(&message), &options)
-                    .await
-                    .and_then(|report| match report.outcomes.into_iter().next() {
-                        Some(Err(failure)) if !is_typed_answer(failure.class) => Err(failure),
-                        _ => Ok(report.usage),
-                    })
-            }
-        };
-        match outcome {
-            Ok(usage) => Ok(usage),
-            Err(failure) if is_typed_answer(failure.class) => Ok(*failure.usage),
-            Err(failure) => Err(refused(failure)),
-        }
     }
 
     /// The pre-linked app of a stored version: from memory, or read from the platform
@@ -322,7 +339,7 @@ impl AppStore {
                 short(&version.digest)
             ),
             params: Arc::new(params),
-            limits: self.app_limits(tenant, record),
+            limits: self.version_limits(tenant, record, version),
         };
         let max = self.config.dry_run_max_documents;
         let started = Instant::now();
@@ -435,8 +452,194 @@ pub struct DryRun {
     pub duration: Duration,
 }
 
+/// The admission probe, the same at upload and in `app check`: instantiate the app and call it once on an empty input under a
+/// small budget. The app may answer `reject` or `retry` (its own typed answers); a trap
+/// or any limit violation refuses the upload, so a component that would fail every call
+/// never reaches a worker.
+pub async fn admission_probe(
+    runtime: &Runtime,
+    config: &AppsConfig,
+    app: &App,
+    tenant: &str,
+    name: &str,
+    limits: &SandboxLimits,
+) -> Result<Usage, Failure> {
+    let mut limits = limits.clone();
+    limits.fuel = limits.fuel.min(config.probe_fuel);
+    limits.fuel_per_input_byte = 0;
+    limits.deadline_ms = limits.deadline_ms.min(config.probe_deadline_ms);
+    let options = CallOptions {
+        label: format!("{tenant}/{name}@{} (admission probe)", short(&app.digest)),
+        params: Arc::new(BTreeMap::new()),
+        limits,
+    };
+    let refused = |failure: Failure| Failure {
+        message: format!(
+            "the app failed its admission probe (one call on an empty input): {}: {}",
+            failure.class, failure.message
+        ),
+        ..failure
+    };
+    let outcome = match app.kind {
+        AppKind::Batch => {
+            let (sink, mut documents) = mpsc::channel::<OutputBatch>(4);
+            let drain = tokio::spawn(async move { while documents.recv().await.is_some() {} });
+            let input = BatchInput {
+                name: "admission-probe".to_owned(),
+                size: 0,
+                content_type: None,
+                reader: Box::new(tokio::io::empty()),
+            };
+            let result = runtime.run_batch(app, input, &options, sink).await;
+            drain.abort();
+            result.map(|report| report.usage)
+        }
+        AppKind::Stream => {
+            let message = Message {
+                id: "admission-probe".to_owned(),
+                payload: Vec::new(),
+                content_type: None,
+                headers: Vec::new(),
+                attempt: 1,
+            };
+            runtime
+                .run_stream(app, std::slice::from_ref(&message), &options)
+                .await
+                .and_then(|report| match report.outcomes.into_iter().next() {
+                    Some(Err(failure)) if !is_typed_answer(failure.class) => Err(failure),
+                    _ => Ok(report.usage),
+                })
+        }
+    };
+    match outcome {
+        Ok(usage) => Ok(usage),
+        Err(failure) if is_typed_answer(failure.class) => Ok(*failure.usage),
+        Err(failure) => Err(refused(failure)),
+    }
+}
+
+/// The representative-input probe, the same at upload and in `app check --sample`: one call on the tenant's sample under exactly the
+/// limits the version will run with (scaled to the sample's size, as a real call's are).
+/// Any failure refuses the upload with the app's class and message: the call's own, a
+/// message's (stream), or a document the sink would refuse (`bad-output`).
+pub async fn sample_probe(
+    runtime: &Runtime,
+    app: &App,
+    tenant: &str,
+    name: &str,
+    limits: &SandboxLimits,
+    sample: &[u8],
+) -> Result<(), Failure> {
+    let options = CallOptions {
+        label: format!("{tenant}/{name}@{} (sample probe)", short(&app.digest)),
+        params: Arc::new(BTreeMap::new()),
+        limits: limits.clone(),
+    };
+    let refused = |class: FailureClass, message: String, usage: Usage| Failure {
+        class,
+        message: format!(
+            "the app failed on the upload's sample ({} bytes) under the limits it will run \
+             with: {class}: {message}",
+            sample.len()
+        ),
+        usage: Box::new(usage),
+    };
+    let tenant_id = tenant.to_owned();
+    match app.kind {
+        AppKind::Batch => {
+            let (sink, mut batches) = mpsc::channel::<OutputBatch>(4);
+            // Every document is converted as the sink would: the first it would refuse
+            // refuses the upload.
+            let check = tokio::spawn(async move {
+                let mut first_bad = None;
+                while let Some(batch) = batches.recv().await {
+                    for (i, d) in batch.documents.iter().enumerate() {
+                        let index = batch.first_index + i as u64;
+                        if first_bad.is_none()
+                            && let Err(reason) =
+                                crate::documents::to_stored(&d.json, d.id.as_deref(), || {
+                                    crate::documents::derived_id(&tenant_id, SAMPLE_SOURCE, index)
+                                })
+                        {
+                            first_bad = Some(format!("document {index}: {reason}"));
+                        }
+                    }
+                }
+                first_bad
+            });
+            let input = BatchInput {
+                name: SAMPLE_SOURCE.to_owned(),
+                size: sample.len() as u64,
+                content_type: None,
+                reader: Box::new(std::io::Cursor::new(sample.to_vec())),
+            };
+            let result = runtime.run_batch(app, input, &options, sink).await;
+            let first_bad = check
+                .await
+                .map_err(|e| Failure::new(FailureClass::HostError, format!("sample probe: {e}")))?;
+            match result {
+                Err(failure) => Err(refused(failure.class, failure.message, *failure.usage)),
+                Ok(report) => match first_bad {
+                    Some(reason) => Err(refused(FailureClass::BadOutput, reason, report.usage)),
+                    None => Ok(()),
+                },
+            }
+        }
+        AppKind::Stream => {
+            let messages = sample_messages(sample);
+            let report = runtime
+                .run_stream(app, &messages, &options)
+                .await
+                .map_err(|f| refused(f.class, f.message, (*f.usage).clone()))?;
+            for (outcome, message) in report.outcomes.iter().zip(&messages) {
+                let documents = match outcome {
+                    Ok(documents) => documents,
+                    Err(failure) => {
+                        return Err(refused(
+                            failure.class,
+                            format!("message {}: {}", message.id, failure.message),
+                            report.usage.clone(),
+                        ));
+                    }
+                };
+                for (n, d) in documents.iter().enumerate() {
+                    crate::documents::to_stored(&d.json, d.id.as_deref(), || {
+                        crate::documents::derived_id(tenant, &message.id, n as u64)
+                    })
+                    .map_err(|reason| {
+                        refused(
+                            FailureClass::BadOutput,
+                            format!("message {} document {n}: {reason}", message.id),
+                            report.usage.clone(),
+                        )
+                    })?;
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
 /// The source name of a dry run's input, from which its documents' ids derive.
 const DRY_RUN_SOURCE: &str = "dry-run";
+/// The source name of an upload's sample.
+const SAMPLE_SOURCE: &str = "upload-sample";
+
+/// A stream app's sample: one message per non-empty line.
+fn sample_messages(sample: &[u8]) -> Vec<Message> {
+    sample
+        .split(|&b| b == b'\n')
+        .filter(|line| !line.trim_ascii().is_empty())
+        .enumerate()
+        .map(|(i, line)| Message {
+            id: format!("{SAMPLE_SOURCE}-{i}"),
+            payload: line.to_vec(),
+            content_type: None,
+            headers: Vec::new(),
+            attempt: 1,
+        })
+        .collect()
+}
 
 /// A document as the sink would store it: with its `_id` (the app's, or derived). A document
 /// the sink would refuse is shown as the app emitted it.

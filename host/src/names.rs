@@ -86,6 +86,13 @@ pub fn app_name(value: &str) -> Result<(), BadName> {
     check(value, "app name", APP_RULE, 1, 64, |c| c == '-' || c == '_')
 }
 
+/// Checks a sandbox preset's name (it travels in upload queries and version records).
+pub fn preset_name(value: &str) -> Result<(), BadName> {
+    check(value, "preset name", APP_RULE, 1, 64, |c| {
+        c == '-' || c == '_'
+    })
+}
+
 /// Checks a stream name (also its queue's name in the tenant's vhost).
 pub fn stream_name(value: &str) -> Result<(), BadName> {
     check(value, "stream name", APP_RULE, 1, 64, |c| {

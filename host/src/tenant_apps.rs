@@ -2,7 +2,7 @@
 //! logged), sandbox overrides, activation and rollback, version deletion and dry runs. The
 //! HTTP handlers in `api::apps` read the request and call these.
 
-use crate::app_store::{AdmitError, Admitted, AppStore, DryRun};
+use crate::app_store::{AdmitError, Admitted, AppStore, DryRun, UploadOptions};
 use crate::config::SandboxOverrides;
 use crate::metrics::Metrics;
 use crate::names;
@@ -18,6 +18,9 @@ pub enum AppsError {
     /// Sandbox overrides above the tenant's limits.
     #[error("{0}")]
     InvalidLimits(String),
+    /// A preset the operator does not offer, or above the operator's ceilings.
+    #[error("{0}")]
+    InvalidPreset(String),
     /// An input over its limit.
     #[error("{0}")]
     TooLarge(String),
@@ -38,17 +41,21 @@ pub fn check_name(name: &str) -> Result<(), AppsError> {
 }
 
 /// Admits `wasm` as a new version of the tenant's app `name` (created on first upload),
-/// made active if `activate`; every upload is counted by outcome.
+/// under `options` (activation, preset, sample); every upload is counted by outcome.
 pub async fn upload(
     apps: &AppStore,
     metrics: &Metrics,
     tenant: &TenantRecord,
     name: &str,
     wasm: &[u8],
-    activate: bool,
+    options: UploadOptions<'_>,
 ) -> Result<Admitted, AppsError> {
     check_name(name)?;
-    let admitted = apps.admit(tenant, name, wasm, activate).await;
+    if let Some(preset) = options.preset {
+        apps.check_preset(preset)
+            .map_err(AppsError::InvalidPreset)?;
+    }
+    let admitted = apps.admit(tenant, name, wasm, options).await;
     metrics.app_upload(if admitted.is_ok() {
         "admitted"
     } else {

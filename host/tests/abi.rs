@@ -4,7 +4,9 @@
 //! same hand-built components with well-formed values succeed.
 //!
 //! The components are built here from inline WAT without the SDK: a core module written
-//! against the canonical ABI of `wit/`, wrapped by `wit-component` with that WIT. The last
+//! against the canonical ABI of the 0.1.0 contract (`wit/v0.1.0/`), wrapped by
+//! `wit-component` with that WIT — so these tests also prove that apps built against 0.1.0
+//! are still admitted and run (the well-formed ones succeed). The last
 //! test runs a batch job through a real `serve` (real Redis and MongoDB): such a job fails
 //! after one attempt with its file quarantined, instead of being retried until dead.
 
@@ -19,11 +21,11 @@ use std::time::{Duration, Instant};
 /// A fault must end the call this fast: it is found when values cross the boundary.
 const QUICK: Duration = Duration::from_secs(5);
 
-/// Wraps a core module (WAT) as a component of `world` in `wit/`.
+/// Wraps a core module (WAT) as a component of `world` in `wit/v0.1.0/`.
 fn component(world: &str, core: &str) -> Vec<u8> {
     let mut resolve = wit_parser::Resolve::default();
     let (package, _) = resolve
-        .push_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../wit"))
+        .push_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../wit/v0.1.0"))
         .unwrap();
     let world = resolve.select_world(&[package], Some(world)).unwrap();
     let mut module = wat::parse_str(core).unwrap_or_else(|e| panic!("{e}\n{core}"));

@@ -58,20 +58,20 @@ fn check_accepts_both_sample_apps_with_their_kind() {
         assert!(output.status.success(), "{}", stderr(&output));
         let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
         assert_eq!(report["kind"], kind);
-        assert_eq!(report["world"], format!("mysimbdp:ingest/{kind}-app@0.1.0"));
+        assert_eq!(report["world"], format!("mysimbdp:ingest/{kind}-app@0.2.0"));
         assert_eq!(report["size"], std::fs::metadata(path).unwrap().len());
         assert!(
             report["imports"]
                 .as_array()
                 .unwrap()
                 .iter()
-                .any(|i| i == "mysimbdp:ingest/params@0.1.0")
+                .any(|i| i == "mysimbdp:ingest/params@0.2.0")
         );
     }
     let text = mysimbdp(&["app", "check", fixtures::CSV_BATCH]);
     assert!(
         String::from_utf8_lossy(&text.stdout)
-            .starts_with("ok: batch app (mysimbdp:ingest/batch-app@0.1.0)")
+            .starts_with("ok: batch app (mysimbdp:ingest/batch-app@0.2.0)")
     );
 }
 

@@ -90,10 +90,17 @@ fn rss_mib() -> f64 {
 /// a time, so no test sees another's compiler.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// The operator's refused import prefixes in these tests (none by default: see
+/// `apps.refused_imports`), also written to [`CHECK_CONFIG`] for `app check`.
+const REFUSED: &str = "wasi:sockets/";
+/// The same `[apps]` rules for `app check --config`.
+const CHECK_CONFIG: &str = "[apps]\nrefused_imports = [\"wasi:sockets/\"]\n";
+
 async fn host() -> Host {
     Host::start_with(&database_name(), "compile-bounds-cache", |config| {
         config.sandbox.engine.compile_timeout_ms = TIMEOUT_MS;
         config.sandbox.engine.max_concurrent_compiles = 1;
+        config.apps.refused_imports = vec![REFUSED.to_owned()];
     })
     .await
 }
@@ -147,7 +154,7 @@ async fn a_refused_import_is_refused_before_compiling() {
     assert_eq!(body["error"]["class"], "invalid-component", "{body}");
     let message = body["error"]["message"].as_str().unwrap();
     assert!(message.contains("wasi:sockets/tcp@0.2.6"), "{message}");
-    assert!(message.contains("never grants"), "{message}");
+    assert!(message.contains("apps.refused_imports"), "{message}");
     assert!(took < Duration::from_millis(TIMEOUT_MS / 2), "{took:?}");
     eprintln!("refused import refused in {took:?}");
     host.stop().await;
@@ -156,25 +163,62 @@ async fn a_refused_import_is_refused_before_compiling() {
 #[tokio::test]
 async fn app_check_refuses_what_upload_refuses_with_the_same_reason() {
     let _serial = ONE_AT_A_TIME.lock().await;
-    let host = host().await;
+    // The default compile timeout: the probe case must compile (on a busy machine too).
+    let host = Host::start_with(&database_name(), "compile-bounds-cache", |config| {
+        config.apps.refused_imports = vec![REFUSED.to_owned()];
+    })
+    .await;
     let token = host.create_tenant("checker", None).await;
-    let (status, body) = host
-        .upload(&token, "escape", read(fixtures::EVIL_ESCAPE))
-        .await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    let reason = body["error"]["message"].as_str().unwrap().to_owned();
+    // An import the operator refuses (found before compiling), a failure of the admission
+    // probe (an app that panics on every input), and an upload under a preset that does not
+    // exist: each refused by both with the same reason.
+    let cases = [
+        (fixtures::EVIL_ESCAPE, None, "apps.refused_imports"),
+        (fixtures::EVIL_PANIC, None, "admission probe"),
+        (fixtures::CSV_BATCH, Some("cobol"), "not offered"),
+    ];
+    let mut reasons = Vec::new();
+    for (path, preset, expected) in cases {
+        let query = preset.map_or(String::new(), |p| format!("?preset={p}"));
+        let (status, body) = host
+            .call(
+                host.request(
+                    reqwest::Method::PUT,
+                    &format!("/v1/apps/case{query}"),
+                    Some(&token),
+                )
+                .header("content-type", "application/wasm")
+                .body(read(path)),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {body}");
+        let reason = body["error"]["message"].as_str().unwrap().to_owned();
+        assert!(reason.contains(expected), "{path}: {reason}");
+        reasons.push(reason);
+    }
     host.stop().await;
 
-    let output = mysimbdp_tests::cli::async_command()
-        .args(["app", "check", fixtures::EVIL_ESCAPE])
-        .env("MYSIMBDP_CACHE_DIR", scratch("compile-bounds-cache"))
-        .output()
-        .await
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "app check passed it: {stderr}");
-    let one_line = reason.split_whitespace().collect::<Vec<_>>().join(" ");
-    assert!(stderr.contains(&one_line), "{one_line:?} not in: {stderr}");
+    let config = scratch("compile-bounds-check").join("apps.toml");
+    std::fs::write(&config, CHECK_CONFIG).unwrap();
+    for ((path, preset, _), reason) in cases.iter().zip(&reasons) {
+        let mut args = vec!["app", "check", path, "--config", config.to_str().unwrap()];
+        if let Some(preset) = preset {
+            args.extend(["--preset", preset]);
+        }
+        let output = mysimbdp_tests::cli::async_command()
+            .args(&args)
+            .env("MYSIMBDP_CACHE_DIR", scratch("compile-bounds-cache"))
+            .output()
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !output.status.success(),
+            "app check passed {path}: {stderr}"
+        );
+        let one_line = reason.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(stderr.contains(&one_line), "{one_line:?} not in: {stderr}");
+    }
 }
 
 #[tokio::test]

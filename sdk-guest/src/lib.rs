@@ -49,10 +49,10 @@ pub mod __private {
             inline: "
                 package mysimbdp:sdk;
                 world imports {
-                    import mysimbdp:ingest/log@0.1.0;
-                    import mysimbdp:ingest/params@0.1.0;
-                    import mysimbdp:ingest/batch-input@0.1.0;
-                    import mysimbdp:ingest/batch-output@0.1.0;
+                    import mysimbdp:ingest/log@0.2.0;
+                    import mysimbdp:ingest/params@0.2.0;
+                    import mysimbdp:ingest/batch-input@0.2.0;
+                    import mysimbdp:ingest/batch-output@0.2.0;
                 }
             ",
             path: "../wit",
@@ -62,7 +62,7 @@ pub mod __private {
         });
     }
 
-    use crate::{AppError, Input, Message, Output, Quality};
+    use crate::{AppError, Input, Message, Output, Quality, output};
     use bindings::mysimbdp::ingest::{batch_input::Source, types};
 
     /// The signature `#[batch_app]` accepts.
@@ -73,7 +73,10 @@ pub mod __private {
     /// Runs the tenant's batch function over one staged file, flushing its last documents.
     pub fn run_batch(source: &Source, app: BatchFn) -> Result<types::Quality, types::AppError> {
         let mut input = Input::new(source);
-        let mut output = Output::streaming(bindings::mysimbdp::ingest::batch_output::emit);
+        let mut output = Output::streaming(output::Sink {
+            records: bindings::mysimbdp::ingest::batch_output::emit,
+            ndjson: bindings::mysimbdp::ingest::batch_output::emit_ndjson,
+        });
         let quality = app(&mut input, &mut output).map_err(AppError::into_wit)?;
         output.flush();
         Ok(quality.into_wit())
@@ -83,7 +86,7 @@ pub mod __private {
     pub fn run_message(
         message: Message,
         app: StreamFn,
-    ) -> Result<Vec<types::Document>, types::AppError> {
+    ) -> Result<types::Documents, types::AppError> {
         let mut output = Output::collecting();
         app(&message, &mut output).map_err(AppError::into_wit)?;
         Ok(output.into_documents())

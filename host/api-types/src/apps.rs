@@ -17,11 +17,11 @@ pub enum AppKind {
 }
 
 impl AppKind {
-    /// The WIT world of this kind.
+    /// The WIT world of this kind (the platform serves it in versions 0.1.0 and 0.2.0).
     pub fn world(self) -> &'static str {
         match self {
-            Self::Batch => "mysimbdp:ingest/batch-app@0.1.0",
-            Self::Stream => "mysimbdp:ingest/stream-app@0.1.0",
+            Self::Batch => "mysimbdp:ingest/batch-app",
+            Self::Stream => "mysimbdp:ingest/stream-app",
         }
     }
 }
@@ -79,6 +79,9 @@ pub struct VersionView {
     pub compile_ms: f64,
     /// Fuel the admission probe burned.
     pub probe_fuel: i64,
+    /// The sandbox preset it runs under (chosen at upload); none: the operator's defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<String>,
     /// Whether it is the app's active version.
     pub active: bool,
 }

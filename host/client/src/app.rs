@@ -60,6 +60,14 @@ pub struct UploadArgs {
     /// Store the version without making it active.
     #[arg(long)]
     pub no_activate: bool,
+    /// The limit preset the version runs under (`rust`, `python`, `js`, or one the operator
+    /// offers); default: the operator's default limits.
+    #[arg(long)]
+    pub preset: Option<String>,
+    /// A representative input (a file for a batch app, messages one per line for a stream
+    /// app): the upload is refused if the app fails on it under the limits it will run with.
+    #[arg(long, value_name = "FILE")]
+    pub sample: Option<PathBuf>,
     /// The API and the tenant's token.
     #[command(flatten)]
     pub api: TenantApi,
@@ -224,16 +232,41 @@ async fn send_component(
             counted.inc(chunk.len() as u64);
         }
     });
-    let path = format!(
+    let mut path = format!(
         "/v1/apps/{}?activate={}",
         segment(&args.name),
         !args.no_activate
     );
-    let request = client
-        .request(Method::PUT, &path)
-        .header(reqwest::header::CONTENT_TYPE, "application/wasm")
-        .header(reqwest::header::CONTENT_LENGTH, size)
-        .body(reqwest::Body::wrap_stream(stream));
+    if let Some(preset) = &args.preset {
+        path.push_str(&format!("&preset={}", segment(preset)));
+    }
+    let request = client.request(Method::PUT, &path);
+    let request = match &args.sample {
+        // With a sample the body is a form: the component (streamed) and the sample.
+        Some(sample_path) => {
+            let sample = tokio::fs::read(sample_path)
+                .await
+                .with_context(|| format!("reading the sample {sample_path:?}"))?;
+            let form = reqwest::multipart::Form::new()
+                .part(
+                    "component",
+                    reqwest::multipart::Part::stream_with_length(
+                        reqwest::Body::wrap_stream(stream),
+                        size,
+                    )
+                    .file_name("component.wasm"),
+                )
+                .part(
+                    "sample",
+                    reqwest::multipart::Part::bytes(sample).file_name("sample"),
+                );
+            request.multipart(form)
+        }
+        None => request
+            .header(reqwest::header::CONTENT_TYPE, "application/wasm")
+            .header(reqwest::header::CONTENT_LENGTH, size)
+            .body(reqwest::Body::wrap_stream(stream)),
+    };
     let admitting = bar.clone();
     let waiting = tokio::spawn(async move {
         // Once the bytes are sent the host validates, compiles and probes the app.
@@ -257,8 +290,14 @@ fn print_uploaded(name: &str, uploaded: &Uploaded) {
         "already had"
     };
     println!(
-        "{verb} {name} {} app version {} ({} bytes)",
-        version.kind, version.version, version.size,
+        "{verb} {name} {} app version {} ({} bytes{})",
+        version.kind,
+        version.version,
+        version.size,
+        version
+            .preset
+            .as_deref()
+            .map_or(String::new(), |p| format!(", preset {p}")),
     );
     let active = or_dash(&uploaded.app.active);
     if active == version.version {

@@ -8,6 +8,7 @@ use super::views::{
     VersionView, VersionViewExt,
 };
 use super::{ApiError, AppState, ErrorBody};
+use crate::app_store::UploadOptions;
 use crate::config::{SandboxOverrides, mib_to_bytes};
 use crate::tenant_apps::{self, AppsError};
 use axum::body::Body;
@@ -27,6 +28,9 @@ impl From<AppsError> for ApiError {
             }
             AppsError::InvalidLimits(message) => {
                 ApiError::invalid_field("invalid_limits", "sandbox".into(), message)
+            }
+            AppsError::InvalidPreset(message) => {
+                ApiError::invalid_field("invalid_preset", "preset".into(), message)
             }
             AppsError::TooLarge(message) => ApiError::too_large(message),
             AppsError::Conflict(message) => ApiError::conflict(message),
@@ -75,16 +79,24 @@ pub struct Component(Vec<u8>);
 pub struct UploadQuery {
     /// Make the new version active (default true; a new app's first version always is).
     pub activate: Option<bool>,
+    /// The sandbox preset the version runs under (`rust`, `python`, `js`, or another the
+    /// operator offers); default: the operator's default limits.
+    pub preset: Option<String>,
 }
 
 /// Upload a component as a new version of an app (created on first upload). The component
 /// is validated, type-checked against the batch or stream world, compiled and probed
-/// before anything is stored.
+/// before anything is stored. As `multipart/form-data`, the body carries the component in
+/// a `component` part and, optionally, a representative input in a `sample` part (a file
+/// for a batch app, messages one per line for a stream app): the version is refused if the
+/// app fails on it under the limits it will run with.
 #[utoipa::path(put, path = "/v1/apps/{name}", tag = "apps",
     security(("tenant_token" = [])),
     params(("name" = String, Path, description = "App name"), UploadQuery),
-    request_body(description = "The component (either content type; none means wasm)",
-        content((Component = "application/wasm"), (Component = "application/octet-stream"))),
+    request_body(description = "The component (either binary content type; none means wasm), \
+        or a multipart form with `component` and an optional `sample`",
+        content((Component = "application/wasm"), (Component = "application/octet-stream"),
+            (Component = "multipart/form-data"))),
     responses(
         (status = 201, description = "A new version", body = Uploaded),
         (status = 200, description = "This component already was a version of the app", body = Uploaded),
@@ -103,22 +115,47 @@ pub async fn upload(
     body: Body,
 ) -> Result<(StatusCode, Json<Uploaded>), ApiError> {
     tenant_apps::check_name(&name)?;
-    if let Some(content_type) = headers.get(header::CONTENT_TYPE) {
-        let content_type = content_type.to_str().unwrap_or_default();
-        let essence = content_type.split(';').next().unwrap_or_default().trim();
-        if !matches!(essence, "application/wasm" | "application/octet-stream") {
+    let max_mib = state.config.sandbox.engine.max_component_mib;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or_default().to_owned());
+    let essence = content_type
+        .as_deref()
+        .map(|t| t.split(';').next().unwrap_or_default().trim());
+    let (wasm, sample) = match essence {
+        None | Some("application/wasm" | "application/octet-stream") => (
+            read_capped(&headers, body, mib_to_bytes(max_mib), max_mib).await?,
+            None,
+        ),
+        Some("multipart/form-data") => {
+            let max_sample_kib = state.config.apps.probe_sample_max_kib;
+            read_form(
+                content_type.as_deref().unwrap_or_default(),
+                body,
+                max_mib,
+                max_sample_kib,
+            )
+            .await?
+        }
+        Some(_) => {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
-                format!("upload the component as application/wasm, not {content_type:?}"),
+                format!(
+                    "upload the component as application/wasm (or a multipart form with \
+                     `component` and `sample`), not {:?}",
+                    content_type.unwrap_or_default()
+                ),
             ));
         }
-    }
-    let max_mib = state.config.sandbox.engine.max_component_mib;
-    let wasm = read_capped(&headers, body, mib_to_bytes(max_mib), max_mib).await?;
-    let activate = query.activate.unwrap_or(true);
+    };
+    let options = UploadOptions {
+        activate: query.activate.unwrap_or(true),
+        preset: query.preset.as_deref(),
+        sample: sample.as_deref(),
+    };
     let admitted =
-        tenant_apps::upload(&state.apps, &state.metrics, &tenant, &name, &wasm, activate).await?;
+        tenant_apps::upload(&state.apps, &state.metrics, &tenant, &name, &wasm, options).await?;
     let status = if admitted.created {
         StatusCode::CREATED
     } else {
@@ -166,6 +203,59 @@ async fn read_capped(
         ));
     }
     Ok(wasm)
+}
+
+/// Reads an upload's multipart form: the `component` part (required, at most `max_mib`) and
+/// an optional `sample` part (at most `max_sample_kib`), each capped while it streams.
+async fn read_form(
+    content_type: &str,
+    body: Body,
+    max_mib: u64,
+    max_sample_kib: usize,
+) -> Result<(Vec<u8>, Option<Vec<u8>>), ApiError> {
+    let boundary = multer::parse_boundary(content_type)
+        .map_err(|e| ApiError::bad_request(format!("reading the form: {e}")))?;
+    let mut form = multer::Multipart::new(body.into_data_stream(), boundary);
+    let (mut component, mut sample) = (None, None);
+    let form_error = |e: multer::Error| ApiError::bad_request(format!("reading the form: {e}"));
+    while let Some(mut field) = form.next_field().await.map_err(form_error)? {
+        let (slot, max, what) = match field.name().unwrap_or_default() {
+            "component" => (
+                &mut component,
+                mib_to_bytes(max_mib),
+                format!("components are limited to {max_mib} MiB"),
+            ),
+            "sample" => (
+                &mut sample,
+                max_sample_kib.saturating_mul(1024),
+                format!("samples are limited to {max_sample_kib} KiB (apps.probe_sample_max_kib)"),
+            ),
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown form field {other:?}: send component and, optionally, sample"
+                )));
+            }
+        };
+        if slot.is_some() {
+            return Err(ApiError::bad_request(
+                "a form field is given twice: send one component and at most one sample",
+            ));
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = field.chunk().await.map_err(form_error)? {
+            if bytes.len() + chunk.len() > max {
+                return Err(ApiError::too_large(what));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        *slot = Some(bytes);
+    }
+    match component {
+        Some(wasm) if !wasm.is_empty() => Ok((wasm, sample)),
+        _ => Err(ApiError::bad_request(
+            "the form has no component: send the .wasm as its `component` part",
+        )),
+    }
 }
 
 /// An app and its versions.

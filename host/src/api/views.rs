@@ -86,6 +86,7 @@ impl VersionViewExt for VersionView {
             uploaded_at: time(v.uploaded_at),
             compile_ms: v.compile_ms,
             probe_fuel: v.probe_fuel,
+            preset: v.preset.clone(),
             active: active == Some(v.digest.as_str()),
         }
     }

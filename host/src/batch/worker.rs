@@ -403,7 +403,7 @@ async fn prepare(context: &BatchContext, spec: &JobSpec) -> Result<Prepared, End
         Ok(sink) => sink,
         Err(e) => return Err(unreachable("the tenant's coredms", &e)),
     };
-    let limits = context.apps.app_limits(&tenant, &record);
+    let limits = context.apps.version_limits(&tenant, &record, &version);
     Ok(Prepared {
         tenant,
         app,

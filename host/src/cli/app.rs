@@ -2,6 +2,7 @@
 //! sandbox and with the same limits as production.
 
 use super::{CheckArgs, RunArgs};
+use crate::app_store::{admission_probe, sample_probe};
 use crate::documents::{IdScheme, to_stored, with_id};
 use crate::runtime::{
     App, AppKind, BatchInput, BatchReport, CallOptions, Failure, FailureClass, Message,
@@ -20,21 +21,49 @@ use tokio::sync::mpsc;
 use mysimbdp_client::EXIT_APP_FAILED;
 
 /// `app check`: one line (or JSON object) saying what the component is, or why it is refused.
-/// It applies the platform's admission rules, refused imports included, so a component that
-/// passes here is not refused at upload for what it is (the upload's probe still runs it).
+/// It admits exactly as an upload does — the same checks, refused imports included, the same
+/// admission probe under the same limits (`--preset`), and the sample probe given
+/// `--sample` — so it refuses what an upload refuses, with the same reason.
 pub(super) async fn check(args: CheckArgs) -> Result<ExitCode> {
-    let (config, refused) = args.sandbox.configs()?;
+    let (config, apps) = args.sandbox.configs()?;
+    let limits = config.limits.clone();
     let runtime = Runtime::new(config)?;
     let wasm = std::fs::read(&args.file).with_context(|| format!("reading {:?}", args.file))?;
-    match runtime.admit(&wasm, &refused).await {
+    let sample = match &args.sample {
+        Some(path) => {
+            let sample = std::fs::read(path).with_context(|| format!("reading {path:?}"))?;
+            let max = apps.probe_sample_max_kib.saturating_mul(1024);
+            if sample.len() > max {
+                anyhow::bail!(
+                    "the sample {path:?} is {} bytes, above the platform's cap of {max} bytes \
+                     (apps.probe_sample_max_kib)",
+                    sample.len()
+                );
+            }
+            Some(sample)
+        }
+        None => None,
+    };
+    let admitted = async {
+        let app = runtime.admit(&wasm, &apps.refused_imports).await?;
+        let name = args.file.display().to_string();
+        admission_probe(&runtime, &apps, &app, "local", &name, &limits).await?;
+        if let Some(sample) = &sample {
+            sample_probe(&runtime, &app, "local", &name, &limits, sample).await?;
+        }
+        Ok::<_, Failure>(app)
+    }
+    .await;
+    match admitted {
         Ok(app) => {
             if args.json {
                 println!("{}", serde_json::to_string(&CheckReport::from(&app))?);
             } else {
                 println!(
-                    "ok: {} app ({}), {} bytes, sha256:{}\n  imports: {}\n  exports: {}",
+                    "ok: {} app ({}@{}), {} bytes, sha256:{}\n  imports: {}\n  exports: {}",
                     app.kind,
                     app.kind.world(),
+                    app.contract.as_str(),
                     app.size,
                     app.digest,
                     app.imports.join(", "),
@@ -57,7 +86,9 @@ pub(super) async fn check(args: CheckArgs) -> Result<ExitCode> {
 #[derive(Serialize)]
 struct CheckReport<'a> {
     kind: AppKind,
-    world: &'static str,
+    world: String,
+    /// The `mysimbdp:ingest` version it was built against.
+    contract: &'static str,
     size: usize,
     digest: &'a str,
     imports: &'a [String],
@@ -68,7 +99,8 @@ impl<'a> From<&'a App> for CheckReport<'a> {
     fn from(app: &'a App) -> Self {
         Self {
             kind: app.kind,
-            world: app.kind.world(),
+            world: format!("{}@{}", app.kind.world(), app.contract.as_str()),
+            contract: app.contract.as_str(),
             size: app.size,
             digest: &app.digest,
             imports: &app.imports,

@@ -99,6 +99,10 @@ pub struct CheckArgs {
     /// Print the result as one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// A representative input (a file for a batch app, messages one per line for a stream
+    /// app): the check fails if the app fails on it, as an upload with this sample would.
+    #[arg(long, value_name = "FILE")]
+    pub sample: Option<PathBuf>,
     /// Sandbox settings.
     #[command(flatten)]
     pub sandbox: SandboxArgs,
@@ -142,6 +146,10 @@ pub struct SandboxArgs {
     /// Where compiled components are cached.
     #[arg(long, env = "MYSIMBDP_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// Run under this limit preset of the configuration (`rust`, `python`, `js`, or one the
+    /// operator named), as an upload with `?preset=` would; the overrides below apply on top.
+    #[arg(long)]
+    pub preset: Option<String>,
     /// Fuel per call before input scaling.
     #[arg(long)]
     pub fuel: Option<u64>,
@@ -171,24 +179,27 @@ impl SandboxArgs {
         Ok(self.configs()?.0)
     }
 
-    /// The sandbox configuration (as [`SandboxArgs::config`]) and the import prefixes the
-    /// platform refuses at upload (`apps.refused_imports`), so `app check` refuses them too.
-    pub fn configs(&self) -> Result<(SandboxConfig, Vec<String>)> {
-        let (mut config, refused) = match &self.config {
+    /// The sandbox configuration (as [`SandboxArgs::config`]) and the `[apps]` section
+    /// (refused imports, probe budget), so `app check` admits exactly as an upload does.
+    pub fn configs(&self) -> Result<(SandboxConfig, crate::config::AppsConfig)> {
+        let (mut config, apps) = match &self.config {
             Some(path) => {
                 let text =
                     std::fs::read_to_string(path).with_context(|| format!("reading {path:?}"))?;
                 let serve =
                     ServeConfig::from_toml(&text).with_context(|| format!("in {path:?}"))?;
-                (serve.sandbox, serve.apps.refused_imports)
+                (serve.sandbox, serve.apps)
             }
             None => (
                 SandboxConfig::default(),
-                crate::config::AppsConfig::default().refused_imports,
+                crate::config::AppsConfig::default(),
             ),
         };
         if let Some(dir) = &self.cache_dir {
             config.engine.cache_dir = Some(dir.clone());
+        }
+        if let Some(preset) = &self.preset {
+            config.limits = config.preset(preset).map_err(anyhow::Error::msg)?;
         }
         let limits = &mut config.limits;
         let overrides = [
@@ -210,7 +221,7 @@ impl SandboxArgs {
             limits.max_document_bytes = value;
         }
         config.validate()?;
-        Ok((config, refused))
+        Ok((config, apps))
     }
 }
 

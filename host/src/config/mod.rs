@@ -43,9 +43,15 @@ pub const DEFAULT_LOADED_APPS: usize = 128;
 pub const DEFAULT_DRY_RUN_MAX_KIB: usize = 192;
 /// Documents a dry run returns at most.
 pub const DEFAULT_DRY_RUN_MAX_DOCUMENTS: usize = 100;
-/// Interfaces an uploaded app may not import, by prefix: capabilities the sandbox never
-/// grants (no network, no files), so an app importing them could only fail or probe.
-pub const DEFAULT_REFUSED_IMPORTS: [&str; 2] = ["wasi:sockets/", "wasi:filesystem/"];
+/// Interfaces an uploaded app may not import, by prefix: none by default. Language runtimes
+/// (componentize-py, componentize-js) link `wasi:filesystem` and `wasi:sockets` whether the
+/// app uses them or not, and the sandbox satisfies them with nothing behind them (no
+/// preopened directory, every socket address denied), so admitting them grants nothing. An
+/// operator may still refuse prefixes; `app check` applies the same list.
+pub const DEFAULT_REFUSED_IMPORTS: [&str; 0] = [];
+/// The largest sample an upload may carry for its representative-input probe, in KiB: the
+/// probe runs it under the version's real limits, so its size bounds the probe's cost.
+pub const DEFAULT_PROBE_SAMPLE_MAX_KIB: usize = 1024;
 /// etcd, as the services script starts it.
 pub const DEFAULT_ETCD_ENDPOINT: &str = "127.0.0.1:2379";
 /// Where the platform's keys live in etcd.
@@ -697,8 +703,10 @@ pub struct AppsConfig {
     pub dry_run_max_kib: usize,
     /// Documents a dry run returns at most.
     pub dry_run_max_documents: usize,
-    /// Import prefixes refused at upload.
+    /// Import prefixes refused at upload (and by `app check`).
     pub refused_imports: Vec<String>,
+    /// The largest sample an upload may carry for its representative-input probe, in KiB.
+    pub probe_sample_max_kib: usize,
 }
 
 impl AppsConfig {
@@ -714,6 +722,10 @@ impl AppsConfig {
             (
                 "apps.dry_run_max_documents",
                 self.dry_run_max_documents as u64,
+            ),
+            (
+                "apps.probe_sample_max_kib",
+                self.probe_sample_max_kib as u64,
             ),
         ] {
             if value == 0 {
@@ -747,6 +759,7 @@ impl Default for AppsConfig {
             dry_run_max_kib: DEFAULT_DRY_RUN_MAX_KIB,
             dry_run_max_documents: DEFAULT_DRY_RUN_MAX_DOCUMENTS,
             refused_imports: DEFAULT_REFUSED_IMPORTS.map(String::from).to_vec(),
+            probe_sample_max_kib: DEFAULT_PROBE_SAMPLE_MAX_KIB,
         }
     }
 }

@@ -4,6 +4,7 @@
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -44,6 +45,20 @@ pub const DEFAULT_RESOURCES: usize = 1000;
 pub const DEFAULT_MAX_INSTANCES: u32 = 64;
 /// The largest memory cap any tenant may be given; sizes the pooling allocator's slots.
 pub const DEFAULT_MAX_MEMORY_MIB: u64 = 1024;
+/// Core instances one component may create. A Rust component has about four; an interpreter
+/// has many more (componentize-py with `--stub-wasi`: 38), hence 64.
+pub const DEFAULT_CORE_INSTANCES_PER_COMPONENT: u32 = 64;
+/// Linear memories one component may create (Rust: 1; interpreters' adapters add a few).
+pub const DEFAULT_MEMORIES_PER_COMPONENT: u32 = 4;
+/// Tables one component may create (Rust: 2; interpreters: a handful).
+pub const DEFAULT_TABLES_PER_COMPONENT: u32 = 16;
+/// Core instances across the whole pool: what `max_instances` apps of 64 core instances use.
+pub const DEFAULT_TOTAL_CORE_INSTANCES: u32 = DEFAULT_MAX_INSTANCES * 64;
+/// Memories across the whole pool. Each reserves `max_memory_mib` of address space (not of
+/// RAM), so this stays at two per app slot rather than growing with the per-component cap.
+pub const DEFAULT_TOTAL_MEMORIES: u32 = DEFAULT_MAX_INSTANCES * 2;
+/// Tables across the whole pool.
+pub const DEFAULT_TOTAL_TABLES: u32 = DEFAULT_MAX_INSTANCES * 16;
 /// How often the epoch ticks: the deadline's granularity and the async yield interval.
 pub const DEFAULT_EPOCH_TICK_MS: u64 = 10;
 /// Native stack wasm code may use; deep recursion ends with `stack-overflow`.
@@ -198,6 +213,19 @@ pub struct EngineConfig {
     pub max_instances: u32,
     /// Largest memory cap any app may get, in MiB.
     pub max_memory_mib: u64,
+    /// Core instances one component may create (pooling allocator and per-Store limit).
+    pub core_instances_per_component: u32,
+    /// Linear memories one component may create.
+    pub memories_per_component: u32,
+    /// Tables one component may create.
+    pub tables_per_component: u32,
+    /// Core instances across all running apps (pooling allocator slots).
+    pub total_core_instances: u32,
+    /// Linear memories across all running apps; each slot reserves `max_memory_mib` of
+    /// address space.
+    pub total_memories: u32,
+    /// Tables across all running apps.
+    pub total_tables: u32,
     /// Epoch tick in milliseconds.
     pub epoch_tick_ms: u64,
     /// Native wasm stack in KiB.
@@ -223,6 +251,12 @@ impl Default for EngineConfig {
         Self {
             max_instances: DEFAULT_MAX_INSTANCES,
             max_memory_mib: DEFAULT_MAX_MEMORY_MIB,
+            core_instances_per_component: DEFAULT_CORE_INSTANCES_PER_COMPONENT,
+            memories_per_component: DEFAULT_MEMORIES_PER_COMPONENT,
+            tables_per_component: DEFAULT_TABLES_PER_COMPONENT,
+            total_core_instances: DEFAULT_TOTAL_CORE_INSTANCES,
+            total_memories: DEFAULT_TOTAL_MEMORIES,
+            total_tables: DEFAULT_TOTAL_TABLES,
             epoch_tick_ms: DEFAULT_EPOCH_TICK_MS,
             max_wasm_stack_kib: DEFAULT_MAX_WASM_STACK_KIB,
             compile_timeout_ms: DEFAULT_COMPILE_TIMEOUT_MS,
@@ -240,6 +274,41 @@ impl EngineConfig {
     pub fn validate(&self) -> Result<()> {
         if self.max_instances == 0 {
             bail!("engine max_instances = 0: it must be at least 1");
+        }
+        // Per component: at least one of each (a component needs a memory to hold its
+        // data); at most 1,000, far above any toolchain's output, so a typo cannot reserve
+        // the pool away. Totals: room for at least one component of the per-component size,
+        // at most 100,000 (each memory slot reserves `max_memory_mib` of address space).
+        let counts = [
+            (
+                "core_instances_per_component",
+                self.core_instances_per_component,
+                "total_core_instances",
+                self.total_core_instances,
+            ),
+            (
+                "memories_per_component",
+                self.memories_per_component,
+                "total_memories",
+                self.total_memories,
+            ),
+            (
+                "tables_per_component",
+                self.tables_per_component,
+                "total_tables",
+                self.total_tables,
+            ),
+        ];
+        for (key, per_component, total_key, total) in counts {
+            if !(1..=1000).contains(&per_component) {
+                bail!("engine {key} = {per_component}: it must be 1..=1000");
+            }
+            if !(per_component..=100_000).contains(&total) {
+                bail!(
+                    "engine {total_key} = {total}: it must be between {key} ({per_component}) \
+                     and 100000"
+                );
+            }
         }
         if !(1..=1000).contains(&self.epoch_tick_ms) {
             bail!(
@@ -383,17 +452,93 @@ sandbox_overrides! {
     resources: usize,
 }
 
+/// Extra fuel per input byte of the `python` preset: componentize-py apps were measured at
+/// ~2,352 per byte of CSV; this leaves about 2x headroom.
+pub const PYTHON_FUEL_PER_INPUT_BYTE: u64 = 5_000;
+/// Extra fuel per input byte of the `js` preset: componentize-js apps were measured at
+/// ~14,962 per byte of CSV; about 2x headroom.
+pub const JS_FUEL_PER_INPUT_BYTE: u64 = 30_000;
+/// Fuel per call before input scaling of the interpreter presets: an interpreter's start-up
+/// and per-message overhead is far above Rust's.
+pub const INTERPRETER_FUEL: u64 = 4_000_000_000;
+/// Deadline per MiB of input of the `python` preset: the app must sustain 0.5 MiB/s.
+pub const PYTHON_DEADLINE_MS_PER_INPUT_MIB: u64 = 2_000;
+/// Deadline per MiB of input of the `js` preset: the app must sustain 0.25 MiB/s.
+pub const JS_DEADLINE_MS_PER_INPUT_MIB: u64 = 4_000;
+/// Memory cap of the `python` preset: the interpreter's heap comes on top of the app's data.
+pub const PYTHON_MEMORY_MIB: u64 = 256;
+/// Memory cap of the `js` preset: componentize-js leaked ~250 B of linear memory per emitted
+/// record, which put a 64 MiB CSV near 512 MiB.
+pub const JS_MEMORY_MIB: u64 = 512;
+
+/// The presets a configuration offers when it names none: `rust` (the defaults), `python`
+/// and `js`, with the figures above.
+pub fn builtin_presets() -> BTreeMap<String, SandboxOverrides> {
+    BTreeMap::from([
+        ("rust".to_owned(), SandboxOverrides::default()),
+        (
+            "python".to_owned(),
+            SandboxOverrides {
+                fuel: Some(INTERPRETER_FUEL),
+                fuel_per_input_byte: Some(PYTHON_FUEL_PER_INPUT_BYTE),
+                deadline_ms_per_input_mib: Some(PYTHON_DEADLINE_MS_PER_INPUT_MIB),
+                memory_mib: Some(PYTHON_MEMORY_MIB),
+                ..SandboxOverrides::default()
+            },
+        ),
+        (
+            "js".to_owned(),
+            SandboxOverrides {
+                fuel: Some(INTERPRETER_FUEL),
+                fuel_per_input_byte: Some(JS_FUEL_PER_INPUT_BYTE),
+                deadline_ms_per_input_mib: Some(JS_DEADLINE_MS_PER_INPUT_MIB),
+                memory_mib: Some(JS_MEMORY_MIB),
+                ..SandboxOverrides::default()
+            },
+        ),
+    ])
+}
+
+/// The operator's ceilings when the configuration names none: exactly what the built-in
+/// presets need, so each of them is admitted, and nothing more.
+pub fn builtin_max() -> SandboxOverrides {
+    SandboxOverrides {
+        fuel: Some(INTERPRETER_FUEL),
+        fuel_per_input_byte: Some(JS_FUEL_PER_INPUT_BYTE),
+        deadline_ms_per_input_mib: Some(JS_DEADLINE_MS_PER_INPUT_MIB),
+        memory_mib: Some(JS_MEMORY_MIB),
+        ..SandboxOverrides::default()
+    }
+}
+
 /// The sandbox section of the operator's configuration.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SandboxConfig {
     /// Engine-wide settings.
     pub engine: EngineConfig,
     /// Default limits of every app call; tenant profiles and apps may lower them.
     pub limits: SandboxLimits,
-    /// How far a tenant profile may raise a limit above its default (`[sandbox.max]`); a
-    /// limit not named here cannot be raised at all.
+    /// How far a tenant profile or a preset may raise a limit above its default
+    /// (`[sandbox.max]`); a limit not named here cannot be raised at all. Default: what the
+    /// built-in presets need.
     pub max: SandboxOverrides,
+    /// Limit presets a tenant may choose per app version at upload (`[sandbox.presets.NAME]`),
+    /// each a set of limits over `limits`. Naming any replaces the built-in `rust`, `python`
+    /// and `js`: the presets offered are exactly those named. A preset above `max` is
+    /// refused at upload, with the key that exceeds.
+    pub presets: BTreeMap<String, SandboxOverrides>,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self {
+            engine: EngineConfig::default(),
+            limits: SandboxLimits::default(),
+            max: builtin_max(),
+            presets: builtin_presets(),
+        }
+    }
 }
 
 impl SandboxConfig {
@@ -416,12 +561,44 @@ impl SandboxConfig {
         if let Some((key, default, max)) = self.limits.exceeding(&ceiling) {
             bail!("sandbox max.{key} = {max} is below the default limits.{key} = {default}");
         }
+        for (name, preset) in &self.presets {
+            crate::names::preset_name(name)
+                .with_context(|| format!("sandbox preset name {name:?}"))?;
+            preset
+                .apply(&self.limits)
+                .validate(&self.engine)
+                .with_context(|| format!("in sandbox preset {name:?} ([presets.{name}])"))?;
+        }
         Ok(())
     }
 
     /// The most any tenant or app may be given: the defaults raised by `max`.
     pub fn ceiling(&self) -> SandboxLimits {
         self.max.apply(&self.limits)
+    }
+
+    /// The limits a preset stands for (its values over the defaults), once checked against
+    /// the operator's ceiling: refused, with the reason, when the preset is not offered or
+    /// one of its values is above `max`.
+    pub fn preset(&self, name: &str) -> Result<SandboxLimits, String> {
+        let Some(preset) = self.presets.get(name) else {
+            let offered: Vec<&str> = self.presets.keys().map(String::as_str).collect();
+            return Err(format!(
+                "preset {name:?} is not offered by this platform (offered: {})",
+                if offered.is_empty() {
+                    "none".to_owned()
+                } else {
+                    offered.join(", ")
+                }
+            ));
+        };
+        if let Some((key, value, max)) = preset.exceeding(&self.ceiling()) {
+            return Err(format!(
+                "preset {name:?} sets {key} = {value}, above the operator's ceiling of {max} \
+                 (sandbox.max.{key})"
+            ));
+        }
+        Ok(preset.apply(&self.limits))
     }
 }
 
@@ -478,6 +655,72 @@ mod tests {
     fn a_ceiling_below_the_default_is_refused() {
         let error = SandboxConfig::from_toml("[max]\nfuel = 5\n").unwrap_err();
         assert!(error.to_string().contains("max.fuel = 5"), "{error}");
+    }
+
+    #[test]
+    fn builtin_presets_fit_the_builtin_ceiling_and_a_64_mib_csv() {
+        let config = SandboxConfig::default();
+        let rust = config.preset("rust").unwrap();
+        assert_eq!(rust, config.limits);
+        let mib64 = 64 * 1024 * 1024;
+        for (name, per_byte) in [("python", 2_352u64), ("js", 14_962)] {
+            let limits = config.preset(name).unwrap();
+            assert!(limits.fuel_per_input_byte >= 2 * per_byte, "{name}");
+            // The measured cost of a 64 MiB CSV fits the budget, with the base fuel to spare.
+            assert!(
+                limits.budget(mib64).fuel >= per_byte * mib64 + DEFAULT_FUEL,
+                "{name}"
+            );
+        }
+        let error = config.preset("cobol").unwrap_err();
+        assert!(error.contains("offered: js, python, rust"), "{error}");
+    }
+
+    #[test]
+    fn a_preset_above_the_ceiling_is_refused_with_its_key() {
+        let config = SandboxConfig::from_toml(
+            "[max]\nfuel_per_input_byte = 1000\n\
+             [presets.heavy]\nfuel_per_input_byte = 5000\n\
+             [presets.light]\nmemory_mib = 16\n",
+        )
+        .unwrap();
+        let error = config.preset("heavy").unwrap_err();
+        assert!(
+            error.contains("fuel_per_input_byte = 5000") && error.contains("ceiling of 1000"),
+            "{error}"
+        );
+        assert_eq!(config.preset("light").unwrap().memory_mib, 16);
+        assert!(
+            config.preset("python").is_err(),
+            "naming presets replaces the built-in ones"
+        );
+    }
+
+    #[test]
+    fn presets_are_validated_at_startup() {
+        let error = SandboxConfig::from_toml("[presets.big]\nmemory_mib = 100000\n").unwrap_err();
+        assert!(format!("{error:#}").contains("preset \"big\""), "{error:#}");
+        let error = SandboxConfig::from_toml("[presets.\"Bad Name\"]\n").unwrap_err();
+        assert!(format!("{error:#}").contains("Bad Name"), "{error:#}");
+    }
+
+    #[test]
+    fn pool_counts_are_validated() {
+        let error =
+            SandboxConfig::from_toml("[engine]\ncore_instances_per_component = 0\n").unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("core_instances_per_component = 0"),
+            "{error}"
+        );
+        let error =
+            SandboxConfig::from_toml("[engine]\nmemories_per_component = 8\ntotal_memories = 4\n")
+                .unwrap_err();
+        assert!(error.to_string().contains("total_memories = 4"), "{error}");
+        let config =
+            SandboxConfig::from_toml("[engine]\ncore_instances_per_component = 40\n").unwrap();
+        assert_eq!(config.engine.core_instances_per_component, 40);
     }
 
     #[test]

@@ -71,6 +71,10 @@ pub struct VersionRecord {
     pub compile_ms: f64,
     /// Fuel the admission probe burned.
     pub probe_fuel: i64,
+    /// The sandbox preset chosen at upload (`rust`, `python`, `js`, …): its limits replace
+    /// the operator's defaults for this version's calls. None: the defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<String>,
 }
 
 /// What an admitted upload brings to the store.
@@ -93,6 +97,8 @@ pub struct NewVersion<'a> {
     pub compile_ms: f64,
     /// Probe fuel.
     pub probe_fuel: u64,
+    /// The preset chosen at upload.
+    pub preset: Option<&'a str>,
 }
 
 impl Platform {
@@ -182,7 +188,18 @@ impl Platform {
             )));
         }
         let id = version_id(new.tenant, new.app, new.digest);
-        if let Some(found) = self.versions.find_one(doc! { "_id": &id }).await? {
+        if let Some(mut found) = self.versions.find_one(doc! { "_id": &id }).await? {
+            // The same component uploaded again under another preset (admitted under it):
+            // the version now runs under that preset.
+            if found.preset.as_deref() != new.preset {
+                self.versions
+                    .update_one(
+                        doc! { "_id": &id },
+                        doc! { "$set": { "preset": new.preset } },
+                    )
+                    .await?;
+                found.preset = new.preset.map(str::to_owned);
+            }
             return Ok((found, false));
         }
         // Each upload writes its own blob; the version record's unique id decides which one
@@ -203,6 +220,7 @@ impl Platform {
             uploaded_at: now,
             compile_ms: new.compile_ms,
             probe_fuel: i64::try_from(new.probe_fuel).unwrap_or(i64::MAX),
+            preset: new.preset.map(str::to_owned),
         };
         if existing_app.is_none() {
             let app = AppRecord {

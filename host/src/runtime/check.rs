@@ -30,6 +30,40 @@ const WASI_PACKAGES: &[&str] = &[
 
 const BATCH_EXPORT: &str = "mysimbdp:ingest/batch-ingest";
 const STREAM_EXPORT: &str = "mysimbdp:ingest/stream-ingest";
+const OWN_PACKAGE: &str = "mysimbdp:ingest";
+
+/// The version of the `mysimbdp:ingest` package a component was built against; the host
+/// serves each (see `wit/README.md`, Versioning).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Contract {
+    /// 0.1.0: documents as records only.
+    V0_1,
+    /// 0.2.0: adds newline-delimited JSON output (`emit-ndjson`, `documents.ndjson`).
+    V0_2,
+}
+
+impl Contract {
+    /// Every version served, oldest first.
+    pub const ALL: [Contract; 2] = [Contract::V0_1, Contract::V0_2];
+
+    /// The package version, as components name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Contract::V0_1 => "0.1.0",
+            Contract::V0_2 => "0.2.0",
+        }
+    }
+
+    fn parse(version: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == version)
+    }
+}
+
+impl std::fmt::Display for Contract {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{OWN_PACKAGE}@{}", self.as_str())
+    }
+}
 
 /// Refuses what is not a WebAssembly component, by its header, before any parsing.
 pub(crate) fn check_binary(wasm: &[u8], max_bytes: u64) -> Result<(), Failure> {
@@ -100,13 +134,14 @@ pub(crate) fn interface(wasm: &[u8]) -> Result<(Vec<String>, Vec<String>), Failu
     }
 }
 
-/// Names the component's world by its exports and refuses imports outside that world, then
-/// imports the operator refuses (`refused` prefixes: capabilities the sandbox never grants).
+/// Names the component's world and contract version by its exports and refuses imports
+/// outside that world or of another version of our package, then imports the operator
+/// refuses (`refused` prefixes).
 pub(crate) fn classify(
     imports: &[String],
     exports: &[String],
     refused: &[String],
-) -> Result<AppKind, Failure> {
+) -> Result<(AppKind, Contract), Failure> {
     let exports_interface = |wanted: &str| exports.iter().any(|e| unversioned(e) == wanted);
     let kind = match (
         exports_interface(BATCH_EXPORT),
@@ -131,6 +166,24 @@ pub(crate) fn classify(
             )));
         }
     };
+    let export = exports
+        .iter()
+        .find(|e| matches!(unversioned(e), BATCH_EXPORT | STREAM_EXPORT))
+        .map_or("", String::as_str);
+    let contract = contract_of(export)?;
+    let mixed = imports.iter().find(|import| {
+        unversioned(import)
+            .split_once('/')
+            .map(|(package, _)| package)
+            == Some(OWN_PACKAGE)
+            && import.split_once('@').map(|(_, v)| v) != Some(contract.as_str())
+    });
+    if let Some(import) = mixed {
+        return Err(Failure::invalid(format!(
+            "imports {import} but exports {export}: an app is built against one version of \
+             {OWN_PACKAGE}"
+        )));
+    }
     if let Some(unknown) = imports.iter().find(|name| !import_allowed(kind, name)) {
         return Err(Failure::invalid(format!(
             "imports {unknown}, which the platform does not provide to {kind} apps"
@@ -143,11 +196,29 @@ pub(crate) fn classify(
     });
     if let Some(import) = refused_import {
         return Err(Failure::invalid(format!(
-            "the component imports {import}, which the platform never grants its apps \
-             (no network, no files: input comes through batch-input or stream messages)"
+            "the component imports {import}, which this platform refuses its apps \
+             (apps.refused_imports; input comes through batch-input or stream messages)"
         )));
     }
-    Ok(kind)
+    Ok((kind, contract))
+}
+
+/// The contract version an export names (`…/batch-ingest@0.2.0`), if the host serves it.
+fn contract_of(export: &str) -> Result<Contract, Failure> {
+    let served = || Contract::ALL.map(Contract::as_str).join(", ");
+    let Some((_, version)) = export.split_once('@') else {
+        return Err(Failure::invalid(format!(
+            "exports {export} without a version: build it against {OWN_PACKAGE} {}",
+            served()
+        )));
+    };
+    Contract::parse(version).ok_or_else(|| {
+        Failure::invalid(format!(
+            "built against {OWN_PACKAGE}@{version}, which this platform does not serve \
+             (it serves {})",
+            served()
+        ))
+    })
 }
 
 fn unversioned(name: &str) -> &str {
@@ -195,6 +266,36 @@ mod tests {
         assert!(reason.contains("wasi:sockets/tcp@0.2.6"), "{reason}");
         assert!(classify(&imports, &exports, &[]).is_ok());
         assert!(classify(&imports[..1], &exports, &refused).is_ok());
+    }
+
+    #[test]
+    fn the_contract_version_comes_from_the_export_and_must_match_the_imports() {
+        let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        for (version, contract) in [("0.1.0", Contract::V0_1), ("0.2.0", Contract::V0_2)] {
+            let exports = names(&[&format!("mysimbdp:ingest/batch-ingest@{version}")]);
+            let imports = names(&[
+                &format!("mysimbdp:ingest/batch-output@{version}"),
+                "wasi:filesystem/types@0.2.6",
+                "wasi:sockets/tcp@0.2.6",
+            ]);
+            assert_eq!(
+                classify(&imports, &exports, &[]).unwrap(),
+                (AppKind::Batch, contract)
+            );
+        }
+        let exports = names(&["mysimbdp:ingest/batch-ingest@0.2.0"]);
+        let mixed = names(&["mysimbdp:ingest/batch-output@0.1.0"]);
+        let reason = classify(&mixed, &exports, &[]).unwrap_err().message;
+        assert!(reason.contains("one version"), "{reason}");
+        let future = names(&["mysimbdp:ingest/stream-ingest@0.9.0"]);
+        let reason = classify(&[], &future, &[]).unwrap_err().message;
+        assert!(
+            reason.contains("0.9.0") && reason.contains("0.1.0, 0.2.0"),
+            "{reason}"
+        );
+        let bare = names(&["mysimbdp:ingest/stream-ingest"]);
+        let reason = classify(&[], &bare, &[]).unwrap_err().message;
+        assert!(reason.contains("without a version"), "{reason}");
     }
 
     #[test]

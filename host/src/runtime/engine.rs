@@ -8,11 +8,6 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-/// Core instances, memories and tables per component in the pool. A Rust component has
-/// about four core instances (the app, shims, fixups), one memory and two tables.
-const CORE_INSTANCES_PER_COMPONENT: u32 = 16;
-const MEMORIES_PER_COMPONENT: u32 = 2;
-const TABLES_PER_COMPONENT: u32 = 8;
 /// Room on each fiber stack for host frames below the guest's own stack.
 const HOST_STACK_BYTES: usize = 1024 * 1024;
 
@@ -39,17 +34,19 @@ pub(crate) fn build_compiler(config: &EngineConfig) -> Result<Engine> {
         .context("creating the compiler's wasmtime engine")
 }
 
+/// The pooling allocator's sizes, all from the configuration (validated at startup): a
+/// component needing more core instances, memories or tables than configured fails to
+/// instantiate, which admission's probe turns into a refused upload.
 fn pool(config: &EngineConfig) -> PoolingAllocationConfig {
-    let instances = config.max_instances;
     let mut pool = PoolingAllocationConfig::default();
-    pool.total_component_instances(instances)
-        .total_core_instances(instances * CORE_INSTANCES_PER_COMPONENT)
-        .total_memories(instances * MEMORIES_PER_COMPONENT)
-        .total_tables(instances * TABLES_PER_COMPONENT)
-        .total_stacks(instances)
-        .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
-        .max_memories_per_component(MEMORIES_PER_COMPONENT)
-        .max_tables_per_component(TABLES_PER_COMPONENT)
+    pool.total_component_instances(config.max_instances)
+        .total_core_instances(config.total_core_instances)
+        .total_memories(config.total_memories)
+        .total_tables(config.total_tables)
+        .total_stacks(config.max_instances)
+        .max_core_instances_per_component(config.core_instances_per_component)
+        .max_memories_per_component(config.memories_per_component)
+        .max_tables_per_component(config.tables_per_component)
         .max_memory_size(mib_to_bytes(config.max_memory_mib));
     pool
 }

@@ -1,9 +1,10 @@
 //! Calls into an app: a fresh Store per call, the call under its epoch deadline and a tokio
 //! timeout as a backstop, and every outcome mapped to a report or a typed failure.
 
-use super::bindings::{AppError, Document, Message, Quality};
+use super::bindings::{AppError, Document, Documents, Message, Quality, v0_1};
 use super::failure::{Failure, FailureClass, Usage, Violation, classify};
 use super::host::input::InputFile;
+use super::host::v0_1 as old;
 use super::state::{CallState, Clock, HostState, OutputBatch};
 use super::{App, AppPre, Runtime};
 use crate::config::{Budget, SandboxLimits};
@@ -99,10 +100,14 @@ impl Runtime {
         options: &CallOptions,
         sink: mpsc::Sender<OutputBatch>,
     ) -> Result<BatchReport, Failure> {
-        let AppPre::Batch(pre) = &app.pre else {
-            return Err(Failure::invalid(
-                "this is a stream app; it cannot ingest files",
-            ));
+        let pre = match &app.pre {
+            AppPre::Batch(pre) => Versioned::V0_2(pre),
+            AppPre::BatchV0_1(pre) => Versioned::V0_1(pre),
+            AppPre::Stream(_) | AppPre::StreamV0_1(_) => {
+                return Err(Failure::invalid(
+                    "this is a stream app; it cannot ingest files",
+                ));
+            }
         };
         let budget = self.budget(options, input.size)?;
         let mut store = self.new_store(options, budget, Some(sink))?;
@@ -115,12 +120,25 @@ impl Runtime {
         };
         let clock = store.data().call.clock.clone();
         let result = backstop(&clock, async {
-            let instance = pre.instantiate_async(&mut store).await?;
-            let file = store.data_mut().table.push(file)?;
-            instance
-                .mysimbdp_ingest_batch_ingest()
-                .call_ingest(&mut store, file)
-                .await
+            match pre {
+                Versioned::V0_2(pre) => {
+                    let instance = pre.instantiate_async(&mut store).await?;
+                    let file = store.data_mut().table.push(file)?;
+                    instance
+                        .mysimbdp_ingest_batch_ingest()
+                        .call_ingest(&mut store, file)
+                        .await
+                }
+                Versioned::V0_1(pre) => {
+                    let instance = pre.instantiate_async(&mut store).await?;
+                    let file = store.data_mut().table.push(file)?;
+                    let result = instance
+                        .mysimbdp_ingest_batch_ingest()
+                        .call_ingest(&mut store, file)
+                        .await?;
+                    Ok(result.map(old::quality).map_err(old::app_error))
+                }
+            }
         })
         .await;
         let usage = usage(&store, budget, started);
@@ -137,10 +155,14 @@ impl Runtime {
         messages: &[Message],
         options: &CallOptions,
     ) -> Result<StreamReport, Failure> {
-        let AppPre::Stream(pre) = &app.pre else {
-            return Err(Failure::invalid(
-                "this is a batch app; it cannot process messages",
-            ));
+        let pre = match &app.pre {
+            AppPre::Stream(pre) => Versioned::V0_2(pre),
+            AppPre::StreamV0_1(pre) => Versioned::V0_1(pre),
+            AppPre::Batch(_) | AppPre::BatchV0_1(_) => {
+                return Err(Failure::invalid(
+                    "this is a batch app; it cannot process messages",
+                ));
+            }
         };
         let input_bytes = messages.iter().map(|m| m.payload.len() as u64).sum();
         let budget = self.budget(options, input_bytes)?;
@@ -148,11 +170,37 @@ impl Runtime {
         let started = Instant::now();
         let clock = store.data().call.clock.clone();
         let result = backstop(&clock, async {
-            let instance = pre.instantiate_async(&mut store).await?;
-            instance
-                .mysimbdp_ingest_stream_ingest()
-                .call_process(&mut store, messages)
-                .await
+            match pre {
+                Versioned::V0_2(pre) => {
+                    let instance = pre.instantiate_async(&mut store).await?;
+                    instance
+                        .mysimbdp_ingest_stream_ingest()
+                        .call_process(&mut store, messages)
+                        .await
+                }
+                Versioned::V0_1(pre) => {
+                    // 0.1.0's message is the same record under another Rust type: a copy,
+                    // paid only by apps built before 0.2.0.
+                    let messages: Vec<_> = messages.iter().map(old_message).collect();
+                    let instance = pre.instantiate_async(&mut store).await?;
+                    let outcomes = instance
+                        .mysimbdp_ingest_stream_ingest()
+                        .call_process(&mut store, &messages)
+                        .await?;
+                    Ok(outcomes
+                        .into_iter()
+                        .map(|outcome| {
+                            outcome
+                                .map(|documents| {
+                                    Documents::Records(
+                                        documents.into_iter().map(old::document).collect(),
+                                    )
+                                })
+                                .map_err(old::app_error)
+                        })
+                        .collect())
+                }
+            }
         })
         .await;
         let (raw, mut usage) = settle(result, budget, usage(&store, budget, started))?;
@@ -167,12 +215,16 @@ impl Runtime {
         let outcomes: Vec<MessageOutcome> = raw
             .into_iter()
             .zip(messages)
-            .map(|(outcome, message)| match outcome {
-                Ok(documents) => match call.admit(&documents, &format!("message {}", message.id)) {
-                    Ok(()) => Ok(documents),
-                    Err(violation) => Err(Failure::new(violation.class(), violation.to_string())),
-                },
-                Err(error) => Err(app_failure(error, Usage::default())),
+            .map(|(outcome, message)| {
+                let what = || format!("message {}", message.id);
+                let admitted = match outcome {
+                    Ok(Documents::Records(documents)) => {
+                        call.admit(&documents, &what()).map(|()| documents)
+                    }
+                    Ok(Documents::Ndjson(lines)) => call.admit_ndjson(&lines, &what()),
+                    Err(error) => return Err(app_failure(error, Usage::default())),
+                };
+                admitted.map_err(|violation| Failure::new(violation.class(), violation.to_string()))
             })
             .collect();
         usage.documents = call.documents;
@@ -196,6 +248,8 @@ impl Runtime {
             match &app.pre {
                 AppPre::Batch(pre) => pre.instantiate_async(&mut store).await.map(drop),
                 AppPre::Stream(pre) => pre.instantiate_async(&mut store).await.map(drop),
+                AppPre::BatchV0_1(pre) => pre.instantiate_async(&mut store).await.map(drop),
+                AppPre::StreamV0_1(pre) => pre.instantiate_async(&mut store).await.map(drop),
             }
         })
         .await;
@@ -229,7 +283,10 @@ impl Runtime {
             output,
         );
         let clock = call.clock.clone();
-        let mut store = Store::new(&self.engine, HostState::new(&options.limits, call));
+        let mut store = Store::new(
+            &self.engine,
+            HostState::new(&self.config.engine, &options.limits, call),
+        );
         store.limiter(|state| &mut state.limiter);
         store
             .set_fuel(budget.fuel)
@@ -294,6 +351,25 @@ fn settle<T>(
             message: format!("the deadline of {:?} passed", budget.deadline),
             usage: Box::new(usage),
         }),
+    }
+}
+
+/// An app's pre-linked instance in the version it was built against.
+enum Versioned<'a, New, Old> {
+    V0_2(&'a New),
+    V0_1(&'a Old),
+}
+
+/// A message as a 0.1.0 app receives it.
+fn old_message(
+    message: &Message,
+) -> v0_1::stream::exports::mysimbdp::ingest::stream_ingest::Message {
+    v0_1::stream::exports::mysimbdp::ingest::stream_ingest::Message {
+        id: message.id.clone(),
+        payload: message.payload.clone(),
+        content_type: message.content_type.clone(),
+        headers: message.headers.clone(),
+        attempt: message.attempt,
     }
 }
 

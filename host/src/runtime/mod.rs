@@ -14,14 +14,14 @@ mod state;
 
 pub use bindings::{AppError, Document, Message, Quality};
 pub use cache::{Origin, digest};
-pub use check::AppKind;
+pub use check::{AppKind, Contract};
 pub use failure::{Failure, FailureClass, Usage};
 pub use invoke::{BatchInput, BatchReport, CallOptions, MessageOutcome, StreamReport};
 pub use state::OutputBatch;
 
 use crate::config::SandboxConfig;
 use anyhow::{Context, Result};
-use bindings::{batch::BatchAppPre, stream::StreamAppPre};
+use bindings::{batch::BatchAppPre, stream::StreamAppPre, v0_1};
 use std::time::{Duration, Instant};
 use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
@@ -44,6 +44,8 @@ pub struct App {
     pub digest: String,
     /// Batch or stream.
     pub kind: AppKind,
+    /// The version of the `mysimbdp:ingest` package it was built against.
+    pub contract: Contract,
     /// The component's size in bytes.
     pub size: usize,
     /// What it imports.
@@ -57,13 +59,18 @@ pub struct App {
     pre: AppPre,
 }
 
+/// The pre-linked app, by world and contract version.
 enum AppPre {
     Batch(BatchAppPre<HostState>),
     Stream(StreamAppPre<HostState>),
+    BatchV0_1(v0_1::batch::BatchAppPre<HostState>),
+    StreamV0_1(v0_1::stream::StreamAppPre<HostState>),
 }
 
 impl Runtime {
     /// Validates the configuration, builds the engine and linkers, and starts the epoch ticker.
+    /// Each linker serves its world in every contract version: the versions' interfaces have
+    /// distinct names (`…@0.1.0`, `…@0.2.0`), so one linker holds them side by side.
     pub fn new(config: SandboxConfig) -> Result<Self> {
         config.validate().context("invalid sandbox configuration")?;
         let engine = engine::build(&config.engine)?;
@@ -71,9 +78,13 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut batch_linker).map_err(anyhow::Error::from)?;
         bindings::batch::BatchApp::add_to_linker::<_, HasSelf<_>>(&mut batch_linker, |s| s)
             .map_err(anyhow::Error::from)?;
+        v0_1::batch::BatchApp::add_to_linker::<_, HasSelf<_>>(&mut batch_linker, |s| s)
+            .map_err(anyhow::Error::from)?;
         let mut stream_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut stream_linker).map_err(anyhow::Error::from)?;
         bindings::stream::StreamApp::add_to_linker::<_, HasSelf<_>>(&mut stream_linker, |s| s)
+            .map_err(anyhow::Error::from)?;
+        v0_1::stream::StreamApp::add_to_linker::<_, HasSelf<_>>(&mut stream_linker, |s| s)
             .map_err(anyhow::Error::from)?;
         let cache = cache::ArtifactCache::new(&engine, config.engine.cache_dir(), &config.engine)?;
         let ticker = engine::EpochTicker::start(
@@ -110,7 +121,7 @@ impl Runtime {
         let started = Instant::now();
         check::check_binary(wasm, self.config.engine.max_component_mib * 1024 * 1024)?;
         let (imports, exports) = check::interface(wasm)?;
-        let kind = check::classify(&imports, &exports, refused)?;
+        let (kind, contract) = check::classify(&imports, &exports, refused)?;
         let (component, digest, origin) = self.cache.load(&self.engine, wasm).await?;
         let linker = match kind {
             AppKind::Batch => &self.batch_linker,
@@ -120,15 +131,29 @@ impl Runtime {
             .instantiate_pre(&component)
             .map_err(|e| Failure::invalid(format!("cannot be linked as a {kind} app: {e:#}")))?;
         let type_error = |e: wasmtime::Error| {
-            Failure::invalid(format!("does not match the {} world: {e:#}", kind.world()))
+            Failure::invalid(format!(
+                "does not match the {} world of {contract}: {e:#}",
+                kind.world()
+            ))
         };
-        let pre = match kind {
-            AppKind::Batch => AppPre::Batch(BatchAppPre::new(instance_pre).map_err(type_error)?),
-            AppKind::Stream => AppPre::Stream(StreamAppPre::new(instance_pre).map_err(type_error)?),
+        let pre = match (kind, contract) {
+            (AppKind::Batch, Contract::V0_2) => {
+                AppPre::Batch(BatchAppPre::new(instance_pre).map_err(type_error)?)
+            }
+            (AppKind::Stream, Contract::V0_2) => {
+                AppPre::Stream(StreamAppPre::new(instance_pre).map_err(type_error)?)
+            }
+            (AppKind::Batch, Contract::V0_1) => {
+                AppPre::BatchV0_1(v0_1::batch::BatchAppPre::new(instance_pre).map_err(type_error)?)
+            }
+            (AppKind::Stream, Contract::V0_1) => AppPre::StreamV0_1(
+                v0_1::stream::StreamAppPre::new(instance_pre).map_err(type_error)?,
+            ),
         };
         Ok(App {
             digest,
             kind,
+            contract,
             size: wasm.len(),
             imports,
             exports,

@@ -3,7 +3,7 @@
 
 use super::bindings::Document;
 use super::failure::{Usage, Violation};
-use crate::config::{Budget, SandboxLimits};
+use crate::config::{Budget, EngineConfig, SandboxLimits};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -43,7 +43,7 @@ impl WasiView for HostState {
 
 impl HostState {
     /// A Store's data for one call: no preopens, no environment, no network; stdio captured.
-    pub(crate) fn new(limits: &SandboxLimits, call: CallState) -> Self {
+    pub(crate) fn new(engine: &EngineConfig, limits: &SandboxLimits, call: CallState) -> Self {
         let stdout = CapturedOutput::new(limits.stdio_bytes);
         let stderr = CapturedOutput::new(limits.stdio_bytes);
         let wasi = WasiCtx::builder()
@@ -58,7 +58,7 @@ impl HostState {
         Self {
             wasi,
             table,
-            limiter: Limiter::new(limits),
+            limiter: Limiter::new(engine, limits),
             call,
             stdout,
             stderr,
@@ -211,29 +211,80 @@ impl CallState {
         self.documents += documents.len() as u64;
         Ok(())
     }
+
+    /// Splits newline-delimited JSON (`emit-ndjson`, or a stream outcome's `ndjson`) into
+    /// documents, checks them against the same output caps as [`CallState::admit`] (each
+    /// line counts as one document) and counts them. Empty and all-whitespace lines are
+    /// skipped. Unlike `admit`, a line is not shape-checked here: a line that is not a JSON
+    /// object (or not UTF-8, kept as an empty body) goes on to the writer, which refuses it
+    /// alone, so one bad line never costs its neighbours.
+    pub(crate) fn admit_ndjson(
+        &mut self,
+        lines: &[u8],
+        what: &str,
+    ) -> Result<Vec<Document>, Violation> {
+        let mut documents = Vec::new();
+        let mut bytes = 0u64;
+        for line in lines.split(|&b| b == b'\n') {
+            if line.trim_ascii().is_empty() {
+                continue;
+            }
+            let index = self.documents + documents.len() as u64;
+            if documents.len() >= self.max_documents_per_call {
+                return Err(Violation::Output(format!(
+                    "{what}: more than {} documents in one call, above the cap",
+                    self.max_documents_per_call
+                )));
+            }
+            if line.len() > self.max_document_bytes {
+                return Err(Violation::Output(format!(
+                    "{what}: document {index} is {} bytes, above the cap of {}",
+                    line.len(),
+                    self.max_document_bytes
+                )));
+            }
+            bytes += line.len() as u64;
+            if self.output_bytes + bytes > self.budget.output_bytes {
+                return Err(Violation::Output(format!(
+                    "{what}: output would reach {} bytes, above the cap of {}",
+                    self.output_bytes + bytes,
+                    self.budget.output_bytes
+                )));
+            }
+            // Text that is not UTF-8 is not JSON either: an empty body makes the writer
+            // refuse it as "not a JSON object" without storing a lossy copy.
+            let json = std::str::from_utf8(line).map_or_else(|_| String::new(), str::to_owned);
+            documents.push(Document { id: None, json });
+        }
+        self.output_bytes += bytes;
+        self.documents += documents.len() as u64;
+        Ok(documents)
+    }
 }
 
 /// Caps linear memory and tables. Growth past a cap traps at once with a typed violation,
 /// rather than handing the guest a failed `memory.grow` it would turn into an opaque abort.
+/// Instances, memories and tables per Store are the engine's per-component counts: one Store
+/// runs one component.
 pub(crate) struct Limiter {
     memory_bytes: usize,
     table_elements: usize,
+    instances: usize,
+    memories: usize,
+    tables: usize,
 }
 
 impl Limiter {
-    fn new(limits: &SandboxLimits) -> Self {
+    fn new(engine: &EngineConfig, limits: &SandboxLimits) -> Self {
         Self {
             memory_bytes: limits.memory_bytes(),
             table_elements: limits.table_elements,
+            instances: engine.core_instances_per_component as usize,
+            memories: engine.memories_per_component as usize,
+            tables: engine.tables_per_component as usize,
         }
     }
 }
-
-/// Instances, memories and tables per Store: a component built from Rust has a handful of
-/// core instances and one memory; these bounds leave room for larger toolchains' output.
-const MAX_INSTANCES: usize = 32;
-const MAX_MEMORIES: usize = 4;
-const MAX_TABLES: usize = 16;
 
 impl wasmtime::ResourceLimiter for Limiter {
     fn memory_growing(
@@ -269,15 +320,15 @@ impl wasmtime::ResourceLimiter for Limiter {
     }
 
     fn instances(&self) -> usize {
-        MAX_INSTANCES
+        self.instances
     }
 
     fn memories(&self) -> usize {
-        MAX_MEMORIES
+        self.memories
     }
 
     fn tables(&self) -> usize {
-        MAX_TABLES
+        self.tables
     }
 }
 
@@ -366,6 +417,7 @@ mod tests {
         let budget = limits.budget(0);
         let params = Arc::new(BTreeMap::from([("k".to_owned(), "v".to_owned())]));
         HostState::new(
+            &EngineConfig::default(),
             &limits,
             CallState::new("test".into(), params, &limits, budget, None),
         )
@@ -401,6 +453,60 @@ mod tests {
         call.output_bytes = (1 << 20) - 1;
         assert!(
             matches!(call.admit(&[doc("{}")], "emit"), Err(Violation::Output(m)) if m.contains("output would reach"))
+        );
+    }
+
+    #[test]
+    fn admit_ndjson_splits_skips_blank_lines_and_keeps_bad_ones_in_place() {
+        let mut call = state(SandboxLimits::default()).call;
+        call.documents = 3;
+        let documents = call
+            .admit_ndjson(b"{\"a\":1}\n\n \t\r\n[1]\n\xff\n{}", "emit-ndjson")
+            .unwrap();
+        let bodies: Vec<&str> = documents.iter().map(|d| d.json.as_str()).collect();
+        assert_eq!(bodies, ["{\"a\":1}", "[1]", "", "{}"]);
+        assert_eq!((call.documents, call.output_bytes), (7, 7 + 3 + 1 + 2));
+        assert!(call.admit_ndjson(b"", "emit-ndjson").unwrap().is_empty());
+        assert!(
+            call.admit_ndjson(b"\n\n", "emit-ndjson")
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn admit_ndjson_applies_every_cap_per_line() {
+        let limits = SandboxLimits {
+            max_documents_per_call: 2,
+            max_document_bytes: 10,
+            output_mib: 1,
+            ..SandboxLimits::default()
+        };
+        let mut call = state(limits).call;
+        let too_many = call
+            .admit_ndjson(b"{}\n{}\n{}\n", "emit-ndjson")
+            .unwrap_err();
+        assert!(
+            matches!(&too_many, Violation::Output(m) if m.contains("more than 2")),
+            "{too_many:?}"
+        );
+        let too_big = call
+            .admit_ndjson(b"{}\n{\"abcdefgh\":1}", "emit-ndjson")
+            .unwrap_err();
+        assert!(
+            matches!(&too_big, Violation::Output(m) if m.contains("document 1 is 14 bytes")),
+            "{too_big:?}"
+        );
+        assert_eq!(
+            (call.documents, call.output_bytes),
+            (0, 0),
+            "refused buffers are not counted"
+        );
+        call.output_bytes = (1 << 20) - 1;
+        let total = call.admit_ndjson(b"{}", "emit-ndjson").unwrap_err();
+        assert!(
+            matches!(&total, Violation::Output(m) if m.contains("output would reach")),
+            "{total:?}"
         );
     }
 

@@ -268,7 +268,7 @@ async fn plan(context: &StreamContext, stream: StreamRecord, tenant: TenantRecor
             stream.name
         ),
         params: Arc::new(stream.params.clone()),
-        limits: context.apps.app_limits(&tenant, &record),
+        limits: context.apps.version_limits(&tenant, &record, &version),
     };
     let collection = stream
         .collection

@@ -78,11 +78,11 @@ fn expand(attr: TokenStream, item: TokenStream, kind: Kind) -> TokenStream {
                 path: #WIT_DIR,
                 world: "mysimbdp:ingest/batch-app",
                 with: {
-                    "mysimbdp:ingest/types@0.1.0": ::mysimbdp_sdk::__private::bindings::mysimbdp::ingest::types,
-                    "mysimbdp:ingest/log@0.1.0": ::mysimbdp_sdk::__private::bindings::mysimbdp::ingest::log,
-                    "mysimbdp:ingest/params@0.1.0": ::mysimbdp_sdk::__private::bindings::mysimbdp::ingest::params,
-                    "mysimbdp:ingest/batch-input@0.1.0": ::mysimbdp_sdk::__private::bindings::mysimbdp::ingest::batch_input,
-                    "mysimbdp:ingest/batch-output@0.1.0": ::mysimbdp_sdk::__private::bindings::mysimbdp::ingest::batch_output,
+                    "mysimbdp:ingest/types@0.2.0": ::mysimbdp_sdk::__private::bindings::mysimbdp::ingest::types,
+                    "mysimbdp:ingest/log@0.2.0": ::mysimbdp_sdk::__private::bindings::mysimbdp::ingest::log,
+                    "mysimbdp:ingest/params@0.2.0": ::mysimbdp_sdk::__private::bindings::mysimbdp::ingest::params,
+                    "mysimbdp:ingest/batch-input@0.2.0": ::mysimbdp_sdk::__private::bindings::mysimbdp::ingest::batch_input,
+                    "mysimbdp:ingest/batch-output@0.2.0": ::mysimbdp_sdk::__private::bindings::mysimbdp::ingest::batch_output,
                 },
             });
 
@@ -105,9 +105,9 @@ fn expand(attr: TokenStream, item: TokenStream, kind: Kind) -> TokenStream {
                 path: #WIT_DIR,
                 world: "mysimbdp:ingest/stream-app",
                 with: {
-                    "mysimbdp:ingest/types@0.1.0": ::mysimbdp_sdk::__private::bindings::mysimbdp::ingest::types,
-                    "mysimbdp:ingest/log@0.1.0": ::mysimbdp_sdk::__private::bindings::mysimbdp::ingest::log,
-                    "mysimbdp:ingest/params@0.1.0": ::mysimbdp_sdk::__private::bindings::mysimbdp::ingest::params,
+                    "mysimbdp:ingest/types@0.2.0": ::mysimbdp_sdk::__private::bindings::mysimbdp::ingest::types,
+                    "mysimbdp:ingest/log@0.2.0": ::mysimbdp_sdk::__private::bindings::mysimbdp::ingest::log,
+                    "mysimbdp:ingest/params@0.2.0": ::mysimbdp_sdk::__private::bindings::mysimbdp::ingest::params,
                 },
             });
 
