@@ -53,7 +53,10 @@ fn options(memory_mib: u64) -> CallOptions {
 }
 
 fn lang_apps() -> PathBuf {
-    let target = mysimbdp_tests::files::bench_dir().parent().unwrap().to_path_buf();
+    let target = mysimbdp_tests::files::bench_dir()
+        .parent()
+        .unwrap()
+        .to_path_buf();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let status = std::process::Command::new("bash")
         .arg(root.join("scripts/build-lang-apps"))
@@ -84,7 +87,9 @@ async fn run(mib: u64) {
         "# mysimbdp language benchmark (wasmtime 48, {} cores)\n",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    println!("## Loading: compile (into an empty cache), cached load, fresh instance (p50 of 200)\n");
+    println!(
+        "## Loading: compile (into an empty cache), cached load, fresh instance (p50 of 200)\n"
+    );
     println!("| app | size | compile | cached load | instantiate |");
     println!("|---|---|---|---|---|");
     let mut loaded = Vec::new();
@@ -100,7 +105,12 @@ async fn run(mib: u64) {
             }
             let mut samples = Vec::new();
             for _ in 0..200 {
-                samples.push(runtime.smoke_instantiate(&compiled, &options(256)).await.unwrap());
+                samples.push(
+                    runtime
+                        .smoke_instantiate(&compiled, &options(256))
+                        .await
+                        .unwrap(),
+                );
             }
             samples.sort();
             println!(
@@ -115,7 +125,9 @@ async fn run(mib: u64) {
     }
 
     println!("\n## CSV sample app on {mib} MiB of CSV (one run each)\n");
-    println!("| app | memory cap | records/s | MB/s | fuel/record | fuel/byte | peak RSS of app run |");
+    println!(
+        "| app | memory cap | records/s | MB/s | fuel/record | fuel/byte | peak RSS of app run |"
+    );
     println!("|---|---|---|---|---|---|---|");
     let (csv, expected) = fixtures::orders::generate(mib << 20, 1000);
     let csv_path = mysimbdp_tests::files::bench_dir().join("languages.csv");
@@ -215,7 +227,9 @@ async fn batch(
         reader: Box::new(std::io::Cursor::new(csv.to_vec())),
     };
     let started = Instant::now();
-    let result = runtime.run_batch(app, input, &options(memory_mib), sink).await;
+    let result = runtime
+        .run_batch(app, input, &options(memory_mib), sink)
+        .await;
     let elapsed = started.elapsed();
     let documents = counter.await.unwrap();
     match result {
@@ -252,10 +266,20 @@ fn peak_rss_of_app_run(app: &Path, csv: &Path, cache: &Path, memory_mib: u64) ->
     match output {
         Ok(output) if output.status.success() => {
             let stderr = String::from_utf8_lossy(&output.stderr);
-            let kib: f64 = stderr.lines().last().and_then(|l| l.trim().parse().ok()).unwrap_or(0.0);
+            let kib: f64 = stderr
+                .lines()
+                .last()
+                .and_then(|l| l.trim().parse().ok())
+                .unwrap_or(0.0);
             format!("{:.0} MiB", kib / 1024.0)
         }
-        Ok(output) => format!("(app run failed: {})", String::from_utf8_lossy(&output.stderr).lines().last().unwrap_or("")),
+        Ok(output) => format!(
+            "(app run failed: {})",
+            String::from_utf8_lossy(&output.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        ),
         Err(error) => format!("(no /usr/bin/time: {error})"),
     }
 }

@@ -39,11 +39,17 @@ fn new_build_check_run(lang: Lang, flag: &str) -> Vec<serde_json::Value> {
     let _ = std::fs::remove_dir_all(&dir);
     assert_ok(
         "app new",
-        &mysimbdp(&parent, &["app", "new", "my-app", "--lang", flag, "--kind", "batch"]),
+        &mysimbdp(
+            &parent,
+            &["app", "new", "my-app", "--lang", flag, "--kind", "batch"],
+        ),
     );
     let command = build_command(lang, Kind::Batch);
     let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
-    assert!(readme.contains(&command), "the README documents {command:?}");
+    assert!(
+        readme.contains(&command),
+        "the README documents {command:?}"
+    );
 
     // The toolchains scripts/setup installed stand in for the developer's own install.
     let path = format!(
@@ -52,7 +58,11 @@ fn new_build_check_run(lang: Lang, flag: &str) -> Vec<serde_json::Value> {
         std::env::var("PATH").unwrap_or_default()
     );
     if lang == Lang::Js {
-        std::os::unix::fs::symlink(root().join("sdk-guest/js/node_modules"), dir.join("node_modules")).unwrap();
+        std::os::unix::fs::symlink(
+            root().join("sdk-guest/js/node_modules"),
+            dir.join("node_modules"),
+        )
+        .unwrap();
     }
     let build = Command::new("bash")
         .args(["-c", &command])
@@ -72,10 +82,23 @@ fn new_build_check_run(lang: Lang, flag: &str) -> Vec<serde_json::Value> {
     )
     .unwrap();
     let config = config.to_str().unwrap();
-    assert_ok("app check", &mysimbdp(&dir, &["app", "check", "app.wasm", "--config", config]));
+    assert_ok(
+        "app check",
+        &mysimbdp(&dir, &["app", "check", "app.wasm", "--config", config]),
+    );
     let run = mysimbdp(
         &dir,
-        &["app", "run", "app.wasm", "--input", "sample.csv", "--config", config, "--fuel", "20000000000"],
+        &[
+            "app",
+            "run",
+            "app.wasm",
+            "--input",
+            "sample.csv",
+            "--config",
+            config,
+            "--fuel",
+            "20000000000",
+        ],
     );
     assert_ok("app run", &run);
     String::from_utf8(run.stdout)
@@ -86,7 +109,10 @@ fn new_build_check_run(lang: Lang, flag: &str) -> Vec<serde_json::Value> {
 }
 
 fn assert_sample_documents(documents: &[serde_json::Value]) {
-    let names: Vec<&str> = documents.iter().map(|d| d["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = documents
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
     // The third record has two fields for three columns: counted bad, not stored.
     assert_eq!(names, ["first", "second", "fourth"]);
     assert_eq!(documents[0]["amount"], "12.5");

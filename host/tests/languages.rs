@@ -8,7 +8,9 @@
 
 use mysimbdp_fixtures as fixtures;
 use mysimbdp_host::config::{SandboxConfig, SandboxLimits};
-use mysimbdp_host::runtime::{App, BatchInput, Document, FailureClass, Message, OutputBatch, Runtime};
+use mysimbdp_host::runtime::{
+    App, BatchInput, Document, FailureClass, Message, OutputBatch, Runtime,
+};
 use mysimbdp_tests::files::{mysimbdp_binary, target_tmpdir};
 use mysimbdp_tests::sandbox::options;
 use std::path::PathBuf;
@@ -96,8 +98,29 @@ enum BatchOutcome {
 }
 
 async fn run_csv(app: &App, csv: &[u8], params: &[(&str, &str)]) -> BatchOutcome {
-    let (result, documents) =
-        run_batch(app, "in.csv", csv.to_vec(), &options(params, limits())).await;
+    let (sink, mut batches) = mpsc::channel::<OutputBatch>(4);
+    let collector = tokio::spawn(async move {
+        let mut documents = Vec::new();
+        while let Some(batch) = batches.recv().await {
+            assert_eq!(
+                batch.first_index,
+                documents.len() as u64,
+                "batches arrive in order"
+            );
+            documents.extend(batch.documents);
+        }
+        documents
+    });
+    let input = BatchInput {
+        name: "in.csv".to_owned(),
+        size: csv.len() as u64,
+        content_type: Some("text/csv".to_owned()),
+        reader: Box::new(std::io::Cursor::new(csv.to_vec())),
+    };
+    let result = runtime()
+        .run_batch(app, input, &options(params, limits()), sink)
+        .await;
+    let documents = collector.await.unwrap();
     match result {
         Ok(report) => BatchOutcome::Done {
             documents: documents.into_iter().map(pair).collect(),
