@@ -1,6 +1,6 @@
 // JSON text exactly as the Rust SDK (serde_json) writes it, so a JS app's documents are
 // byte-identical to a Rust app's. A Number is an f64 and is written as Rust writes one
-// (`40.0`, `1e16`, `1.5e-7`; NaN and infinities as `null`); a BigInt is an integer
+// (`40.0`, `1e+16`, `1.5e-7`; NaN and infinities as `null`); a BigInt is an integer
 // (`40n` -> `40`), which is how an app stores integers such as u64 ids.
 
 /** A Number as serde_json (the `ryu` crate) writes an f64. */
@@ -29,8 +29,10 @@ export function formatF64(x) {
   if (k >= 0 && kk <= 16) return sign + digits + '0'.repeat(k) + '.0';
   if (kk > 0 && kk <= 16) return sign + digits.slice(0, kk) + '.' + digits.slice(kk);
   if (kk > -5 && kk <= 0) return sign + '0.' + '0'.repeat(-kk) + digits;
-  if (length === 1) return sign + digits + 'e' + (kk - 1);
-  return sign + digits[0] + '.' + digits.slice(1) + 'e' + (kk - 1);
+  // serde_json marks a positive exponent with `+` (`1e+16`), a negative one with `-`.
+  const exponent = (kk > 0 ? 'e+' : 'e') + (kk - 1);
+  if (length === 1) return sign + digits + exponent;
+  return sign + digits[0] + '.' + digits.slice(1) + exponent;
 }
 
 function encode(value) {

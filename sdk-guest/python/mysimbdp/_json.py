@@ -1,6 +1,6 @@
 """JSON text exactly as the Rust SDK (serde_json) writes it, so a Python app's documents are
 byte-identical to a Rust app's: compact separators, non-ASCII kept as UTF-8, and floats in
-the shortest round-trip form serde_json uses (`1e16`, `1.5e-7`, `100.0`; NaN and infinities
+the shortest round-trip form serde_json uses (`1e+16`, `1.5e-7`, `100.0`; NaN and infinities
 become `null`)."""
 
 from json.encoder import encode_basestring as _quote  # the C encoder, escapes as serde_json
@@ -29,9 +29,11 @@ def format_f64(value):
         return sign + digits[:kk] + "." + digits[kk:]
     if -5 < kk <= 0:
         return sign + "0." + "0" * (-kk) + digits
+    # serde_json marks a positive exponent with `+` (`1e+16`), a negative one with `-`.
+    exp = ("e+" if kk > 0 else "e") + str(kk - 1)
     if length == 1:
-        return sign + digits + "e" + str(kk - 1)
-    return sign + digits[0] + "." + digits[1:] + "e" + str(kk - 1)
+        return sign + digits + exp
+    return sign + digits[0] + "." + digits[1:] + exp
 
 
 def _encode(value, parts):
