@@ -1,6 +1,7 @@
 //! The `mysimbdp` command line: argument definitions and dispatch.
 
 mod app;
+pub mod new;
 mod registry;
 
 // The commands that only talk to the platform live in the client crate (which
@@ -86,6 +87,9 @@ pub enum AppCommand {
     /// Run an app on a local file in the production sandbox; documents go to stdout as JSON
     /// lines, a summary to stderr. No services needed.
     Run(RunArgs),
+    /// Create a new app project (Rust, Python or JavaScript; batch or stream) that builds
+    /// with one command and runs on its bundled sample input.
+    New(new::NewArgs),
     /// Upload, list, activate, roll back, dry-run and delete apps on the platform.
     #[command(flatten)]
     Remote(app_remote::RemoteAppCommand),
@@ -270,6 +274,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Command::Compile(_) => anyhow::bail!("__compile runs before the async runtime"),
             Command::App(AppCommand::Check(args)) => app::check(args).await,
             Command::App(AppCommand::Run(args)) => app::run(args).await,
+            Command::App(AppCommand::New(args)) => new::new(args),
             Command::App(AppCommand::Remote(command)) => app_remote::run(command).await,
         }
     })
