@@ -133,7 +133,8 @@ async fn ndjson_lines_become_documents_and_a_bad_line_stays_alone() {
         .map(|d| mysimbdp_host::documents::to_stored(&d.json, None, || "x".to_owned()).is_ok())
         .collect();
     assert_eq!(stored, [true, false, true, false, true]);
-    let own_id = mysimbdp_host::documents::stored_json("t", "f.csv", 2, bodies[2], None).unwrap();
+    let ids = mysimbdp_host::documents::IdScheme::CURRENT.ids("t", "f.csv");
+    let own_id = mysimbdp_host::documents::stored_json(&ids, 2, bodies[2], None).unwrap();
     assert!(own_id.starts_with("{\"_id\":\"k\""), "{own_id}");
 }
 

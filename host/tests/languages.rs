@@ -439,3 +439,94 @@ async fn json_stream_apps_agree_with_rust() {
         assert_eq!(got.len(), expected.len());
     }
 }
+
+/// The CSV apps of every language on the platform end to end, as a tenant uses them: uploaded
+/// over HTTP with their language's limit preset (the default sandbox limits, refused-import
+/// policy and pool counts otherwise), then one staged orders file per tenant through a batch
+/// job into MongoDB: every good row lands, once, with the same documents in every language.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_language_ingests_a_file_on_the_platform_with_its_preset() {
+    use futures_util::TryStreamExt;
+    use mysimbdp_tests::prelude::*;
+    use reqwest::Method;
+
+    let dir = tokio::task::spawn_blocking(lang_apps).await.unwrap();
+    let database = database_name();
+    let host = Host::start_with(&database, "languages-cache", |config| {
+        config.sandbox.engine.compile_timeout_ms = 300_000;
+    })
+    .await;
+    let (csv, expected) = fixtures::orders::generate(256 * 1024, 100);
+    let mut stored: Vec<Vec<mongodb::bson::Document>> = Vec::new();
+    for (language, wasm) in [
+        ("rust", PathBuf::from(fixtures::CSV_BATCH)),
+        ("python", dir.join("python-csv-batch.wasm")),
+        ("js", dir.join("js-csv-batch.wasm")),
+    ] {
+        let tenant = unique(&format!("lang-{language}"));
+        let token = host.create_tenant(&tenant, None).await;
+        let (status, body) = host
+            .call(
+                host.request(
+                    Method::PUT,
+                    &format!("/v1/apps/orders?preset={language}"),
+                    Some(&token),
+                )
+                .body(std::fs::read(&wasm).unwrap()),
+            )
+            .await;
+        assert!(status.is_success(), "uploading the {language} app: {body}");
+        assert_eq!(body["preset"], language, "{body}");
+        let jobs =
+            mysimbdp_tests::batch::upload_orders(&host, &token, "orders", vec![csv.clone()]).await;
+        let job = wait_until(
+            &format!("the {language} job is done"),
+            std::time::Duration::from_secs(300),
+            async || {
+                host.tenant(
+                    &token,
+                    Method::GET,
+                    &format!("/v1/batch/jobs/{}", jobs[0]),
+                    None,
+                )
+                .await
+                .1
+            },
+            |job| {
+                assert!(
+                    !matches!(job["status"].as_str(), Some("failed" | "dead")),
+                    "the {language} job failed: {job}"
+                );
+                job["status"] == "done" && !job["documents"].is_null()
+            },
+        )
+        .await;
+        assert_eq!(job["documents"], expected.good, "{language}: {job}");
+        let mut documents: Vec<mongodb::bson::Document> = mysimbdp_tests::services::mongo()
+            .await
+            .database(&tenant_database(&tenant))
+            .collection("documents")
+            .find(mongodb::bson::doc! {})
+            .projection(mongodb::bson::doc! { "_id": 0 })
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(documents.len() as u64, expected.good, "{language}");
+        documents.sort_by_key(|d| d.get("order_id").map(ToString::to_string));
+        stored.push(documents);
+        host.delete_tenant(&tenant).await;
+        drop_database(&tenant_database(&tenant)).await;
+    }
+    assert!(
+        stored[0] == stored[1],
+        "Python stored other documents than Rust"
+    );
+    assert!(
+        stored[0] == stored[2],
+        "JS stored other documents than Rust"
+    );
+    host.stop().await;
+    drop_database(&database).await;
+}

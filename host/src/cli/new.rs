@@ -240,11 +240,12 @@ pub fn project_files(args: &NewArgs) -> Result<Vec<(String, String)>> {
         Kind::Batch => ("batch", "sample.csv", SAMPLE_CSV),
         Kind::Stream => ("stream", "sample.jsonl", SAMPLE_JSONL),
     };
-    // Interpreted apps need more fuel per input byte than the Rust defaults (see the docs).
+    // Interpreted apps need the limits of their language's preset (see the docs), locally
+    // and at upload.
     let (limits, preset) = match args.lang {
         Lang::Rust => ("", ""),
-        Lang::Python => (" --fuel 20000000000", "; ask for the `python` limit preset"),
-        Lang::Js => (" --fuel 20000000000", "; ask for the `js` limit preset"),
+        Lang::Python => (" --preset python", " with `--preset python`"),
+        Lang::Js => (" --preset js", " with `--preset js`"),
     };
     let rust_sdk = args
         .rust_sdk
