@@ -159,8 +159,11 @@ fn pair(document: Document) -> (Option<String>, String) {
 
 const HEADER: &str = "order_id,customer_id,product,quantity,unit_price,ordered_at";
 
+/// A named CSV input and the parameters it runs with.
+type CsvCase = (&'static str, Vec<u8>, Vec<(&'static str, &'static str)>);
+
 /// The CSV inputs, each with the parameters it runs with.
-fn csv_cases() -> Vec<(&'static str, Vec<u8>, Vec<(&'static str, &'static str)>)> {
+fn csv_cases() -> Vec<CsvCase> {
     let ts = "2026-11-21T10:00:00";
     let mut numbers = format!("{HEADER}\n");
     for (i, (quantity, price)) in [
@@ -275,12 +278,11 @@ fn csv_cases() -> Vec<(&'static str, Vec<u8>, Vec<(&'static str, &'static str)>)
         i += 1;
     }
 
-    let semicolons = format!(
-        "unit_price; ordered_at ;order_id;quantity;product;customer_id;extra\n\
+    let semicolons = "unit_price; ordered_at ;order_id;quantity;product;customer_id;extra\n\
          1.25;2026-11-21T10:00:00;1;4;p;c;x\n\
          \"2,5\";2026-11-21T10:00:00;2;4;p;c;x\n"
-    )
-    .into_bytes();
+        .as_bytes()
+        .to_vec();
 
     vec![
         ("numbers", numbers.into_bytes(), vec![]),
@@ -476,7 +478,7 @@ async fn every_language_ingests_a_file_on_the_platform_with_its_preset() {
             )
             .await;
         assert!(status.is_success(), "uploading the {language} app: {body}");
-        assert_eq!(body["preset"], language, "{body}");
+        assert_eq!(body["version"]["preset"], language, "{body}");
         let jobs =
             mysimbdp_tests::batch::upload_orders(&host, &token, "orders", vec![csv.clone()]).await;
         let job = wait_until(
