@@ -597,7 +597,7 @@ async fn upload_activate_rollback_and_dry_run() {
         run["documents"][0]["order_id"].is_number()
             && run["documents"][0]["_id"]
                 .as_str()
-                .is_some_and(|id| id.len() == 32),
+                .is_some_and(|id| id.len() == 33 && id.ends_with("-0000000000000000")),
         "{}",
         run["documents"][0]
     );
