@@ -2,30 +2,30 @@
 //!
 //! - **platform**: a real `mysimbdp serve` process with one consumer; the tenant's stream
 //!   (a quorum queue in its own vhost) is loaded with N sensor readings while stopped, then
-//!   started: the consumer takes batches (`batch_size` 100, `linger_ms` 20, prefetch 200),
-//!   runs the json-stream sample app in a fresh sandbox per batch, writes its documents with
-//!   unordered `insert_many` (deterministic ids, write concern majority) and multi-acks after
-//!   the write, running the app on the next batch (and converting its documents to BSON)
-//!   while the previous one is written. Timed
-//!   from the start request until the last document is in MongoDB.
+//!   started: the consumer takes batches (`batch_size` 100, `linger_ms` 20, the default
+//!   prefetch), runs the json-stream sample app in a fresh sandbox per batch and converts its
+//!   documents to BSON, while up to `sink.writes_in_flight` earlier batches are written with
+//!   unordered `insert_many` (deterministic ids, write concern majority) and multi-acked in
+//!   delivery order after their write. Timed from the start request until the last document
+//!   is in MongoDB.
 //! - **native**: a Rust consumer doing the same work the same way: its own quorum queue with
 //!   the same arguments, loaded with the same messages; the same prefetch, batch size and
 //!   linger; the same transform (json-stream's own `transform.rs`, compiled natively), `_id`
-//!   derivation, BSON conversion and `BulkWriter`; the same multiple ack after the write; and
-//!   the same two stages (one batch transformed and converted to BSON while the previous one
-//!   is written).
+//!   derivation, BSON conversion and `BulkWriter`; the same multiple ack after the write, in
+//!   order; and the same stages (one batch transformed and converted to BSON while as many
+//!   earlier ones are written).
 //! - **limit**: what the coredms itself takes for the same documents: each round's documents
 //!   (the same transform, ids and BSON) prepared before the clock starts, then written by the
-//!   same `BulkWriter` in the same batches (one batch of messages' documents per insert, one
-//!   insert at a time, as one consumer writes) with no broker and no parsing.
+//!   same `BulkWriter` in the same batches (one batch of messages' documents per insert, as
+//!   many inserts at once as one consumer keeps in flight) with no broker and no parsing.
 //!
 //! Rounds alternate which side goes first (MongoDB checkpoints and the broker's log work
 //! otherwise favour one side); the verdict is the ratio of total times. Latency is per
 //! message, from delivery to the completed write (the platform's from its consumer's report
 //! of the round, the native one computed the same way over every message).
 //!
-//! `cargo bench -p mysimbdp-host --bench stream [-- ROUNDS [MESSAGES]]` (default 6 rounds of
-//! 100000). Needs `scripts/services up`.
+//! `cargo bench -p mysimbdp-host --bench stream [-- ROUNDS [MESSAGES [PREFETCH]]]` (default 6
+//! rounds of 100000, the platform's default prefetch). Needs `scripts/services up`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -54,7 +54,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const BATCH: usize = 100;
-const PREFETCH: u16 = 200;
+/// Stream batches one consumer writes at once (the platform's `sink.writes_in_flight`).
+const WRITES: usize = mysimbdp_host::config::DEFAULT_WRITES_IN_FLIGHT;
+/// The prefetch of both consumers: the third number on the command line, or the platform's
+/// default.
+static PREFETCH: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
+
+fn prefetch() -> u16 {
+    *PREFETCH.get_or_init(|| mysimbdp_host::config::DEFAULT_PREFETCH)
+}
+/// The write buffer of one batch, as the platform's consumer shares the sink's.
+const BATCH_WRITE_BYTES: usize =
+    mysimbdp_host::config::DEFAULT_WRITE_BUFFER_MIB as usize * 1024 * 1024 / (WRITES + 1);
 const LINGER: Duration = Duration::from_millis(20);
 const INSERT_BATCH: usize = 1000;
 const DELIVERY_LIMIT: i64 = 5;
@@ -87,10 +98,15 @@ async fn main() {
         .collect();
     let rounds = numbers.first().copied().unwrap_or(6).max(1);
     let count = numbers.get(1).copied().unwrap_or(100_000);
+    if let Some(&n) = numbers.get(2) {
+        PREFETCH.set(u16::try_from(n).unwrap()).unwrap();
+    }
+    let prefetch = prefetch();
     let run = mysimbdp_tests::unique("sbench").replace('-', "_");
     println!(
         "stream ingestion bench: {rounds} rounds of {count} sensor readings (2 documents each), \
-         batch {BATCH}, prefetch {PREFETCH}, linger {} ms, one consumer",
+         batch {BATCH}, prefetch {prefetch}, {WRITES} writes in flight, linger {} ms, one \
+         consumer",
         LINGER.as_millis()
     );
     let mut platform = Platform::start(&run).await;
@@ -244,8 +260,9 @@ impl Platform {
             &format!(
                 "[platform]\ndatabase = \"{run}\"\n[registry]\nprefix = \"/mysimbdp-bench/{run}\"\n\
                  [redis]\nnamespace = \"{run}\"\n[batch]\nworkers = 0\n\
-                 [stream]\nbatch_size = {BATCH}\nprefetch = {PREFETCH}\nlinger_ms = {}\n\
+                 [stream]\nbatch_size = {BATCH}\nprefetch = {}\nlinger_ms = {}\n\
                  reconcile_ms = 200\n",
+                prefetch(),
                 LINGER.as_millis()
             ),
             true,
@@ -467,7 +484,7 @@ impl Native {
         load(&self.amqp, "", &self.queue, round, count).await;
         let channel = self.amqp.create_channel().await.unwrap();
         channel
-            .basic_qos(PREFETCH, BasicQosOptions::default())
+            .basic_qos(prefetch(), BasicQosOptions::default())
             .await
             .unwrap();
         let started = Instant::now();
@@ -528,35 +545,53 @@ impl Native {
         let writer = async {
             let mut latencies = Vec::with_capacity(count as usize);
             let (mut settled, mut documents) = (0u64, 0u64);
-            while let Some(batch) = transformed.recv().await {
-                let mut writer = BulkWriter::new(
-                    self.sink.clone(),
-                    "metrics".to_owned(),
-                    WriteConcern::Majority,
-                    INSERT_BATCH,
-                    mysimbdp_host::config::DEFAULT_WRITE_BUFFER_MIB as usize * 1024 * 1024,
-                );
-                let mut index = 0u64;
-                let last = batch.last().unwrap().0.delivery_tag;
-                let mut received = Vec::with_capacity(batch.len());
-                for (_, at, stored) in batch {
-                    received.push(at);
-                    for document in stored {
-                        writer.push(index, document).await.unwrap();
-                        index += 1;
+            // Up to WRITES batches written at once, acknowledged in delivery order.
+            let mut in_flight = futures_util::stream::FuturesOrdered::new();
+            let mut reading = true;
+            loop {
+                tokio::select! {
+                    next = transformed.recv(), if reading && in_flight.len() < WRITES => {
+                        let Some(batch) = next else {
+                            reading = false;
+                            continue;
+                        };
+                        let sink = self.sink.clone();
+                        in_flight.push_back(async move {
+                            let mut writer = BulkWriter::new(
+                                sink,
+                                "metrics".to_owned(),
+                                WriteConcern::Majority,
+                                INSERT_BATCH,
+                                BATCH_WRITE_BYTES,
+                            );
+                            let mut index = 0u64;
+                            let last = batch.last().unwrap().0.delivery_tag;
+                            let mut received = Vec::with_capacity(batch.len());
+                            for (_, at, stored) in batch {
+                                received.push(at);
+                                for document in stored {
+                                    writer.push(index, document).await.unwrap();
+                                    index += 1;
+                                }
+                            }
+                            writer.flush().await.unwrap();
+                            (last, received, writer.inserted + writer.duplicates, Instant::now())
+                        });
                     }
+                    Some((last, received, written_documents, written)) = in_flight.next(),
+                        if !in_flight.is_empty() => {
+                        documents += written_documents;
+                        channel
+                            .basic_ack(last, BasicAckOptions { multiple: true })
+                            .await
+                            .unwrap();
+                        for at in &received {
+                            latencies.push(written.duration_since(*at).as_micros() as u64);
+                        }
+                        settled += received.len() as u64;
+                    }
+                    else => break,
                 }
-                writer.flush().await.unwrap();
-                let written = Instant::now();
-                documents += writer.inserted + writer.duplicates;
-                channel
-                    .basic_ack(last, BasicAckOptions { multiple: true })
-                    .await
-                    .unwrap();
-                for at in &received {
-                    latencies.push(written.duration_since(*at).as_micros() as u64);
-                }
-                settled += received.len() as u64;
             }
             (latencies, settled, documents)
         };
@@ -616,21 +651,28 @@ impl Limit {
             batches.push(batch);
         }
         let started = Instant::now();
-        let mut documents = 0;
-        for batch in batches {
-            let mut writer = BulkWriter::new(
-                self.sink.clone(),
-                "metrics".to_owned(),
-                WriteConcern::Majority,
-                INSERT_BATCH,
-                mysimbdp_host::config::DEFAULT_WRITE_BUFFER_MIB as usize * 1024 * 1024,
-            );
-            for (index, document) in batch.into_iter().enumerate() {
-                writer.push(index as u64, document).await.unwrap();
-            }
-            writer.flush().await.unwrap();
-            documents += writer.inserted + writer.duplicates;
-        }
+        // WRITES batches written at once, as one consumer writes them.
+        let documents: u64 = futures_util::stream::iter(batches)
+            .map(|batch| {
+                let sink = self.sink.clone();
+                async move {
+                    let mut writer = BulkWriter::new(
+                        sink,
+                        "metrics".to_owned(),
+                        WriteConcern::Majority,
+                        INSERT_BATCH,
+                        BATCH_WRITE_BYTES,
+                    );
+                    for (index, document) in batch.into_iter().enumerate() {
+                        writer.push(index as u64, document).await.unwrap();
+                    }
+                    writer.flush().await.unwrap();
+                    writer.inserted + writer.duplicates
+                }
+            })
+            .buffered(WRITES)
+            .fold(0, |total, n| async move { total + n })
+            .await;
         Measured {
             messages: count,
             documents,

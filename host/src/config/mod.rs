@@ -405,8 +405,9 @@ pub struct SinkConfig {
     /// before writing them: with the batch's document count, what bounds the host's memory per
     /// write whatever the documents' shape. MongoDB takes at most 48 MB per insert message.
     pub write_buffer_mib: u64,
-    /// Inserts a batch job keeps in flight at once, so the coredms writes one batch while the
-    /// host converts the next; they share the job's `write_buffer_mib`.
+    /// Inserts a batch job, or a stream consumer, keeps in flight at once, so the coredms
+    /// writes while the host converts the next batch; they share the job's (the consumer's)
+    /// `write_buffer_mib`. A consumer's batches are still acknowledged in delivery order.
     pub writes_in_flight: usize,
 }
 

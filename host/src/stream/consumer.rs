@@ -2,7 +2,8 @@
 //! within `stream.linger_ms`), checks the tenant's quota, hands the batch to the stream app in
 //! a fresh sandbox, writes the documents with unordered bulk inserts and deterministic ids,
 //! then settles each message by its outcome. Two stages overlap: the reader runs the app on
-//! batch n+1 while the writer writes and settles batch n (in delivery order).
+//! the next batch while the writer has up to `sink.writes_in_flight` earlier batches being
+//! written, which it settles strictly in delivery order.
 //!
 //! | outcome                                   | settlement                                    |
 //! |-------------------------------------------|-----------------------------------------------|
@@ -38,6 +39,7 @@ use crate::runtime::{App, CallOptions, Document, Failure, FailureClass, Message}
 use crate::sink::{BulkWriter, WriteError, stored_document};
 use anyhow::{Context, Result, bail};
 use futures_util::StreamExt;
+use futures_util::stream::FuturesOrdered;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
     ConfirmSelectOptions,
@@ -174,8 +176,8 @@ impl Consumer {
             )
             .await
             .with_context(|| format!("consuming queue {:?}", plan.stream.queue))?;
-        // Two stages: while the writer writes (and acknowledges) one batch, the reader
-        // collects the next and runs the app on it. Settlement stays in delivery order.
+        // Two stages: while the writer writes (and acknowledges) batches, the reader collects
+        // the next and runs the app on it. Settlement stays in delivery order.
         let (ready, processed) = mpsc::channel::<Processed>(1);
         let outcome = tokio::try_join!(
             self.read(&mut deliveries, ready, self.stop.clone()),
@@ -221,41 +223,75 @@ impl Consumer {
         }
     }
 
-    /// Writes and settles processed batches in order until the reader is done.
+    /// Writes processed batches, up to `sink.writes_in_flight` at once (MongoDB writes one
+    /// while the next is sent), and settles them strictly in delivery order: a batch is
+    /// acknowledged only after its own write and every earlier batch's settlement, so the
+    /// multiple ack never covers a message whose documents are not stored. Returns when the
+    /// reader is done (or a held write is stopped).
     async fn drain(
         &self,
         channel: &Channel,
         mut processed: mpsc::Receiver<Processed>,
-        mut stop: watch::Receiver<bool>,
+        stop: watch::Receiver<bool>,
         settled: &AtomicU64,
     ) -> Result<()> {
-        while let Some(mut batch) = processed.recv().await {
-            let stored = std::mem::take(&mut batch.stored);
-            let Some(documents) = self
-                .write(
-                    &batch.plan,
-                    &batch.messages,
-                    &mut batch.actions,
-                    stored,
-                    &mut stop,
-                )
-                .await
-            else {
-                return Ok(());
-            };
-            let written = Instant::now();
-            self.settle(
-                channel,
-                &batch.plan,
-                &batch.batch,
-                &batch.messages,
-                &batch.actions,
-            )
-            .await?;
-            settled.fetch_add(batch.batch.len() as u64, Ordering::Relaxed);
-            self.account(&batch, documents, written);
+        let most = self.writes_in_flight();
+        let mut in_flight = FuturesOrdered::new();
+        let mut reading = true;
+        loop {
+            tokio::select! {
+                next = processed.recv(), if reading && in_flight.len() < most => {
+                    let Some(batch) = next else {
+                        reading = false;
+                        continue;
+                    };
+                    let mut stop = stop.clone();
+                    in_flight.push_back(async move {
+                        let mut batch: Processed = batch;
+                        let stored = std::mem::take(&mut batch.stored);
+                        let documents = self
+                            .write(
+                                &batch.plan,
+                                &batch.messages,
+                                &mut batch.actions,
+                                stored,
+                                &mut stop,
+                            )
+                            .await;
+                        (batch, documents, Instant::now())
+                    });
+                }
+                Some((batch, documents, written)) = in_flight.next(), if !in_flight.is_empty() => {
+                    // Stopped while the coredms was down: this batch and those after it go
+                    // back to the queue unacknowledged when the channel closes.
+                    let Some(documents) = documents else {
+                        return Ok(());
+                    };
+                    self.settle(
+                        channel,
+                        &batch.plan,
+                        &batch.batch,
+                        &batch.messages,
+                        &batch.actions,
+                    )
+                    .await?;
+                    settled.fetch_add(batch.batch.len() as u64, Ordering::Relaxed);
+                    self.account(&batch, documents, written);
+                }
+                else => return Ok(()),
+            }
         }
-        Ok(())
+    }
+
+    /// Stream batches written at once by one consumer: the sink's setting.
+    fn writes_in_flight(&self) -> usize {
+        self.context.sinks.writes_in_flight().max(1)
+    }
+
+    /// The write buffer of one batch: the sink's, shared by the batches in flight and the
+    /// one the reader holds, so a consumer holds at most `sink.write_buffer_mib` of BSON.
+    fn batch_write_bytes(&self) -> usize {
+        (self.context.sinks.write_buffer_bytes() / (self.writes_in_flight() + 1)).max(1)
     }
 
     /// The batch size: the configured one, never above the tenant's whole window quota.
@@ -304,12 +340,7 @@ impl Consumer {
                 };
             }
         }
-        let stored = convert(
-            &plan,
-            &messages,
-            &mut actions,
-            self.context.sinks.write_buffer_bytes(),
-        );
+        let stored = convert(&plan, &messages, &mut actions, self.batch_write_bytes());
         Ok(Some(Processed {
             plan,
             batch,
@@ -475,7 +506,7 @@ impl Consumer {
                         plan.collection.clone(),
                         sink_settings.write_concern,
                         sink_settings.insert_batch,
-                        self.context.sinks.write_buffer_bytes(),
+                        self.batch_write_bytes(),
                     )
                     .keeping_every_refusal();
                     let written = match stored.take() {
