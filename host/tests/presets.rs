@@ -96,7 +96,7 @@ async fn presets_reach_jobs_and_samples_are_probed_under_them() {
     let (mut files, _) = orders_files(1, 512 * 1024);
     let file = files.remove(0);
 
-    // Above the ceiling ([sandbox.max] by default allows 30,000 per byte): refused, named.
+    // Above the ceiling ([sandbox.max] by default allows 45,000 per byte): refused, named.
     let (status, body) = upload(&host, &token, "heavy", None).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["error"]["code"], "invalid_preset", "{body}");
@@ -110,6 +110,20 @@ async fn presets_reach_jobs_and_samples_are_probed_under_them() {
     let (status, body) = upload(&host, &token, "starved", None).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["version"]["preset"], "starved", "{body}");
+    // The version says the limits it runs under: the preset's; the app's are the defaults.
+    assert_eq!(body["version"]["limits"]["fuel"], 50_000_000, "{body}");
+    assert_eq!(
+        body["version"]["limits"]["fuel_per_input_byte"], 0,
+        "{body}"
+    );
+    assert_eq!(body["app"]["limits"]["fuel_per_input_byte"], 500, "{body}");
+    let (_, shown) = host
+        .tenant(&token, Method::GET, "/v1/apps/orders", None)
+        .await;
+    assert_eq!(
+        shown["versions"][0]["limits"]["fuel"], 50_000_000,
+        "{shown}"
+    );
     let ended = job(&host, &token, file.clone()).await;
     assert_eq!(ended["status"], "failed", "{ended}");
     assert_eq!(ended["error_class"], "out-of-fuel", "{ended}");

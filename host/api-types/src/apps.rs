@@ -49,7 +49,8 @@ pub struct AppView {
     /// The app's own sandbox overrides.
     #[schema(value_type = Object)]
     pub sandbox: serde_json::Value,
-    /// The limits its calls run under.
+    /// The limits of its calls before a version's preset: the operator's defaults, then the
+    /// tenant profile's overrides, then the app's own (each version says its own `limits`).
     #[schema(value_type = Object)]
     pub limits: serde_json::Value,
     /// Changes so far.
@@ -82,6 +83,11 @@ pub struct VersionView {
     /// The sandbox preset it runs under (chosen at upload); none: the operator's defaults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preset: Option<String>,
+    /// The limits its calls run under: its preset's (or the operator's defaults), then the
+    /// tenant profile's overrides, then the app's own.
+    #[schema(value_type = Object)]
+    #[serde(default)]
+    pub limits: serde_json::Value,
     /// Whether it is the app's active version.
     pub active: bool,
 }

@@ -165,7 +165,13 @@ pub async fn upload(
     Ok((
         status,
         Json(Uploaded {
-            version: VersionView::new(&admitted.version, admitted.app.active.as_deref()),
+            version: VersionView::new(
+                &admitted.version,
+                &state
+                    .apps
+                    .version_limits(&tenant, &admitted.app, &admitted.version),
+                admitted.app.active.as_deref(),
+            ),
             app: AppView::new(&admitted.app, limits),
             created: admitted.created,
         }),
@@ -273,7 +279,10 @@ pub async fn show_app(
     Ok(Json(AppDetail {
         versions: versions
             .iter()
-            .map(|v| VersionView::new(v, app.active.as_deref()))
+            .map(|v| {
+                let limits = state.apps.version_limits(&tenant, &app, v);
+                VersionView::new(v, &limits, app.active.as_deref())
+            })
             .collect(),
         app: AppView::new(&app, state.apps.app_limits(&tenant, &app)),
     }))
@@ -343,7 +352,10 @@ pub async fn list_versions(
     Ok(Json(
         versions
             .iter()
-            .map(|v| VersionView::new(v, app.active.as_deref()))
+            .map(|v| {
+                let limits = state.apps.version_limits(&tenant, &app, v);
+                VersionView::new(v, &limits, app.active.as_deref())
+            })
             .collect(),
     ))
 }
@@ -360,7 +372,12 @@ pub async fn show_version(
 ) -> Result<Json<VersionView>, ApiError> {
     let app = state.platform.app(&tenant.id, &name).await?;
     let version = state.platform.version(&tenant.id, &name, &version).await?;
-    Ok(Json(VersionView::new(&version, app.active.as_deref())))
+    let limits = state.apps.version_limits(&tenant, &app, &version);
+    Ok(Json(VersionView::new(
+        &version,
+        &limits,
+        app.active.as_deref(),
+    )))
 }
 
 /// Delete a version that is neither active nor kept for rollback.

@@ -71,12 +71,12 @@ impl AppViewExt for AppView {
 
 /// Builds a [`VersionView`] from a host record (a trait: the view is the types crate's).
 pub trait VersionViewExt {
-    /// The view of `v`; `active` is the app's active digest.
-    fn new(v: &VersionRecord, active: Option<&str>) -> Self;
+    /// The view of `v`, running under `limits`; `active` is the app's active digest.
+    fn new(v: &VersionRecord, limits: &SandboxLimits, active: Option<&str>) -> Self;
 }
 
 impl VersionViewExt for VersionView {
-    fn new(v: &VersionRecord, active: Option<&str>) -> Self {
+    fn new(v: &VersionRecord, limits: &SandboxLimits, active: Option<&str>) -> Self {
         Self {
             version: v.digest.clone(),
             kind: v.kind,
@@ -87,6 +87,7 @@ impl VersionViewExt for VersionView {
             compile_ms: v.compile_ms,
             probe_fuel: v.probe_fuel,
             preset: v.preset.clone(),
+            limits: self::limits(limits),
             active: active == Some(v.digest.as_str()),
         }
     }
