@@ -19,9 +19,12 @@
 //! the rate holds as the collection grows), MB/s and peak RSS (VmHWM): the platform's is the
 //! `serve` process's, the others this process's.
 //!
-//! `cargo bench -p mysimbdp-host --bench batch [-- SIZE_MIB [WRITES_IN_FLIGHT]]` (default
-//! 1024 MiB, the config's default writes in flight). Needs `scripts/services up`. Writes the
-//! CSV (a bad row every 1000) and the limit side's BSON under target/bench/.
+//! `cargo bench -p mysimbdp-host --bench batch [-- SIZE_MIB [WRITES_IN_FLIGHT] [--languages]]`
+//! (default 1024 MiB, the config's default writes in flight). Needs `scripts/services up`.
+//! Writes the CSV (a bad row every 1000) and the limit side's BSON under target/bench/. With
+//! `--languages` the platform side runs again with the Python and the JavaScript CSV apps
+//! (built by `scripts/build-lang-apps`, uploaded with their language's limit preset), whose
+//! documents are the Rust app's byte for byte, and reports each against the Rust app's.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -40,7 +43,7 @@ use mysimbdp_tests::process::{BENCH_OPERATOR as OPERATOR, serve_bench, vm_hwm_ki
 use mysimbdp_tests::services::mongo;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
@@ -85,11 +88,31 @@ async fn main() {
     );
     let run = mysimbdp_tests::unique("bench").replace('-', "_");
 
-    let platform = platform(&run, &path, bytes, writes, expected.good).await;
-    assert_eq!(
-        platform.documents, expected.good,
-        "the platform lost or duplicated documents"
-    );
+    let mut apps = vec![TenantApp {
+        language: "rust",
+        wasm: PathBuf::from(fixtures::CSV_BATCH),
+    }];
+    if std::env::args().any(|a| a == "--languages") {
+        let built = mysimbdp_tests::files::lang_apps();
+        for language in ["python", "js"] {
+            apps.push(TenantApp {
+                language,
+                wasm: built.join(format!("{language}-csv-batch.wasm")),
+            });
+        }
+    }
+    let mut platforms = Vec::new();
+    for app in &apps {
+        let run = format!("{run}_{}", app.language);
+        let measured = platform(&run, app, &path, bytes, writes, expected.good).await;
+        assert_eq!(
+            measured.documents, expected.good,
+            "the platform lost or duplicated documents ({})",
+            app.language
+        );
+        platforms.push((app.language, measured));
+    }
+    let platform = &platforms[0].1;
     let native = native(&run, &path, writes, expected.good).await;
     assert_eq!(
         native.documents, expected.good,
@@ -106,17 +129,26 @@ async fn main() {
 
     println!();
     println!(
-        "{:<10} {:>12} {:>10} {:>12} {:>14} {:>9} {:>14}",
+        "{:<18} {:>12} {:>10} {:>12} {:>14} {:>9} {:>14}",
         "pipeline", "documents", "seconds", "documents/s", "2nd half d/s", "MB/s", "peak RSS MiB"
     );
-    for (name, m) in [
-        ("platform", &platform),
-        ("native", &native),
-        ("limit", &limit),
-    ] {
+    let mut rows: Vec<(String, &Measured)> = platforms
+        .iter()
+        .map(|(language, m)| {
+            let name = if *language == "rust" {
+                "platform".to_owned()
+            } else {
+                format!("platform ({language})")
+            };
+            (name, m)
+        })
+        .collect();
+    rows.push(("native".to_owned(), &native));
+    rows.push(("limit".to_owned(), &limit));
+    for (name, m) in rows {
         let secs = m.elapsed.as_secs_f64();
         println!(
-            "{name:<10} {:>12} {:>10.1} {:>12.0} {:>14.0} {:>9.1} {:>14.1}",
+            "{name:<18} {:>12} {:>10.1} {:>12.0} {:>14.0} {:>9.1} {:>14.1}",
             m.documents,
             secs,
             m.documents as f64 / secs,
@@ -128,14 +160,20 @@ async fn main() {
     let ratio = |a: &Measured, b: &Measured| b.elapsed.as_secs_f64() / a.elapsed.as_secs_f64();
     println!(
         "platform / native throughput: {:.3}x",
-        ratio(&platform, &native)
+        ratio(platform, &native)
     );
     println!(
         "platform / limit throughput: {:.3}x (second half: {:.3}x)",
-        ratio(&platform, &limit),
+        ratio(platform, &limit),
         platform.second_half / limit.second_half
     );
     println!("native / limit throughput: {:.3}x", ratio(&native, &limit));
+    for (language, m) in &platforms[1..] {
+        println!(
+            "platform ({language}) / platform (rust) throughput: {:.3}x",
+            ratio(m, platform)
+        );
+    }
     mongo().await.database(&run).drop().await.unwrap();
     let _ = std::fs::remove_dir_all(dir.join(format!("staging-{run}")));
 }
@@ -167,7 +205,21 @@ fn second_half(database: &str, collection: &str, expected: u64) -> JoinHandle<f6
 }
 
 /// Uploads the file to a real `serve` and waits for its job.
-async fn platform(run: &str, path: &Path, bytes: u64, writes: usize, expected: u64) -> Measured {
+/// A tenant app the platform side runs: its name in the report, the component and the limit
+/// preset it is uploaded with.
+struct TenantApp {
+    language: &'static str,
+    wasm: PathBuf,
+}
+
+async fn platform(
+    run: &str,
+    app: &TenantApp,
+    path: &Path,
+    bytes: u64,
+    writes: usize,
+    expected: u64,
+) -> Measured {
     let dir = bench_dir();
     let (mut child, base) = serve_bench(
         run,
@@ -194,14 +246,21 @@ async fn platform(run: &str, path: &Path, bytes: u64, writes: usize, expected: u
         .await
         .unwrap();
     let token = created["token"].as_str().unwrap().to_owned();
+    // Uploaded with its language's limit preset, as a tenant would (compiled before the
+    // clock starts).
     let response = http
-        .put(format!("{base}/v1/apps/orders"))
+        .put(format!("{base}/v1/apps/orders?preset={}", app.language))
         .bearer_auth(&token)
-        .body(std::fs::read(fixtures::CSV_BATCH).unwrap())
+        .body(std::fs::read(&app.wasm).unwrap())
         .send()
         .await
         .unwrap();
-    assert!(response.status().is_success());
+    assert!(
+        response.status().is_success(),
+        "uploading the {} app: {}",
+        app.language,
+        response.text().await.unwrap_or_default()
+    );
 
     let tenant_database = format!("tenant_{run}");
     let sampler = second_half(&tenant_database, "documents", expected);
@@ -260,7 +319,8 @@ async fn platform(run: &str, path: &Path, bytes: u64, writes: usize, expected: u
     let elapsed = started.elapsed();
     let peak_rss_kib = vm_hwm_kib(child.id().unwrap());
     println!(
-        "platform: upload to staging {:.1} s, job done after {:.1} s in all",
+        "platform ({}): upload to staging {:.1} s, job done after {:.1} s in all",
+        app.language,
         uploaded.as_secs_f64(),
         elapsed.as_secs_f64()
     );

@@ -52,23 +52,8 @@ fn options(memory_mib: u64) -> CallOptions {
     }
 }
 
-fn lang_apps() -> PathBuf {
-    let target = mysimbdp_tests::files::bench_dir()
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let status = std::process::Command::new("bash")
-        .arg(root.join("scripts/build-lang-apps"))
-        .env("CARGO_TARGET_DIR", &target)
-        .status()
-        .unwrap();
-    assert!(status.success(), "scripts/build-lang-apps failed");
-    target.join("lang-apps")
-}
-
 async fn run(mib: u64) {
-    let built = lang_apps();
+    let built = mysimbdp_tests::files::lang_apps();
     let apps = |kind: &str, rust: &str| -> Vec<(&'static str, PathBuf)> {
         vec![
             ("Rust", PathBuf::from(rust)),

@@ -3,6 +3,7 @@
 //! database on first use, so any host can run any app.
 
 use crate::config::{AppsConfig, SandboxConfig, SandboxLimits, SandboxOverrides};
+use crate::documents::IdScheme;
 use crate::platform::{AppRecord, NewVersion, Platform, StoreError, TenantRecord, VersionRecord};
 use crate::runtime::{
     App, AppKind, BatchInput, CallOptions, Failure, FailureClass, Message, OutputBatch, Runtime,
@@ -544,9 +545,11 @@ pub async fn sample_probe(
         ),
         usage: Box::new(usage),
     };
-    let tenant_id = tenant.to_owned();
     match app.kind {
         AppKind::Batch => {
+            // Ids as a job of this version would derive them (their length counts towards
+            // the document size limit).
+            let ids = IdScheme::CURRENT.ids(tenant, SAMPLE_SOURCE);
             let (sink, mut batches) = mpsc::channel::<OutputBatch>(4);
             // Every document is converted as the sink would: the first it would refuse
             // refuses the upload.
@@ -558,7 +561,7 @@ pub async fn sample_probe(
                         if first_bad.is_none()
                             && let Err(reason) =
                                 crate::documents::to_stored(&d.json, d.id.as_deref(), || {
-                                    crate::documents::derived_id(&tenant_id, SAMPLE_SOURCE, index)
+                                    ids.id(index)
                                 })
                         {
                             first_bad = Some(format!("document {index}: {reason}"));
@@ -594,6 +597,9 @@ pub async fn sample_probe(
             for (outcome, message) in report.outcomes.iter().zip(&messages) {
                 let documents = match outcome {
                     Ok(documents) => documents,
+                    // A message the app rejects is its decision about that message (in
+                    // production it is dead-lettered with the reason), not a failure of the app.
+                    Err(failure) if failure.class == FailureClass::Reject => continue,
                     Err(failure) => {
                         return Err(refused(
                             failure.class,
@@ -602,17 +608,16 @@ pub async fn sample_probe(
                         ));
                     }
                 };
+                let ids = IdScheme::CURRENT.message_ids(tenant, SAMPLE_SOURCE, &message.id);
                 for (n, d) in documents.iter().enumerate() {
-                    crate::documents::to_stored(&d.json, d.id.as_deref(), || {
-                        crate::documents::derived_id(tenant, &message.id, n as u64)
-                    })
-                    .map_err(|reason| {
-                        refused(
-                            FailureClass::BadOutput,
-                            format!("message {} document {n}: {reason}", message.id),
-                            report.usage.clone(),
-                        )
-                    })?;
+                    crate::documents::to_stored(&d.json, d.id.as_deref(), || ids.id(n as u64))
+                        .map_err(|reason| {
+                            refused(
+                                FailureClass::BadOutput,
+                                format!("message {} document {n}: {reason}", message.id),
+                                report.usage.clone(),
+                            )
+                        })?;
                 }
             }
             Ok(())
@@ -644,7 +649,7 @@ fn sample_messages(sample: &[u8]) -> Vec<Message> {
 /// A document as the sink would store it: with its `_id` (the app's, or derived). A document
 /// the sink would refuse is shown as the app emitted it.
 fn as_stored(tenant: &str, source: &str, index: u64, document: crate::runtime::Document) -> String {
-    let ids = crate::documents::IdScheme::CURRENT.ids(tenant, source);
+    let ids = IdScheme::CURRENT.ids(tenant, source);
     crate::documents::stored_json(&ids, index, &document.json, document.id.as_deref())
         .unwrap_or(document.json)
 }

@@ -11,38 +11,14 @@ use mysimbdp_host::config::{SandboxConfig, SandboxLimits};
 use mysimbdp_host::runtime::{
     App, BatchInput, Document, FailureClass, Message, OutputBatch, Runtime,
 };
-use mysimbdp_tests::files::{mysimbdp_binary, target_tmpdir};
+use mysimbdp_tests::files::{lang_apps, mysimbdp_binary, target_tmpdir};
 use mysimbdp_tests::sandbox::options;
 use std::path::PathBuf;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use tokio::sync::mpsc;
 
 /// The guest languages besides Rust, as `scripts/build-lang-apps` names their builds.
 const LANGUAGES: [&str; 2] = ["python", "js"];
-
-/// Builds the Python and JS samples once per test binary (the script itself skips builds
-/// whose inputs did not change) and returns where they are.
-fn lang_apps() -> PathBuf {
-    static BUILT: OnceLock<Mutex<Option<PathBuf>>> = OnceLock::new();
-    let mut built = BUILT.get_or_init(|| Mutex::new(None)).lock().unwrap();
-    if let Some(dir) = built.as_ref() {
-        return dir.clone();
-    }
-    let target = target_tmpdir().parent().unwrap().to_path_buf();
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let status = std::process::Command::new("bash")
-        .arg(root.join("scripts/build-lang-apps"))
-        .env("CARGO_TARGET_DIR", &target)
-        .status()
-        .expect("running scripts/build-lang-apps");
-    assert!(
-        status.success(),
-        "scripts/build-lang-apps failed (the toolchains come from scripts/setup)"
-    );
-    let dir = target.join("lang-apps");
-    *built = Some(dir.clone());
-    dir
-}
 
 /// One runtime for this test binary: the default sandbox, with room to compile 12-18 MB
 /// components on a loaded machine (a Python component takes 7-35 s).

@@ -57,3 +57,27 @@ pub fn orders_csv() -> (String, fixtures::orders::Expected) {
     let (bytes, expected) = fixtures::orders::generate(16 * 1024, 10);
     (String::from_utf8(bytes).unwrap(), expected)
 }
+
+/// The Python and JavaScript sample apps, built by `scripts/build-lang-apps` (which skips
+/// builds whose inputs did not change) into `target/lang-apps`, once per process: returns
+/// that directory, holding `{python,js}-{csv-batch,json-stream}.wasm`. The toolchains come
+/// from scripts/setup.
+pub fn lang_apps() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let target = target_tmpdir().parent().unwrap().to_path_buf();
+            let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+            let status = std::process::Command::new("bash")
+                .arg(root.join("scripts/build-lang-apps"))
+                .env("CARGO_TARGET_DIR", &target)
+                .status()
+                .expect("running scripts/build-lang-apps");
+            assert!(
+                status.success(),
+                "scripts/build-lang-apps failed (the toolchains come from scripts/setup)"
+            );
+            target.join("lang-apps")
+        })
+        .clone()
+}

@@ -143,9 +143,9 @@ pub struct RunArgs {
 /// Sandbox settings shared by the `app` commands: a config file and per-limit overrides.
 #[derive(Debug, Args)]
 pub struct SandboxArgs {
-    /// The operator's configuration (TOML): its `[sandbox.*]` tables apply, so an app runs
-    /// here as it will on the platform; defaults apply without it.
-    #[arg(long, value_name = "FILE")]
+    /// The operator's configuration (TOML): its `[sandbox.*]` and `[apps]` tables apply, so
+    /// an app runs here as it will on the platform; defaults apply without it.
+    #[arg(long, value_name = "FILE", env = "MYSIMBDP_CONFIG")]
     pub config: Option<PathBuf>,
     /// Where compiled components are cached.
     #[arg(long, env = "MYSIMBDP_CACHE_DIR")]

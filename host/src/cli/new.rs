@@ -242,10 +242,54 @@ pub fn project_files(args: &NewArgs) -> Result<Vec<(String, String)>> {
     };
     // Interpreted apps need the limits of their language's preset (see the docs), locally
     // and at upload.
-    let (limits, preset) = match args.lang {
-        Lang::Rust => ("", ""),
-        Lang::Python => (" --preset python", " with `--preset python`"),
-        Lang::Js => (" --preset js", " with `--preset js`"),
+    let limits = match args.lang {
+        Lang::Rust => "",
+        Lang::Python => " --preset python",
+        Lang::Js => " --preset js",
+    };
+    let platform = match args.kind {
+        Kind::Batch => format!(
+            "Upload the app (it runs on the sample under the limits it will run with, and the \
+             upload is\nrefused if it fails there), then ingest a file and wait for its job:\n\n\
+             ```sh\n\
+             mysimbdp app upload {name} app.wasm{limits} --sample {sample}\n\
+             mysimbdp batch upload --app {name} {sample} --wait\n\
+             ```\n\n\
+             The documents are in your database's `documents` collection; read two back through \
+             the\ndaas API:\n\n\
+             ```sh\n\
+             curl -fsS -H \"Authorization: Bearer $MYSIMBDP_TOKEN\" \"$MYSIMBDP_API/v1/data/documents?limit=2\"\n\
+             ```\n\n\
+             `mysimbdp batch jobs` lists your jobs, `mysimbdp batch stats` your figures.\n"
+        ),
+        Kind::Stream => format!(
+            "Upload the app (it runs on the sample under the limits it will run with, and the \
+             upload is\nrefused if it fails there; a message it rejects is fine), create a \
+             stream it consumes, and\npublish the sample's lines to it as messages:\n\n\
+             ```sh\n\
+             mysimbdp app upload {name} app.wasm{limits} --sample {sample}\n\
+             mysimbdp stream create {name} --app {name} --collection messages\n\
+             mysimbdp stream publish --stream {name} {sample}\n\
+             ```\n\n\
+             The documents arrive in your database's `messages` collection; the message the app \
+             rejects\n(`not json`) waits in the stream's dead letters with its reason, and the \
+             figures come with\nthe consumers' reports (every few seconds):\n\n\
+             ```sh\n\
+             mysimbdp stream dead-letters {name}\n\
+             mysimbdp stream stats {name}\n\
+             ```\n"
+        ),
+    };
+    let costs = match args.lang {
+        Lang::Rust => "",
+        Lang::Python => {
+            "See docs/apps-python.md in the mysimbdp repository for the limits and costs of \
+             Python apps.\n"
+        }
+        Lang::Js => {
+            "See docs/apps-js.md in the mysimbdp repository for the limits and costs of \
+             JavaScript apps.\n"
+        }
     };
     let rust_sdk = args
         .rust_sdk
@@ -259,7 +303,8 @@ pub fn project_files(args: &NewArgs) -> Result<Vec<(String, String)>> {
             .replace("{{build}}", &build_command(args.lang, args.kind))
             .replace("{{sample}}", sample)
             .replace("{{limits}}", limits)
-            .replace("{{preset}}", preset)
+            .replace("{{platform}}", &platform)
+            .replace("{{costs}}", costs)
             .replace("{{rust_sdk}}", &rust_sdk.display().to_string())
     };
     let mut files = vec![
