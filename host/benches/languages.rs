@@ -231,6 +231,8 @@ fn peak_rss_of_app_run(app: &Path, csv: &Path, cache: &Path, memory_mib: u64) ->
         format!(
             "[sandbox.engine]\ncompile_timeout_ms = 600000\n\n[sandbox.limits]\nfuel = 50000000000\n\
              fuel_per_input_byte = 100000\ndeadline_ms = 600000\nmemory_mib = {memory_mib}\n\n\
+             [sandbox.max]\nfuel = 50000000000\nfuel_per_input_byte = 100000\n\
+             deadline_ms = 600000\nmemory_mib = {memory_mib}\n\n\
              [apps]\nrefused_imports = []\n"
         ),
     )
@@ -262,7 +264,7 @@ fn peak_rss_of_app_run(app: &Path, csv: &Path, cache: &Path, memory_mib: u64) ->
             "(app run failed: {})",
             String::from_utf8_lossy(&output.stderr)
                 .lines()
-                .last()
+                .find(|l| l.starts_with("error"))
                 .unwrap_or("")
         ),
         Err(error) => format!("(no /usr/bin/time: {error})"),
