@@ -952,6 +952,17 @@ async fn the_cli_creates_a_stream_and_publishes_a_file_with_confirms() {
             let shown = cli(&host, &token, &["stream", "show", "feed"]).await;
             assert!(shown.status.success(), "{shown:?}");
             assert!(String::from_utf8_lossy(&shown.stdout).contains("running"));
+
+            // The figures as text for people, and as the API's JSON for scripts.
+            let window = ["stream", "stats", "feed", "--window", "600"];
+            let text = cli(&host, &token, &window).await;
+            assert!(text.status.success(), "{text:?}");
+            let text = String::from_utf8_lossy(&text.stdout);
+            assert!(text.starts_with("stream feed, last 600 s"), "{text}");
+            assert!(text.contains("\n  messages       1,000 ("), "{text}");
+            let json = cli(&host, &token, &[&window[..], &["--json"]].concat()).await;
+            let json: Value = serde_json::from_slice(&json.stdout).unwrap();
+            assert_eq!(json["messages"], 1000, "{json}");
             host.delete_tenant(&tenant).await;
             host.stop().await;
         },

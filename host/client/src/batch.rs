@@ -131,13 +131,17 @@ async fn replay(args: &JobArgs) -> Result<ExitCode> {
     print_job(&args.api, &job)
 }
 
-/// `batch stats`: always JSON, as the figures have no table of their own.
+/// `batch stats`: the figures as text, or the JSON.
 async fn stats(api: &TenantApi) -> Result<ExitCode> {
     let client = Client::new(&api.api, &api.token)?;
     let stats: BatchStats = client
         .send(client.request(Method::GET, "/v1/stats"))
         .await?;
-    print_json(&stats)?;
+    if api.json {
+        print_json(&stats)?;
+    } else {
+        print!("{}", crate::figures::batch_stats(&stats));
+    }
     Ok(ExitCode::SUCCESS)
 }
 

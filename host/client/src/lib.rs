@@ -9,6 +9,8 @@ pub mod app;
 pub mod batch;
 /// The HTTP client: bearer auth, JSON in and out, the API's errors as one line.
 pub mod client;
+/// Figures as text: `stream stats` and `batch stats` without `--json`.
+pub mod figures;
 /// `mysimbdp stream …`, publishing included.
 pub mod stream;
 /// `mysimbdp tenant …` (operator).

@@ -245,7 +245,11 @@ async fn stats(window: u64, stream: &NameArgs) -> Result<ExitCode> {
             ),
         ))
         .await?;
-    print_json(&stats)?;
+    if stream.api.json {
+        print_json(&stats)?;
+    } else {
+        print!("{}", crate::figures::stream_stats(&stats));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
