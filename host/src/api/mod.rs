@@ -1,13 +1,15 @@
 //! The HTTP API (axum): routes, shared state, the OpenAPI document, and the layers every
 //! request goes through (request ids, tracing, metrics, panics caught as JSON 500s).
 //!
-//! `/v1/admin/…` takes the operator's token, `/v1/…` a tenant's; both as `Bearer`.
+//! `/v1/admin/…` takes the operator's token, `/v1/…` a tenant's; both as `Bearer`. `/` and
+//! `/console/…` serve the web console's embedded files ([`console`]).
 
 mod admin;
 mod apps;
 mod auth;
 mod batch;
 pub mod connections;
+pub mod console;
 mod data;
 pub mod error;
 mod meta;
@@ -444,6 +446,7 @@ pub fn router(state: AppState) -> Router {
         .set(serde_json::to_value(&openapi).unwrap_or_default());
     let request_id = HeaderName::from_static("x-request-id");
     router
+        .merge(console::router())
         .route_layer(axum::middleware::from_fn_with_state(
             timeouts::RequestTimeouts::new(&state.config.server),
             timeouts::bound,
