@@ -109,7 +109,7 @@ async function refresh() {
 
 async function showTenant() {
   const me = await api("/v1/tenant");
-  document.getElementById("who").textContent = "tenant " + me.tenant.id;
+  document.getElementById("who").textContent = "tenant " + me.id;
   document.getElementById("sign-in").hidden = true;
   document.getElementById("tenant").hidden = false;
   document.getElementById("sign-out").hidden = false;

@@ -8,6 +8,8 @@
 
 /// Batch uploads as tests drive them.
 pub mod batch;
+/// A headless Chromium driven over WebDriver, for the web console's tests.
+pub mod browser;
 /// Cleanup: what a test leaves in MongoDB and etcd.
 pub mod cleanup;
 /// The `mysimbdp` binary and its command lines.
