@@ -70,6 +70,17 @@ const LINGER: Duration = Duration::from_millis(20);
 const INSERT_BATCH: usize = 1000;
 const DELIVERY_LIMIT: i64 = 5;
 
+/// The writer of one batch of messages' documents, as the platform's consumer makes it.
+fn batch_writer(sink: Arc<Sink>) -> BulkWriter {
+    BulkWriter::new(
+        sink,
+        "metrics".to_owned(),
+        WriteConcern::Majority,
+        INSERT_BATCH,
+        BATCH_WRITE_BYTES,
+    )
+}
+
 struct Measured {
     messages: u64,
     documents: u64,
@@ -557,13 +568,7 @@ impl Native {
                         };
                         let sink = self.sink.clone();
                         in_flight.push_back(async move {
-                            let mut writer = BulkWriter::new(
-                                sink,
-                                "metrics".to_owned(),
-                                WriteConcern::Majority,
-                                INSERT_BATCH,
-                                BATCH_WRITE_BYTES,
-                            );
+                            let mut writer = batch_writer(sink);
                             let mut index = 0u64;
                             let last = batch.last().unwrap().0.delivery_tag;
                             let mut received = Vec::with_capacity(batch.len());
@@ -656,13 +661,7 @@ impl Limit {
             .map(|batch| {
                 let sink = self.sink.clone();
                 async move {
-                    let mut writer = BulkWriter::new(
-                        sink,
-                        "metrics".to_owned(),
-                        WriteConcern::Majority,
-                        INSERT_BATCH,
-                        BATCH_WRITE_BYTES,
-                    );
+                    let mut writer = batch_writer(sink);
                     for (index, document) in batch.into_iter().enumerate() {
                         writer.push(index as u64, document).await.unwrap();
                     }

@@ -157,6 +157,9 @@ const JS_SDK: &[File] = &[
 ];
 
 const README: &str = include_str!("templates/README.md");
+/// A Rust project's manifest (it depends on the Rust SDK by path).
+const RUST_PROJECT: &[File] = &[("Cargo.toml", include_str!("templates/rust/Cargo.toml"))];
+
 const SAMPLE_CSV: &str = include_str!("templates/sample.csv");
 const SAMPLE_JSONL: &str = include_str!("templates/sample.jsonl");
 
@@ -191,51 +194,35 @@ pub fn project_files(args: &NewArgs) -> Result<Vec<(String, String)>> {
             "app name {name:?}: use 1 to 64 ASCII letters, digits, '-' or '_', not starting with '-'"
         );
     }
-    let (language, setup, main_file, main_text, sdk): (_, _, _, _, &[File]) =
-        match (args.lang, args.kind) {
-            (Lang::Python, Kind::Batch) => (
-                "Python",
-                "once, `pip install componentize-py==0.25.1`",
-                "app.py",
-                include_str!("templates/python/batch.py"),
-                PYTHON_SDK,
-            ),
-            (Lang::Python, Kind::Stream) => (
-                "Python",
-                "once, `pip install componentize-py==0.25.1`",
-                "app.py",
-                include_str!("templates/python/stream.py"),
-                PYTHON_SDK,
-            ),
-            (Lang::Js, Kind::Batch) => (
-                "JavaScript",
-                "once, `npm ci` (Node.js 20)",
-                "app.js",
-                include_str!("templates/js/batch.js"),
-                JS_SDK,
-            ),
-            (Lang::Js, Kind::Stream) => (
-                "JavaScript",
-                "once, `npm ci` (Node.js 20)",
-                "app.js",
-                include_str!("templates/js/stream.js"),
-                JS_SDK,
-            ),
-            (Lang::Rust, Kind::Batch) => (
-                "Rust",
-                "once, `rustup target add wasm32-wasip2`",
-                "src/lib.rs",
-                include_str!("templates/rust/batch.rs"),
-                &[("Cargo.toml", include_str!("templates/rust/Cargo.toml"))],
-            ),
-            (Lang::Rust, Kind::Stream) => (
-                "Rust",
-                "once, `rustup target add wasm32-wasip2`",
-                "src/lib.rs",
-                include_str!("templates/rust/stream.rs"),
-                &[("Cargo.toml", include_str!("templates/rust/Cargo.toml"))],
-            ),
-        };
+    // What a project of each language needs besides its main file.
+    let (language, setup, main_file, sdk): (_, _, _, &[File]) = match args.lang {
+        Lang::Python => (
+            "Python",
+            "once, `pip install componentize-py==0.25.1`",
+            "app.py",
+            PYTHON_SDK,
+        ),
+        Lang::Js => (
+            "JavaScript",
+            "once, `npm ci` (Node.js 20)",
+            "app.js",
+            JS_SDK,
+        ),
+        Lang::Rust => (
+            "Rust",
+            "once, `rustup target add wasm32-wasip2`",
+            "src/lib.rs",
+            RUST_PROJECT,
+        ),
+    };
+    let main_text = match (args.lang, args.kind) {
+        (Lang::Python, Kind::Batch) => include_str!("templates/python/batch.py"),
+        (Lang::Python, Kind::Stream) => include_str!("templates/python/stream.py"),
+        (Lang::Js, Kind::Batch) => include_str!("templates/js/batch.js"),
+        (Lang::Js, Kind::Stream) => include_str!("templates/js/stream.js"),
+        (Lang::Rust, Kind::Batch) => include_str!("templates/rust/batch.rs"),
+        (Lang::Rust, Kind::Stream) => include_str!("templates/rust/stream.rs"),
+    };
     let (kind, sample, sample_text) = match args.kind {
         Kind::Batch => ("batch", "sample.csv", SAMPLE_CSV),
         Kind::Stream => ("stream", "sample.jsonl", SAMPLE_JSONL),
