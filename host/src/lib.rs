@@ -49,3 +49,5 @@ pub mod tenant_apps;
 pub mod tenants;
 /// API tokens: generation and hashing.
 pub mod tokens;
+/// Tenants' use of their quotas and the platform's figures over time.
+pub mod usage;

@@ -725,6 +725,44 @@ async fn every_operation_answers_as_documented() {
     for query in ["?window_secs=0", "?window_secs=86401", "?window_secs=x"] {
         c.expect(400, "get", stats, &s, query, tk, Body::None).await;
     }
+    let series = "/v1/streams/{name}/series";
+    c.expect(200, "get", series, &s, "", tk, Body::None).await;
+    c.expect(
+        200,
+        "get",
+        series,
+        &s,
+        "?window_secs=60&points=500",
+        tk,
+        Body::None,
+    )
+    .await;
+    for query in [
+        "?window_secs=59",
+        "?window_secs=86401",
+        "?points=9",
+        "?points=501",
+    ] {
+        c.expect(400, "get", series, &s, query, tk, Body::None)
+            .await;
+    }
+    c.expect(200, "get", "/v1/usage", &[], "", tk, Body::None)
+        .await;
+    c.expect(200, "get", "/v1/admin/usage", &[], "", op, Body::None)
+        .await;
+    let platform = "/v1/admin/series";
+    c.expect(
+        200,
+        "get",
+        platform,
+        &[],
+        "?window_secs=3600",
+        op,
+        Body::None,
+    )
+    .await;
+    c.expect(400, "get", platform, &[], "?points=0", op, Body::None)
+        .await;
     let peek = "/v1/streams/{name}/dead-letters";
     c.expect(200, "get", peek, &s, "?limit=100", tk, Body::None)
         .await;

@@ -19,6 +19,8 @@ pub mod meta;
 pub mod streams;
 /// Tenants, their profiles and the hosts serving them.
 pub mod tenants;
+/// Quota usage and the platform's figures over time.
+pub mod usage;
 
 pub use apps::{
     Activate, AppDetail, AppKind, AppView, DryRunRequest, DryRunView, FailureView, Uploaded,
@@ -31,9 +33,10 @@ pub use failure::{FailureClass, UnknownFailureClass};
 pub use meta::{Readiness, ServiceCheck};
 pub use streams::{
     ConnectionView, CreateStream, CreatedStream, DeadLetter, EventView, IncompleteWindow, Replayed,
-    StreamStats, StreamStatus, StreamView,
+    SeriesPoint, StreamSeries, StreamStats, StreamStatus, StreamView,
 };
 pub use tenants::{
     CreateTenant, HostInfo, MeView, ProfileVersionView, Suspend, TenantStatus, TenantView,
     TenantWithToken,
 };
+pub use usage::{PlatformPoint, PlatformSeries, QuotaUsage, Used};

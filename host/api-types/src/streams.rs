@@ -244,3 +244,54 @@ pub struct DeadLetter {
     /// Whether the body is base64.
     pub base64: bool,
 }
+
+/// A stream's figures over time, for plotting: one point per step of the window that holds
+/// reports (a step without any is a gap, not a zero), and the monitor's decisions and
+/// throttling changes of the same window on the same time axis.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct StreamSeries {
+    /// The stream.
+    pub stream: String,
+    /// The window, in seconds.
+    pub window_secs: u64,
+    /// The width of one point, in seconds (never shorter than the reports' interval, so
+    /// each point holds whole reports).
+    pub step_secs: u64,
+    /// The window's start (RFC 3339).
+    pub from: String,
+    /// Its end: now (RFC 3339).
+    pub to: String,
+    /// Oldest first.
+    pub points: Vec<SeriesPoint>,
+    /// Decisions and throttling changes in the window, oldest first.
+    pub events: Vec<EventView>,
+}
+
+/// What a stream's consumers did in one step, over every host.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SeriesPoint {
+    /// The step's start (RFC 3339).
+    pub at: String,
+    /// Seconds from the series' `from` to the step's start (a multiple of `step_secs`).
+    pub offset_secs: u64,
+    /// Messages settled in the step.
+    pub messages: u64,
+    /// Those messages over the time the step covers (the last step: up to now).
+    pub messages_per_sec: f64,
+    /// Documents written.
+    pub documents: u64,
+    /// Messages dead-lettered.
+    pub dead_lettered: u64,
+    /// Infrastructure errors.
+    pub errors: u64,
+    /// Mean latency, weighted by messages, ms.
+    pub latency_avg_ms: f64,
+    /// The highest p99 latency any host reported in the step, ms.
+    pub latency_p99_ms: f64,
+    /// Messages waiting: the highest depth reported in the step.
+    pub queue_depth: u64,
+    /// Consumers running: each host's latest count in the step, summed.
+    pub consumers: u32,
+    /// Whether any host was paused over the quota in the step.
+    pub throttled: bool,
+}

@@ -2,7 +2,8 @@
 //! tenants, rotates their tokens and sets their profiles.
 
 use super::auth::Operator;
-use super::error::{Json, Path};
+use super::error::{Json, Path, Query};
+use super::streams::SeriesQuery;
 use super::views::{ProfileVersionView, TenantView, TenantWithToken};
 use super::{ApiError, AppState, ErrorBody};
 use crate::platform::TenantStatus;
@@ -13,7 +14,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode, header};
-use mysimbdp_api::{CreateTenant, Suspend};
+use mysimbdp_api::{CreateTenant, PlatformSeries, QuotaUsage, Suspend};
 
 fn profile_error(error: ProfileError) -> ApiError {
     ApiError::invalid_field("invalid_profile", error.field.clone(), error.to_string())
@@ -264,4 +265,32 @@ pub async fn stats(
     _: Operator,
 ) -> Result<Json<std::collections::BTreeMap<String, crate::platform::BatchStats>>, ApiError> {
     Ok(Json(state.platform.batch_stats(None).await?))
+}
+
+/// Every tenant's use of its quotas now (as `GET /v1/usage` answers each).
+#[utoipa::path(get, path = "/v1/admin/usage", tag = "admin",
+    security(("operator_token" = [])),
+    responses((status = 200, body = Vec<QuotaUsage>)))]
+pub async fn usage(
+    State(state): State<AppState>,
+    _: Operator,
+) -> Result<Json<Vec<QuotaUsage>>, ApiError> {
+    let usage = crate::usage::of_all(&state.platform, &state.streams.quota).await?;
+    Ok(Json(usage))
+}
+
+/// The whole platform's work over time: stream messages per second, dead letters and
+/// errors from every stream's reports, batch files done and failed, documents written.
+#[utoipa::path(get, path = "/v1/admin/series", tag = "admin",
+    security(("operator_token" = [])),
+    params(SeriesQuery),
+    responses((status = 200, body = PlatformSeries)))]
+pub async fn series(
+    State(state): State<AppState>,
+    _: Operator,
+    Query(query): Query<SeriesQuery>,
+) -> Result<Json<PlatformSeries>, ApiError> {
+    let (window_secs, points) = query.checked()?;
+    let series = crate::usage::platform_series(&state.platform, window_secs, points).await?;
+    Ok(Json(series))
 }

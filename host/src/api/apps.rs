@@ -15,7 +15,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use futures_util::StreamExt;
-use mysimbdp_api::{Activate, DryRunRequest};
+use mysimbdp_api::{Activate, DryRunRequest, QuotaUsage};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
@@ -49,6 +49,19 @@ pub async fn me(State(state): State<AppState>, Tenant(tenant): Tenant) -> Json<M
         tenant: TenantView::from(&tenant),
         limits: views::limits(&state.apps.tenant_limits(&tenant)),
     })
+}
+
+/// What the calling tenant has used against its profile's quotas: today's batch and daas
+/// bytes, the current stream quota window, its apps and streams.
+#[utoipa::path(get, path = "/v1/usage", tag = "tenant",
+    security(("tenant_token" = [])),
+    responses((status = 200, body = QuotaUsage), (status = 401, body = ErrorBody)))]
+pub async fn usage(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+) -> Result<Json<QuotaUsage>, ApiError> {
+    let usage = crate::usage::of_tenant(&state.platform, &state.streams.quota, &tenant).await?;
+    Ok(Json(usage))
 }
 
 /// The tenant's apps.

@@ -14,7 +14,7 @@ mod data;
 pub mod error;
 mod meta;
 mod metrics;
-mod streams;
+pub(crate) mod streams;
 mod timeouts;
 mod views;
 
@@ -113,14 +113,14 @@ impl AppState {
     paths(
         admin::create_tenant, admin::list_tenants, admin::show_tenant, admin::delete_tenant,
         admin::suspend_tenant, admin::resume_tenant, admin::rotate_token, admin::set_profile,
-        admin::profile_versions, admin::hosts, admin::stats,
+        admin::profile_versions, admin::hosts, admin::stats, admin::usage, admin::series,
         data::write, data::read,
         batch::upload, batch::job, batch::jobs, batch::stats, batch::replay,
-        apps::me, apps::list_apps, apps::upload, apps::show_app, apps::update_app,
+        apps::me, apps::usage, apps::list_apps, apps::upload, apps::show_app, apps::update_app,
         apps::delete_app, apps::list_versions, apps::show_version, apps::delete_version,
         apps::activate, apps::rollback, apps::dry_run,
         streams::create, streams::list, streams::show, streams::delete, streams::connection,
-        streams::start, streams::stop, streams::stats, streams::rotate_credentials,
+        streams::start, streams::stop, streams::stats, streams::series, streams::rotate_credentials,
         streams::dead_letters, streams::replay,
         meta::health, meta::ready, meta::metrics, meta::openapi, meta::profile_schema,
     ),
@@ -398,6 +398,8 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(admin::set_profile))
         .routes(routes!(admin::profile_versions))
         .routes(routes!(admin::hosts))
+        .routes(routes!(admin::usage))
+        .routes(routes!(admin::series))
         .routes(routes!(data::write, data::read))
         .routes({
             // Uploads stream to staging under the profile's own size limits, not the JSON cap.
@@ -414,6 +416,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(admin::stats))
         .routes(routes!(batch::replay))
         .routes(routes!(apps::me))
+        .routes(routes!(apps::usage))
         .routes(routes!(apps::list_apps))
         .routes(routes!(
             apps::upload,
@@ -432,6 +435,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(streams::start))
         .routes(routes!(streams::stop))
         .routes(routes!(streams::stats))
+        .routes(routes!(streams::series))
         .routes(routes!(streams::rotate_credentials))
         .routes(routes!(streams::dead_letters))
         .routes(routes!(streams::replay))

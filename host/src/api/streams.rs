@@ -14,7 +14,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use mongodb::bson::DateTime;
 use mysimbdp_api::{
-    ConnectionView, CreateStream, CreatedStream, Replayed, StreamStats, StreamView,
+    ConnectionView, CreateStream, CreatedStream, Replayed, StreamSeries, StreamStats, StreamView,
 };
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -26,6 +26,33 @@ pub struct StatsQuery {
     /// The window the figures cover, in seconds (default 60, 1-86400; others are refused).
     #[param(minimum = 1, maximum = 86_400)]
     pub window_secs: Option<u64>,
+}
+
+/// `?window_secs=&points=` of a series.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SeriesQuery {
+    /// The window the series covers, in seconds (default 900, 60-86400; others are refused).
+    #[param(minimum = 60, maximum = 86_400)]
+    pub window_secs: Option<u64>,
+    /// About how many points (default 120, 10-500; others are refused); a stream's steps are
+    /// never narrower than its report interval, so it may get fewer.
+    #[param(minimum = 10, maximum = 500)]
+    pub points: Option<u64>,
+}
+
+impl SeriesQuery {
+    /// The window and the number of points, checked.
+    pub(super) fn checked(&self) -> Result<(u64, u64), ApiError> {
+        Ok((
+            in_range(
+                "window_secs",
+                self.window_secs.unwrap_or(900),
+                60..=MAX_WINDOW_SECS,
+            )?,
+            in_range("points", self.points.unwrap_or(120), 10..=500)?,
+        ))
+    }
 }
 
 /// The longest stats window, in seconds (a day).
@@ -265,6 +292,24 @@ pub async fn stats(
     )?;
     let stats = service::stats(&state.streams, &tenant, &name, window_secs).await?;
     Ok(Json(stats))
+}
+
+/// A stream's figures over time, for plotting: messages per second, mean and p99 latency,
+/// queue depth and consumers per step from its consumers' reports, with the monitor's
+/// decisions and throttling changes of the window on the same time axis.
+#[utoipa::path(get, path = "/v1/streams/{name}/series", tag = "streams",
+    security(("tenant_token" = [])),
+    params(("name" = String, Path, description = "Stream name"), SeriesQuery),
+    responses((status = 200, body = StreamSeries), (status = 404, body = ErrorBody)))]
+pub async fn series(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(name): Path<String>,
+    Query(query): Query<SeriesQuery>,
+) -> Result<Json<StreamSeries>, ApiError> {
+    let (window_secs, points) = query.checked()?;
+    let series = service::series(&state.streams, &tenant, &name, window_secs, points).await?;
+    Ok(Json(series))
 }
 
 /// `?limit=` of a look at dead letters.

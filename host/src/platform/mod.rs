@@ -6,6 +6,7 @@
 mod apps;
 mod jobs;
 mod log_writer;
+mod series;
 mod streams;
 mod tenants;
 mod usage;
@@ -13,11 +14,12 @@ mod usage;
 pub use apps::{AppRecord, NewVersion, VersionRecord};
 pub use jobs::{BatchJob, JobSpec};
 pub use log_writer::LogWriter;
+pub use series::{BatchStep, ReportStep};
 pub use streams::{
     BrokerAccount, Folded, NewStream, StreamEvent, StreamRecord, StreamReport, StreamStatus,
 };
 pub use tenants::{ProfileVersion, TenantRecord, TenantStatus};
-pub use usage::{BatchStats, JobRecord, LogEntry, QuotaExceeded};
+pub use usage::{BatchStats, JobRecord, LogEntry, QuotaExceeded, today};
 
 use crate::config::{PlatformConfig, redact_uri};
 use anyhow::Context;

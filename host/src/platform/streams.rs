@@ -465,6 +465,26 @@ impl Platform {
             .or_else(ignore_duplicate)
     }
 
+    /// A stream's events since `since`, oldest first, at most `limit` (the newest of them).
+    pub async fn stream_events_since(
+        &self,
+        tenant: &str,
+        stream: &str,
+        since: DateTime,
+        limit: i64,
+    ) -> StoreResult<Vec<StreamEvent>> {
+        let mut events: Vec<StreamEvent> = self
+            .events()
+            .find(doc! { "tenant": tenant, "stream": stream, "at": { "$gte": since } })
+            .sort(doc! { "at": -1 })
+            .limit(limit)
+            .await?
+            .try_collect()
+            .await?;
+        events.reverse();
+        Ok(events)
+    }
+
     /// A stream's latest events, newest first.
     pub async fn stream_events(
         &self,

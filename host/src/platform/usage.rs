@@ -75,7 +75,40 @@ pub struct QuotaExceeded {
     pub limit: u64,
 }
 
+/// The UTC day daily quotas count (`YYYY-MM-DD`).
+pub fn today() -> String {
+    DateTime::now()
+        .try_to_rfc3339_string()
+        .unwrap_or_default()
+        .chars()
+        .take(10)
+        .collect()
+}
+
 impl Platform {
+    /// Today's daily counters: bytes per `(tenant, channel)`, of one tenant or of all.
+    pub async fn daily_usage(
+        &self,
+        tenant: Option<&str>,
+    ) -> StoreResult<std::collections::BTreeMap<(String, String), u64>> {
+        use futures_util::TryStreamExt;
+        let mut filter = doc! { "day": today() };
+        if let Some(tenant) = tenant {
+            filter.insert("tenant", tenant);
+        }
+        let counters: Vec<mongodb::bson::Document> =
+            self.usage.find(filter).await?.try_collect().await?;
+        Ok(counters
+            .iter()
+            .filter_map(|c| {
+                let tenant = c.get_str("tenant").ok()?.to_owned();
+                let channel = c.get_str("channel").ok()?.to_owned();
+                let bytes = c.get_i64("bytes").unwrap_or(0).max(0) as u64;
+                Some(((tenant, channel), bytes))
+            })
+            .collect())
+    }
+
     /// The latest log entry of a batch job.
     pub async fn job_log(&self, tenant: &str, job: &str) -> StoreResult<Option<LogEntry>> {
         Ok(self
@@ -101,12 +134,7 @@ impl Platform {
         bytes: u64,
         limit: u64,
     ) -> StoreResult<Result<u64, QuotaExceeded>> {
-        let day = DateTime::now()
-            .try_to_rfc3339_string()
-            .unwrap_or_default()
-            .chars()
-            .take(10)
-            .collect::<String>();
+        let day = today();
         let id = format!("{tenant}:{channel}:{day}");
         let room = i64::try_from(limit.saturating_sub(bytes)).unwrap_or(i64::MAX);
         if bytes > limit {

@@ -753,12 +753,7 @@ async fn write_once(
 
 /// The tenant's stream quota, from its profile.
 fn limits(plan: &Plan) -> Limits {
-    let profile = &plan.tenant.profile.stream;
-    Limits {
-        messages: profile.max_messages_per_window,
-        bytes: profile.max_mib_per_window.saturating_mul(1024 * 1024),
-        window: Duration::from_secs(profile.window_secs),
-    }
+    Limits::of(&plan.tenant.profile.stream)
 }
 
 fn received(delivery: Option<lapin::Result<Delivery>>) -> Result<Delivery> {

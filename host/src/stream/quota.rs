@@ -61,6 +61,17 @@ pub struct Limits {
     pub window: Duration,
 }
 
+impl Limits {
+    /// A tenant's stream quota, from its profile.
+    pub fn of(profile: &crate::profile::StreamConstraints) -> Self {
+        Self {
+            messages: profile.max_messages_per_window,
+            bytes: profile.max_mib_per_window.saturating_mul(1024 * 1024),
+            window: Duration::from_secs(profile.window_secs),
+        }
+    }
+}
+
 /// Whether a batch may be consumed now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Admission {
@@ -262,6 +273,26 @@ impl Quota {
                 }
             }
         }
+    }
+
+    /// What the tenant consumed in its current window, as the shared counter says:
+    /// `(messages, bytes)`.
+    pub async fn used(&self, tenant: &str, limits: Limits) -> Result<(u64, u64)> {
+        let window = limits.window.as_millis().max(1) as u64;
+        let key = format!("{}{tenant}:{}:{}", self.prefix, window, now_ms() / window);
+        let read = async {
+            let (messages, bytes): (Option<u64>, Option<u64>) = redis::cmd("HMGET")
+                .arg(&key)
+                .arg("m")
+                .arg("b")
+                .query_async(&mut self.redis.connection().await?)
+                .await
+                .context("reading the stream quota's counter")?;
+            Ok((messages.unwrap_or(0), bytes.unwrap_or(0)))
+        };
+        tokio::time::timeout(SHARED_TIMEOUT, read)
+            .await
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within {SHARED_TIMEOUT:?}")))
     }
 
     async fn admit_shared(

@@ -14,7 +14,7 @@ use crate::platform::{
 };
 use crate::runtime::AppKind;
 use mongodb::bson::DateTime;
-use mysimbdp_api::{EventView, IncompleteWindow, StreamStats};
+use mysimbdp_api::{EventView, IncompleteWindow, SeriesPoint, StreamSeries, StreamStats};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -333,6 +333,79 @@ pub async fn stats(
         throttled,
         events: events.into_iter().map(EventView::from).collect(),
         incomplete,
+    })
+}
+
+/// Events a series carries at most (the newest of its window).
+const SERIES_EVENTS: i64 = 500;
+
+/// A stream's figures over the last `window_secs` in about `points` steps, each at least one
+/// report interval wide (a narrower step would show a report's messages as a spike followed by
+/// empty steps), aligned to multiples of the step so that refreshing the plot does not move
+/// its points.
+pub async fn series(
+    context: &StreamContext,
+    tenant: &TenantRecord,
+    name: &str,
+    window_secs: u64,
+    points: u64,
+) -> Result<StreamSeries, StreamError> {
+    context.platform.stream(&tenant.id, name).await?;
+    let step_secs = window_secs
+        .div_ceil(points.max(1))
+        .max(tenant.profile.stream.report_interval_secs)
+        .max(1);
+    let step_ms = step_secs as i64 * 1000;
+    let now_ms = DateTime::now().timestamp_millis();
+    // The first whole step in the window: a step cut by the window's start would undercount.
+    let since_ms = (now_ms - window_secs as i64 * 1000).div_euclid(step_ms) * step_ms + step_ms;
+    let since = DateTime::from_millis(since_ms);
+    let steps = context
+        .platform
+        .report_steps(
+            Some((&tenant.id, name)),
+            since,
+            Duration::from_secs(step_secs),
+        )
+        .await?;
+    let events = context
+        .platform
+        .stream_events_since(&tenant.id, name, since, SERIES_EVENTS)
+        .await?;
+    let time = |ms: i64| {
+        DateTime::from_millis(ms)
+            .try_to_rfc3339_string()
+            .unwrap_or_default()
+    };
+    let points = steps
+        .into_iter()
+        .map(|step| {
+            // The step still running is rated over the part of it that has passed.
+            let covered_ms = (now_ms - step.start_ms).clamp(1, step_ms);
+            SeriesPoint {
+                at: time(step.start_ms),
+                offset_secs: ((step.start_ms - since_ms).max(0) / 1000) as u64,
+                messages: step.messages,
+                messages_per_sec: step.messages as f64 * 1000.0 / covered_ms as f64,
+                documents: step.documents,
+                dead_lettered: step.dead_lettered,
+                errors: step.errors,
+                latency_avg_ms: step.latency_avg_ms,
+                latency_p99_ms: step.latency_p99_ms,
+                queue_depth: step.queue_depth,
+                consumers: step.consumers,
+                throttled: step.throttled,
+            }
+        })
+        .collect();
+    Ok(StreamSeries {
+        stream: name.to_owned(),
+        window_secs,
+        step_secs,
+        from: time(since_ms),
+        to: time(now_ms),
+        points,
+        events: events.into_iter().map(EventView::from).collect(),
     })
 }
 
