@@ -17,7 +17,9 @@ use lapin::{BasicProperties, Connection, ConnectionProperties};
 use mongodb::bson::{Document, doc};
 use mysimbdp_fixtures as fixtures;
 use mysimbdp_tests::prelude::*;
-use mysimbdp_tests::streams::{connect, numbered_from, publish, publish_to, stream_of, uri};
+use mysimbdp_tests::streams::{
+    connect, numbered_from, publish, publish_to, stream_of, uri, wait_for_the_sensor_app,
+};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -800,55 +802,6 @@ async fn consumers_spread_over_hosts_and_one_host_at_a_time_runs_the_monitor() {
     .await;
 }
 
-/// Waits until the consumers of stream `fixme` run the sensor app (version 2) instead of the
-/// poison app: probe readings, one at a time, until one comes out as the sensor app's metric
-/// document; the probes' documents are then removed. Both apps accept a probe, so none is
-/// dead-lettered.
-async fn wait_for_the_sensor_app(tenant: &str, conn: &Value) {
-    let metrics = tenant_collection(tenant, "metrics").await;
-    // The poison app stores a probe as `{n, message, attempt}`, the sensor app as metrics
-    // of device "probe".
-    let probe_documents = |id: &str| {
-        doc! { "$or": [ { "message": id }, { "device": "probe", "site": id } ] }
-    };
-    let mut probes = 0u32;
-    let mut pending: Option<String> = None;
-    wait_until(
-        "the stream runs the new version",
-        Duration::from_secs(30),
-        async || {
-            if let Some(id) = &pending {
-                let seen = metrics.find_one(probe_documents(id)).await.unwrap();
-                match seen {
-                    Some(document) => {
-                        pending = None;
-                        return Some(document.contains_key("metric"));
-                    }
-                    None => return None,
-                }
-            }
-            probes += 1;
-            let id = format!("probe-{probes}");
-            let body = json!({
-                "device": "probe", "site": id, "ts": "2026-11-21T10:00:00Z",
-                "readings": { "temp": 1 }
-            });
-            publish(conn, [(id.clone(), body.to_string())]).await;
-            pending = Some(id);
-            None
-        },
-        |by_the_sensor_app| *by_the_sensor_app == Some(true),
-    )
-    .await;
-    metrics
-        .delete_many(doc! { "$or": [
-            { "message": { "$regex": "^probe-" } },
-            { "device": "probe" }
-        ] })
-        .await
-        .unwrap();
-}
-
 /// Runs the `mysimbdp` binary against `host` as the tenant holding `token`.
 async fn cli(host: &Host, token: &str, args: &[&str]) -> std::process::Output {
     mysimbdp_tests::cli::async_command()
@@ -960,6 +913,12 @@ async fn the_cli_creates_a_stream_and_publishes_a_file_with_confirms() {
             let text = String::from_utf8_lossy(&text.stdout);
             assert!(text.starts_with("stream feed, last 600 s"), "{text}");
             assert!(text.contains("\n  messages       1,000 ("), "{text}");
+            // The window's curve, drawn from the series of reports.
+            let curve = text
+                .lines()
+                .find(|line| line.starts_with("  messages/s"))
+                .unwrap_or_else(|| panic!("no throughput sparkline: {text}"));
+            assert!(curve.contains('█'), "{text}");
             let json = cli(&host, &token, &[&window[..], &["--json"]].concat()).await;
             let json: Value = serde_json::from_slice(&json.stdout).unwrap();
             assert_eq!(json["messages"], 1000, "{json}");

@@ -142,3 +142,52 @@ pub async fn force_close_connections(vhost: &str, user: &str) -> usize {
     }
     closed
 }
+
+/// Waits until the consumers of a stream run the sensor app (version 2) instead of the
+/// poison app: probe readings, one at a time, until one comes out as the sensor app's metric
+/// document; the probes' documents are then removed. Both apps accept a probe, so none is
+/// dead-lettered.
+pub async fn wait_for_the_sensor_app(tenant: &str, conn: &Value) {
+    let metrics = crate::services::tenant_collection(tenant, "metrics").await;
+    // The poison app stores a probe as `{n, message, attempt}`, the sensor app as metrics
+    // of device "probe".
+    let probe_documents = |id: &str| {
+        mongodb::bson::doc! { "$or": [ { "message": id }, { "device": "probe", "site": id } ] }
+    };
+    let mut probes = 0u32;
+    let mut pending: Option<String> = None;
+    crate::poll::wait_until(
+        "the stream runs the new version",
+        std::time::Duration::from_secs(30),
+        async || {
+            if let Some(id) = &pending {
+                let seen = metrics.find_one(probe_documents(id)).await.unwrap();
+                match seen {
+                    Some(document) => {
+                        pending = None;
+                        return Some(document.contains_key("metric"));
+                    }
+                    None => return None,
+                }
+            }
+            probes += 1;
+            let id = format!("probe-{probes}");
+            let body = json!({
+                "device": "probe", "site": id, "ts": "2026-11-21T10:00:00Z",
+                "readings": { "temp": 1 }
+            });
+            publish(conn, [(id.clone(), body.to_string())]).await;
+            pending = Some(id);
+            None
+        },
+        |by_the_sensor_app| *by_the_sensor_app == Some(true),
+    )
+    .await;
+    metrics
+        .delete_many(mongodb::bson::doc! { "$or": [
+            { "message": { "$regex": "^probe-" } },
+            { "device": "probe" }
+        ] })
+        .await
+        .unwrap();
+}

@@ -319,20 +319,26 @@ pub async fn list(args: ListArgs) -> Result<ExitCode> {
             if args.api.json {
                 print_json(&apps)?;
             } else {
-                println!(
-                    "{:<24} {:<7} {:<14} {:<14} UPDATED",
-                    "APP", "KIND", "ACTIVE", "PREVIOUS"
+                let rows: Vec<Vec<String>> = apps
+                    .iter()
+                    .map(|app| {
+                        vec![
+                            app.name.clone(),
+                            app.kind.to_string(),
+                            short(or_dash(&app.active)).to_owned(),
+                            short(or_dash(&app.previous)).to_owned(),
+                            app.updated_at.clone(),
+                        ]
+                    })
+                    .collect();
+                print!(
+                    "{}",
+                    crate::figures::table(
+                        &["APP", "KIND", "ACTIVE", "PREVIOUS", "UPDATED"],
+                        &[],
+                        &rows
+                    )
                 );
-                for app in &apps {
-                    println!(
-                        "{:<24} {:<7} {:<14} {:<14} {}",
-                        app.name,
-                        app.kind.to_string(),
-                        short(or_dash(&app.active)),
-                        short(or_dash(&app.previous)),
-                        app.updated_at,
-                    );
-                }
             }
         }
         Some(name) => {
@@ -342,13 +348,26 @@ pub async fn list(args: ListArgs) -> Result<ExitCode> {
             if args.api.json {
                 print_json(&versions)?;
             } else {
-                println!("{:<2}{:<66} {:>10}  UPLOADED", "", "VERSION", "BYTES");
-                for v in &versions {
-                    let marker = if v.active { "*" } else { "" };
-                    // The size goes unpadded, as it did when it was printed from a JSON
-                    // value (which ignores widths).
-                    println!("{marker:<2}{:<66} {}  {}", v.version, v.size, v.uploaded_at,);
-                }
+                let rows: Vec<Vec<String>> = versions
+                    .iter()
+                    .map(|v| {
+                        vec![
+                            if v.active { "*" } else { "" }.to_owned(),
+                            v.version.clone(),
+                            v.preset.clone().unwrap_or_else(|| "-".to_owned()),
+                            v.size.to_string(),
+                            v.uploaded_at.clone(),
+                        ]
+                    })
+                    .collect();
+                print!(
+                    "{}",
+                    crate::figures::table(
+                        &["", "VERSION", "PRESET", "BYTES", "UPLOADED"],
+                        &[3],
+                        &rows
+                    )
+                );
             }
         }
     }

@@ -93,22 +93,27 @@ async fn jobs(status: Option<String>, api: &TenantApi) -> Result<ExitCode> {
         print_json(&jobs)?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
-        "{:<26} {:<9} {:>3}  {:<16} FILE",
-        "JOB", "STATUS", "TRY", "APP"
+    let rows: Vec<Vec<String>> = jobs
+        .iter()
+        .map(|job| {
+            vec![
+                job.id.clone(),
+                job.status.as_str().to_owned(),
+                job.attempts.to_string(),
+                job.app.clone(),
+                job.file.clone(),
+                crate::figures::clip(job.error.as_deref().unwrap_or(""), 72),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        crate::figures::table(
+            &["JOB", "STATUS", "TRY", "APP", "FILE", "ERROR"],
+            &[2],
+            &rows
+        )
     );
-    for job in &jobs {
-        // The attempts go unpadded, as they did when they were printed from a
-        // JSON value (which ignores widths).
-        println!(
-            "{:<26} {:<9} {}  {:<16} {}",
-            job.id,
-            job.status.as_str(),
-            job.attempts,
-            job.app,
-            job.file
-        );
-    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,10 +1,79 @@
-//! Figures as people read them: the text `stream stats` and `batch stats` print (`--json`
-//! keeps the API's JSON for scripts). Every tenant-controlled string printed here (reasons,
-//! host names) has its control characters replaced, so a crafted reason cannot rewrite the
-//! operator's terminal.
+//! Figures as people read them: the text `stream stats` and `batch stats` print, and the
+//! aligned tables of the listing commands (`--json` keeps the API's JSON for scripts). Every
+//! tenant-controlled string printed here (names, files, reasons, host names) has its control
+//! characters replaced, so a crafted reason cannot rewrite the operator's terminal.
 
-use mysimbdp_api::{BatchStats, StreamStats};
+use comfy_table::{CellAlignment, ContentArrangement, Table, presets};
+use mysimbdp_api::{BatchStats, StreamSeries, StreamStats};
 use std::fmt::Write;
+
+/// `rows` under `headers`, columns aligned (those in `right`, counts, to the right), each
+/// cell made safe for a terminal; one line per row, no borders.
+pub fn table(headers: &[&str], right: &[usize], rows: &[Vec<String>]) -> String {
+    let mut table = Table::new();
+    table
+        .load_style(presets::NOTHING)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header(headers.iter().copied());
+    for row in rows {
+        table.add_row(row.iter().map(|cell| text(cell)));
+    }
+    for (i, column) in table.column_iter_mut().enumerate() {
+        column.set_padding((0, 2));
+        if right.contains(&i) {
+            column.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    let mut out = String::new();
+    for line in table.to_string().lines() {
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+    out
+}
+
+/// `s` cut to `max` characters, an ellipsis marking the cut.
+pub fn clip(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_owned()
+    } else {
+        let mut clipped: String = s.chars().take(max.saturating_sub(1)).collect();
+        clipped.push('…');
+        clipped
+    }
+}
+
+/// Values as a line of block characters, the highest value the tallest block; a missing
+/// value (a step without reports) is a space.
+pub fn sparkline(values: &[Option<f64>]) -> String {
+    const BLOCKS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let highest = values.iter().flatten().copied().fold(0.0, f64::max);
+    values
+        .iter()
+        .map(|value| match value {
+            None => ' ',
+            Some(_) if highest <= 0.0 => BLOCKS[0],
+            Some(v) => {
+                let level = (v.max(0.0) / highest * (BLOCKS.len() - 1) as f64).round() as usize;
+                BLOCKS[level.min(BLOCKS.len() - 1)]
+            }
+        })
+        .collect()
+}
+
+/// A series' values over its whole window, one per step (`None` where a step has no report).
+fn over_window(
+    series: &StreamSeries,
+    value: fn(&mysimbdp_api::SeriesPoint) -> f64,
+) -> Vec<Option<f64>> {
+    let step = series.step_secs.max(1);
+    let mut values = vec![None; series.window_secs.div_ceil(step) as usize];
+    for point in &series.points {
+        if let Some(slot) = values.get_mut((point.offset_secs / step) as usize) {
+            *slot = Some(value(point));
+        }
+    }
+    values
+}
 
 /// A count with thousands separators: `1,234,567`.
 pub fn count(n: u64) -> String {
@@ -54,8 +123,9 @@ pub fn text(s: &str) -> String {
         .collect()
 }
 
-/// `stream stats` as text: one aligned line per figure, then the monitor's events.
-pub fn stream_stats(stats: &StreamStats) -> String {
+/// `stream stats` as text: one aligned line per figure, sparklines of the series when there
+/// is one, then the monitor's events.
+pub fn stream_stats(stats: &StreamStats, series: Option<&StreamSeries>) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -111,6 +181,33 @@ pub fn stream_stats(stats: &StreamStats) -> String {
     ];
     for (name, value) in rows {
         let _ = writeln!(out, "  {name:<14} {value}");
+    }
+    if let Some(series) = series.filter(|s| !s.points.is_empty()) {
+        let _ = writeln!(
+            out,
+            "last {} s, one mark per {} s (blank: no report):",
+            series.window_secs, series.step_secs
+        );
+        let highest = |f: fn(&mysimbdp_api::SeriesPoint) -> f64| {
+            series.points.iter().map(f).fold(0.0, f64::max)
+        };
+        for (name, value, unit) in [
+            (
+                "messages/s",
+                (|p| p.messages_per_sec) as fn(&mysimbdp_api::SeriesPoint) -> f64,
+                "/s",
+            ),
+            ("p99 latency", |p| p.latency_p99_ms, " ms"),
+            ("queue depth", |p| p.queue_depth as f64, ""),
+            ("consumers", |p| f64::from(p.consumers), ""),
+        ] {
+            let _ = writeln!(
+                out,
+                "  {name:<14} {}  max {:.1}{unit}",
+                sparkline(&over_window(series, value)),
+                highest(value)
+            );
+        }
     }
     for gap in &stats.incomplete {
         let _ = writeln!(
@@ -233,7 +330,7 @@ mod tests {
             }],
             incomplete: Vec::new(),
         };
-        let printed = stream_stats(&stats);
+        let printed = stream_stats(&stats, None);
         assert!(
             printed.contains("messages       20,001 (333.4/s)"),
             "{printed}"
@@ -244,5 +341,25 @@ mod tests {
             !printed.contains('\x1b') && !printed.contains('\x07'),
             "{printed}"
         );
+    }
+
+    #[test]
+    fn tables_align_and_sparklines_scale() {
+        let printed = table(
+            &["JOB", "TRY", "FILE"],
+            &[1],
+            &[
+                vec!["a1".into(), "1".into(), "x.csv".into()],
+                vec!["b22".into(), "10".into(), "evil\x1b[2J.csv".into()],
+            ],
+        );
+        let lines: Vec<&str> = printed.lines().collect();
+        assert_eq!(lines[0], "JOB  TRY  FILE", "{printed}");
+        assert_eq!(lines[1], "a1     1  x.csv", "{printed}");
+        assert_eq!(lines[2], "b22   10  evil\u{fffd}[2J.csv", "{printed}");
+        assert_eq!(sparkline(&[Some(0.0), Some(5.0), None, Some(10.0)]), "▁▅ █");
+        assert_eq!(sparkline(&[Some(0.0), None]), "▁ ");
+        assert_eq!(clip("abcdef", 4), "abc…");
+        assert_eq!(clip("abc", 4), "abc");
     }
 }

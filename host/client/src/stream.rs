@@ -10,7 +10,8 @@ use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::uri::AMQPUri;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use mysimbdp_api::{
-    ConnectionView, CreateStream, CreatedStream, DeadLetter, Replayed, StreamStats, StreamView,
+    ConnectionView, CreateStream, CreatedStream, DeadLetter, Replayed, StreamSeries, StreamStats,
+    StreamView,
 };
 use reqwest::Method;
 use serde_json::json;
@@ -200,23 +201,36 @@ async fn list(api: &TenantApi) -> Result<ExitCode> {
         print_json(&streams)?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
-        "{:<24} {:<8} {:<20} {:>9} {:>7}  QUEUE",
-        "STREAM", "STATUS", "APP", "CONSUMERS", "RUNNING"
+    let rows: Vec<Vec<String>> = streams
+        .iter()
+        .map(|s| {
+            vec![
+                s.name.clone(),
+                s.status.as_str().to_owned(),
+                s.app.clone(),
+                s.consumers.to_string(),
+                s.running_consumers.to_string(),
+                if s.throttled { "yes" } else { "no" }.to_owned(),
+                s.queue.clone(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        crate::figures::table(
+            &[
+                "STREAM",
+                "STATUS",
+                "APP",
+                "CONSUMERS",
+                "RUNNING",
+                "THROTTLED",
+                "QUEUE"
+            ],
+            &[3, 4],
+            &rows
+        )
     );
-    for s in &streams {
-        // The counts go unpadded, as they did when they were printed from JSON
-        // values (which ignore widths).
-        println!(
-            "{:<24} {:<8} {:<20} {} {}  {}",
-            s.name,
-            s.status.as_str(),
-            s.app,
-            s.consumers,
-            s.running_consumers,
-            s.queue
-        );
-    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -233,7 +247,7 @@ async fn delete(force: bool, stream: &NameArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `stream stats`: always JSON, as the figures have no table of their own.
+/// `stream stats`: the figures as text with sparklines of the window, or the API's JSON.
 async fn stats(window: u64, stream: &NameArgs) -> Result<ExitCode> {
     let client = Client::new(&stream.api.api, &stream.api.token)?;
     let stats: StreamStats = client
@@ -248,7 +262,20 @@ async fn stats(window: u64, stream: &NameArgs) -> Result<ExitCode> {
     if stream.api.json {
         print_json(&stats)?;
     } else {
-        print!("{}", crate::figures::stream_stats(&stats));
+        // The curves over the same window (a minute at least, the series' shortest); a host
+        // too old to draw them still gets its figures printed.
+        let series: Option<StreamSeries> = client
+            .send(client.request(
+                Method::GET,
+                &format!(
+                    "/v1/streams/{}/series?window_secs={}&points=60",
+                    segment(&stream.name),
+                    window.max(60)
+                ),
+            ))
+            .await
+            .ok();
+        print!("{}", crate::figures::stream_stats(&stats, series.as_ref()));
     }
     Ok(ExitCode::SUCCESS)
 }
