@@ -569,6 +569,18 @@ async fn a_tenant_drives_its_work_from_the_console_in_a_real_browser() {
         })
         .await;
     assert!(quotas.contains("stream messages"), "{quotas}");
+    // What the view reads: the bytes staged today, exactly.
+    let (status, usage) = host.tenant(&token_a, Method::GET, "/v1/usage", None).await;
+    assert_eq!(status, StatusCode::OK, "{usage}");
+    assert_eq!(
+        usage["batch"]["used"].as_u64(),
+        Some((good.len() + evil.len()) as u64),
+        "{usage}"
+    );
+    assert_eq!(
+        (usage["apps"].as_u64(), usage["streams"].as_u64()),
+        (Some(2), Some(1))
+    );
     assert!(
         !quotas.contains("batch uploads today (")
             || quotas.contains("KiB")

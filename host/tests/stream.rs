@@ -563,6 +563,39 @@ async fn a_burst_scales_consumers_up_and_idleness_down_within_bounds() {
                     .all(|e| e["reason"].as_str().unwrap().contains("idle")),
                 "{events:?}"
             );
+            // The plots' series: the same reports per step, the decisions on the same axis.
+            let (status, series) = host
+                .tenant(
+                    &token,
+                    Method::GET,
+                    "/v1/streams/burst/series?window_secs=600&points=500",
+                    None,
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{series}");
+            let points = series["points"].as_array().unwrap();
+            let summed: u64 = points.iter().map(|p| p["messages"].as_u64().unwrap()).sum();
+            assert_eq!(summed, stats["messages"].as_u64().unwrap(), "{series}");
+            assert_eq!(
+                points
+                    .iter()
+                    .map(|p| p["consumers"].as_u64().unwrap())
+                    .max(),
+                Some(3),
+                "{series}"
+            );
+            let kinds: Vec<&str> = series["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["kind"].as_str().unwrap())
+                .collect();
+            assert_eq!(
+                kinds.iter().position(|k| *k == "scale_up"),
+                Some(0),
+                "oldest first, the first decision a scale-up: {kinds:?}"
+            );
+            assert!(kinds.contains(&"scale_down"), "{kinds:?}");
             host.delete_tenant(&tenant).await;
             host.stop().await;
         },
@@ -623,6 +656,34 @@ async fn a_tenant_over_its_quota_is_paused_and_loses_nothing() {
                 "{throttled}"
             );
             assert!(events.iter().any(|e| e["kind"] == "resumed"), "{events:?}");
+            // The series counts every message once the last report is in, and marks the
+            // paused steps (the console shades them).
+            let series = wait_until(
+                "the series counts every message",
+                Duration::from_secs(30),
+                async || {
+                    host.tenant(
+                        &token,
+                        Method::GET,
+                        "/v1/streams/quota/series?window_secs=600",
+                        None,
+                    )
+                    .await
+                    .1
+                },
+                |series| {
+                    series["points"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|p| p["messages"].as_u64().unwrap())
+                        .sum::<u64>()
+                        == 350
+                },
+            )
+            .await;
+            let points = series["points"].as_array().unwrap();
+            assert!(points.iter().any(|p| p["throttled"] == true), "{series}");
             host.delete_tenant(&tenant).await;
             host.stop().await;
         },
