@@ -33,11 +33,19 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    // The certificate first: a host that cannot serve its API should not join the platform.
+    let tls = config
+        .server
+        .tls
+        .as_ref()
+        .map(api::tls::acceptor)
+        .transpose()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let services = Services::connect(&config).await?;
     let address = listener
         .local_addr()
         .context("reading the listener's address")?;
-    let host = crate::registry::this_process(format!("http://{address}"), roles(&config))?;
+    let host = crate::registry::this_process(format!("{scheme}://{address}"), roles(&config))?;
     let grace = Duration::from_millis(config.server.shutdown_grace_ms);
     let lease = Duration::from_secs(config.registry.host_lease_secs);
     let workers = config.batch.workers;
@@ -53,7 +61,7 @@ pub async fn run(
         .join(host, lease)
         .await
         .context("registering this host in etcd")?;
-    tracing::info!(host = %membership.host().id, "mysimbdp listening on http://{address}");
+    tracing::info!(host = %membership.host().id, "mysimbdp listening on {scheme}://{address}");
     let (stop_background, background_stop) = watch::channel(false);
     let background = Background::spawn(
         batch,
@@ -64,7 +72,7 @@ pub async fn run(
         incoming_max_age,
         background_stop,
     );
-    serve_until(listener, router, connection_limits, shutdown, grace).await;
+    serve_until(listener, router, connection_limits, tls, shutdown, grace).await;
     let _ = stop_background.send(true);
     background.finish(grace).await;
     membership.leave().await;
@@ -308,11 +316,12 @@ async fn serve_until(
     listener: TcpListener,
     router: axum::Router,
     limits: api::connections::ConnectionLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()> + Send + 'static,
     grace: Duration,
 ) {
     let (stopping_tx, stopping_rx) = oneshot::channel::<()>();
-    let server = api::connections::serve(listener, router, limits, async move {
+    let server = api::connections::serve(listener, router, limits, tls, async move {
         shutdown.await;
         tracing::info!("shutting down: no new connections, finishing in-flight requests");
         let _ = stopping_tx.send(());

@@ -1176,6 +1176,7 @@ async fn serve_refuses_a_bad_config_naming_the_key() {
         let output = mysimbdp_tests::cli::async_command()
             .args(["serve", "--config", file.to_str().unwrap()])
             .env("MYSIMBDP_OPERATOR_TOKEN", OPERATOR)
+            .env("MYSIMBDP_PLAIN_HTTP", "true")
             .output()
             .await
             .unwrap();
@@ -1183,6 +1184,21 @@ async fn serve_refuses_a_bad_config_naming_the_key() {
         assert_eq!(output.status.code(), Some(1), "{stderr}");
         assert!(stderr.contains(named), "{named} not named in: {stderr}");
     }
+    // Neither a certificate nor the operator's word for plain HTTP: refused, saying both ways.
+    std::fs::write(&file, "[server]\nlisten = \"127.0.0.1:0\"\n").unwrap();
+    let output = mysimbdp_tests::cli::async_command()
+        .args(["serve", "--config", file.to_str().unwrap()])
+        .env("MYSIMBDP_OPERATOR_TOKEN", OPERATOR)
+        .env_remove("MYSIMBDP_PLAIN_HTTP")
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("[server.tls]") && stderr.contains("server.plain_http"),
+        "{stderr}"
+    );
     // No operator token: refused before anything is started.
     let output = mysimbdp_tests::cli::async_command()
         .arg("serve")

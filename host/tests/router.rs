@@ -22,6 +22,7 @@ const PROMPT: Duration = Duration::from_secs(5);
 fn config() -> ServeConfig {
     let mut config = ServeConfig::default();
     config.server.operator_token = OPERATOR.to_owned();
+    config.server.plain_http = true;
     config.platform.mongodb_uri = format!("mongodb://{NOWHERE}/?serverSelectionTimeoutMS=20000");
     config.platform.database = "router_test".to_owned();
     config.sink.mongodb_uri = format!("mongodb://{NOWHERE}/");

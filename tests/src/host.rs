@@ -27,6 +27,8 @@ pub struct Host {
 pub fn config(database: &str, cache: &str) -> ServeConfig {
     let mut config = ServeConfig::default();
     config.server.operator_token = OPERATOR.to_owned();
+    // Tests speak plain HTTP to their hosts unless they are about TLS (tls.rs).
+    config.server.plain_http = true;
     config.server.shutdown_grace_ms = 5_000;
     config.platform.mongodb_uri = crate::services::MONGODB_URI.to_owned();
     config.platform.database = database.to_owned();
@@ -72,6 +74,42 @@ impl Host {
             stop: Some(stop),
             served,
             http: reqwest::Client::new(),
+        };
+        host.wait_ready().await;
+        host
+    }
+
+    /// A host serving its API over HTTPS with the certificate of `pki` (plain HTTP off) and a
+    /// header timeout of 1.5 s; its client trusts `pki`'s CA.
+    pub async fn start_tls(database: &str, cache: &str, pki: &crate::tls::Pki) -> Self {
+        let mut config = config(database, cache);
+        config.server.plain_http = false;
+        config.server.tls = Some(mysimbdp_host::config::TlsFiles {
+            cert: pki.cert.clone(),
+            key: pki.key.clone(),
+        });
+        // Short, so a test sees a silent connection closed (the handshake has this long too).
+        config.server.header_timeout_ms = 1500;
+        config.validate().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!(
+            "https://localhost:{}",
+            listener.local_addr().unwrap().port()
+        );
+        let (stop, stopped) = oneshot::channel::<()>();
+        let served = tokio::spawn(mysimbdp_host::serve::run(config, listener, async move {
+            let _ = stopped.await;
+        }));
+        let ca = reqwest::Certificate::from_pem(&std::fs::read(&pki.ca).unwrap()).unwrap();
+        let host = Self {
+            base,
+            database: database.to_owned(),
+            stop: Some(stop),
+            served,
+            http: reqwest::Client::builder()
+                .tls_certs_only([ca])
+                .build()
+                .unwrap(),
         };
         host.wait_ready().await;
         host

@@ -32,6 +32,8 @@ pub mod sandbox;
 pub mod services;
 /// Streams as tests drive them: creating, publishing, forcing connections closed.
 pub mod streams;
+/// Certificates of a CA made per test, for the tests about TLS.
+pub mod tls;
 
 pub use naming::unique;
 pub use services::{AMQP_URL, ETCD_ENDPOINT, MONGODB_URI, MONGODB2_URI, REDIS_URL};

@@ -89,6 +89,7 @@ pub async fn spawn_serve_at(
         .arg(&config)
         .env("MYSIMBDP_OPERATOR_TOKEN", OPERATOR)
         .env("MYSIMBDP_LISTEN", "127.0.0.1:0")
+        .env("MYSIMBDP_PLAIN_HTTP", "true")
         .env("MYSIMBDP_MONGODB_URI", &endpoints.mongodb_uri)
         .env("MYSIMBDP_SINK_MONGODB_URI", &endpoints.mongodb_uri)
         .env("MYSIMBDP_REDIS_URL", &endpoints.redis_url)
@@ -123,6 +124,7 @@ pub async fn serve_bench(run: &str, config: &str, echo: bool) -> (Child, String)
         .arg(&path)
         .env("MYSIMBDP_OPERATOR_TOKEN", BENCH_OPERATOR)
         .env("MYSIMBDP_LISTEN", "127.0.0.1:0")
+        .env("MYSIMBDP_PLAIN_HTTP", "true")
         .env("MYSIMBDP_CACHE_DIR", dir.join("cache"))
         .env("RUST_LOG", "warn,mysimbdp_host::serve=info");
     let (child, base, mut lines) = start(command).await;

@@ -127,7 +127,7 @@ pub struct DryRunArgs {
 
 /// `app dry-run`: runs the app on the platform on a small input; nothing is written.
 pub async fn dry_run(args: DryRunArgs) -> Result<ExitCode> {
-    let client = Client::new(&args.api.api, &args.api.token)?;
+    let client = Client::new(&args.api.api, &args.api.token, args.api.ca_cert.as_deref())?;
     let input = std::fs::read_to_string(&args.input)
         .with_context(|| format!("reading {:?} (a dry run takes UTF-8 text)", args.input))?;
     let request = DryRunRequest {
@@ -180,7 +180,7 @@ pub async fn dry_run(args: DryRunArgs) -> Result<ExitCode> {
 
 /// `app upload`: streams the component with a progress bar, then waits for admission.
 pub async fn upload(args: UploadArgs) -> Result<ExitCode> {
-    let client = Client::new(&args.api.api, &args.api.token)?;
+    let client = Client::new(&args.api.api, &args.api.token, args.api.ca_cert.as_deref())?;
     let file = tokio::fs::File::open(&args.file)
         .await
         .with_context(|| format!("opening {:?}", args.file))?;
@@ -312,7 +312,7 @@ fn print_uploaded(name: &str, uploaded: &Uploaded) {
 
 /// `app list [name]`: the apps, or one app's versions.
 pub async fn list(args: ListArgs) -> Result<ExitCode> {
-    let client = Client::new(&args.api.api, &args.api.token)?;
+    let client = Client::new(&args.api.api, &args.api.token, args.api.ca_cert.as_deref())?;
     match &args.name {
         None => {
             let apps: Vec<AppView> = client.send(client.request(Method::GET, "/v1/apps")).await?;
@@ -376,7 +376,7 @@ pub async fn list(args: ListArgs) -> Result<ExitCode> {
 
 /// `app activate name version`
 pub async fn activate(args: ActivateArgs) -> Result<ExitCode> {
-    let client = Client::new(&args.api.api, &args.api.token)?;
+    let client = Client::new(&args.api.api, &args.api.token, args.api.ca_cert.as_deref())?;
     let app: AppView = client
         .send(
             client
@@ -394,7 +394,7 @@ pub async fn activate(args: ActivateArgs) -> Result<ExitCode> {
 
 /// `app rollback name`
 pub async fn rollback(args: NameArgs) -> Result<ExitCode> {
-    let client = Client::new(&args.api.api, &args.api.token)?;
+    let client = Client::new(&args.api.api, &args.api.token, args.api.ca_cert.as_deref())?;
     let app: AppView = client
         .send(client.request(
             Method::POST,
@@ -412,7 +412,7 @@ pub async fn delete(args: NameArgs, yes: bool) -> Result<ExitCode> {
             args.name
         );
     }
-    let client = Client::new(&args.api.api, &args.api.token)?;
+    let client = Client::new(&args.api.api, &args.api.token, args.api.ca_cert.as_deref())?;
     client
         .send_empty(client.request(Method::DELETE, &format!("/v1/apps/{}", segment(&args.name))))
         .await?;

@@ -82,7 +82,7 @@ pub async fn run(command: BatchCommand) -> Result<ExitCode> {
 
 /// `batch jobs`: a table, or the JSON array.
 async fn jobs(status: Option<String>, api: &TenantApi) -> Result<ExitCode> {
-    let client = Client::new(&api.api, &api.token)?;
+    let client = Client::new(&api.api, &api.token, api.ca_cert.as_deref())?;
     let path = match status {
         Some(status) => format!("/v1/batch/jobs?status={}", segment(&status)),
         None => "/v1/batch/jobs".to_owned(),
@@ -119,14 +119,14 @@ async fn jobs(status: Option<String>, api: &TenantApi) -> Result<ExitCode> {
 
 /// `batch job`
 async fn job(args: &JobArgs) -> Result<ExitCode> {
-    let client = Client::new(&args.api.api, &args.api.token)?;
+    let client = Client::new(&args.api.api, &args.api.token, args.api.ca_cert.as_deref())?;
     let job = fetch_job(&client, &args.id).await?;
     print_job(&args.api, &job)
 }
 
 /// `batch replay`
 async fn replay(args: &JobArgs) -> Result<ExitCode> {
-    let client = Client::new(&args.api.api, &args.api.token)?;
+    let client = Client::new(&args.api.api, &args.api.token, args.api.ca_cert.as_deref())?;
     let job: JobView = client
         .send(client.request(
             Method::POST,
@@ -138,7 +138,7 @@ async fn replay(args: &JobArgs) -> Result<ExitCode> {
 
 /// `batch stats`: the figures as text, or the JSON.
 async fn stats(api: &TenantApi) -> Result<ExitCode> {
-    let client = Client::new(&api.api, &api.token)?;
+    let client = Client::new(&api.api, &api.token, api.ca_cert.as_deref())?;
     let stats: BatchStats = client
         .send(client.request(Method::GET, "/v1/stats"))
         .await?;
@@ -179,7 +179,7 @@ fn print_job(api: &TenantApi, job: &JobView) -> Result<ExitCode> {
 /// `batch upload`: streams the files in one multipart request, then, with `--wait`, follows
 /// each job to its end.
 async fn upload(args: UploadArgs) -> Result<ExitCode> {
-    let client = Client::new(&args.api.api, &args.api.token)?;
+    let client = Client::new(&args.api.api, &args.api.token, args.api.ca_cert.as_deref())?;
     // Every size is read before anything is sent, so a missing file fails the whole upload.
     let sizes = file_sizes(&args.files)?;
     let bar = progress_bar(sizes.iter().sum());

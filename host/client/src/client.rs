@@ -7,6 +7,7 @@ use mysimbdp_api::ErrorBody;
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use std::path::{Path, PathBuf};
 
 /// Where the API is and the operator's token (`mysimbdp tenant …`).
 #[derive(Debug, Args)]
@@ -17,6 +18,10 @@ pub struct OperatorApi {
     /// The operator's token.
     #[arg(long, env = "MYSIMBDP_OPERATOR_TOKEN", hide_env_values = true)]
     pub token: String,
+    /// A PEM file of the CA that signed the API's certificate, trusted besides the system's
+    /// (for an `https://` API with a private CA).
+    #[arg(long, env = "MYSIMBDP_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
     /// Print the API's JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -31,6 +36,10 @@ pub struct TenantApi {
     /// The tenant's token (msbt_…).
     #[arg(long, env = "MYSIMBDP_TOKEN", hide_env_values = true)]
     pub token: String,
+    /// A PEM file of the CA that signed the API's certificate, trusted besides the system's
+    /// (for an `https://` API with a private CA).
+    #[arg(long, env = "MYSIMBDP_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
     /// Print the API's JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -44,16 +53,30 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client of `base` (e.g. `http://127.0.0.1:8080`).
-    pub fn new(base: &str, token: &str) -> Result<Self> {
+    /// A client of `base` (e.g. `https://api.example:8443`), verifying an `https://` API's
+    /// certificate against the system's roots and, if given, the CA in PEM file `ca_cert`.
+    /// Nothing turns verification off.
+    pub fn new(base: &str, token: &str, ca_cert: Option<&Path>) -> Result<Self> {
         let base = base.trim_end_matches('/').to_owned();
         if !base.starts_with("http://") && !base.starts_with("https://") {
             anyhow::bail!("--api {base:?} is not an http:// or https:// URL");
         }
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("mysimbdp-cli/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .context("building the HTTP client")?;
+        let mut builder = reqwest::Client::builder()
+            .user_agent(concat!("mysimbdp-cli/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = ca_cert {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("reading --ca-cert {}", path.display()))?;
+            let certificates = reqwest::Certificate::from_pem_bundle(&pem).with_context(|| {
+                format!("--ca-cert {} is not a PEM certificate", path.display())
+            })?;
+            if certificates.is_empty() {
+                anyhow::bail!("--ca-cert {} holds no PEM certificate", path.display());
+            }
+            for certificate in certificates {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        let http = builder.build().context("building the HTTP client")?;
         Ok(Self {
             http,
             base,
@@ -88,13 +111,27 @@ impl Client {
 
     async fn execute(&self, request: RequestBuilder) -> Result<reqwest::Response> {
         let response = request.send().await.map_err(|e| {
-            if e.is_connect() {
+            // reqwest's own message is "error sending request": the reason is in its sources.
+            let mut reason = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                reason = format!("{reason}: {cause}");
+                source = cause.source();
+            }
+            if reason.contains("certificate") || reason.contains("UnknownIssuer") {
                 anyhow!(
-                    "cannot reach the mysimbdp API at {}: is `mysimbdp serve` running there? ({e})",
+                    "the mysimbdp API at {} presented a certificate this client does not trust \
+                     ({reason}); if a private CA signed it, pass --ca-cert (or \
+                     MYSIMBDP_CA_CERT) with that CA's PEM file",
+                    self.base
+                )
+            } else if e.is_connect() {
+                anyhow!(
+                    "cannot reach the mysimbdp API at {}: is `mysimbdp serve` running there? ({reason})",
                     self.base
                 )
             } else {
-                anyhow!("calling the mysimbdp API at {}: {e}", self.base)
+                anyhow!("calling the mysimbdp API at {}: {reason}", self.base)
             }
         })?;
         let status = response.status();

@@ -161,7 +161,7 @@ pub async fn run(command: StreamCommand) -> Result<ExitCode> {
 /// `stream create`: prints the credentials and where to publish, which the tenant needs
 /// to publish without this CLI.
 async fn create(args: CreateArgs) -> Result<ExitCode> {
-    let client = Client::new(&args.api.api, &args.api.token)?;
+    let client = Client::new(&args.api.api, &args.api.token, args.api.ca_cert.as_deref())?;
     let body = CreateStream {
         name: args.name,
         app: args.app,
@@ -193,7 +193,7 @@ async fn create(args: CreateArgs) -> Result<ExitCode> {
 
 /// `stream list`: a table, or the JSON array.
 async fn list(api: &TenantApi) -> Result<ExitCode> {
-    let client = Client::new(&api.api, &api.token)?;
+    let client = Client::new(&api.api, &api.token, api.ca_cert.as_deref())?;
     let streams: Vec<StreamView> = client
         .send(client.request(Method::GET, "/v1/streams"))
         .await?;
@@ -236,7 +236,11 @@ async fn list(api: &TenantApi) -> Result<ExitCode> {
 
 /// `stream delete`
 async fn delete(force: bool, stream: &NameArgs) -> Result<ExitCode> {
-    let client = Client::new(&stream.api.api, &stream.api.token)?;
+    let client = Client::new(
+        &stream.api.api,
+        &stream.api.token,
+        stream.api.ca_cert.as_deref(),
+    )?;
     client
         .send_empty(client.request(
             Method::DELETE,
@@ -249,7 +253,11 @@ async fn delete(force: bool, stream: &NameArgs) -> Result<ExitCode> {
 
 /// `stream stats`: the figures as text with sparklines of the window, or the API's JSON.
 async fn stats(window: u64, stream: &NameArgs) -> Result<ExitCode> {
-    let client = Client::new(&stream.api.api, &stream.api.token)?;
+    let client = Client::new(
+        &stream.api.api,
+        &stream.api.token,
+        stream.api.ca_cert.as_deref(),
+    )?;
     let stats: StreamStats = client
         .send(client.request(
             Method::GET,
@@ -282,7 +290,11 @@ async fn stats(window: u64, stream: &NameArgs) -> Result<ExitCode> {
 
 /// `stream dead-letters`: each letter's id, class, error and the start of its body.
 async fn dead_letters(limit: u64, stream: &NameArgs) -> Result<ExitCode> {
-    let client = Client::new(&stream.api.api, &stream.api.token)?;
+    let client = Client::new(
+        &stream.api.api,
+        &stream.api.token,
+        stream.api.ca_cert.as_deref(),
+    )?;
     let letters: Vec<DeadLetter> = client
         .send(client.request(
             Method::GET,
@@ -313,7 +325,11 @@ async fn dead_letters(limit: u64, stream: &NameArgs) -> Result<ExitCode> {
 
 /// `stream replay`
 async fn replay(limit: Option<u64>, stream: &NameArgs) -> Result<ExitCode> {
-    let client = Client::new(&stream.api.api, &stream.api.token)?;
+    let client = Client::new(
+        &stream.api.api,
+        &stream.api.token,
+        stream.api.ca_cert.as_deref(),
+    )?;
     let query = limit.map(|l| format!("?limit={l}")).unwrap_or_default();
     let replayed: Replayed = client
         .send(client.request(
@@ -336,7 +352,7 @@ async fn replay(limit: Option<u64>, stream: &NameArgs) -> Result<ExitCode> {
 }
 
 async fn simple(args: &NameArgs, method: Method, suffix: &str) -> Result<ExitCode> {
-    let client = Client::new(&args.api.api, &args.api.token)?;
+    let client = Client::new(&args.api.api, &args.api.token, args.api.ca_cert.as_deref())?;
     let stream: StreamView = client
         .send(client.request(
             method,
@@ -404,7 +420,7 @@ async fn publish(args: PublishArgs) -> Result<ExitCode> {
 
 /// Asks the API where and as whom to publish to the stream.
 async fn stream_connection(args: &PublishArgs) -> Result<(AMQPUri, Route)> {
-    let client = Client::new(&args.api.api, &args.api.token)?;
+    let client = Client::new(&args.api.api, &args.api.token, args.api.ca_cert.as_deref())?;
     let connection: ConnectionView = client
         .send(client.request(
             Method::GET,

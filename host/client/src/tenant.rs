@@ -118,7 +118,7 @@ pub async fn run(
 
 /// `tenant create`: the token is printed once, since only its hash is stored.
 async fn create(id: String, profile: Option<PathBuf>, api: &OperatorApi) -> Result<()> {
-    let client = Client::new(&api.api, &api.token)?;
+    let client = Client::new(&api.api, &api.token, api.ca_cert.as_deref())?;
     let body = CreateTenant {
         id,
         profile: profile.map(|path| read_profile(&path)).transpose()?,
@@ -144,7 +144,7 @@ async fn create(id: String, profile: Option<PathBuf>, api: &OperatorApi) -> Resu
 
 /// `tenant list`: a table, or the JSON array.
 async fn list(api: &OperatorApi) -> Result<()> {
-    let client = Client::new(&api.api, &api.token)?;
+    let client = Client::new(&api.api, &api.token, api.ca_cert.as_deref())?;
     let tenants: Vec<TenantView> = client
         .send(client.request(Method::GET, "/v1/admin/tenants"))
         .await?;
@@ -170,7 +170,7 @@ async fn list(api: &OperatorApi) -> Result<()> {
 
 /// `tenant show`: the tenant and its current profile as TOML.
 async fn show(args: &TenantArgs) -> Result<()> {
-    let client = Client::new(&args.api.api, &args.api.token)?;
+    let client = Client::new(&args.api.api, &args.api.token, args.api.ca_cert.as_deref())?;
     let tenant: TenantView = client
         .send(client.request(Method::GET, &tenant_path(&args.id, "")))
         .await?;
@@ -184,7 +184,7 @@ async fn show(args: &TenantArgs) -> Result<()> {
 
 /// `tenant suspend`
 async fn suspend(id: &str, reason: Option<String>, api: &OperatorApi) -> Result<()> {
-    let client = Client::new(&api.api, &api.token)?;
+    let client = Client::new(&api.api, &api.token, api.ca_cert.as_deref())?;
     let tenant: TenantView = client
         .send(
             client
@@ -197,7 +197,7 @@ async fn suspend(id: &str, reason: Option<String>, api: &OperatorApi) -> Result<
 
 /// `tenant resume`
 async fn resume(args: &TenantArgs) -> Result<()> {
-    let client = Client::new(&args.api.api, &args.api.token)?;
+    let client = Client::new(&args.api.api, &args.api.token, args.api.ca_cert.as_deref())?;
     let tenant: TenantView = client
         .send(client.request(Method::POST, &tenant_path(&args.id, "/resume")))
         .await?;
@@ -212,7 +212,7 @@ async fn delete(id: &str, yes: bool, api: &OperatorApi) -> Result<()> {
              add --yes to confirm"
         );
     }
-    let client = Client::new(&api.api, &api.token)?;
+    let client = Client::new(&api.api, &api.token, api.ca_cert.as_deref())?;
     client
         .send_empty(client.request(Method::DELETE, &tenant_path(id, "")))
         .await?;
@@ -222,7 +222,7 @@ async fn delete(id: &str, yes: bool, api: &OperatorApi) -> Result<()> {
 
 /// `tenant rotate-token`
 async fn rotate_token(args: &TenantArgs) -> Result<()> {
-    let client = Client::new(&args.api.api, &args.api.token)?;
+    let client = Client::new(&args.api.api, &args.api.token, args.api.ca_cert.as_deref())?;
     let rotated: TenantWithToken = client
         .send(client.request(Method::POST, &tenant_path(&args.id, "/token")))
         .await?;
@@ -234,7 +234,7 @@ async fn rotate_token(args: &TenantArgs) -> Result<()> {
 
 /// `tenant profile set`: the file goes as it is, so the API reports its syntax errors.
 async fn set_profile(id: &str, file: &Path, api: &OperatorApi) -> Result<()> {
-    let client = Client::new(&api.api, &api.token)?;
+    let client = Client::new(&api.api, &api.token, api.ca_cert.as_deref())?;
     let text_body = std::fs::read_to_string(file).with_context(|| format!("reading {file:?}"))?;
     let content_type = if is_toml(file) {
         "application/toml"
@@ -256,7 +256,7 @@ async fn set_profile(id: &str, file: &Path, api: &OperatorApi) -> Result<()> {
 
 /// `tenant profile history`
 async fn profile_history(args: &TenantArgs) -> Result<()> {
-    let client = Client::new(&args.api.api, &args.api.token)?;
+    let client = Client::new(&args.api.api, &args.api.token, args.api.ca_cert.as_deref())?;
     let versions: Vec<ProfileVersionView> = client
         .send(client.request(Method::GET, &tenant_path(&args.id, "/profile/versions")))
         .await?;

@@ -4,6 +4,9 @@
 //! counted from the moment a connection opens or goes idle after a response, so a silent
 //! connection, a half-sent header and an idle keep-alive connection are all closed.
 //! HTTP/1.1 only: nothing needs HTTP/2 here, and it would bring its own attack surface.
+//! With `[server.tls]`, every connection is TLS ([`super::tls`]); its handshake must end
+//! within the header timeout too, so a client that connects and says nothing holds a slot no
+//! longer over TLS than without it. A plain-HTTP request to a TLS port is a failed handshake.
 //!
 //! Body and whole-request time bounds are per route, in [`super::timeouts`].
 
@@ -15,8 +18,10 @@ use hyper_util::service::TowerToHyperService;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 
 /// The connection-level bounds, from `[server]`.
 #[derive(Debug, Clone, Copy)]
@@ -37,6 +42,7 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ConnectionLimits,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()> + Send,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
@@ -71,18 +77,43 @@ pub async fn serve(
             );
         }
         let _ = stream.set_nodelay(true);
-        let connection = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_timeout)
-            .serve_connection(TokioIo::new(stream), service.clone());
-        let connection = graceful.watch(connection);
+        let service = service.clone();
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "connection ended with an error");
+            match tls {
+                None => serve_connection(stream, service, limits, watcher).await,
+                Some(tls) => {
+                    match tokio::time::timeout(limits.header_timeout, tls.accept(stream)).await {
+                        Ok(Ok(stream)) => serve_connection(stream, service, limits, watcher).await,
+                        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                        Err(_) => {
+                            tracing::debug!("TLS handshake not done within the header timeout")
+                        }
+                    }
+                }
             }
             drop(permit);
         });
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// Serves HTTP/1.1 on one connection (plain or TLS) until it closes or shutdown ends it.
+async fn serve_connection<I>(
+    io: I,
+    service: TowerToHyperService<Router>,
+    limits: ConnectionLimits,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .serve_connection(TokioIo::new(io), service);
+    if let Err(e) = watcher.watch(connection).await {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
 }

@@ -16,6 +16,7 @@ mod meta;
 mod metrics;
 pub(crate) mod streams;
 mod timeouts;
+pub mod tls;
 mod views;
 
 pub use error::{ApiError, ErrorBody};

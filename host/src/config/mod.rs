@@ -9,7 +9,7 @@ pub use sandbox::*;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Where the API listens by default.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -117,11 +117,16 @@ pub struct EnvOverride {
 /// Environment variables that override the file: secrets and addresses. This one table
 /// drives [`ServeConfig::apply_env`], `mysimbdp serve --help` and the list atop
 /// config/mysimbdp.example.toml (a test keeps that list in step).
-pub const ENV_OVERRIDES: [EnvOverride; 12] = [
+pub const ENV_OVERRIDES: [EnvOverride; 13] = [
     EnvOverride {
         variable: "MYSIMBDP_OPERATOR_TOKEN",
         key: "server.operator_token",
         set: |c, v| c.server.operator_token = v,
+    },
+    EnvOverride {
+        variable: "MYSIMBDP_PLAIN_HTTP",
+        key: "server.plain_http",
+        set: |c, v| c.server.plain_http = matches!(v.trim(), "true" | "1" | "yes"),
     },
     EnvOverride {
         variable: "MYSIMBDP_LISTEN",
@@ -249,6 +254,22 @@ pub struct ServerConfig {
     pub upload_body_idle_timeout_ms: u64,
     /// `request_timeout_ms` of the upload routes.
     pub upload_timeout_ms: u64,
+    /// The API's certificate: when set, the API speaks HTTPS only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsFiles>,
+    /// Serve the API over plain HTTP (no `[server.tls]`): only when the operator says so, for
+    /// local development or behind a proxy that terminates TLS.
+    pub plain_http: bool,
+}
+
+/// `[server.tls]`: PEM files of the API's certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// The certificate chain, the host's own certificate first.
+    pub cert: PathBuf,
+    /// Its private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 impl Default for ServerConfig {
@@ -264,6 +285,8 @@ impl Default for ServerConfig {
             request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
             upload_body_idle_timeout_ms: DEFAULT_UPLOAD_BODY_IDLE_TIMEOUT_MS,
             upload_timeout_ms: DEFAULT_UPLOAD_TIMEOUT_MS,
+            tls: None,
+            plain_http: false,
         }
     }
 }
@@ -303,6 +326,18 @@ impl ServerConfig {
             if !(100..=86_400_000).contains(&value) {
                 bail!("{key} = {value}: it must be 100..=86400000 (100 ms to a day)");
             }
+        }
+        match (&self.tls, self.plain_http) {
+            (None, false) => bail!(
+                "the API has no certificate: set [server.tls] cert and key (PEM files), or \
+                 server.plain_http = true (MYSIMBDP_PLAIN_HTTP=true) to serve plain HTTP for \
+                 local development or behind a proxy that terminates TLS"
+            ),
+            (Some(_), true) => bail!(
+                "[server.tls] and server.plain_http = true are both set: the API serves one \
+                 or the other"
+            ),
+            _ => {}
         }
         if self.upload_timeout_ms < self.request_timeout_ms {
             bail!(
@@ -912,6 +947,7 @@ mod tests {
     fn valid() -> ServeConfig {
         let mut config = ServeConfig::default();
         config.server.operator_token = TOKEN.to_owned();
+        config.server.plain_http = true;
         config
     }
 
@@ -922,6 +958,8 @@ mod tests {
         // The example leaves the token to the environment, as operators should.
         assert_eq!(config.server.operator_token, "");
         config.server.operator_token = TOKEN.to_owned();
+        // Its one departure from the defaults, said in the file: plain HTTP on one machine.
+        assert!(config.server.plain_http);
         assert_eq!(config, valid());
         config.validate().unwrap();
     }
@@ -942,12 +980,34 @@ mod tests {
             "MYSIMBDP_OPERATOR_TOKEN" => Some(TOKEN.to_owned()),
             "MYSIMBDP_MONGODB_URI" => Some("mongodb://db.internal:27017".to_owned()),
             "MYSIMBDP_CACHE_DIR" => Some("/var/cache/x".to_owned()),
+            "MYSIMBDP_PLAIN_HTTP" => Some("true".to_owned()),
             _ => None,
         });
         assert_eq!(config.server.operator_token, TOKEN);
+        assert!(config.server.plain_http);
         assert_eq!(config.platform.mongodb_uri, "mongodb://db.internal:27017");
         assert_eq!(config.sandbox.engine.cache_dir, Some("/var/cache/x".into()));
         assert_eq!(config.server.listen, DEFAULT_LISTEN);
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn plain_http_is_served_only_when_the_operator_says_so() {
+        let mut config = valid();
+        config.server.plain_http = false;
+        let error = config.validate().unwrap_err().to_string();
+        assert!(
+            error.contains("[server.tls]") && error.contains("server.plain_http = true"),
+            "{error}"
+        );
+        let mut config = valid();
+        config.server.tls = Some(TlsFiles {
+            cert: "/etc/mysimbdp/api.crt".into(),
+            key: "/etc/mysimbdp/api.key".into(),
+        });
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("both set"), "{error}");
+        config.server.plain_http = false;
         config.validate().unwrap();
     }
 
@@ -1062,6 +1122,8 @@ mod tests {
                 v if v.ends_with("AMQP_URL") => "amqp://elsewhere:5672",
                 "MYSIMBDP_RABBITMQ_MANAGEMENT_URL" => "http://elsewhere:15672",
                 "MYSIMBDP_PLATFORM_DATABASE" => "elsewhere",
+                // valid() serves plain HTTP: the variable turns it off.
+                "MYSIMBDP_PLAIN_HTTP" => "false",
                 _ => "/var/lib/elsewhere",
             };
             let mut config = valid();
@@ -1080,6 +1142,7 @@ mod tests {
                     .filter_map(toml::Value::as_str)
                     .collect::<Vec<_>>()
                     .join(", "),
+                toml::Value::Boolean(b) => b.to_string(),
                 other => other.as_str().unwrap_or_default().to_owned(),
             };
             assert_eq!(expected, value, "{} -> {key}", o.variable);

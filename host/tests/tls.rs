@@ -1,0 +1,158 @@
+//! The API over HTTPS (`[server.tls]`): a client that trusts the CA works, plain HTTP to the
+//! same port gets no HTTP answer, a client that does not trust the CA refuses the host, and
+//! the CLI verifies it too — refusing without the CA (and saying how to give it), working with
+//! `--ca-cert` or `MYSIMBDP_CA_CERT`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use mysimbdp_tests::cli::{async_command, text};
+use mysimbdp_tests::prelude::*;
+use mysimbdp_tests::tls::pki;
+use reqwest::{Method, StatusCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// An error and its sources, as one line.
+fn chain(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text = format!("{text}: {cause}");
+        source = cause.source();
+    }
+    text
+}
+
+async fn cli(
+    base: &str,
+    extra: &[&str],
+    ca_env: Option<&std::path::Path>,
+) -> (Option<i32>, String, String) {
+    let mut command = async_command();
+    command
+        .args(["tenant", "list", "--api", base])
+        .args(extra)
+        .env("MYSIMBDP_OPERATOR_TOKEN", OPERATOR)
+        .env_remove("MYSIMBDP_CA_CERT");
+    if let Some(ca) = ca_env {
+        command.env("MYSIMBDP_CA_CERT", ca);
+    }
+    text(&command.output().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_speaks_https_only_and_every_client_verifies_it() {
+    let database = database_name();
+    let pki = pki(&unique("api"));
+    let host = Host::start_tls(&database, "tls-cache", &pki).await;
+    let port = host.base.rsplit(':').next().unwrap().to_owned();
+
+    // A client trusting the CA: the whole API.
+    let tenant = unique("tls");
+    let token = host.create_tenant(&tenant, None).await;
+    let (status, me) = host.tenant(&token, Method::GET, "/v1/tenant", None).await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!(me["id"], tenant.as_str());
+
+    // Plain HTTP to the same port: the bytes are a failed handshake, never an HTTP answer.
+    let mut plain = tokio::net::TcpStream::connect(format!("127.0.0.1:{port}"))
+        .await
+        .unwrap();
+    plain
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = plain.read_to_end(&mut answer).await;
+    assert!(
+        !answer.starts_with(b"HTTP/"),
+        "plain HTTP was answered: {:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    let refused = reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await;
+    assert!(refused.is_err(), "{refused:?}");
+
+    // A client that connects and never starts its handshake holds its slot no longer than
+    // the header timeout (1.5 s here).
+    let silent = tokio::net::TcpStream::connect(format!("127.0.0.1:{port}"))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    within(
+        "the silent connection is closed",
+        std::time::Duration::from_secs(10),
+        async {
+            let mut silent = silent;
+            let mut rest = Vec::new();
+            let _ = silent.read_to_end(&mut rest).await;
+        },
+    )
+    .await;
+    assert!(started.elapsed() >= std::time::Duration::from_millis(1400));
+
+    // A client trusting another CA (or only the system's roots) refuses the host.
+    let other = reqwest::Certificate::from_pem(&std::fs::read(&pki.other_ca).unwrap()).unwrap();
+    let stranger = reqwest::Client::builder()
+        .tls_certs_only([other])
+        .build()
+        .unwrap();
+    let error = stranger
+        .get(format!("{}/healthz", host.base))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(chain(&error).contains("certificate"), "{}", chain(&error));
+    let error = reqwest::get(format!("{}/healthz", host.base))
+        .await
+        .unwrap_err();
+    assert!(chain(&error).contains("certificate"), "{}", chain(&error));
+
+    // The CLI: refused without the CA, saying how to give it; fine with it, by flag or by
+    // environment; refused with the wrong one.
+    let (code, _, err) = cli(&host.base, &[], None).await;
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("does not trust") && err.contains("--ca-cert"),
+        "{err}"
+    );
+    let ca = pki.ca.to_str().unwrap();
+    let (code, out, err) = cli(&host.base, &["--ca-cert", ca], None).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains(&tenant), "{out}");
+    let (code, out, err) = cli(&host.base, &[], Some(&pki.ca)).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains(&tenant), "{out}");
+    let other_ca = pki.other_ca.to_str().unwrap();
+    let (code, _, err) = cli(&host.base, &["--ca-cert", other_ca], None).await;
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("does not trust"), "{err}");
+
+    host.delete_tenant(&tenant).await;
+    drop_database(&tenant_database(&tenant)).await;
+    host.stop().await;
+    drop_database(&database).await;
+}
+
+/// A certificate file that is not one, or a key that does not go with it, stops `serve`
+/// before it joins the platform, naming the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_certificate_stops_serve_naming_the_file() {
+    let pki = pki(&unique("bad"));
+    let other = mysimbdp_tests::tls::pki(&unique("bad-other"));
+    for (cert, key, named) in [
+        (&pki.key, &pki.key, "server.tls.cert"),
+        (&pki.cert, &other.key, "does not go with"),
+        (&pki.cert, &pki.cert, "server.tls.key"),
+    ] {
+        let mut config = config(&database_name(), "tls-cache");
+        config.server.plain_http = false;
+        config.server.tls = Some(mysimbdp_host::config::TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let error = mysimbdp_host::serve::run(config, listener, std::future::pending())
+            .await
+            .unwrap_err();
+        assert!(format!("{error:#}").contains(named), "{named}: {error:#}");
+    }
+}
