@@ -1,12 +1,16 @@
-//! The API over HTTPS (`[server.tls]`): a client that trusts the CA works, plain HTTP to the
-//! same port gets no HTTP answer, a client that does not trust the CA refuses the host, and
-//! the CLI verifies it too — refusing without the CA (and saying how to give it), working with
-//! `--ca-cert` or `MYSIMBDP_CA_CERT`.
+//! TLS on the platform's hops. The API over HTTPS (`[server.tls]`): a client that trusts the
+//! CA works, plain HTTP to the same port gets no HTTP answer, a client that does not trust the
+//! CA refuses the host, and the CLI verifies it too — refusing without the CA (and saying how
+//! to give it), working with `--ca-cert` or `MYSIMBDP_CA_CERT`. MongoDB over TLS: a host whose
+//! platform database and coredms are the services script's TLS-only server, reached with the
+//! URI's `tls=true&tlsCAFile=`, works end to end; without the CA, or without TLS, nothing
+//! connects.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use mysimbdp_tests::cli::{async_command, text};
 use mysimbdp_tests::prelude::*;
+use mysimbdp_tests::services::{MONGODB_TLS_URI, services_ca};
 use mysimbdp_tests::tls::pki;
 use reqwest::{Method, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -155,4 +159,63 @@ async fn a_bad_certificate_stops_serve_naming_the_file() {
             .unwrap_err();
         assert!(format!("{error:#}").contains(named), "{named}: {error:#}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_writes_through_mongodb_over_tls_with_the_ca_from_its_uri() {
+    let ca = services_ca();
+    let uri = format!("{MONGODB_TLS_URI}&tlsCAFile={}", ca.display());
+    // Without the CA, or without TLS, the server is not reached.
+    for refused in [
+        MONGODB_TLS_URI.replace(
+            "serverSelectionTimeoutMS=10000",
+            "serverSelectionTimeoutMS=2000",
+        ),
+        "mongodb://127.0.0.1:27019/?replicaSet=rs2&serverSelectionTimeoutMS=2000".to_owned(),
+    ] {
+        let client = mongodb::Client::with_uri_str(&refused).await.unwrap();
+        let ping = client
+            .database("admin")
+            .run_command(mongodb::bson::doc! { "ping": 1 })
+            .await;
+        assert!(ping.is_err(), "{refused} connected");
+    }
+
+    let database = database_name();
+    let host = Host::start_with(&database, "tls-cache", |config| {
+        config.platform.mongodb_uri = uri.clone();
+        config.sink.mongodb_uri = uri.clone();
+    })
+    .await;
+    let tenant = unique("tlsdb");
+    let token = host.create_tenant(&tenant, None).await;
+    let response = host
+        .request(Method::POST, "/v1/data/readings", Some(&token))
+        .json(&serde_json::json!([{ "probe": "r1", "temp": 21.5 }]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "{}",
+        response.text().await.unwrap()
+    );
+    // The document is on the TLS-only server, in the tenant's database.
+    let client = mongodb::Client::with_uri_str(&uri).await.unwrap();
+    let stored = client
+        .database(&tenant_database(&tenant))
+        .collection::<mongodb::bson::Document>("readings")
+        .find_one(mongodb::bson::doc! { "probe": "r1" })
+        .await
+        .unwrap();
+    assert_eq!(stored.unwrap().get_f64("temp").unwrap(), 21.5);
+    host.delete_tenant(&tenant).await;
+    host.stop().await;
+    client
+        .database(&tenant_database(&tenant))
+        .drop()
+        .await
+        .unwrap();
+    client.database(&database).drop().await.unwrap();
 }

@@ -10,6 +10,28 @@ pub const MONGODB_URI: &str =
 /// The second MongoDB server (replica set `rs1`): a tenant's dedicated coredms in tests.
 pub const MONGODB2_URI: &str =
     "mongodb://127.0.0.1:27018/?replicaSet=rs1&serverSelectionTimeoutMS=10000";
+/// The third MongoDB server (replica set `rs2`), which accepts TLS connections only; add
+/// `&tlsCAFile=` with [`services_ca`] to reach it.
+pub const MONGODB_TLS_URI: &str =
+    "mongodb://127.0.0.1:27019/?replicaSet=rs2&tls=true&serverSelectionTimeoutMS=10000";
+
+/// The CA the services script made for its TLS servers (PEM).
+pub fn services_ca() -> std::path::PathBuf {
+    let state = std::env::var_os("MYSIMBDP_SERVICES_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(std::env::var_os("HOME").expect("HOME"))
+                .join(".local/share/mysimbdp-services")
+        });
+    let ca = state.join("tls/ca.pem");
+    assert!(
+        ca.is_file(),
+        "no {} : run scripts/services up (it makes the CA of its TLS servers)",
+        ca.display()
+    );
+    ca
+}
+
 /// etcd's client endpoint.
 pub const ETCD_ENDPOINT: &str = "127.0.0.1:2379";
 
