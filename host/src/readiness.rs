@@ -72,7 +72,7 @@ impl Probes {
             platform,
             registry,
             // A URL that does not parse was refused by config validation; the probe says so.
-            redis: RedisLink::new(&config.redis.url).ok(),
+            redis: RedisLink::from_config(&config.redis).ok(),
             streams,
             amqp,
             needs: Needs {

@@ -6,7 +6,11 @@
 //! Redis restarting (or failing over) must not need a host restart: the connection is a
 //! [`ConnectionManager`], which reconnects in the background after a failed call, and every
 //! call is bounded in time so an unreachable Redis answers an error instead of hanging.
+//!
+//! `rediss://` URLs speak TLS (rustls), verifying the server against `redis.ca_cert` or the
+//! system's roots.
 
+use crate::config::RedisConfig;
 use anyhow::{Context, Result};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::sync::Arc;
@@ -32,11 +36,32 @@ impl RedisLink {
     /// A link to `url`, checked for syntax only.
     pub fn new(url: &str) -> Result<Self> {
         let client = redis::Client::open(url).with_context(|| format!("Redis URL {url:?}"))?;
-        Ok(Self {
+        Ok(Self::over(client, url))
+    }
+
+    /// The link `[redis]` describes: `rediss://` verifies the server's certificate against
+    /// `ca_cert` when it is set, else against the system's roots.
+    pub fn from_config(config: &RedisConfig) -> Result<Self> {
+        let Some(ca) = &config.ca_cert else {
+            return Self::new(&config.url);
+        };
+        let pem =
+            std::fs::read(ca).with_context(|| format!("reading redis.ca_cert {}", ca.display()))?;
+        let certificates = redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(pem),
+        };
+        let client = redis::Client::build_with_tls(config.url.as_str(), certificates)
+            .with_context(|| format!("Redis URL {:?} with redis.ca_cert", config.url))?;
+        Ok(Self::over(client, &config.url))
+    }
+
+    fn over(client: redis::Client, url: &str) -> Self {
+        Self {
             client,
             url: url.to_owned(),
             connection: Arc::default(),
-        })
+        }
     }
 
     /// The connection, opened now if it never was. A failed first attempt is not remembered:

@@ -9,6 +9,7 @@ use crate::batch::{BatchContext, JobQueue, Staging, reconciler, worker};
 use crate::config::ServeConfig;
 use crate::metrics::Metrics;
 use crate::platform::{LogWriter, Platform};
+use crate::redis_link::RedisLink;
 use crate::registry::Registry;
 use crate::runtime::Runtime;
 use crate::sink::SinkResolver;
@@ -33,6 +34,9 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    // rustls here has two crypto providers (MongoDB's driver brings ring): the process's
+    // default must be chosen for libraries that ask for it (the Redis client's TLS).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     // The certificate first: a host that cannot serve its API should not join the platform.
     let tls = config
         .server
@@ -113,14 +117,18 @@ impl Services {
             .await
             .context("connecting to the service registry (registry.etcd_endpoints)")?;
         let sinks = SinkResolver::start(registry.clone(), &config.sink);
-        let queue = JobQueue::connect(
-            &config.redis.url,
+        // One link (one self-healing connection) for the job queue and the stream quotas.
+        let redis = RedisLink::from_config(&config.redis)?;
+        redis
+            .connection()
+            .await
+            .context("connecting to Redis for the batch job queue and stream quotas (redis.url)")?;
+        let queue = JobQueue::over(
+            redis.clone(),
             &config.redis.namespace,
             Duration::from_secs(config.batch.visibility_secs),
             config.batch.tenant_concurrency,
-        )
-        .await
-        .context("connecting to the batch job queue (redis.url)")?;
+        );
         let staging = Staging::new(config.batch.staging_dir())?;
         let broker = Broker::new(&config.stream)?;
         broker.check().await.with_context(|| {
@@ -136,9 +144,7 @@ impl Services {
             ))
             .await
             .context("creating the stream collections' indexes")?;
-        let quota = Quota::connect(&config.redis.url, &config.redis.namespace)
-            .await
-            .context("connecting to Redis for stream quotas (redis.url)")?;
+        let quota = Quota::over(redis, &config.redis.namespace);
         Ok(Self {
             platform,
             apps,
@@ -157,20 +163,21 @@ impl Services {
         let apps = app_store(config, &platform)?;
         let registry = Registry::lazy(&config.registry).await?;
         let sinks = SinkResolver::start(registry.clone(), &config.sink);
+        let redis = RedisLink::from_config(&config.redis)?;
         Ok(Self {
             platform,
             apps,
             registry,
             sinks,
-            queue: JobQueue::lazy(
-                &config.redis.url,
+            queue: JobQueue::over(
+                redis.clone(),
                 &config.redis.namespace,
                 Duration::from_secs(config.batch.visibility_secs),
                 config.batch.tenant_concurrency,
-            )?,
+            ),
             staging: Staging::new(config.batch.staging_dir())?,
             broker: Broker::new(&config.stream)?,
-            quota: Quota::lazy(&config.redis.url, &config.redis.namespace)?,
+            quota: Quota::over(redis, &config.redis.namespace),
         })
     }
 }

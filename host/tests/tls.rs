@@ -4,13 +4,14 @@
 //! to give it), working with `--ca-cert` or `MYSIMBDP_CA_CERT`. MongoDB over TLS: a host whose
 //! platform database and coredms are the services script's TLS-only server, reached with the
 //! URI's `tls=true&tlsCAFile=`, works end to end; without the CA, or without TLS, nothing
-//! connects.
+//! connects. Redis over TLS (`rediss://` and `redis.ca_cert`): a host's batch jobs go through
+//! the services script's TLS-only Redis; without the CA, or without TLS, nothing connects.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use mysimbdp_tests::cli::{async_command, text};
 use mysimbdp_tests::prelude::*;
-use mysimbdp_tests::services::{MONGODB_TLS_URI, services_ca};
+use mysimbdp_tests::services::{MONGODB_TLS_URI, REDIS_TLS_URL, services_ca};
 use mysimbdp_tests::tls::pki;
 use reqwest::{Method, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -218,4 +219,78 @@ async fn a_host_writes_through_mongodb_over_tls_with_the_ca_from_its_uri() {
         .await
         .unwrap();
     client.database(&database).drop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_queues_its_jobs_in_redis_over_tls_with_its_ca() {
+    use mysimbdp_host::config::RedisConfig;
+    use mysimbdp_host::redis_link::RedisLink;
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let ca = services_ca();
+    let link = |url: &str, ca_cert: Option<std::path::PathBuf>| {
+        RedisLink::from_config(&RedisConfig {
+            url: url.to_owned(),
+            namespace: "tls-test".to_owned(),
+            ca_cert,
+        })
+        .unwrap()
+    };
+    // Without the CA (the system's roots), or without TLS, the server is not reached.
+    for (url, ca_cert) in [(REDIS_TLS_URL, None), ("redis://127.0.0.1:6380/", None)] {
+        let refused = link(url, ca_cert).connection().await;
+        assert!(refused.is_err(), "{url} connected");
+    }
+    let trusted = link(REDIS_TLS_URL, Some(ca.clone()));
+    let mut connection = trusted.connection().await.unwrap();
+    let pong: String = redis::cmd("PING")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(pong, "PONG");
+
+    // A host whose job queue and quotas are there: a batch job runs to its end.
+    let database = database_name();
+    let host = Host::start_with(&database, "tls-cache", |config| {
+        config.redis.url = REDIS_TLS_URL.to_owned();
+        config.redis.ca_cert = Some(ca.clone());
+    })
+    .await;
+    let tenant = unique("tlsq");
+    let token = host.create_tenant(&tenant, None).await;
+    let (status, body) = host
+        .upload(&token, "orders", read(mysimbdp_fixtures::CSV_BATCH))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (good, expected) = orders_csv();
+    let jobs =
+        mysimbdp_tests::batch::upload_orders(&host, &token, "tls-", vec![good.into_bytes()]).await;
+    let job = wait_until(
+        "the job ends",
+        std::time::Duration::from_secs(60),
+        async || {
+            host.tenant(
+                &token,
+                Method::GET,
+                &format!("/v1/batch/jobs/{}", jobs[0]),
+                None,
+            )
+            .await
+            .1
+        },
+        |job| job["status"] == "done" || job["status"] == "failed",
+    )
+    .await;
+    assert_eq!(job["status"], "done", "{job}");
+    assert_eq!(job["documents"].as_u64(), Some(expected.good), "{job}");
+    // The queue's keys are on the TLS server, under the host's namespace.
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{{{database}}}:batch:*"))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert!(!keys.is_empty(), "no queue keys on the TLS Redis");
+    host.delete_tenant(&tenant).await;
+    drop_database(&tenant_database(&tenant)).await;
+    host.stop().await;
+    drop_database(&database).await;
 }

@@ -15,6 +15,9 @@ pub const MONGODB2_URI: &str =
 pub const MONGODB_TLS_URI: &str =
     "mongodb://127.0.0.1:27019/?replicaSet=rs2&tls=true&serverSelectionTimeoutMS=10000";
 
+/// The second Redis, which accepts TLS connections only (CA: [`services_ca`]).
+pub const REDIS_TLS_URL: &str = "rediss://127.0.0.1:6380/";
+
 /// The CA the services script made for its TLS servers (PEM).
 pub fn services_ca() -> std::path::PathBuf {
     let state = std::env::var_os("MYSIMBDP_SERVICES_DIR")

@@ -329,12 +329,22 @@ impl JobQueue {
         visibility: Duration,
         default_cap: u32,
     ) -> Result<Self> {
-        Ok(Self {
-            redis: RedisLink::new(url)?,
+        Ok(Self::over(
+            RedisLink::new(url)?,
+            namespace,
+            visibility,
+            default_cap,
+        ))
+    }
+
+    /// The queue over `redis` (shared with other users of the link).
+    pub fn over(redis: RedisLink, namespace: &str, visibility: Duration, default_cap: u32) -> Self {
+        Self {
+            redis,
             prefix: format!("{{{namespace}}}:batch:"),
             visibility,
             default_cap,
-        })
+        }
     }
 
     /// Queues a new job and returns its id (for jobs without a durable record: tests).

@@ -486,10 +486,15 @@ impl SinkConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedisConfig {
-    /// Redis holding the batch job queue and the stream quotas' counters.
+    /// Redis holding the batch job queue and the stream quotas' counters (`rediss://` for
+    /// TLS).
     pub url: String,
     /// Separates deployments sharing one Redis: every key the platform writes starts with it.
     pub namespace: String,
+    /// A PEM file of the CA that signed a `rediss://` server's certificate, trusted instead of
+    /// the system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// The namespace of a deployment's Redis keys.
@@ -500,6 +505,7 @@ impl Default for RedisConfig {
         Self {
             url: DEFAULT_REDIS_URL.to_owned(),
             namespace: DEFAULT_REDIS_NAMESPACE.to_owned(),
+            ca_cert: None,
         }
     }
 }
@@ -517,6 +523,12 @@ impl RedisConfig {
             bail!(
                 "redis.namespace = {:?} must be non-empty, without braces",
                 self.namespace
+            );
+        }
+        if self.ca_cert.is_some() && !self.url.starts_with("rediss://") {
+            bail!(
+                "redis.ca_cert is set but redis.url = {:?} is not a rediss:// (TLS) URL",
+                redact_uri(&self.url)
             );
         }
         Ok(())

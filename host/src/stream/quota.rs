@@ -149,20 +149,14 @@ impl LocalWindows {
 }
 
 impl Quota {
-    /// Connects to Redis; `namespace` separates deployments (as the batch queue's does).
-    pub async fn connect(url: &str, namespace: &str) -> Result<Self> {
-        let quota = Self::lazy(url, namespace)?;
-        quota.redis.connection().await?;
-        Ok(quota)
-    }
-
-    /// Quotas over a connection opened on first use: building them reaches nothing.
-    pub fn lazy(url: &str, namespace: &str) -> Result<Self> {
-        Ok(Self {
-            redis: RedisLink::new(url)?,
+    /// Quotas over `redis` (shared with other users of the link); `namespace` separates
+    /// deployments, as the batch queue's does.
+    pub fn over(redis: RedisLink, namespace: &str) -> Self {
+        Self {
+            redis,
             prefix: format!("{{{namespace}}}:stream-quota:"),
             fallback: Arc::default(),
-        })
+        }
     }
 
     /// Counts `messages` and `bytes` against the tenant's current window, or says how long
