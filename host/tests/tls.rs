@@ -5,13 +5,15 @@
 //! platform database and coredms are the services script's TLS-only server, reached with the
 //! URI's `tls=true&tlsCAFile=`, works end to end; without the CA, or without TLS, nothing
 //! connects. Redis over TLS (`rediss://` and `redis.ca_cert`): a host's batch jobs go through
-//! the services script's TLS-only Redis; without the CA, or without TLS, nothing connects.
+//! the services script's TLS-only Redis; without the CA, or without TLS, nothing connects. etcd
+//! over TLS (`registry.ca_cert`): a host registers in the script's TLS-only etcd and lists
+//! itself; without the CA it does not start.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use mysimbdp_tests::cli::{async_command, text};
 use mysimbdp_tests::prelude::*;
-use mysimbdp_tests::services::{MONGODB_TLS_URI, REDIS_TLS_URL, services_ca};
+use mysimbdp_tests::services::{ETCD_TLS_ENDPOINT, MONGODB_TLS_URI, REDIS_TLS_URL, services_ca};
 use mysimbdp_tests::tls::pki;
 use reqwest::{Method, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -291,6 +293,33 @@ async fn a_host_queues_its_jobs_in_redis_over_tls_with_its_ca() {
     assert!(!keys.is_empty(), "no queue keys on the TLS Redis");
     host.delete_tenant(&tenant).await;
     drop_database(&tenant_database(&tenant)).await;
+    host.stop().await;
+    drop_database(&database).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_registers_in_etcd_over_tls_with_its_ca() {
+    use mysimbdp_host::config::RegistryConfig;
+    use mysimbdp_host::registry::Registry;
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let ca = services_ca();
+    let registry = |ca_cert: Option<std::path::PathBuf>| RegistryConfig {
+        etcd_endpoints: vec![ETCD_TLS_ENDPOINT.to_owned()],
+        prefix: format!("/mysimbdp-test/{}", unique("tls")),
+        host_lease_secs: 10,
+        ca_cert,
+    };
+    // Without the CA the TLS-only etcd is not reached.
+    assert!(Registry::connect(&registry(None)).await.is_err());
+
+    let database = database_name();
+    let host = Host::start_with(&database, "tls-cache", |config| {
+        config.registry = registry(Some(ca.clone()));
+    })
+    .await;
+    let (status, hosts) = host.admin(Method::GET, "/v1/admin/hosts", None).await;
+    assert_eq!(status, StatusCode::OK, "{hosts}");
+    assert_eq!(hosts.as_array().unwrap().len(), 1, "{hosts}");
     host.stop().await;
     drop_database(&database).await;
 }

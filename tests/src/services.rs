@@ -18,6 +18,9 @@ pub const MONGODB_TLS_URI: &str =
 /// The second Redis, which accepts TLS connections only (CA: [`services_ca`]).
 pub const REDIS_TLS_URL: &str = "rediss://127.0.0.1:6380/";
 
+/// The second etcd, whose clients speak TLS only (CA: [`services_ca`]).
+pub const ETCD_TLS_ENDPOINT: &str = "127.0.0.1:2381";
+
 /// The CA the services script made for its TLS servers (PEM).
 pub fn services_ca() -> std::path::PathBuf {
     let state = std::env::var_os("MYSIMBDP_SERVICES_DIR")

@@ -398,6 +398,10 @@ pub struct RegistryConfig {
     pub prefix: String,
     /// Lease of this host's membership entry, in seconds.
     pub host_lease_secs: u64,
+    /// A PEM file of the CA that signed etcd's certificate: set, the endpoints are reached
+    /// over TLS (https) and verified against it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_cert: Option<PathBuf>,
 }
 
 impl Default for RegistryConfig {
@@ -406,6 +410,7 @@ impl Default for RegistryConfig {
             etcd_endpoints: vec![DEFAULT_ETCD_ENDPOINT.to_owned()],
             prefix: DEFAULT_REGISTRY_PREFIX.to_owned(),
             host_lease_secs: DEFAULT_HOST_LEASE_SECS,
+            ca_cert: None,
         }
     }
 }

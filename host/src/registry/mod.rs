@@ -91,9 +91,17 @@ impl Registry {
     /// A registry whose channel reaches etcd on first use: nothing is checked. For tests that
     /// never touch etcd; `connect` is what a running platform uses.
     pub async fn lazy(config: &RegistryConfig) -> Result<Self> {
-        let options = ConnectOptions::new()
+        let mut options = ConnectOptions::new()
             .with_connect_timeout(REQUEST_TIMEOUT)
             .with_keep_alive(Duration::from_secs(10), REQUEST_TIMEOUT);
+        if let Some(ca) = &config.ca_cert {
+            let pem = std::fs::read(ca)
+                .with_context(|| format!("reading registry.ca_cert {}", ca.display()))?;
+            options = options.with_tls(
+                etcd_client::TlsOptions::new()
+                    .ca_certificate(etcd_client::Certificate::from_pem(pem)),
+            );
+        }
         let client = tokio::time::timeout(
             REQUEST_TIMEOUT,
             Client::connect(&config.etcd_endpoints, Some(options)),
