@@ -5,8 +5,9 @@
 
 use crate::api::{self, AppState};
 use crate::app_store::AppStore;
+use crate::batch::staging::GridFsStaging;
 use crate::batch::{BatchContext, JobQueue, Staging, reconciler, worker};
-use crate::config::ServeConfig;
+use crate::config::{ServeConfig, StagingBackend};
 use crate::metrics::Metrics;
 use crate::platform::{LogWriter, Platform};
 use crate::redis_link::RedisLink;
@@ -129,7 +130,7 @@ impl Services {
             Duration::from_secs(config.batch.visibility_secs),
             config.batch.tenant_concurrency,
         );
-        let staging = Staging::new(config.batch.staging_dir())?;
+        let staging = staging(config, &platform)?;
         let broker = Broker::new(&config.stream)?;
         broker.check().await.with_context(|| {
             format!(
@@ -161,6 +162,7 @@ impl Services {
     async fn lazy(config: &ServeConfig) -> Result<Self> {
         let platform = Platform::lazy(&config.platform).await?;
         let apps = app_store(config, &platform)?;
+        let staging = staging(config, &platform)?;
         let registry = Registry::lazy(&config.registry).await?;
         let sinks = SinkResolver::start(registry.clone(), &config.sink);
         let redis = RedisLink::from_config(&config.redis)?;
@@ -175,11 +177,22 @@ impl Services {
                 Duration::from_secs(config.batch.visibility_secs),
                 config.batch.tenant_concurrency,
             ),
-            staging: Staging::new(config.batch.staging_dir())?,
+            staging,
             broker: Broker::new(&config.stream)?,
             quota: Quota::over(redis, &config.redis.namespace),
         })
     }
+}
+
+/// The staging area in the backend the config names.
+fn staging(config: &ServeConfig, platform: &Platform) -> Result<Staging> {
+    Ok(match config.batch.staging {
+        StagingBackend::Local => Staging::local(config.batch.staging_dir())?,
+        StagingBackend::Gridfs => Staging::GridFs(
+            GridFsStaging::new(platform.database())
+                .with_max_age(Duration::from_secs(config.batch.incoming_max_age_secs)),
+        ),
+    })
 }
 
 /// The app store over a fresh sandbox runtime.

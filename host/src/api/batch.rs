@@ -31,7 +31,8 @@ impl From<BatchError> for ApiError {
             }
             BatchError::Store(e) => e.into(),
             BatchError::Queue(e) => ApiError::unavailable(format!("{e:#}")),
-            BatchError::Staging(e) => ApiError::internal(format!("{e:#}")),
+            // A store that failed (a full disk, MongoDB unreachable) may take the retry.
+            BatchError::Staging(e) => ApiError::unavailable(format!("{e:#}")),
         }
     }
 }

@@ -110,7 +110,7 @@ impl<'a> Admission<'a> {
         body: S,
     ) -> Result<(), BatchError>
     where
-        S: Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+        S: Stream<Item = Result<bytes::Bytes, E>> + Unpin + Send,
         E: std::fmt::Display,
     {
         let constraints = self.constraints();
@@ -137,7 +137,8 @@ impl<'a> Admission<'a> {
                 StageError::TooLarge { .. } => BatchError::TooLarge(format!(
                     "{name} is larger than {max_file_mib} MiB (batch.max_file_mib)"
                 )),
-                StageError::Io(e) => BatchError::Malformed(format!("{name}: {e:#}")),
+                StageError::Body(e) => BatchError::Malformed(format!("{name}: {e:#}")),
+                StageError::Store(e) => BatchError::Staging(e.context(format!("staging {name}"))),
             })?;
         self.staged.push(Pending {
             name,

@@ -550,7 +550,10 @@ pub struct BatchConfig {
     /// Deprecated spelling of `redis.namespace`, as `redis_url`.
     #[serde(rename = "namespace", skip_serializing_if = "Option::is_none")]
     deprecated_namespace: Option<String>,
-    /// Where uploaded files are staged (shared by every host running workers).
+    /// Where uploaded files are staged: `local` (the directory `staging_dir`, which every
+    /// host running workers must share) or `gridfs` (the platform database, which they do).
+    pub staging: StagingBackend,
+    /// The directory of `local` staging.
     pub staging_dir: Option<std::path::PathBuf>,
     /// Worker tasks on this host (0: this host runs none).
     pub workers: usize,
@@ -577,6 +580,7 @@ impl Default for BatchConfig {
         Self {
             deprecated_redis_url: None,
             deprecated_namespace: None,
+            staging: StagingBackend::default(),
             staging_dir: None,
             workers: DEFAULT_BATCH_WORKERS,
             visibility_secs: DEFAULT_VISIBILITY_SECS,
@@ -623,6 +627,17 @@ impl BatchConfig {
             .unwrap_or_else(std::env::temp_dir);
         base.join("mysimbdp/staging")
     }
+}
+
+/// Where the staging area keeps uploaded files.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StagingBackend {
+    /// A directory on this machine (`batch.staging_dir`): one host, or hosts sharing a mount.
+    #[default]
+    Local,
+    /// GridFS in the platform database: any host's worker takes any job.
+    Gridfs,
 }
 
 /// `[stream]`

@@ -118,6 +118,11 @@ impl Platform {
         })
     }
 
+    /// The platform database, for the stores that keep their own collections in it.
+    pub fn database(&self) -> &Database {
+        &self.database
+    }
+
     /// Whether MongoDB answers now.
     pub async fn ping(&self) -> StoreResult<()> {
         self.database.run_command(doc! { "ping": 1 }).await?;

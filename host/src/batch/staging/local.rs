@@ -1,5 +1,4 @@
-//! The staging area: files tenants upload, kept per tenant under one directory until a worker
-//! has ingested them (then deleted or archived, per profile) or quarantined with the reason.
+//! The directory backend of the staging area: one directory, per tenant and area.
 //!
 //! ```text
 //! <dir>/<tenant>/incoming/<file id>      written while the upload streams in (never read)
@@ -9,52 +8,27 @@
 //! ```
 //!
 //! Every host running workers must see the same directory: one machine's disk, or a shared
-//! mount (NFS, EFS, …) across machines.
+//! mount (NFS, EFS, …) across machines. [`super::gridfs`] needs neither.
 //!
 //! A request that dies mid-upload (its host killed) leaves its partial file in `incoming`.
 //! Every host sweeps `incoming` periodically and removes files whose last write (mtime) is
 //! older than `batch.incoming_max_age_secs`: an upload in progress writes at least once per
 //! body idle timeout, which the configuration keeps below that age.
 
-use anyhow::{Context, Result, bail};
-use futures_util::{Stream, StreamExt};
-use sha2::{Digest, Sha256};
+use super::{StageError, StagedFile, copy_limited, new_id};
+use anyhow::{Context, Result};
+use futures_util::Stream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 use tokio::io::AsyncWriteExt;
 
-/// A file in the staging area.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StagedFile {
-    /// Its id: unique, stable across retries (document ids derive from it).
-    pub id: String,
-    /// Its size.
-    pub size: u64,
-    /// Its SHA-256.
-    pub sha256: String,
-}
-
-/// Why an upload stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum StageError {
-    /// Over the size limit: nothing is kept.
-    #[error("the file is larger than {limit} bytes")]
-    TooLarge {
-        /// The limit.
-        limit: u64,
-    },
-    /// Reading the upload or writing the disk failed: nothing is kept.
-    #[error(transparent)]
-    Io(#[from] anyhow::Error),
-}
-
-/// The staging area.
+/// The staging area in a directory.
 #[derive(Debug, Clone)]
-pub struct Staging {
+pub struct LocalStaging {
     dir: PathBuf,
 }
 
-impl Staging {
+impl LocalStaging {
     /// The staging area under `dir` (created if missing).
     pub fn new(dir: impl Into<PathBuf>) -> Result<Self> {
         let dir = dir.into();
@@ -78,9 +52,7 @@ impl Staging {
         S: Stream<Item = Result<bytes::Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        let mut random = [0u8; 16];
-        getrandom::fill(&mut random).context("reading the OS's random source")?;
-        let id = hex::encode(random);
+        let id = new_id()?;
         let incoming = self.path(tenant, "incoming", &id);
         let staged = self.path(tenant, "staged", &id);
         for dir in [&incoming, &staged] {
@@ -169,7 +141,7 @@ impl Staging {
     }
 }
 
-impl Staging {
+impl LocalStaging {
     /// Removes the partial uploads (every tenant's `incoming` files) last written more than
     /// `max_age` ago; returns how many. A file that disappears meanwhile (its upload just
     /// finished and moved it) is no error.
@@ -179,39 +151,6 @@ impl Staging {
             .await
             .context("the staging sweep panicked")?
     }
-
-    /// Sweeps `incoming` now and then every [`sweep_period`] of `max_age` until `stop`
-    /// turns true, logging what each sweep removed.
-    pub async fn sweep_periodically(
-        self,
-        max_age: Duration,
-        mut stop: tokio::sync::watch::Receiver<bool>,
-    ) {
-        let period = sweep_period(max_age);
-        loop {
-            match self.sweep_incoming(max_age).await {
-                Ok(0) => {}
-                Ok(removed) => tracing::info!(
-                    removed,
-                    ?max_age,
-                    "removed partial uploads of dead requests from the staging area"
-                ),
-                Err(e) => {
-                    tracing::warn!(error = %format!("{e:#}"), "sweeping partial uploads failed")
-                }
-            }
-            tokio::select! {
-                () = tokio::time::sleep(period) => {}
-                _ = stop.wait_for(|stopped| *stopped) => return,
-            }
-        }
-    }
-}
-
-/// How often `incoming` is swept: a quarter of the age, so a dead upload is gone at most
-/// 1.25 × the age after its last write; at least every second, at most every minute.
-pub fn sweep_period(max_age: Duration) -> Duration {
-    (max_age / 4).clamp(Duration::from_secs(1), Duration::from_secs(60))
 }
 
 /// Whether a file last written at `modified` is older than `max_age` at `now` (a time in
@@ -256,7 +195,7 @@ fn sweep_incoming(dir: &Path, max_age: Duration, now: SystemTime) -> Result<usiz
     Ok(removed)
 }
 
-async fn write<S, E>(path: &Path, mut body: S, limit: u64) -> Result<(u64, String), StageError>
+async fn write<S, E>(path: &Path, body: S, limit: u64) -> Result<(u64, String), StageError>
 where
     S: Stream<Item = Result<bytes::Bytes, E>> + Unpin,
     E: std::fmt::Display,
@@ -264,25 +203,10 @@ where
     let mut file = tokio::fs::File::create(path)
         .await
         .with_context(|| format!("creating {path:?}"))?;
-    let mut hasher = Sha256::new();
-    let mut size = 0u64;
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| anyhow::anyhow!("reading the upload: {e}"))?;
-        size += chunk.len() as u64;
-        if size > limit {
-            return Err(StageError::TooLarge { limit });
-        }
-        hasher.update(&chunk);
-        file.write_all(&chunk)
-            .await
-            .with_context(|| format!("writing {path:?}"))?;
-    }
+    let written = copy_limited(body, limit, &mut file).await?;
     file.flush().await.context("flushing the staged file")?;
     file.sync_all().await.context("syncing the staged file")?;
-    if size == 0 {
-        return Err(StageError::Io(anyhow::anyhow!("the file is empty")));
-    }
-    Ok((size, hex::encode(hasher.finalize())))
+    Ok(written)
 }
 
 async fn remove_if_present(path: &Path) -> Result<()> {
@@ -293,17 +217,10 @@ async fn remove_if_present(path: &Path) -> Result<()> {
     }
 }
 
-/// Refuses ids that could leave the tenant's directory.
-pub fn check_id(id: &str) -> Result<()> {
-    if id.len() != 32 || !id.chars().all(|c| c.is_ascii_hexdigit()) {
-        bail!("{id:?} is not a staged file id");
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::{Digest, Sha256};
 
     fn chunks(parts: &[&'static [u8]]) -> impl Stream<Item = Result<bytes::Bytes, String>> + Unpin {
         futures_util::stream::iter(
@@ -330,7 +247,7 @@ mod tests {
     #[tokio::test]
     async fn files_move_through_their_areas() {
         let dir = scratch();
-        let staging = Staging::new(&dir).unwrap();
+        let staging = LocalStaging::new(&dir).unwrap();
         let file = staging
             .stage("acme", chunks(&[b"a,b\n", b"1,2\n"]), 100)
             .await
@@ -358,7 +275,7 @@ mod tests {
     #[tokio::test]
     async fn an_oversized_or_empty_upload_leaves_nothing() {
         let dir = scratch();
-        let staging = Staging::new(&dir).unwrap();
+        let staging = LocalStaging::new(&dir).unwrap();
         let error = staging
             .stage("acme", chunks(&[b"12345", b"67890"]), 8)
             .await
@@ -372,8 +289,6 @@ mod tests {
             assert_eq!(left, 0, "{area} kept a refused upload");
         }
         std::fs::remove_dir_all(dir).unwrap();
-        assert!(check_id("../../etc/passwd").is_err());
-        check_id(&"a".repeat(32)).unwrap();
     }
 
     #[test]
@@ -383,18 +298,12 @@ mod tests {
         assert!(is_stale(now - Duration::from_secs(901), now, age));
         assert!(!is_stale(now - Duration::from_secs(899), now, age));
         assert!(!is_stale(now + Duration::from_secs(60), now, age));
-        assert_eq!(sweep_period(age), Duration::from_secs(60));
-        assert_eq!(
-            sweep_period(Duration::from_secs(20)),
-            Duration::from_secs(5)
-        );
-        assert_eq!(sweep_period(Duration::from_secs(2)), Duration::from_secs(1));
     }
 
     #[tokio::test]
     async fn the_sweep_removes_old_partial_uploads_only() {
         let dir = scratch();
-        let staging = Staging::new(&dir).unwrap();
+        let staging = LocalStaging::new(&dir).unwrap();
         let incoming = dir.join("acme/incoming");
         std::fs::create_dir_all(&incoming).unwrap();
         std::fs::create_dir_all(dir.join("acme/staged")).unwrap();
