@@ -19,6 +19,9 @@
 //! the rate holds as the collection grows), MB/s and peak RSS (VmHWM): the platform's is the
 //! `serve` process's, the others this process's.
 //!
+//! The platform side runs twice, with local and with GridFS staging (`batch.staging`), and
+//! reports the cost of the shared staging.
+//!
 //! `cargo bench -p mysimbdp-host --bench batch [-- SIZE_MIB [WRITES_IN_FLIGHT] [--languages]]`
 //! (default 1024 MiB, the config's default writes in flight). Needs `scripts/services up`.
 //! Writes the CSV (a bad row every 1000) and the limit side's BSON under target/bench/. With
@@ -52,6 +55,8 @@ const INSERT_BATCH: usize = 1000;
 
 struct Measured {
     documents: u64,
+    /// Until the upload was staged (the platform's sides; the whole run for the others).
+    uploaded: Duration,
     elapsed: Duration,
     /// Documents/s between half the documents written and all of them.
     second_half: f64,
@@ -88,31 +93,42 @@ async fn main() {
     );
     let run = mysimbdp_tests::unique("bench").replace('-', "_");
 
-    let mut apps = vec![TenantApp {
-        language: "rust",
-        wasm: PathBuf::from(fixtures::CSV_BATCH),
-    }];
+    let rust = PathBuf::from(fixtures::CSV_BATCH);
+    let mut apps = vec![
+        TenantApp {
+            language: "rust",
+            wasm: rust.clone(),
+            staging: "local",
+        },
+        TenantApp {
+            language: "rust",
+            wasm: rust,
+            staging: "gridfs",
+        },
+    ];
     if std::env::args().any(|a| a == "--languages") {
         let built = mysimbdp_tests::files::lang_apps();
         for language in ["python", "js"] {
             apps.push(TenantApp {
                 language,
                 wasm: built.join(format!("{language}-csv-batch.wasm")),
+                staging: "local",
             });
         }
     }
     let mut platforms = Vec::new();
     for app in &apps {
-        let run = format!("{run}_{}", app.language);
+        let run = format!("{run}_{}_{}", app.language, app.staging);
         let measured = platform(&run, app, &path, bytes, writes, expected.good).await;
         assert_eq!(
             measured.documents, expected.good,
-            "the platform lost or duplicated documents ({})",
-            app.language
+            "the platform lost or duplicated documents ({} app, {} staging)",
+            app.language, app.staging
         );
-        platforms.push((app.language, measured));
+        platforms.push((app, measured));
     }
     let platform = &platforms[0].1;
+    let gridfs = &platforms[1].1;
     let native = native(&run, &path, writes, expected.good).await;
     assert_eq!(
         native.documents, expected.good,
@@ -132,17 +148,8 @@ async fn main() {
         "{:<18} {:>12} {:>10} {:>12} {:>14} {:>9} {:>14}",
         "pipeline", "documents", "seconds", "documents/s", "2nd half d/s", "MB/s", "peak RSS MiB"
     );
-    let mut rows: Vec<(String, &Measured)> = platforms
-        .iter()
-        .map(|(language, m)| {
-            let name = if *language == "rust" {
-                "platform".to_owned()
-            } else {
-                format!("platform ({language})")
-            };
-            (name, m)
-        })
-        .collect();
+    let mut rows: Vec<(String, &Measured)> =
+        platforms.iter().map(|(app, m)| (app.row(), m)).collect();
     rows.push(("native".to_owned(), &native));
     rows.push(("limit".to_owned(), &limit));
     for (name, m) in rows {
@@ -168,9 +175,17 @@ async fn main() {
         platform.second_half / limit.second_half
     );
     println!("native / limit throughput: {:.3}x", ratio(&native, &limit));
-    for (language, m) in &platforms[1..] {
+    println!(
+        "platform, GridFS staging / local staging throughput: {:.3}x (upload to staging: \
+         {:.1} s against {:.1} s)",
+        ratio(gridfs, platform),
+        gridfs.uploaded.as_secs_f64(),
+        platform.uploaded.as_secs_f64()
+    );
+    for (app, m) in &platforms[2..] {
         println!(
-            "platform ({language}) / platform (rust) throughput: {:.3}x",
+            "{} / platform (rust) throughput: {:.3}x",
+            app.row(),
             ratio(m, platform)
         );
     }
@@ -210,6 +225,19 @@ fn second_half(database: &str, collection: &str, expected: u64) -> JoinHandle<f6
 struct TenantApp {
     language: &'static str,
     wasm: PathBuf,
+    /// The host's `batch.staging`.
+    staging: &'static str,
+}
+
+impl TenantApp {
+    /// Its row's name in the table.
+    fn row(&self) -> String {
+        match (self.language, self.staging) {
+            ("rust", "local") => "platform".to_owned(),
+            ("rust", staging) => format!("platform ({staging})"),
+            (language, _) => format!("platform ({language})"),
+        }
+    }
 }
 
 async fn platform(
@@ -225,8 +253,9 @@ async fn platform(
         run,
         &format!(
             "[platform]\ndatabase = \"{run}\"\n[registry]\nprefix = \"/mysimbdp-bench/{run}\"\n\
-             [redis]\nnamespace = \"{run}\"\n[batch]\nworkers = 1\nstaging_dir = {:?}\n\
-             [sink]\nwrites_in_flight = {writes}\n",
+             [redis]\nnamespace = \"{run}\"\n[batch]\nworkers = 1\nstaging = \"{}\"\n\
+             staging_dir = {:?}\n[sink]\nwrites_in_flight = {writes}\n",
+            app.staging,
             dir.join(format!("staging-{run}"))
         ),
         false,
@@ -319,8 +348,8 @@ async fn platform(
     let elapsed = started.elapsed();
     let peak_rss_kib = vm_hwm_kib(child.id().unwrap());
     println!(
-        "platform ({}): upload to staging {:.1} s, job done after {:.1} s in all",
-        app.language,
+        "{}: upload to staging {:.1} s, job done after {:.1} s in all",
+        app.row(),
         uploaded.as_secs_f64(),
         elapsed.as_secs_f64()
     );
@@ -335,6 +364,7 @@ async fn platform(
         .unwrap();
     Measured {
         documents: finished["documents"].as_u64().unwrap(),
+        uploaded,
         elapsed,
         second_half,
         peak_rss_kib,
@@ -373,6 +403,7 @@ async fn native(run: &str, path: &Path, writes: usize, expected: u64) -> Measure
     database.drop().await.unwrap();
     Measured {
         documents,
+        uploaded: elapsed,
         elapsed,
         second_half,
         peak_rss_kib: vm_hwm_kib(std::process::id()),
@@ -483,6 +514,7 @@ async fn limit(run: &str, bson: &Path, writes: usize, expected: u64) -> Measured
     database.drop().await.unwrap();
     Measured {
         documents,
+        uploaded: elapsed,
         elapsed,
         second_half,
         peak_rss_kib: vm_hwm_kib(std::process::id()),
