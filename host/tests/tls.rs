@@ -7,13 +7,19 @@
 //! connects. Redis over TLS (`rediss://` and `redis.ca_cert`): a host's batch jobs go through
 //! the services script's TLS-only Redis; without the CA, or without TLS, nothing connects. etcd
 //! over TLS (`registry.ca_cert`): a host registers in the script's TLS-only etcd and lists
-//! itself; without the CA it does not start.
+//! itself; without the CA it does not start. Tenants' AMQP over TLS: a host whose
+//! `stream.public_amqp_url` is the script's `amqps://` listener hands that address out with a
+//! new stream; `stream publish --ca-cert` with the script's CA publishes over it and the
+//! messages are ingested; without the CA, or with another, the CLI refuses the broker, naming
+//! its certificate, and publishes nothing.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use mysimbdp_tests::cli::{async_command, text};
 use mysimbdp_tests::prelude::*;
-use mysimbdp_tests::services::{ETCD_TLS_ENDPOINT, MONGODB_TLS_URI, REDIS_TLS_URL, services_ca};
+use mysimbdp_tests::services::{
+    ETCD_TLS_ENDPOINT, MONGODB_TLS_URI, PUBLIC_AMQPS_URL, REDIS_TLS_URL, services_ca,
+};
 use mysimbdp_tests::tls::pki;
 use reqwest::{Method, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -322,4 +328,116 @@ async fn a_host_registers_in_etcd_over_tls_with_its_ca() {
     assert_eq!(hosts.as_array().unwrap().len(), 1, "{hosts}");
     host.stop().await;
     drop_database(&database).await;
+}
+
+/// `mysimbdp stream publish` of `file` to stream `feed` as the tenant holding `token`, with
+/// `--ca-cert` if given (and no CA from the environment).
+async fn publish_cli(
+    host: &Host,
+    token: &str,
+    file: &std::path::Path,
+    ca: Option<&std::path::Path>,
+) -> (Option<i32>, String, String) {
+    let mut command = async_command();
+    command
+        .args(["stream", "publish", "--stream", "feed", "--json"])
+        .arg(file)
+        .env("MYSIMBDP_API", &host.base)
+        .env("MYSIMBDP_TOKEN", token)
+        .env_remove("MYSIMBDP_CA_CERT");
+    if let Some(ca) = ca {
+        command.arg("--ca-cert").arg(ca);
+    }
+    text(&command.output().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tenant_publishes_over_amqps_with_the_ca_and_is_refused_without_it() {
+    let ca = services_ca();
+    within(
+        "a_tenant_publishes_over_amqps_with_the_ca_and_is_refused_without_it",
+        std::time::Duration::from_secs(300),
+        async {
+            let database = database_name();
+            let host = Host::start_with(&database, "tls-cache", |config| {
+                config.batch.workers = 0;
+                config.stream.reconcile_ms = 200;
+                config.stream.public_amqp_url = PUBLIC_AMQPS_URL.to_owned();
+            })
+            .await;
+            let tenant = unique("tlsmq");
+            let token = host.create_tenant(&tenant, None).await;
+            let (status, body) = host
+                .upload(&token, "sensors", read(mysimbdp_fixtures::JSON_STREAM))
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+            let stream = serde_json::json!({
+                "name": "feed", "app": "sensors", "collection": "readings"
+            });
+            let (status, created) = host
+                .tenant(&token, Method::POST, "/v1/streams", Some(stream))
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{created}");
+            let url = created["connection"]["url"].as_str().unwrap();
+            assert!(
+                url.starts_with(&format!("{PUBLIC_AMQPS_URL}/")),
+                "the tenant is not told the TLS address: {created}"
+            );
+
+            // 40 readings, two metrics each.
+            let file = scratch("tls-amqps").join(format!("{tenant}.ndjson"));
+            let lines: Vec<String> = (0..40)
+                .map(|i| {
+                    serde_json::json!({
+                        "device": "tls-dev", "ts": "2026-11-21T10:00:00Z",
+                        "readings": { "temp": i, "hum": 40 }
+                    })
+                    .to_string()
+                })
+                .collect();
+            std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+
+            // Without the CA (the system's roots only), or trusting another CA: refused at
+            // the handshake, saying how to give the CA.
+            let other = pki(&unique("amqps-other"));
+            for refused_with in [None, Some(other.other_ca.as_path())] {
+                let (code, _, err) = publish_cli(&host, &token, &file, refused_with).await;
+                assert_eq!(code, Some(1), "{refused_with:?}: {err}");
+                assert!(
+                    err.contains("does not trust")
+                        && err.contains("certificate")
+                        && err.contains("--ca-cert"),
+                    "{refused_with:?}: {err}"
+                );
+            }
+
+            // With the CA: every message confirmed over TLS, and ingested.
+            let (code, out, err) = publish_cli(&host, &token, &file, Some(&ca)).await;
+            assert_eq!(code, Some(0), "{err}");
+            let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
+            assert_eq!(summary["confirmed"], 40, "{summary}");
+            assert_eq!(summary["refused"], 0, "{summary}");
+            let readings = tenant_collection(&tenant, "readings").await;
+            wait_until(
+                "the readings published over TLS are stored",
+                std::time::Duration::from_secs(60),
+                async || {
+                    let n = readings
+                        .count_documents(mongodb::bson::doc! {})
+                        .await
+                        .unwrap();
+                    assert!(n <= 80, "{n} documents, more than the 80 published");
+                    n
+                },
+                |n| *n == 80,
+            )
+            .await;
+
+            host.delete_tenant(&tenant).await;
+            drop_database(&tenant_database(&tenant)).await;
+            host.stop().await;
+            drop_database(&database).await;
+        },
+    )
+    .await;
 }

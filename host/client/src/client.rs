@@ -37,7 +37,8 @@ pub struct TenantApi {
     #[arg(long, env = "MYSIMBDP_TOKEN", hide_env_values = true)]
     pub token: String,
     /// A PEM file of the CA that signed the API's certificate, trusted besides the system's
-    /// (for an `https://` API with a private CA).
+    /// (for an `https://` API with a private CA), and the broker's (`stream publish` to an
+    /// `amqps://` address).
     #[arg(long, env = "MYSIMBDP_CA_CERT")]
     pub ca_cert: Option<PathBuf>,
     /// Print the API's JSON instead of text.

@@ -1,14 +1,16 @@
 //! `mysimbdp stream create|list|show|start|stop|delete|stats|dead-letters|replay|publish`: a
 //! tenant's streams over the API, and publishing a file of messages to a stream through the
-//! tenant's publishing exchange, mandatory and with publisher confirms.
+//! tenant's publishing exchange, mandatory and with publisher confirms, over `amqps://` when
+//! the platform gives that address (the broker verified as the API is, `--ca-cert` included).
 
 use crate::client::{Client, TenantApi, or_dash, print_json, segment};
 use anyhow::{Context, Result, anyhow};
 use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::uri::AMQPUri;
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::tcp::OwnedTLSConfig;
+use lapin::uri::{AMQPScheme, AMQPUri};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, DefaultConnectionBuilder};
 use mysimbdp_api::{
     ConnectionView, CreateStream, CreatedStream, DeadLetter, Replayed, StreamSeries, StreamStats,
     StreamView,
@@ -17,7 +19,7 @@ use reqwest::Method;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::collections::VecDeque;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio::io::AsyncBufReadExt;
@@ -409,7 +411,7 @@ async fn publish(args: PublishArgs) -> Result<ExitCode> {
         .await
         .with_context(|| format!("reading {:?}", args.file))?
         .len();
-    let (amqp, channel) = open_confirmed_channel(uri).await?;
+    let (amqp, channel) = open_confirmed_channel(uri, args.api.ca_cert.as_deref()).await?;
     let bar = progress_bar(size);
     let started = Instant::now();
     let tally = send_file(&args, &channel, &route, &digest, &bar).await?;
@@ -441,16 +443,76 @@ async fn stream_connection(args: &PublishArgs) -> Result<(AMQPUri, Route)> {
 }
 
 /// Connects to the broker and opens a channel with publisher confirms.
-async fn open_confirmed_channel(uri: AMQPUri) -> Result<(Connection, Channel)> {
-    let amqp = Connection::connect_uri(uri, ConnectionProperties::default())
-        .await
-        .context("connecting to the broker with the stream's credentials")?;
+async fn open_confirmed_channel(
+    uri: AMQPUri,
+    ca_cert: Option<&Path>,
+) -> Result<(Connection, Channel)> {
+    let amqp = connect_broker(uri, ca_cert).await?;
     let channel = amqp.create_channel().await.context("opening a channel")?;
     channel
         .confirm_select(ConfirmSelectOptions::default())
         .await
         .context("enabling publisher confirms")?;
     Ok((amqp, channel))
+}
+
+/// Connects to a stream's broker at `uri` (with the stream's credentials in it). An `amqps://`
+/// broker's certificate is verified against the system's roots and, if given, the CA in PEM
+/// file `ca_cert` (`--ca-cert`, as for the API); nothing turns verification off. No crypto
+/// provider needs installing first: lapin's rustls connector uses the process's default, and
+/// installs aws-lc-rs (which reqwest uses here too) when there is none.
+pub async fn connect_broker(uri: AMQPUri, ca_cert: Option<&Path>) -> Result<Connection> {
+    let tls = match ca_cert {
+        Some(path) => {
+            let pem = std::fs::read_to_string(path)
+                .with_context(|| format!("reading --ca-cert {}", path.display()))?;
+            if !pem.contains("-----BEGIN CERTIFICATE-----") {
+                anyhow::bail!("--ca-cert {} holds no PEM certificate", path.display());
+            }
+            OwnedTLSConfig {
+                identity: None,
+                cert_chain: Some(pem),
+            }
+        }
+        None => OwnedTLSConfig::default(),
+    };
+    // Where, without the credentials, for the messages below.
+    let scheme = match uri.scheme {
+        AMQPScheme::AMQPS => "amqps",
+        AMQPScheme::AMQP => "amqp",
+    };
+    let broker = format!("{scheme}://{}:{}", uri.authority.host, uri.authority.port);
+    DefaultConnectionBuilder::new()
+        .context("starting the broker client")?
+        .with_uri(uri)
+        .with_properties(ConnectionProperties::default())
+        .with_tls_config(tls)
+        .connect()
+        .await
+        .map_err(|e| {
+            // The TLS verdict is in the I/O error's sources (which lapin's own text may
+            // already repeat).
+            let mut reason = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                let text = cause.to_string();
+                if !reason.contains(&text) {
+                    reason = format!("{reason}: {text}");
+                }
+                source = cause.source();
+            }
+            if reason.contains("certificate") || reason.contains("UnknownIssuer") {
+                anyhow!(
+                    "the broker at {broker} presented a certificate this client does not trust \
+                     ({reason}); if a private CA signed it, pass --ca-cert (or MYSIMBDP_CA_CERT) \
+                     with that CA's PEM file"
+                )
+            } else {
+                anyhow!(
+                    "connecting to the broker at {broker} with the stream's credentials: {reason}"
+                )
+            }
+        })
 }
 
 /// A bar over the file's bytes, advanced as messages settle.

@@ -649,7 +649,8 @@ pub struct StreamConfig {
     pub amqp_url: String,
     /// RabbitMQ's management API (provisioning vhosts, users, permissions and queues).
     pub management_url: String,
-    /// The broker's address as tenants reach it (no credentials, no vhost).
+    /// The broker's address as tenants reach it (no credentials, no vhost): `amqps://` for
+    /// a TLS listener, whose CA tenants give `stream publish --ca-cert` if it is private.
     pub public_amqp_url: String,
     /// Prefix of every tenant's vhost and user name.
     pub vhost_prefix: String,
@@ -683,7 +684,10 @@ impl StreamConfig {
             ("stream.public_amqp_url", &stream.public_amqp_url),
         ] {
             if !url.starts_with("amqp://") && !url.starts_with("amqps://") {
-                bail!("{key} = {:?} is not an amqp:// URL", redact_uri(url));
+                bail!(
+                    "{key} = {:?} is not an amqp:// or amqps:// URL",
+                    redact_uri(url)
+                );
             }
         }
         if !stream.management_url.starts_with("http://")
@@ -1090,6 +1094,16 @@ mod tests {
             let error = config.validate().unwrap_err().to_string();
             assert!(error.contains(key), "{key}: {error}");
         }
+    }
+
+    #[test]
+    fn tenants_may_be_told_an_amqps_address() {
+        let mut config = valid();
+        config.stream.public_amqp_url = "amqps://broker.example:5671".to_owned();
+        config.validate().unwrap();
+        config.stream.public_amqp_url = "amqps://u:p@broker.example:5671".to_owned();
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("stream.public_amqp_url"), "{error}");
     }
 
     #[test]
