@@ -1,14 +1,18 @@
 //! What tenants have used against their profiles' quotas, and the whole platform's work over
 //! time: what the console's usage and operator views show.
 
-use crate::platform::{Platform, StoreResult, TenantRecord, today};
+use crate::platform::{Platform, SeriesSteps, StoreResult, TenantRecord, today};
 use crate::stream::quota::{Limits, Quota};
+use futures_util::StreamExt;
 use mongodb::bson::DateTime;
 use mysimbdp_api::{PlatformPoint, PlatformSeries, QuotaUsage, Used};
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 const MIB: u64 = 1024 * 1024;
+
+/// Stream quota counters read from Redis at once at most, for the operator's view of every
+/// tenant: one slow or absent Redis then costs a few timeouts, not one per tenant in a row.
+const QUOTA_READS: usize = 8;
 
 /// One tenant's use of its quotas now.
 pub async fn of_tenant(
@@ -16,30 +20,58 @@ pub async fn of_tenant(
     quota: &Quota,
     tenant: &TenantRecord,
 ) -> StoreResult<QuotaUsage> {
-    let daily = platform.daily_usage(Some(&tenant.id)).await?;
-    assemble(platform, quota, tenant, &daily).await
+    let counts = Counts::read(platform, Some(&tenant.id)).await?;
+    Ok(assemble(quota, tenant, &counts).await)
 }
 
 /// Every tenant's use of its quotas now, in tenant order.
 pub async fn of_all(platform: &Platform, quota: &Quota) -> StoreResult<Vec<QuotaUsage>> {
-    let daily = platform.daily_usage(None).await?;
-    let tenants = platform.list_tenants().await?;
-    let mut usage = Vec::with_capacity(tenants.len());
-    for tenant in &tenants {
-        usage.push(assemble(platform, quota, tenant, &daily).await?);
-    }
-    Ok(usage)
+    let (counts, tenants) =
+        tokio::try_join!(Counts::read(platform, None), platform.list_tenants())?;
+    // The futures are made before they are streamed: a closure over borrowed tenants inside
+    // the stream's type is one rustc cannot prove `Send` for, as a handler must be
+    // (rust-lang/rust#64552, "implementation of `FnOnce` is not general enough").
+    let reads: Vec<_> = tenants
+        .iter()
+        .map(|tenant| assemble(quota, tenant, &counts))
+        .collect();
+    Ok(futures_util::stream::iter(reads)
+        .buffered(QUOTA_READS)
+        .collect()
+        .await)
 }
 
-async fn assemble(
-    platform: &Platform,
-    quota: &Quota,
-    tenant: &TenantRecord,
-    daily: &BTreeMap<(String, String), u64>,
-) -> StoreResult<QuotaUsage> {
+/// What the platform database counts for the usage answer, of one tenant or of all, in one
+/// query of each kind whatever the number of tenants.
+struct Counts {
+    /// Today's bytes per `(tenant, channel)`.
+    daily: BTreeMap<(String, String), u64>,
+    /// Apps per tenant.
+    apps: BTreeMap<String, u64>,
+    /// Streams per tenant.
+    streams: BTreeMap<String, u64>,
+}
+
+impl Counts {
+    async fn read(platform: &Platform, tenant: Option<&str>) -> StoreResult<Self> {
+        let (daily, apps, streams) = tokio::try_join!(
+            platform.daily_usage(tenant),
+            platform.app_counts(tenant),
+            platform.stream_counts(tenant)
+        )?;
+        Ok(Self {
+            daily,
+            apps,
+            streams,
+        })
+    }
+}
+
+async fn assemble(quota: &Quota, tenant: &TenantRecord, counts: &Counts) -> QuotaUsage {
     let profile = &tenant.profile;
     let used = |channel: &str| {
-        daily
+        counts
+            .daily
             .get(&(tenant.id.clone(), channel.to_owned()))
             .copied()
             .unwrap_or(0)
@@ -53,11 +85,7 @@ async fn assemble(
             None
         }
     };
-    let (apps, streams) = tokio::try_join!(
-        platform.list_apps(&tenant.id),
-        platform.list_streams(&tenant.id)
-    )?;
-    Ok(QuotaUsage {
+    QuotaUsage {
         tenant: tenant.id.clone(),
         day: today(),
         batch: Used {
@@ -77,9 +105,9 @@ async fn assemble(
             limit: limits.bytes,
         }),
         stream_window_secs: profile.stream.window_secs,
-        streams: streams.len() as u64,
-        apps: apps.len() as u64,
-    })
+        streams: counts.streams.get(&tenant.id).copied().unwrap_or(0),
+        apps: counts.apps.get(&tenant.id).copied().unwrap_or(0),
+    }
 }
 
 /// The platform's stream and batch work over the last `window_secs`, in about `points`
@@ -89,15 +117,17 @@ pub async fn platform_series(
     window_secs: u64,
     points: u64,
 ) -> StoreResult<PlatformSeries> {
-    let step_secs = window_secs.div_ceil(points.max(1)).max(1);
-    let step_ms = step_secs as i64 * 1000;
-    let step = Duration::from_secs(step_secs);
-    let now_ms = DateTime::now().timestamp_millis();
-    let since_ms = (now_ms - window_secs as i64 * 1000).div_euclid(step_ms) * step_ms + step_ms;
-    let since = DateTime::from_millis(since_ms);
+    // Tenants report at intervals of their own: no one interval bounds the step.
+    let steps = SeriesSteps::now(window_secs, points, 1);
+    let SeriesSteps {
+        step_secs,
+        step_ms,
+        since_ms,
+        now_ms,
+    } = steps;
     let (reports, batches) = tokio::try_join!(
-        platform.report_steps(None, since, step),
-        platform.batch_steps(since, step)
+        platform.report_steps(None, steps.since(), steps.step()),
+        platform.batch_steps(steps.since(), steps.step())
     )?;
     let mut points: BTreeMap<i64, PlatformPoint> = BTreeMap::new();
     let time = |ms: i64| {

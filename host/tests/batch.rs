@@ -8,6 +8,7 @@
 
 use mongodb::bson::{Document, doc};
 use mysimbdp_fixtures as fixtures;
+use mysimbdp_tests::batch::ENDED;
 use mysimbdp_tests::prelude::*;
 use reqwest::multipart::{Form, Part};
 use reqwest::{Method, StatusCode};
@@ -53,7 +54,7 @@ async fn shapes_job(host: &Host, token: &str, name: &str, lines: Vec<u8>) -> Val
     .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
     let jobs = job_ids(&queued);
-    let mut settled = wait_for(host, token, &jobs, &["done", "failed", "dead"]).await;
+    let mut settled = wait_for(host, token, &jobs, &ENDED).await;
     settled.remove(0)
 }
 
@@ -63,17 +64,7 @@ async fn wait_for(host: &Host, token: &str, jobs: &[String], statuses: &[&str]) 
     wait_until(
         &format!("every job is one of {statuses:?}, its attempt logged"),
         Duration::from_secs(120),
-        async || {
-            let mut all = Vec::new();
-            for job in jobs {
-                let (status, body) = host
-                    .tenant(token, Method::GET, &format!("/v1/batch/jobs/{job}"), None)
-                    .await;
-                assert_eq!(status, StatusCode::OK, "{body}");
-                all.push(body);
-            }
-            all
-        },
+        async || mysimbdp_tests::batch::jobs(host, token, jobs).await,
         |all| {
             all.iter().all(|j| {
                 statuses.contains(&j["status"].as_str().unwrap()) && !j["documents"].is_null()
@@ -145,8 +136,8 @@ async fn two_tenants_ingest_concurrently_and_see_only_their_own() {
     let (jobs_a, jobs_b) = (job_ids(&queued_a), job_ids(&queued_b));
     assert_eq!((jobs_a.len(), jobs_b.len()), (3, 2));
 
-    let done_a = wait_for(&host, &a, &jobs_a, &["done", "failed", "dead"]).await;
-    let done_b = wait_for(&host, &b, &jobs_b, &["done", "failed", "dead"]).await;
+    let done_a = wait_for(&host, &a, &jobs_a, &ENDED).await;
+    let done_b = wait_for(&host, &b, &jobs_b, &ENDED).await;
     for job in done_a.iter().chain(&done_b) {
         assert_eq!(job["status"], "done", "{job}");
         assert!(job["quality"]["records_bad"].as_u64().unwrap() > 0, "{job}");
@@ -352,7 +343,7 @@ async fn a_rejected_file_is_quarantined_and_a_flaky_job_dead_lettered_then_repla
     )
     .await;
     let rejected = job_ids(&queued);
-    let jobs = wait_for(&host, &token, &rejected, &["failed", "done", "dead"]).await;
+    let jobs = wait_for(&host, &token, &rejected, &ENDED).await;
     assert_eq!(
         (jobs[0]["status"].as_str(), jobs[0]["error_class"].as_str()),
         (Some("failed"), Some("reject")),
@@ -383,7 +374,7 @@ async fn a_rejected_file_is_quarantined_and_a_flaky_job_dead_lettered_then_repla
     )
     .await;
     let flaky = job_ids(&queued);
-    let jobs = wait_for(&host, &token, &flaky, &["dead", "done", "failed"]).await;
+    let jobs = wait_for(&host, &token, &flaky, &ENDED).await;
     assert_eq!(
         (jobs[0]["status"].as_str(), jobs[0]["attempts"].as_u64()),
         (Some("dead"), Some(2)),
@@ -480,7 +471,7 @@ async fn workers_killed_mid_job_again_and_again_lose_and_duplicate_nothing() {
         worker.child.wait().await.unwrap();
     }
     let finisher = spawn_serve_with(&database, "batch-worker", registry_extra, batch_extra).await;
-    let settled = wait_for(&host, &token, &jobs, &["done", "failed", "dead"]).await;
+    let settled = wait_for(&host, &token, &jobs, &ENDED).await;
     for job in &settled {
         assert_eq!(job["status"], "done", "{job}");
     }

@@ -8,25 +8,11 @@
 
 use mongodb::bson::{Document, doc};
 use mysimbdp_fixtures as fixtures;
-use mysimbdp_tests::batch::{orders_files, upload_orders};
+use mysimbdp_tests::batch::{ended, jobs, orders_files, upload_orders};
 use mysimbdp_tests::faults::{OwnedMongo, OwnedRedis};
 use mysimbdp_tests::prelude::*;
-use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use std::time::{Duration, Instant};
-
-/// The jobs as the API shows them; every one must be found (an accepted job never 404s).
-async fn jobs(host: &Host, token: &str, ids: &[String]) -> Vec<Value> {
-    let mut all = Vec::new();
-    for id in ids {
-        let (status, body) = host
-            .tenant(token, Method::GET, &format!("/v1/batch/jobs/{id}"), None)
-            .await;
-        assert_eq!(status, StatusCode::OK, "job {id}: {body}");
-        all.push(body);
-    }
-    all
-}
 
 /// Waits until every job ended and its last attempt is logged; the jobs.
 async fn wait_ended(host: &Host, token: &str, ids: &[String], within: Duration) -> Vec<Value> {
@@ -34,12 +20,7 @@ async fn wait_ended(host: &Host, token: &str, ids: &[String], within: Duration) 
         "every job ended, its attempt logged",
         within,
         async || jobs(host, token, ids).await,
-        |all| {
-            all.iter().all(|j| {
-                ["done", "failed", "dead"].contains(&j["status"].as_str().unwrap())
-                    && !j["documents"].is_null()
-            })
-        },
+        |all| all.iter().all(|j| ended(j) && !j["documents"].is_null()),
     )
     .await
 }

@@ -11,13 +11,13 @@
 use lapin::options::BasicGetOptions;
 use mongodb::bson::{Document, doc};
 use mysimbdp_fixtures as fixtures;
-use mysimbdp_tests::batch::{orders_files, upload_orders};
+use mysimbdp_tests::batch::{orders_files, upload_orders, wait_jobs_ended};
 use mysimbdp_tests::faults::{OwnedEtcd, OwnedMongo, OwnedRedis};
 use mysimbdp_tests::prelude::*;
 use mysimbdp_tests::streams::{
     connect, force_close_connections, numbered_from, publish, stream_of,
 };
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -281,34 +281,8 @@ async fn every_document_once_through_host_kills_and_each_services_outage() {
     );
     let distinct = events.distinct("n", doc! {}).await.unwrap().len() as u64;
     assert_eq!(distinct, total, "lost stream documents");
-    let ended = wait_until(
-        "every batch job ended",
-        Duration::from_secs(240),
-        async || {
-            let mut statuses = Vec::new();
-            for job in &rig.jobs {
-                let (status, body) = rig
-                    .api
-                    .tenant(
-                        &rig.token,
-                        Method::GET,
-                        &format!("/v1/batch/jobs/{job}"),
-                        None,
-                    )
-                    .await;
-                assert_eq!(status, StatusCode::OK, "job {job}: {body}");
-                statuses.push(body["status"].as_str().unwrap().to_owned());
-            }
-            statuses
-        },
-        |statuses| {
-            statuses
-                .iter()
-                .all(|s| ["done", "failed", "dead"].contains(&s.as_str()))
-        },
-    )
-    .await;
-    assert!(ended.iter().all(|s| s == "done"), "{ended:?}");
+    let ended = wait_jobs_ended(&rig.api, &rig.token, &rig.jobs, Duration::from_secs(240)).await;
+    assert!(ended.iter().all(|job| job["status"] == "done"), "{ended:?}");
     let batch_documents = rig
         .mongo
         .database(&tenant_database(&tenant))

@@ -8,7 +8,7 @@ use fantoccini::Locator;
 use mongodb::bson::doc;
 use mysimbdp_fixtures as fixtures;
 use mysimbdp_host::api::console::CONTENT_SECURITY_POLICY;
-use mysimbdp_tests::batch::upload_orders;
+use mysimbdp_tests::batch::{upload_orders, wait_job_ended};
 use mysimbdp_tests::browser::Browser;
 use mysimbdp_tests::prelude::*;
 use mysimbdp_tests::streams::{publish, wait_for_the_sensor_app};
@@ -738,23 +738,8 @@ async fn an_operator_runs_the_platform_from_the_console() {
     assert!(hosts.contains("batch"), "{hosts}");
 
     // The platform's plots, once the job has ended.
-    wait_until(
-        "the job ends",
-        Duration::from_secs(60),
-        async || {
-            host.tenant(
-                &token,
-                Method::GET,
-                &format!("/v1/batch/jobs/{}", jobs[0]),
-                None,
-            )
-            .await
-            .1["status"]
-                .clone()
-        },
-        |status| status == "done",
-    )
-    .await;
+    let job = wait_job_ended(&host, &token, &jobs[0], Duration::from_secs(60)).await;
+    assert_eq!(job["status"], "done", "{job}");
     console.view("platform").await;
     wait_until(
         "the platform's batch plot draws the job",

@@ -457,28 +457,14 @@ async fn every_language_ingests_a_file_on_the_platform_with_its_preset() {
         assert_eq!(body["version"]["preset"], language, "{body}");
         let jobs =
             mysimbdp_tests::batch::upload_orders(&host, &token, "orders", vec![csv.clone()]).await;
-        let job = wait_until(
-            &format!("the {language} job is done"),
+        let job = mysimbdp_tests::batch::wait_job_ended(
+            &host,
+            &token,
+            &jobs[0],
             std::time::Duration::from_secs(300),
-            async || {
-                host.tenant(
-                    &token,
-                    Method::GET,
-                    &format!("/v1/batch/jobs/{}", jobs[0]),
-                    None,
-                )
-                .await
-                .1
-            },
-            |job| {
-                assert!(
-                    !matches!(job["status"].as_str(), Some("failed" | "dead")),
-                    "the {language} job failed: {job}"
-                );
-                job["status"] == "done" && !job["documents"].is_null()
-            },
         )
         .await;
+        assert_eq!(job["status"], "done", "the {language} job failed: {job}");
         assert_eq!(job["documents"], expected.good, "{language}: {job}");
         let mut documents: Vec<mongodb::bson::Document> = mysimbdp_tests::services::mongo()
             .await

@@ -7,10 +7,10 @@
 
 use mongodb::bson::{Document, doc};
 use mysimbdp_fixtures as fixtures;
-use mysimbdp_tests::batch::{orders_files, upload_orders};
+use mysimbdp_tests::batch::{self, orders_files, upload_orders, wait_jobs_ended};
 use mysimbdp_tests::prelude::*;
 use mysimbdp_tests::streams::{numbered_from, publish, stream_of};
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -77,14 +77,6 @@ impl Slots {
     }
 }
 
-async fn job_status(api: &Host, token: &str, job: &str) -> String {
-    let (status, body) = api
-        .tenant(token, Method::GET, &format!("/v1/batch/jobs/{job}"), None)
-        .await;
-    assert_eq!(status, StatusCode::OK, "job {job}: {body}");
-    body["status"].as_str().unwrap().to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn any_host_ingests_a_file_another_received_before_dying() {
     let database = database_name();
@@ -149,7 +141,7 @@ async fn any_host_ingests_a_file_another_received_before_dying() {
     }
     for job in &received_by_victim {
         assert_eq!(
-            job_status(&apis[1], &token, job).await,
+            batch::job(&apis[1], &token, job).await["status"],
             "queued",
             "job {job} started before its host was killed"
         );
@@ -170,24 +162,8 @@ async fn any_host_ingests_a_file_another_received_before_dying() {
     slots.release().await;
 
     let survivor = &apis[1];
-    let ended = wait_until(
-        "every batch job ended on the surviving hosts",
-        Duration::from_secs(240),
-        async || {
-            let mut statuses = Vec::new();
-            for job in &jobs {
-                statuses.push(job_status(survivor, &token, job).await);
-            }
-            statuses
-        },
-        |statuses| {
-            statuses
-                .iter()
-                .all(|s| ["done", "failed", "dead"].contains(&s.as_str()))
-        },
-    )
-    .await;
-    assert!(ended.iter().all(|s| s == "done"), "{ended:?}");
+    let ended = wait_jobs_ended(survivor, &token, &jobs, Duration::from_secs(240)).await;
+    assert!(ended.iter().all(|job| job["status"] == "done"), "{ended:?}");
     let coredms = mysimbdp_tests::services::mongo()
         .await
         .database(&tenant_database(&tenant));

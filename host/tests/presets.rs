@@ -7,7 +7,7 @@
 
 use mysimbdp_fixtures as fixtures;
 use mysimbdp_host::config::SandboxOverrides;
-use mysimbdp_tests::batch::{orders_files, upload_orders};
+use mysimbdp_tests::batch::{orders_files, upload_orders, wait_job_ended};
 use mysimbdp_tests::prelude::*;
 use reqwest::multipart::{Form, Part};
 use reqwest::{Method, StatusCode};
@@ -71,22 +71,7 @@ async fn upload(
 /// Runs one job of `file` and returns it once it ended.
 async fn job(host: &Host, token: &str, file: Vec<u8>) -> Value {
     let jobs = upload_orders(host, token, "presets-", vec![file]).await;
-    wait_until(
-        "the job ended",
-        Duration::from_secs(120),
-        async || {
-            host.tenant(
-                token,
-                Method::GET,
-                &format!("/v1/batch/jobs/{}", jobs[0]),
-                None,
-            )
-            .await
-            .1
-        },
-        |job| ["done", "failed", "dead"].contains(&job["status"].as_str().unwrap_or_default()),
-    )
-    .await
+    wait_job_ended(host, token, &jobs[0], Duration::from_secs(120)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

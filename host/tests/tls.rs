@@ -272,20 +272,11 @@ async fn a_host_queues_its_jobs_in_redis_over_tls_with_its_ca() {
     let (good, expected) = orders_csv();
     let jobs =
         mysimbdp_tests::batch::upload_orders(&host, &token, "tls-", vec![good.into_bytes()]).await;
-    let job = wait_until(
-        "the job ends",
+    let job = mysimbdp_tests::batch::wait_job_ended(
+        &host,
+        &token,
+        &jobs[0],
         std::time::Duration::from_secs(60),
-        async || {
-            host.tenant(
-                &token,
-                Method::GET,
-                &format!("/v1/batch/jobs/{}", jobs[0]),
-                None,
-            )
-            .await
-            .1
-        },
-        |job| job["status"] == "done" || job["status"] == "failed",
     )
     .await;
     assert_eq!(job["status"], "done", "{job}");

@@ -1,8 +1,12 @@
-//! Batch uploads as tests drive them: files of the orders fixture and their upload.
+//! Batch uploads as tests drive them: files of the orders fixture, their upload, and their
+//! jobs polled until they ended.
 
 use crate::host::Host;
+use crate::poll::wait_until;
 use reqwest::multipart::{Form, Part};
 use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use std::time::Duration;
 
 /// `count` CSV files of the orders fixture of about `bytes` each (each a little larger than
 /// the last), and the documents they make together.
@@ -44,4 +48,58 @@ pub async fn upload_orders(
         .iter()
         .map(|f| f["job"].as_str().unwrap().to_owned())
         .collect()
+}
+
+/// The statuses a job ends in: no worker moves it out of them (only a replay does).
+pub const ENDED: [&str; 3] = ["done", "failed", "dead"];
+
+/// Whether the job (as the API shows it) ended.
+pub fn ended(job: &Value) -> bool {
+    ENDED.contains(&job["status"].as_str().unwrap_or_default())
+}
+
+/// The job as the API shows it; an accepted job is always found.
+pub async fn job(host: &Host, token: &str, id: &str) -> Value {
+    let (status, body) = host
+        .tenant(token, Method::GET, &format!("/v1/batch/jobs/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "job {id}: {body}");
+    body
+}
+
+/// The jobs as the API shows them, in the order of `ids`.
+pub async fn jobs(host: &Host, token: &str, ids: &[String]) -> Vec<Value> {
+    let mut all = Vec::with_capacity(ids.len());
+    for id in ids {
+        all.push(job(host, token, id).await);
+    }
+    all
+}
+
+/// Polls the job until it ended (panics after `within`); the job as it ended.
+pub async fn wait_job_ended(host: &Host, token: &str, id: &str, within: Duration) -> Value {
+    wait_until(
+        &format!("job {id} ended"),
+        within,
+        async || job(host, token, id).await,
+        ended,
+    )
+    .await
+}
+
+/// Polls the jobs until every one ended (panics after `within`); the jobs, in the order of
+/// `ids`.
+pub async fn wait_jobs_ended(
+    host: &Host,
+    token: &str,
+    ids: &[String],
+    within: Duration,
+) -> Vec<Value> {
+    wait_until(
+        "every job ended",
+        within,
+        async || jobs(host, token, ids).await,
+        |all| all.iter().all(ended),
+    )
+    .await
 }

@@ -14,7 +14,7 @@ mod usage;
 pub use apps::{AppRecord, NewVersion, VersionRecord};
 pub use jobs::{BatchJob, JobSpec};
 pub use log_writer::LogWriter;
-pub use series::{BatchStep, ReportStep};
+pub use series::{BatchStep, ReportStep, SeriesSteps};
 pub use streams::{
     BrokerAccount, Folded, NewStream, StreamEvent, StreamRecord, StreamReport, StreamStatus,
 };

@@ -5,8 +5,64 @@
 
 use super::{Platform, StoreResult};
 use futures_util::TryStreamExt;
+use mongodb::Collection;
 use mongodb::bson::{Bson, DateTime, Document, doc};
 use std::time::Duration;
+
+/// How a series over a window is cut into steps: about the points asked for, never narrower
+/// than `min_step_secs` (a stream's report interval: a narrower step would show a report's
+/// messages as a spike followed by empty steps), aligned to multiples of the step so that
+/// refreshing a plot does not move its points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeriesSteps {
+    /// The step, whole seconds (at least one).
+    pub step_secs: u64,
+    /// The step, ms.
+    pub step_ms: i64,
+    /// The start of the first whole step in the window, ms since the epoch: a step cut by
+    /// the window's start would undercount.
+    pub since_ms: i64,
+    /// The window's end, ms since the epoch.
+    pub now_ms: i64,
+}
+
+impl SeriesSteps {
+    /// The steps of the last `window_secs`, now.
+    pub fn now(window_secs: u64, points: u64, min_step_secs: u64) -> Self {
+        Self::at(
+            DateTime::now().timestamp_millis(),
+            window_secs,
+            points,
+            min_step_secs,
+        )
+    }
+
+    /// The steps of the `window_secs` before `now_ms`.
+    pub fn at(now_ms: i64, window_secs: u64, points: u64, min_step_secs: u64) -> Self {
+        let step_secs = window_secs
+            .div_ceil(points.max(1))
+            .max(min_step_secs)
+            .max(1);
+        let step_ms = step_secs as i64 * 1000;
+        let since_ms = (now_ms - window_secs as i64 * 1000).div_euclid(step_ms) * step_ms + step_ms;
+        Self {
+            step_secs,
+            step_ms,
+            since_ms,
+            now_ms,
+        }
+    }
+
+    /// The step.
+    pub fn step(&self) -> Duration {
+        Duration::from_secs(self.step_secs)
+    }
+
+    /// The start of the first whole step.
+    pub fn since(&self) -> DateTime {
+        DateTime::from_millis(self.since_ms)
+    }
+}
 
 /// One step of stream reports, summed over hosts (and streams, for the platform's).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -104,36 +160,28 @@ impl Platform {
             } },
             doc! { "$sort": { "_id": 1 } },
         ];
-        let rows: Vec<Document> = self
-            .database
-            .collection::<Document>("stream_reports")
-            .aggregate(pipeline)
-            .await?
-            .try_collect()
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|row| {
-                let messages = count(row, "messages");
-                ReportStep {
-                    start_ms: number(row, "_id") as i64,
-                    messages,
-                    documents: count(row, "documents"),
-                    dead_lettered: count(row, "dead_lettered"),
-                    errors: count(row, "errors"),
-                    latency_avg_ms: if messages == 0 {
-                        0.0
-                    } else {
-                        number(row, "latency") / messages as f64
-                    },
-                    latency_p99_ms: number(row, "p99"),
-                    queue_depth: count(row, "depth"),
-                    consumers: u32::try_from(count(row, "consumers")).unwrap_or(u32::MAX),
-                    throttled: row.get_bool("throttled").unwrap_or(false),
-                    reports: count(row, "reports"),
-                }
-            })
-            .collect())
+        let reports = self.database.collection::<Document>("stream_reports");
+        steps(&reports, pipeline, |row| {
+            let messages = count(row, "messages");
+            ReportStep {
+                start_ms: number(row, "_id") as i64,
+                messages,
+                documents: count(row, "documents"),
+                dead_lettered: count(row, "dead_lettered"),
+                errors: count(row, "errors"),
+                latency_avg_ms: if messages == 0 {
+                    0.0
+                } else {
+                    number(row, "latency") / messages as f64
+                },
+                latency_p99_ms: number(row, "p99"),
+                queue_depth: count(row, "depth"),
+                consumers: u32::try_from(count(row, "consumers")).unwrap_or(u32::MAX),
+                throttled: row.get_bool("throttled").unwrap_or(false),
+                reports: count(row, "reports"),
+            }
+        })
+        .await
     }
 
     /// Batch endings of every tenant since `since`, in steps of `step`, oldest first.
@@ -153,23 +201,24 @@ impl Platform {
             } },
             doc! { "$sort": { "_id": 1 } },
         ];
-        let rows: Vec<Document> = self
-            .log
-            .clone_with_type::<Document>()
-            .aggregate(pipeline)
-            .await?
-            .try_collect()
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|row| BatchStep {
-                start_ms: number(row, "_id") as i64,
-                done: count(row, "done"),
-                failed: count(row, "failed"),
-                documents: count(row, "documents"),
-            })
-            .collect())
+        steps(&self.log.clone_with_type(), pipeline, |row| BatchStep {
+            start_ms: number(row, "_id") as i64,
+            done: count(row, "done"),
+            failed: count(row, "failed"),
+            documents: count(row, "documents"),
+        })
+        .await
     }
+}
+
+/// Runs a pipeline whose rows are steps, and reads each row as one.
+async fn steps<T>(
+    collection: &Collection<Document>,
+    pipeline: impl IntoIterator<Item = Document>,
+    step: impl Fn(&Document) -> T,
+) -> StoreResult<Vec<T>> {
+    let rows: Vec<Document> = collection.aggregate(pipeline).await?.try_collect().await?;
+    Ok(rows.iter().map(step).collect())
 }
 
 /// A numeric field whatever BSON type the sum came back as; 0 when absent.
@@ -184,6 +233,33 @@ fn number(row: &Document, key: &str) -> f64 {
 
 /// A non-negative count (a negative or fractional sum cannot come from the reports; it is
 /// clamped rather than trusted).
-fn count(row: &Document, key: &str) -> u64 {
+pub(super) fn count(row: &Document, key: &str) -> u64 {
     number(row, key).max(0.0) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_are_about_the_points_asked_for_and_aligned_to_multiples_of_the_step() {
+        let now_ms = 1_700_000_123_456;
+        let steps = SeriesSteps::at(now_ms, 3600, 60, 5);
+        assert_eq!((steps.step_secs, steps.step_ms), (60, 60_000));
+        assert_eq!(steps.since_ms % steps.step_ms, 0);
+        // The first whole step in the window.
+        let start_ms = now_ms - 3_600_000;
+        assert!(steps.since_ms > start_ms && steps.since_ms <= start_ms + steps.step_ms);
+        assert_eq!(steps.now_ms, now_ms);
+        assert_eq!(steps.step(), Duration::from_secs(60));
+        assert_eq!(steps.since(), DateTime::from_millis(steps.since_ms));
+    }
+
+    #[test]
+    fn a_step_is_never_narrower_than_the_floor_nor_a_second() {
+        assert_eq!(SeriesSteps::at(0, 900, 300, 5).step_secs, 5);
+        assert_eq!(SeriesSteps::at(0, 900, 30, 5).step_secs, 30);
+        assert_eq!(SeriesSteps::at(0, 10, 100, 0).step_secs, 1);
+        assert_eq!(SeriesSteps::at(0, 0, 0, 0).step_secs, 1);
+    }
 }

@@ -236,7 +236,7 @@ fn not_found(name: &str) -> StoreError {
 }
 
 impl Platform {
-    fn streams(&self) -> Collection<StreamRecord> {
+    pub(super) fn streams(&self) -> Collection<StreamRecord> {
         self.database.collection("streams")
     }
 

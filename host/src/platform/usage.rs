@@ -1,11 +1,14 @@
 //! The ingestion log (one entry per ingestion: who, what, how much, how it ended) and daily
 //! usage counters that enforce per-day quotas atomically across hosts.
 
-use super::{Platform, StoreResult, is_duplicate_key};
-use mongodb::bson::{DateTime, doc};
+use super::{Platform, StoreResult, is_duplicate_key, series};
+use futures_util::TryStreamExt;
+use mongodb::Collection;
+use mongodb::bson::{DateTime, Document, doc};
 use mongodb::options::ReturnDocument;
 use mysimbdp_api::{FailureClass, JobStatus};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// One ingestion, as logged.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -63,7 +66,7 @@ pub struct JobRecord {
     pub error_class: Option<FailureClass>,
     /// The app's quality report (records in, bad, violations).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub quality: Option<mongodb::bson::Document>,
+    pub quality: Option<Document>,
 }
 
 /// A quota left no room.
@@ -90,14 +93,12 @@ impl Platform {
     pub async fn daily_usage(
         &self,
         tenant: Option<&str>,
-    ) -> StoreResult<std::collections::BTreeMap<(String, String), u64>> {
-        use futures_util::TryStreamExt;
+    ) -> StoreResult<BTreeMap<(String, String), u64>> {
         let mut filter = doc! { "day": today() };
         if let Some(tenant) = tenant {
             filter.insert("tenant", tenant);
         }
-        let counters: Vec<mongodb::bson::Document> =
-            self.usage.find(filter).await?.try_collect().await?;
+        let counters: Vec<Document> = self.usage.find(filter).await?.try_collect().await?;
         Ok(counters
             .iter()
             .filter_map(|c| {
@@ -107,6 +108,16 @@ impl Platform {
                 Some(((tenant, channel), bytes))
             })
             .collect())
+    }
+
+    /// Apps per tenant, of one tenant or of all; a tenant without apps is absent.
+    pub async fn app_counts(&self, tenant: Option<&str>) -> StoreResult<BTreeMap<String, u64>> {
+        per_tenant(&self.apps, tenant).await
+    }
+
+    /// Streams per tenant, of one tenant or of all; a tenant without streams is absent.
+    pub async fn stream_counts(&self, tenant: Option<&str>) -> StoreResult<BTreeMap<String, u64>> {
+        per_tenant(&self.streams(), tenant).await
     }
 
     /// The latest log entry of a batch job.
@@ -173,6 +184,27 @@ impl Platform {
     }
 }
 
+/// Records of `collection` per tenant (of one tenant or of all), counted by MongoDB: one
+/// answer of a row per tenant, however many records there are.
+async fn per_tenant<T: Send + Sync>(
+    collection: &Collection<T>,
+    tenant: Option<&str>,
+) -> StoreResult<BTreeMap<String, u64>> {
+    let mut pipeline = Vec::with_capacity(2);
+    if let Some(tenant) = tenant {
+        pipeline.push(doc! { "$match": { "tenant": tenant } });
+    }
+    pipeline.push(doc! { "$group": { "_id": "$tenant", "records": { "$sum": 1 } } });
+    let rows: Vec<Document> = collection.aggregate(pipeline).await?.try_collect().await?;
+    Ok(rows
+        .iter()
+        .filter_map(|row| {
+            let tenant = row.get_str("_id").ok()?.to_owned();
+            Some((tenant, series::count(row, "records")))
+        })
+        .collect())
+}
+
 // The figures are an API answer (`/v1/stats`): they live in the API types crate.
 pub use mysimbdp_api::BatchStats;
 
@@ -184,8 +216,7 @@ impl Platform {
     pub async fn batch_stats(
         &self,
         tenant: Option<&str>,
-    ) -> StoreResult<std::collections::BTreeMap<String, BatchStats>> {
-        use futures_util::TryStreamExt;
+    ) -> StoreResult<BTreeMap<String, BatchStats>> {
         let mut filter = doc! { "source": "batch" };
         if let Some(tenant) = tenant {
             filter.insert("tenant", tenant);
@@ -198,8 +229,8 @@ impl Platform {
             .await?
             .try_collect()
             .await?;
-        let mut durations: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
-        let mut stats: std::collections::BTreeMap<String, BatchStats> = Default::default();
+        let mut durations: BTreeMap<String, Vec<f64>> = Default::default();
+        let mut stats: BTreeMap<String, BatchStats> = Default::default();
         for entry in entries {
             let s = stats.entry(entry.tenant.clone()).or_default();
             s.documents += entry.documents.max(0) as u64;

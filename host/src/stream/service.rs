@@ -10,7 +10,8 @@ use super::dead_letter_queue;
 use crate::config::MAX_DELIVERY_LIMIT;
 use crate::names;
 use crate::platform::{
-    BrokerAccount, NewStream, StoreError, StreamRecord, StreamReport, StreamStatus, TenantRecord,
+    BrokerAccount, NewStream, SeriesSteps, StoreError, StreamRecord, StreamReport, StreamStatus,
+    TenantRecord,
 };
 use crate::runtime::AppKind;
 use mongodb::bson::DateTime;
@@ -351,15 +352,18 @@ pub async fn series(
     points: u64,
 ) -> Result<StreamSeries, StreamError> {
     context.platform.stream(&tenant.id, name).await?;
-    let step_secs = window_secs
-        .div_ceil(points.max(1))
-        .max(tenant.profile.stream.report_interval_secs)
-        .max(1);
-    let step_ms = step_secs as i64 * 1000;
-    let now_ms = DateTime::now().timestamp_millis();
-    // The first whole step in the window: a step cut by the window's start would undercount.
-    let since_ms = (now_ms - window_secs as i64 * 1000).div_euclid(step_ms) * step_ms + step_ms;
-    let since = DateTime::from_millis(since_ms);
+    let window = SeriesSteps::now(
+        window_secs,
+        points,
+        tenant.profile.stream.report_interval_secs,
+    );
+    let SeriesSteps {
+        step_secs,
+        step_ms,
+        since_ms,
+        now_ms,
+    } = window;
+    let since = window.since();
     let steps = context
         .platform
         .report_steps(
