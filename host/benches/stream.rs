@@ -19,6 +19,12 @@
 //!   same `BulkWriter` in the same batches (one batch of messages' documents per insert, as
 //!   many inserts at once as one consumer keeps in flight) with no broker and no parsing.
 //!
+//! - **tls**: the platform again, with every broker hop over TLS: the tenant publishes over
+//!   `amqps://` and the host consumes over `amqps://` and provisions over the management API's
+//!   HTTPS (the services script's listeners on 5671 and 15671, verified against its CA). Its
+//!   throughput against the platform's is the cost of TLS; the rounds' publishing times with
+//!   confirms, over each, are the tenants' side of it.
+//!
 //! Rounds alternate which side goes first (MongoDB checkpoints and the broker's log work
 //! otherwise favour one side); the verdict is the ratio of total times. Latency is per
 //! message, from delivery to the completed write (the platform's from its consumer's report
@@ -47,7 +53,9 @@ use mysimbdp_host::profile::WriteConcern;
 use mysimbdp_host::sink::{BulkWriter, Sink, stored_document};
 use mysimbdp_tests::poll::{wait_until, wait_until_every};
 use mysimbdp_tests::process::{BENCH_OPERATOR as OPERATOR, serve_bench, vm_hwm_kib};
-use mysimbdp_tests::services::{mongo, queue_consumers};
+use mysimbdp_tests::services::{
+    AMQPS_URL, PUBLIC_AMQPS_URL, RABBITMQ_MANAGEMENT_HTTPS_URL, mongo, queue_consumers, services_ca,
+};
 use serde_json::{Value, json};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -82,6 +90,8 @@ fn batch_writer(sink: Arc<Sink>) -> BulkWriter {
 }
 
 struct Measured {
+    /// How long the round's messages took to publish with confirms (the platform's sides).
+    loaded: Duration,
     messages: u64,
     documents: u64,
     elapsed: Duration,
@@ -120,7 +130,8 @@ async fn main() {
          consumer",
         LINGER.as_millis()
     );
-    let mut platform = Platform::start(&run).await;
+    let mut platform = Platform::start(&run, false).await;
+    let mut secure = Platform::start(&format!("{run}_tls"), true).await;
     let mut native = Native::start(&run).await;
     let limit = Limit::start(&run).await;
     println!();
@@ -137,21 +148,29 @@ async fn main() {
         "p99 ms"
     );
     let (mut platform_total, mut native_total) = (Duration::ZERO, Duration::ZERO);
-    let mut limit_total = Duration::ZERO;
-    let (mut platform_p99, mut native_p99) = (Vec::new(), Vec::new());
+    let (mut limit_total, mut secure_total) = (Duration::ZERO, Duration::ZERO);
+    let (mut platform_loaded, mut secure_loaded) = (Duration::ZERO, Duration::ZERO);
+    let (mut platform_p99, mut native_p99, mut secure_p99) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
-        let (p, n) = if round % 2 == 0 {
+        let (p, t, n) = if round % 2 == 0 {
             let p = platform.round(round, count).await;
-            (p, native.round(round, count).await)
+            let t = secure.round(round, count).await;
+            (p, t, native.round(round, count).await)
         } else {
             let n = native.round(round, count).await;
-            (platform.round(round, count).await, n)
+            let t = secure.round(round, count).await;
+            (platform.round(round, count).await, t, n)
         };
         let l = limit.round(round, count).await;
         assert_eq!(p.documents, count * 2, "the platform lost documents");
+        assert_eq!(
+            t.documents,
+            count * 2,
+            "the platform over TLS lost documents"
+        );
         assert_eq!(n.documents, count * 2, "the native consumer lost documents");
         assert_eq!(l.documents, count * 2, "the limit side lost documents");
-        for (name, m) in [("platform", &p), ("native", &n), ("limit", &l)] {
+        for (name, m) in [("platform", &p), ("tls", &t), ("native", &n), ("limit", &l)] {
             let secs = m.elapsed.as_secs_f64();
             println!(
                 "{round:<6} {name:<10} {:>9} {:>10} {:>8.2} {:>11.0} {:>12.0} {:>9.1} {:>9.1}",
@@ -165,6 +184,10 @@ async fn main() {
             );
         }
         platform_total += p.elapsed;
+        secure_total += t.elapsed;
+        platform_loaded += p.loaded;
+        secure_loaded += t.loaded;
+        secure_p99.push(t.latency_p99_ms);
         native_total += n.elapsed;
         limit_total += l.elapsed;
         platform_p99.push(p.latency_p99_ms);
@@ -181,6 +204,12 @@ async fn main() {
         total / platform_total.as_secs_f64(),
         median(platform_p99),
         vm_hwm_kib(platform.pid) as f64 / 1024.0
+    );
+    println!(
+        "tls:      {:.0} messages/s, p99 {:.1} ms (median of rounds), peak RSS {:.1} MiB (serve)",
+        total / secure_total.as_secs_f64(),
+        median(secure_p99),
+        vm_hwm_kib(secure.pid) as f64 / 1024.0
     );
     println!(
         "native:   {:.0} messages/s, p99 {:.1} ms (median of rounds), peak RSS {:.1} MiB",
@@ -201,13 +230,24 @@ async fn main() {
         "platform / limit throughput: {:.3}x",
         limit_total.as_secs_f64() / platform_total.as_secs_f64()
     );
+    println!(
+        "platform over TLS / platform throughput: {:.3}x (consuming); tenants publishing with \
+         confirms: {:.0} messages/s over amqps:// against {:.0} over amqp:// ({:.3}x)",
+        platform_total.as_secs_f64() / secure_total.as_secs_f64(),
+        total / secure_loaded.as_secs_f64(),
+        total / platform_loaded.as_secs_f64(),
+        platform_loaded.as_secs_f64() / secure_loaded.as_secs_f64()
+    );
     platform.finish().await;
+    secure.finish().await;
     native.finish().await;
     let mongo = mongo().await;
     for database in [
         format!("tenant_{run}"),
         format!("native_{run}"),
         format!("limit_{run}"),
+        format!("tenant_{run}_tls"),
+        format!("{run}_tls"),
         run.clone(),
     ] {
         mongo.database(&database).drop().await.unwrap();
@@ -251,7 +291,9 @@ async fn stored(collection: &mongodb::Collection<mongodb::bson::Document>) -> u6
     collection.estimated_document_count().await.unwrap()
 }
 
-/// A real `serve` with one consumer of the tenant's stream.
+/// A real `serve` with one consumer of the tenant's stream: over plain AMQP, or over TLS on
+/// every broker hop (the host's consumer and management calls, the tenant's publishing),
+/// verified against the services script's CA.
 struct Platform {
     child: tokio::process::Child,
     pid: u32,
@@ -265,14 +307,23 @@ struct Platform {
 }
 
 impl Platform {
-    async fn start(run: &str) -> Self {
+    async fn start(run: &str, tls: bool) -> Self {
+        let ca = services_ca();
+        let broker = if tls {
+            format!(
+                "amqp_url = \"{AMQPS_URL}\"\nmanagement_url = \"{RABBITMQ_MANAGEMENT_HTTPS_URL}\"\n\
+                 public_amqp_url = \"{PUBLIC_AMQPS_URL}\"\nca_cert = {ca:?}\n"
+            )
+        } else {
+            String::new()
+        };
         let (child, base) = serve_bench(
             run,
             &format!(
                 "[platform]\ndatabase = \"{run}\"\n[registry]\nprefix = \"/mysimbdp-bench/{run}\"\n\
                  [redis]\nnamespace = \"{run}\"\n[batch]\nworkers = 0\n\
                  [stream]\nbatch_size = {BATCH}\nprefetch = {}\nlinger_ms = {}\n\
-                 reconcile_ms = 200\n",
+                 reconcile_ms = 200\n{broker}",
                 prefetch(),
                 LINGER.as_millis()
             ),
@@ -348,7 +399,7 @@ impl Platform {
         let mut uri: AMQPUri = connection["url"].as_str().unwrap().parse().unwrap();
         uri.authority.userinfo.username = connection["user"].as_str().unwrap().to_owned();
         uri.authority.userinfo.password = connection["password"].as_str().unwrap().to_owned();
-        platform.amqp = Connection::connect_uri(uri, ConnectionProperties::default())
+        platform.amqp = mysimbdp_client::stream::connect_broker(uri, tls.then_some(ca.as_path()))
             .await
             .unwrap();
         platform
@@ -372,7 +423,9 @@ impl Platform {
     /// Loads the stopped stream, starts it, and times it until the round's documents are in.
     async fn round(&mut self, round: u64, count: u64) -> Measured {
         // As the tenant: only its publishing exchange is open to it.
+        let loading = Instant::now();
         load(&self.amqp, "mysimbdp.ingest", "bench", round, count).await;
+        let loaded = loading.elapsed();
         let before = stored(&self.metrics).await;
         let reports = self
             .reports
@@ -416,6 +469,7 @@ impl Platform {
         .await;
         let report = report.unwrap();
         Measured {
+            loaded,
             messages: report.get_i64("messages").unwrap() as u64,
             documents,
             elapsed,
@@ -606,6 +660,7 @@ impl Native {
         latencies.sort_unstable();
         let n = latencies.len();
         Measured {
+            loaded: Duration::ZERO,
             messages: settled,
             documents,
             elapsed,
@@ -673,6 +728,7 @@ impl Limit {
             .fold(0, |total, n| async move { total + n })
             .await;
         Measured {
+            loaded: Duration::ZERO,
             messages: count,
             documents,
             elapsed: started.elapsed(),

@@ -11,14 +11,16 @@
 //! `stream.public_amqp_url` is the script's `amqps://` listener hands that address out with a
 //! new stream; `stream publish --ca-cert` with the script's CA publishes over it and the
 //! messages are ingested; without the CA, or with another, the CLI refuses the broker, naming
-//! its certificate, and publishes nothing.
+//! its certificate, and publishes nothing. The host itself reaches the broker over `amqps://`
+//! and its management API over HTTPS with `stream.ca_cert`, and does not start without it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use mysimbdp_tests::cli::{async_command, text};
 use mysimbdp_tests::prelude::*;
 use mysimbdp_tests::services::{
-    ETCD_TLS_ENDPOINT, MONGODB_TLS_URI, PUBLIC_AMQPS_URL, REDIS_TLS_URL, services_ca,
+    AMQPS_URL, ETCD_TLS_ENDPOINT, MONGODB_TLS_URI, PUBLIC_AMQPS_URL, RABBITMQ_MANAGEMENT_HTTPS_URL,
+    REDIS_TLS_URL, services_ca,
 };
 use mysimbdp_tests::tls::pki;
 use reqwest::{Method, StatusCode};
@@ -350,10 +352,27 @@ async fn a_tenant_publishes_over_amqps_with_the_ca_and_is_refused_without_it() {
         std::time::Duration::from_secs(300),
         async {
             let database = database_name();
-            let host = Host::start_with(&database, "tls-cache", |config| {
+            // The host's own hops to the broker are TLS too: its consumers and vhost probes
+            // over amqps://, provisioning over the management API's HTTPS, both verified
+            // against stream.ca_cert.
+            let over_tls = |config: &mut mysimbdp_host::config::ServeConfig| {
                 config.batch.workers = 0;
                 config.stream.reconcile_ms = 200;
                 config.stream.public_amqp_url = PUBLIC_AMQPS_URL.to_owned();
+                config.stream.amqp_url = AMQPS_URL.to_owned();
+                config.stream.management_url = RABBITMQ_MANAGEMENT_HTTPS_URL.to_owned();
+            };
+            // Without the CA the host does not start: the management API is not trusted.
+            let mut untrusting = config(&database, "tls-cache");
+            over_tls(&mut untrusting);
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let error = mysimbdp_host::serve::run(untrusting, listener, std::future::pending())
+                .await
+                .unwrap_err();
+            assert!(format!("{error:#}").contains("certificate"), "{error:#}");
+            let host = Host::start_with(&database, "tls-cache", |config| {
+                over_tls(config);
+                config.stream.ca_cert = Some(ca.clone());
             })
             .await;
             let tenant = unique("tlsmq");

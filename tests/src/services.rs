@@ -6,6 +6,10 @@ pub const REDIS_URL: &str = "redis://127.0.0.1:6379/";
 pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 /// RabbitMQ's TLS listener, as tenants are told to reach it (CA: [`services_ca`]).
 pub const PUBLIC_AMQPS_URL: &str = "amqps://127.0.0.1:5671";
+/// The same TLS listener with the administrator's credentials, as the platform reaches it.
+pub const AMQPS_URL: &str = "amqps://guest:guest@127.0.0.1:5671/%2f";
+/// RabbitMQ's management API over HTTPS (the services script's CA).
+pub const RABBITMQ_MANAGEMENT_HTTPS_URL: &str = "https://127.0.0.1:15671";
 /// MongoDB as the single-node replica set `rs0`.
 pub const MONGODB_URI: &str =
     "mongodb://127.0.0.1:27017/?replicaSet=rs0&serverSelectionTimeoutMS=10000";

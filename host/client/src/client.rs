@@ -112,13 +112,7 @@ impl Client {
 
     async fn execute(&self, request: RequestBuilder) -> Result<reqwest::Response> {
         let response = request.send().await.map_err(|e| {
-            // reqwest's own message is "error sending request": the reason is in its sources.
-            let mut reason = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(cause) = source {
-                reason = format!("{reason}: {cause}");
-                source = cause.source();
-            }
+            let reason = error_chain(&e);
             if reason.contains("certificate") || reason.contains("UnknownIssuer") {
                 anyhow!(
                     "the mysimbdp API at {} presented a certificate this client does not trust \
@@ -192,6 +186,22 @@ pub fn or_dash(value: &Option<String>) -> &str {
 pub fn print_json(value: &impl serde::Serialize) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
+}
+
+/// An error and its sources as one line, each text once. reqwest's and lapin's own messages
+/// say little ("error sending request"): the reason, a refused connection or an untrusted
+/// certificate, is in the sources.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text = format!("{text}: {said}");
+        }
+        source = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]

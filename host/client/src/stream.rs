@@ -3,7 +3,7 @@
 //! tenant's publishing exchange, mandatory and with publisher confirms, over `amqps://` when
 //! the platform gives that address (the broker verified as the API is, `--ca-cert` included).
 
-use crate::client::{Client, TenantApi, or_dash, print_json, segment};
+use crate::client::{Client, TenantApi, error_chain, or_dash, print_json, segment};
 use anyhow::{Context, Result, anyhow};
 use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -490,17 +490,8 @@ pub async fn connect_broker(uri: AMQPUri, ca_cert: Option<&Path>) -> Result<Conn
         .connect()
         .await
         .map_err(|e| {
-            // The TLS verdict is in the I/O error's sources (which lapin's own text may
-            // already repeat).
-            let mut reason = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(cause) = source {
-                let text = cause.to_string();
-                if !reason.contains(&text) {
-                    reason = format!("{reason}: {text}");
-                }
-                source = cause.source();
-            }
+            // The TLS verdict is in the I/O error's sources.
+            let reason = error_chain(&e);
             if reason.contains("certificate") || reason.contains("UnknownIssuer") {
                 anyhow!(
                     "the broker at {broker} presented a certificate this client does not trust \

@@ -672,6 +672,10 @@ pub struct StreamConfig {
     pub monitor_interval_ms: u64,
     /// Days stream reports and monitor decisions are kept.
     pub report_retention_days: u32,
+    /// A PEM file of the CA that signed the broker's certificate, for an `amqps://`
+    /// `amqp_url` and an `https://` `management_url`, trusted besides the system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_cert: Option<PathBuf>,
 }
 
 impl StreamConfig {
@@ -696,6 +700,15 @@ impl StreamConfig {
             bail!(
                 "stream.management_url = {:?} is not an http:// URL",
                 stream.management_url
+            );
+        }
+        if stream.ca_cert.is_some()
+            && !stream.amqp_url.starts_with("amqps://")
+            && !stream.management_url.starts_with("https://")
+        {
+            bail!(
+                "stream.ca_cert is set but neither stream.amqp_url is amqps:// nor \
+                 stream.management_url https://: nothing would be verified against it"
             );
         }
         if stream.public_amqp_url.contains('@') {
@@ -759,6 +772,7 @@ impl Default for StreamConfig {
             reconcile_ms: DEFAULT_RECONCILE_MS,
             monitor_interval_ms: DEFAULT_MONITOR_INTERVAL_MS,
             report_retention_days: DEFAULT_REPORT_RETENTION_DAYS,
+            ca_cert: None,
         }
     }
 }

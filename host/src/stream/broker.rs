@@ -15,8 +15,10 @@
 
 use crate::config::{StreamConfig, redact_uri};
 use anyhow::{Context, Result, anyhow};
+use lapin::tcp::OwnedTLSConfig;
 use lapin::uri::AMQPUri;
-use lapin::{Connection, ConnectionProperties};
+use lapin::{Connection, ConnectionProperties, DefaultConnectionBuilder};
+use mysimbdp_client::client::error_chain;
 use serde_json::json;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -91,6 +93,8 @@ pub struct Broker {
     http: reqwest::Client,
     management: String,
     admin: AMQPUri,
+    /// What an `amqps://` connection trusts besides the system's roots (`stream.ca_cert`).
+    tls: OwnedTLSConfig,
     public_url: String,
     prefix: String,
     /// One administrator connection per vhost for queue-depth checks.
@@ -106,14 +110,24 @@ impl Broker {
                 redact_uri(&config.amqp_url)
             )
         })?;
-        let http = reqwest::Client::builder()
-            .timeout(HTTP_TIMEOUT)
-            .build()
-            .context("building the management API client")?;
+        let mut http = reqwest::Client::builder().timeout(HTTP_TIMEOUT);
+        let mut tls = OwnedTLSConfig::default();
+        if let Some(path) = &config.ca_cert {
+            let pem = std::fs::read_to_string(path)
+                .with_context(|| format!("reading stream.ca_cert {}", path.display()))?;
+            let certificate =
+                reqwest::Certificate::from_pem(pem.as_bytes()).with_context(|| {
+                    format!("stream.ca_cert {} is not a PEM certificate", path.display())
+                })?;
+            http = http.add_root_certificate(certificate);
+            tls.cert_chain = Some(pem);
+        }
+        let http = http.build().context("building the management API client")?;
         Ok(Self {
             http,
             management: config.management_url.trim_end_matches('/').to_owned(),
             admin,
+            tls,
             public_url: config.public_amqp_url.trim_end_matches('/').to_owned(),
             prefix: config.vhost_prefix.clone(),
             probes: tokio::sync::Mutex::default(),
@@ -500,13 +514,15 @@ impl Broker {
         }
         let vhost = uri.vhost.clone();
         let host = format!("{}:{}", uri.authority.host, uri.authority.port);
-        tokio::time::timeout(
-            HTTP_TIMEOUT,
-            Connection::connect_uri(uri, ConnectionProperties::default()),
-        )
-        .await
-        .map_err(|_| anyhow!("connecting to the broker at {host} timed out"))?
-        .with_context(|| format!("connecting to the broker at {host}, vhost {vhost:?}"))
+        let builder = DefaultConnectionBuilder::new()
+            .context("starting the broker client")?
+            .with_uri(uri)
+            .with_properties(ConnectionProperties::default())
+            .with_tls_config(self.tls.clone());
+        tokio::time::timeout(HTTP_TIMEOUT, builder.connect())
+            .await
+            .map_err(|_| anyhow!("connecting to the broker at {host} timed out"))?
+            .with_context(|| format!("connecting to the broker at {host}, vhost {vhost:?}"))
     }
 
     async fn call(
@@ -524,10 +540,9 @@ impl Broker {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| ManagementError::Unreachable(format!("{}: {e}", self.management)))?;
+        let response = request.send().await.map_err(|e| {
+            ManagementError::Unreachable(format!("{}: {}", self.management, error_chain(&e)))
+        })?;
         let status = response.status();
         if status == reqwest::StatusCode::NOT_FOUND {
             return Err(ManagementError::NotFound);
