@@ -15,12 +15,10 @@ use mysimbdp_tests::batch::{orders_files, upload_orders, wait_jobs_ended};
 use mysimbdp_tests::faults::{OwnedEtcd, OwnedMongo, OwnedRedis};
 use mysimbdp_tests::prelude::*;
 use mysimbdp_tests::streams::{
-    connect, force_close_connections, numbered_from, publish, stream_of,
+    Flow, assert_each_numbered_once, connect, force_close_connections, stream_of,
 };
 use reqwest::StatusCode;
 use serde_json::json;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Config of every host: one batch worker, quick takeover and reconciliation.
@@ -188,20 +186,7 @@ async fn every_document_once_through_host_kills_and_each_services_outage() {
     }
 
     // The stream's load: a chunk of numbered messages every PACE until told to stop.
-    let stop = Arc::new(AtomicBool::new(false));
-    let published = Arc::new(AtomicU64::new(0));
-    let publisher = {
-        let (stop, published, connection) = (stop.clone(), published.clone(), connection.clone());
-        tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                let from = published.load(Ordering::Relaxed);
-                publish(&connection, numbered_from(from, CHUNK)).await;
-                published.fetch_add(CHUNK, Ordering::Relaxed);
-                // Not a gate: the publishing pace.
-                tokio::time::sleep(PACE).await;
-            }
-        })
-    };
+    let flow = Flow::start(&connection, CHUNK, PACE);
     rig.upload("start", 4).await;
     let mut table: Vec<(String, Duration)> = Vec::new();
 
@@ -258,29 +243,14 @@ async fn every_document_once_through_host_kills_and_each_services_outage() {
     rig.kill_host(victim).await;
     table.push((format!("SIGKILL of host {victim}"), rig.resumed().await));
 
-    stop.store(true, Ordering::Relaxed);
-    publisher.await.unwrap();
-    let total = published.load(Ordering::Relaxed);
+    let total = flow.stop().await;
 
     // Every message's document once, every batch job done with its documents once.
     let events = rig
         .mongo
         .database(&tenant_database(&tenant))
         .collection::<Document>("events");
-    wait_until(
-        &format!("the stream's {total} documents landed"),
-        Duration::from_secs(240),
-        async || events.count_documents(doc! {}).await.unwrap(),
-        |n| *n >= total,
-    )
-    .await;
-    assert_eq!(
-        events.count_documents(doc! {}).await.unwrap(),
-        total,
-        "duplicated stream documents"
-    );
-    let distinct = events.distinct("n", doc! {}).await.unwrap().len() as u64;
-    assert_eq!(distinct, total, "lost stream documents");
+    assert_each_numbered_once(&events, total).await;
     let ended = wait_jobs_ended(&rig.api, &rig.token, &rig.jobs, Duration::from_secs(240)).await;
     assert!(ended.iter().all(|job| job["status"] == "done"), "{ended:?}");
     let batch_documents = rig

@@ -1,7 +1,7 @@
 //! Stateless hosts: three `serve` processes on one platform with GridFS staging. Files are
 //! uploaded through each of them; the host that received some is SIGKILLed before any of its
-//! jobs starts, while a stream flows through all three. Every file is ingested exactly once by the other two, and every
-//! message's document lands once.
+//! jobs starts, while a stream flows through all three. Every file is ingested exactly once by
+//! the other two, and every message's document lands once.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -9,11 +9,9 @@ use mongodb::bson::{Document, doc};
 use mysimbdp_fixtures as fixtures;
 use mysimbdp_tests::batch::{self, orders_files, upload_orders, wait_jobs_ended};
 use mysimbdp_tests::prelude::*;
-use mysimbdp_tests::streams::{numbered_from, publish, stream_of};
+use mysimbdp_tests::streams::{Flow, assert_each_numbered_once, stream_of};
 use reqwest::StatusCode;
 use serde_json::json;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Every host: GridFS staging, one batch worker, quick takeover of a dead host's work.
@@ -109,20 +107,7 @@ async fn any_host_ingests_a_file_another_received_before_dying() {
     assert_eq!(status, StatusCode::CREATED, "{body}");
 
     // The stream flows through the whole test.
-    let stop = Arc::new(AtomicBool::new(false));
-    let published = Arc::new(AtomicU64::new(0));
-    let publisher = {
-        let (stop, published, connection) = (stop.clone(), published.clone(), connection.clone());
-        tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                let from = published.load(Ordering::Relaxed);
-                publish(&connection, numbered_from(from, CHUNK)).await;
-                published.fetch_add(CHUNK, Ordering::Relaxed);
-                // Not a gate: the publishing pace.
-                tokio::time::sleep(PACE).await;
-            }
-        })
-    };
+    let flow = Flow::start(&connection, CHUNK, PACE);
 
     // Files through each host while no job may start; host 0's own then die with it.
     let mut slots = Slots::of(&database, &tenant).await;
@@ -158,7 +143,7 @@ async fn any_host_ingests_a_file_another_received_before_dying() {
     let victim = &mut hosts[0];
     victim.child.start_kill().unwrap();
     victim.child.wait().await.unwrap();
-    let published_at_kill = published.load(Ordering::Relaxed);
+    let published_at_kill = flow.published();
     slots.release().await;
 
     let survivor = &apis[1];
@@ -178,28 +163,13 @@ async fn any_host_ingests_a_file_another_received_before_dying() {
     wait_until(
         "the stream flowed on well past the kill",
         Duration::from_secs(60),
-        async || published.load(Ordering::Relaxed),
+        async || flow.published(),
         |n| *n >= published_at_kill + 10 * CHUNK,
     )
     .await;
-    stop.store(true, Ordering::Relaxed);
-    publisher.await.unwrap();
-    let total = published.load(Ordering::Relaxed);
+    let total = flow.stop().await;
     let events = coredms.collection::<Document>("events");
-    wait_until(
-        &format!("the stream's {total} documents landed"),
-        Duration::from_secs(240),
-        async || events.count_documents(doc! {}).await.unwrap(),
-        |n| *n >= total,
-    )
-    .await;
-    assert_eq!(
-        events.count_documents(doc! {}).await.unwrap(),
-        total,
-        "duplicated stream documents"
-    );
-    let distinct = events.distinct("n", doc! {}).await.unwrap().len() as u64;
-    assert_eq!(distinct, total, "lost stream documents");
+    assert_each_numbered_once(&events, total).await;
 
     // What was staged is gone once ingested (the profile deletes), on every host's behalf.
     assert_eq!(

@@ -191,3 +191,73 @@ pub async fn wait_for_the_sensor_app(tenant: &str, conn: &Value) {
         .await
         .unwrap();
 }
+
+/// A stream's steady load: a chunk of numbered messages ([`numbered_from`]) published every
+/// `pace` until stopped, counting what the broker confirmed.
+pub struct Flow {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    published: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Flow {
+    /// Starts publishing to the stream of `connection`.
+    pub fn start(connection: &Value, chunk: u64, pace: std::time::Duration) -> Self {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let published = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let task = {
+            let (stop, published, connection) =
+                (stop.clone(), published.clone(), connection.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let from = published.load(Ordering::Relaxed);
+                    publish(&connection, numbered_from(from, chunk)).await;
+                    published.fetch_add(chunk, Ordering::Relaxed);
+                    // Not a gate: the publishing pace.
+                    tokio::time::sleep(pace).await;
+                }
+            })
+        };
+        Self {
+            stop,
+            published,
+            task,
+        }
+    }
+
+    /// Messages confirmed so far.
+    pub fn published(&self) -> u64 {
+        self.published.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Stops after the chunk in flight; the messages confirmed in all.
+    pub async fn stop(self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.task.await.unwrap();
+        self.published.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// Waits until `documents` holds one document per message of a [`Flow`] that published
+/// `total`, then checks none is missing or twice there (each message's `n`).
+pub async fn assert_each_numbered_once(
+    documents: &mongodb::Collection<mongodb::bson::Document>,
+    total: u64,
+) {
+    use mongodb::bson::doc;
+    crate::poll::wait_until(
+        &format!("the stream's {total} documents landed"),
+        std::time::Duration::from_secs(240),
+        async || documents.count_documents(doc! {}).await.unwrap(),
+        |n| *n >= total,
+    )
+    .await;
+    assert_eq!(
+        documents.count_documents(doc! {}).await.unwrap(),
+        total,
+        "duplicated stream documents"
+    );
+    let distinct = documents.distinct("n", doc! {}).await.unwrap().len() as u64;
+    assert_eq!(distinct, total, "lost stream documents");
+}
