@@ -131,6 +131,12 @@ impl Services {
             config.batch.tenant_concurrency,
         );
         let staging = staging(config, &platform)?;
+        if let Staging::GridFs(gridfs) = &staging {
+            gridfs
+                .ensure_indexes()
+                .await
+                .context("creating the GridFS staging bucket's indexes")?;
+        }
         let broker = Broker::new(&config.stream)?;
         broker.check().await.with_context(|| {
             format!(

@@ -8,7 +8,7 @@
 
 use bytes::Bytes;
 use mongodb::bson::{Binary, DateTime, Document, doc, spec::BinarySubtype};
-use mysimbdp_host::batch::staging::{StageError, Staging};
+use mysimbdp_host::batch::staging::{OpenError, StageError, Staging};
 use mysimbdp_tests::prelude::*;
 use sha2::{Digest, Sha256};
 use std::time::Duration;
@@ -38,8 +38,17 @@ fn upload(
     (bytes, futures_util::stream::iter(pieces))
 }
 
+async fn ensure_indexes(staging: &Staging) {
+    let Staging::GridFs(gridfs) = staging else {
+        panic!("not GridFS")
+    };
+    gridfs.ensure_indexes().await.unwrap();
+}
+
 async fn read_all(staging: &Staging, tenant: &str, id: &str) -> std::io::Result<Vec<u8>> {
-    let mut reader = staging.open(tenant, id).await.unwrap();
+    let Ok(mut reader) = staging.open(tenant, id).await else {
+        panic!("staged file {id} of {tenant} does not open");
+    };
     let mut bytes = Vec::new();
     reader.read_to_end(&mut bytes).await.map(|_| bytes)
 }
@@ -56,7 +65,10 @@ async fn a_file_lives_through_its_areas(staging: &Staging) {
         "a tenant sees another's file"
     );
     assert_eq!(read_all(staging, "acme", &file.id).await.unwrap(), bytes);
-    assert!(staging.open("other", &file.id).await.is_err());
+    assert!(matches!(
+        staging.open("other", &file.id).await,
+        Err(OpenError::Gone(_))
+    ));
 
     staging
         .quarantine("acme", &file.id, "reject: bad")
@@ -110,6 +122,7 @@ async fn a_file_lives_the_same_in_gridfs() {
     let name = database_name();
     let database = mysimbdp_tests::services::mongo().await.database(&name);
     let staging = Staging::gridfs(&database);
+    ensure_indexes(&staging).await;
     a_file_lives_through_its_areas(&staging).await;
     // The refused uploads left no chunk, file or marker behind.
     for (collection, left) in [
@@ -140,6 +153,7 @@ async fn a_file_damaged_in_gridfs_is_refused_when_read() {
         let (_, body) = upload(600 * 1024, 32 * 1024);
         staging.stage("acme", body, 1 << 20).await.unwrap().id
     };
+    ensure_indexes(&staging).await;
 
     // A byte changed.
     let flipped = stage().await;
@@ -153,6 +167,7 @@ async fn a_file_damaged_in_gridfs_is_refused_when_read() {
         .await
         .unwrap();
     let error = read_all(&staging, "acme", &flipped).await.unwrap_err();
+    assert_eq!(error.kind(), std::io::ErrorKind::InvalidData);
     assert!(error.to_string().contains("SHA-256"), "{error}");
 
     // A chunk lost.
@@ -243,4 +258,161 @@ async fn the_gridfs_sweep_takes_dead_uploads_only() {
         .collect();
     assert_eq!(markers, vec![live]);
     drop_database(&name).await;
+}
+
+#[tokio::test]
+async fn the_chunks_index_exists_whatever_the_first_file() {
+    let name = database_name();
+    let database = mysimbdp_tests::services::mongo().await.database(&name);
+    let staging = Staging::gridfs(&database);
+    ensure_indexes(&staging).await;
+    // Smaller than a chunk: the driver alone would create no index for it.
+    let (bytes, body) = upload(1000, 100);
+    let file = staging.stage("acme", body, 1 << 20).await.unwrap();
+    assert_eq!(read_all(&staging, "acme", &file.id).await.unwrap(), bytes);
+    let indexes = database
+        .collection::<Document>("staging.chunks")
+        .list_index_names()
+        .await
+        .unwrap();
+    assert!(
+        indexes.contains(&"files_id_1_n_1".to_owned()),
+        "{indexes:?}"
+    );
+    drop_database(&name).await;
+}
+
+#[tokio::test]
+async fn an_upload_the_sweep_took_for_dead_is_not_accepted() {
+    let name = database_name();
+    let database = mysimbdp_tests::services::mongo().await.database(&name);
+    let staging = Staging::gridfs(&database);
+    ensure_indexes(&staging).await;
+    let uploads = database.collection::<Document>("staging.uploads");
+    // A body that stalls after its first 300 KiB until told to go on.
+    let (go_on, wait) = tokio::sync::oneshot::channel::<()>();
+    let first = Bytes::from(vec![b'a'; 300 * 1024]);
+    let body =
+        futures_util::stream::unfold((Some(first), Some(wait)), |(first, wait)| async move {
+            if let Some(first) = first {
+                return Some((Ok::<_, String>(first), (None, wait)));
+            }
+            let wait = wait?;
+            wait.await.unwrap();
+            Some((Ok(Bytes::from_static(b"tail\n")), (None, None)))
+        });
+    let stalled = {
+        let staging = staging.clone();
+        tokio::spawn(async move { staging.stage("acme", Box::pin(body), 1 << 20).await })
+    };
+    wait_until(
+        "the upload's first chunk is written",
+        Duration::from_secs(30),
+        async || {
+            database
+                .collection::<Document>("staging.chunks")
+                .count_documents(doc! {})
+                .await
+                .unwrap()
+        },
+        |n| *n == 1,
+    )
+    .await;
+    // Its host looks dead to the sweep (as a clock far off, or a pause past the age, would).
+    let an_hour_ago = DateTime::from_millis(DateTime::now().timestamp_millis() - 3_600_000);
+    uploads
+        .update_many(doc! {}, doc! { "$set": { "touched": an_hour_ago } })
+        .await
+        .unwrap();
+    let removed = staging
+        .sweep_incoming(Duration::from_secs(900))
+        .await
+        .unwrap();
+    assert_eq!(removed, 1);
+    go_on.send(()).unwrap();
+    let refused = stalled.await.unwrap().unwrap_err();
+    assert!(
+        matches!(&refused, StageError::Store(e) if format!("{e:#}").contains("swept")),
+        "{refused:?}"
+    );
+    for collection in ["staging.files", "staging.chunks", "staging.uploads"] {
+        let left = database
+            .collection::<Document>(collection)
+            .count_documents(doc! {})
+            .await
+            .unwrap();
+        assert_eq!(left, 0, "{collection} kept a part of the swept upload");
+    }
+    drop_database(&name).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_cut_midway_leaves_nothing_staged() {
+    use tokio::io::AsyncWriteExt;
+    let database = database_name();
+    let host = Host::start_with(&database, "control-plane-cache", |config| {
+        config.batch.staging = mysimbdp_host::config::StagingBackend::Gridfs;
+        config.server.upload_body_idle_timeout_ms = 1_000;
+        config.server.upload_timeout_ms = 4_000;
+    })
+    .await;
+    let tenant = unique("cut");
+    let token = host.create_tenant(&tenant, None).await;
+    let files = mysimbdp_tests::services::mongo()
+        .await
+        .database(&database)
+        .collection::<Document>("staging.files");
+    let staged = doc! { "metadata.tenant": &tenant };
+
+    // A form whose first file arrives whole and whose second trickles past the upload's
+    // whole-request bound: the first is staged, then the request is cut.
+    let address = host.base.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let boundary = "cutcutcut";
+    let head = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"app\"\r\n\r\norders\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.csv\"\r\n\
+         Content-Type: text/csv\r\n\r\n{}\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"b.csv\"\r\n\
+         Content-Type: text/csv\r\n\r\n",
+        "a,b\n1,2\n".repeat(40_000)
+    );
+    stream
+        .write_all(
+            format!(
+                "POST /v1/batch/files HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\n\
+                 Content-Type: multipart/form-data; boundary={boundary}\r\n\
+                 Content-Length: {}\r\n\r\n{head}",
+                head.len() + 1_000_000
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    wait_until(
+        "the request's first file is staged",
+        Duration::from_secs(3),
+        async || files.count_documents(staged.clone()).await.unwrap(),
+        |n| *n == 1,
+    )
+    .await;
+    let trickle = tokio::spawn(async move {
+        loop {
+            if stream.write_all(b"3,4\n").await.is_err() {
+                break;
+            }
+            // Not a gate: the trickle, within the idle bound, is what the test is about.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    wait_until(
+        "the cut request's staged file is removed",
+        Duration::from_secs(30),
+        async || files.count_documents(staged.clone()).await.unwrap(),
+        |n| *n == 0,
+    )
+    .await;
+    trickle.abort();
+    host.stop().await;
+    drop_database(&database).await;
 }

@@ -456,6 +456,9 @@ async fn open_confirmed_channel(
     Ok((amqp, channel))
 }
 
+/// How long connecting to the broker (TCP, TLS, AMQP handshake) may take.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Connects to a stream's broker at `uri` (with the stream's credentials in it). An `amqps://`
 /// broker's certificate is verified against the system's roots and, if given, the CA in PEM
 /// file `ca_cert` (`--ca-cert`, as for the API); nothing turns verification off. No crypto
@@ -482,17 +485,23 @@ pub async fn connect_broker(uri: AMQPUri, ca_cert: Option<&Path>) -> Result<Conn
         AMQPScheme::AMQP => "amqp",
     };
     let broker = format!("{scheme}://{}:{}", uri.authority.host, uri.authority.port);
-    DefaultConnectionBuilder::new()
+    let builder = DefaultConnectionBuilder::new()
         .context("starting the broker client")?
         .with_uri(uri)
         .with_properties(ConnectionProperties::default())
-        .with_tls_config(tls)
-        .connect()
+        .with_tls_config(tls);
+    tokio::time::timeout(CONNECT_TIMEOUT, builder.connect())
         .await
+        .map_err(|_| anyhow!("connecting to the broker at {broker} timed out"))?
         .map_err(|e| {
             // The TLS verdict is in the I/O error's sources.
             let reason = error_chain(&e);
-            if reason.contains("certificate") || reason.contains("UnknownIssuer") {
+            if reason.contains("NotValidForName") {
+                anyhow!(
+                    "the broker's certificate does not name {broker} ({reason}): connect with a \
+                     name it was issued for"
+                )
+            } else if reason.contains("certificate") || reason.contains("UnknownIssuer") {
                 anyhow!(
                     "the broker at {broker} presented a certificate this client does not trust \
                      ({reason}); if a private CA signed it, pass --ca-cert (or MYSIMBDP_CA_CERT) \

@@ -7,7 +7,7 @@
 //! listing, and replay. The HTTP handler only reads the form and hands each part over.
 
 use super::queue::new_job_id;
-use super::{BatchContext, JobSpec, JobState, StageError, StagedFile};
+use super::{BatchContext, JobSpec, JobState, StageError, StagedFile, Staging};
 use crate::documents::IdScheme;
 use crate::platform::{BatchJob, LogEntry, Platform, StoreError, TenantRecord};
 use crate::profile::BatchConstraints;
@@ -151,7 +151,7 @@ impl<'a> Admission<'a> {
     /// Queues a job per staged file running `app`'s active version with `params`, after the
     /// daily quota took all of their bytes. Refused or failed, the staged files are removed.
     pub async fn queue(
-        self,
+        mut self,
         app: Option<String>,
         params: BTreeMap<String, String>,
     ) -> Result<Admitted, BatchError> {
@@ -165,7 +165,7 @@ impl<'a> Admission<'a> {
     }
 
     async fn enqueue(
-        &self,
+        &mut self,
         app_name: Option<String>,
         params: BTreeMap<String, String>,
     ) -> Result<Admitted, BatchError> {
@@ -218,10 +218,12 @@ impl<'a> Admission<'a> {
             });
         }
         self.batch.platform.insert_jobs(&records).await?;
+        // The files are the jobs' now: nothing removes them if this request goes away.
+        let staged = std::mem::take(&mut self.staged);
         self.queue_records(&records).await;
         let files = records
             .iter()
-            .zip(&self.staged)
+            .zip(&staged)
             .map(|(record, pending)| AdmittedFile {
                 job: record.id.clone(),
                 name: pending.name.clone(),
@@ -259,16 +261,33 @@ impl<'a> Admission<'a> {
     }
 
     /// Removes everything staged by this request: a refused request leaves nothing.
-    pub async fn discard(self) {
-        for pending in self.staged {
-            if let Err(e) = self
-                .batch
-                .staging
-                .remove(&self.tenant.id, &pending.file.id)
-                .await
-            {
-                tracing::warn!(error = %format!("{e:#}"), "could not remove a refused upload");
-            }
+    pub async fn discard(mut self) {
+        let staged = std::mem::take(&mut self.staged);
+        remove_all(&self.batch.staging, &self.tenant.id, staged).await;
+    }
+}
+
+impl Drop for Admission<'_> {
+    /// A request dropped before its jobs were recorded (its upload timed out, the host shut
+    /// down with it in flight, the client went away) leaves nothing staged either: what it
+    /// staged is removed in the background.
+    fn drop(&mut self) {
+        let staged = std::mem::take(&mut self.staged);
+        if staged.is_empty() {
+            return;
+        }
+        let (staging, tenant) = (self.batch.staging.clone(), self.tenant.id.clone());
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { remove_all(&staging, &tenant, staged).await });
+        }
+    }
+}
+
+/// Removes the files a request staged.
+async fn remove_all(staging: &Staging, tenant: &str, staged: Vec<Pending>) {
+    for pending in staged {
+        if let Err(e) = staging.remove(tenant, &pending.file.id).await {
+            tracing::warn!(error = %format!("{e:#}"), "could not remove a refused upload");
         }
     }
 }

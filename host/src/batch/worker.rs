@@ -13,7 +13,7 @@
 //! moves and the queue's settle, never the ingestion.
 
 use super::queue::{Claim, JobQueue, JobSpec, Outcome};
-use super::staging::Staging;
+use super::staging::{OpenError, Staging};
 use crate::app_store::{AdmitError, AppStore};
 use crate::config::{BatchConfig, SandboxLimits};
 use crate::metrics::Metrics;
@@ -296,7 +296,11 @@ async fn attempt(context: &BatchContext, claim: &Claim, place: &mut Place) -> En
     ));
     let file = match context.staging.open(&tenant.id, &spec.file).await {
         Ok(file) => file,
-        Err(e) => return host_failure(format!("the staged file is gone: {e:#}")),
+        Err(OpenError::Gone(e)) => return host_failure(format!("the staged file is gone: {e:#}")),
+        // The store (GridFS's MongoDB) is away: the job waits for it, spending no attempt.
+        Err(OpenError::Store(e)) => {
+            return unreachable("reading the staged file", &format!("{e:#}"));
+        }
     };
     let input = BatchInput {
         name: spec.name.clone(),

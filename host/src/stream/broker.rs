@@ -115,6 +115,11 @@ impl Broker {
         if let Some(path) = &config.ca_cert {
             let pem = std::fs::read_to_string(path)
                 .with_context(|| format!("reading stream.ca_cert {}", path.display()))?;
+            // Neither client checks: a file without a certificate would trust nothing more
+            // and fail later, far from its cause.
+            if !pem.contains("-----BEGIN CERTIFICATE-----") {
+                anyhow::bail!("stream.ca_cert {} holds no PEM certificate", path.display());
+            }
             let certificate =
                 reqwest::Certificate::from_pem(pem.as_bytes()).with_context(|| {
                     format!("stream.ca_cert {} is not a PEM certificate", path.display())

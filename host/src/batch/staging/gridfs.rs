@@ -13,20 +13,25 @@
 //! with `area: incoming`, then marks it `staged` with its SHA-256, then deletes its marker.
 //! While it streams in, its request touches the marker every [`super::sweep_period`]; the
 //! periodic sweep removes, with their chunks, the uploads whose marker nobody touched for
-//! `batch.incoming_max_age_secs` (their request died with its host).
+//! `batch.incoming_max_age_secs` (their request died with its host). Marker times are the
+//! server's (`$currentDate`, `$$NOW`), so hosts' clocks do not matter. The sweep claims a
+//! marker by deleting it while it is still stale, and an upload touches its marker once more
+//! before it marks its file staged: whichever comes first wins, so a live upload is never
+//! both swept and accepted.
 //!
 //! A read fetches four chunks per round trip (about 1 MiB), checks each chunk's number and
 //! size, and at the end the length and SHA-256 recorded at upload: a file damaged in the
-//! store fails its job instead of feeding the app wrong bytes.
+//! store fails its job instead of feeding the app wrong bytes. A cursor lost midway (a
+//! primary's failover) is resumed from the next chunk.
 //!
 //! Moving between areas rewrites `metadata.area` of the files document, filtered by tenant
 //! and area, so a tenant never reaches another's file and a repeated move is a no-op.
 
-use super::{StageError, StagedFile, StagedReader, copy_limited, new_id, sweep_period};
+use super::{OpenError, StageError, StagedFile, StagedReader, copy_limited, new_id, sweep_period};
 use anyhow::{Context, Result, anyhow};
 use bytes::Bytes;
 use futures_util::{Stream, TryStreamExt};
-use mongodb::bson::{Bson, DateTime, Document, doc};
+use mongodb::bson::{Bson, Document, doc};
 use mongodb::gridfs::GridFsBucket;
 use mongodb::options::GridFsBucketOptions;
 use mongodb::{Collection, Cursor, Database};
@@ -40,6 +45,9 @@ const BUCKET: &str = "staging";
 
 /// Chunks fetched per round trip when a file is read: the reader's memory bound.
 const READ_BATCH: u32 = 4;
+
+/// Times a read resumes its cursor after losing it, before it gives up.
+const RESUMES: u32 = 3;
 
 /// The areas, as `metadata.area` holds them.
 const INCOMING: &str = "incoming";
@@ -94,7 +102,11 @@ impl GridFsStaging {
     {
         let id = new_id()?;
         self.uploads
-            .insert_one(doc! { "_id": &id, "tenant": tenant, "touched": DateTime::now() })
+            .update_one(
+                doc! { "_id": &id },
+                doc! { "$currentDate": { "touched": true }, "$setOnInsert": { "tenant": tenant } },
+            )
+            .upsert(true)
             .await
             .context("recording an upload in the staging area")?;
         let staged = tokio::select! {
@@ -155,6 +167,15 @@ impl GridFsStaging {
         futures_util::AsyncWriteExt::close(&mut upload)
             .await
             .context("closing the GridFS upload")?;
+        // The last sign of life: if the sweep took this upload for dead meanwhile (its
+        // marker is gone), the file is not accepted.
+        if !self.touch(id).await? {
+            return Err(anyhow!(
+                "the upload outlived batch.incoming_max_age_secs without a sign of life and \
+                 was swept"
+            )
+            .into());
+        }
         let marked = self
             .files
             .update_one(
@@ -176,37 +197,76 @@ impl GridFsStaging {
         ticks.tick().await;
         loop {
             ticks.tick().await;
-            if let Err(e) = self
-                .uploads
-                .update_one(
-                    doc! { "_id": id },
-                    doc! { "$set": { "touched": DateTime::now() } },
-                )
-                .await
-            {
-                tracing::warn!(file = %id, error = %e, "an upload's sign of life was not recorded");
+            if let Err(e) = self.touch(id).await {
+                tracing::warn!(file = %id, error = %format!("{e:#}"), "an upload's sign of life was not recorded");
             }
         }
     }
 
+    /// Records a sign of life of upload `id` (the server's time); false when its marker is
+    /// gone (swept).
+    async fn touch(&self, id: &str) -> Result<bool> {
+        let touched = self
+            .uploads
+            .update_one(
+                doc! { "_id": id },
+                doc! { "$currentDate": { "touched": true } },
+            )
+            .await
+            .context("recording an upload's sign of life")?;
+        Ok(touched.matched_count == 1)
+    }
+
+    /// Creates the indexes reads and sweeps rely on. The driver creates the chunks' index
+    /// only when the bucket's first file is at least a chunk long; without it every read
+    /// and delete would scan every staged byte.
+    pub async fn ensure_indexes(&self) -> Result<()> {
+        let index = |keys: Document, unique: bool| {
+            mongodb::IndexModel::builder()
+                .keys(keys)
+                .options(
+                    mongodb::options::IndexOptions::builder()
+                        .unique(unique)
+                        .build(),
+                )
+                .build()
+        };
+        self.chunks
+            .create_index(index(doc! { "files_id": 1, "n": 1 }, true))
+            .await
+            .context("indexing staging.chunks")?;
+        self.files
+            .create_index(index(doc! { "filename": 1, "uploadDate": 1 }, false))
+            .await
+            .context("indexing staging.files")?;
+        self.uploads
+            .create_index(index(doc! { "touched": 1 }, false))
+            .await
+            .context("indexing staging.uploads")?;
+        Ok(())
+    }
+
     /// Opens a staged file of the tenant's.
-    pub async fn open(&self, tenant: &str, id: &str) -> Result<StagedReader> {
+    pub async fn open(&self, tenant: &str, id: &str) -> Result<StagedReader, OpenError> {
         let file = self
             .files
             .find_one(doc! { "_id": id, "metadata.tenant": tenant, "metadata.area": STAGED })
             .await
-            .with_context(|| format!("looking up staged file {id}"))?
-            .ok_or_else(|| anyhow!("staged file {id} is not in GridFS"))?;
-        let expected = Expected::of(&file).with_context(|| format!("staged file {id}"))?;
-        let cursor = self
-            .chunks
-            .find(doc! { "files_id": id })
-            .sort(doc! { "n": 1 })
-            .batch_size(READ_BATCH)
+            .with_context(|| format!("looking up staged file {id}"))
+            .map_err(OpenError::Store)?
+            .ok_or_else(|| OpenError::Gone(anyhow!("staged file {id} is not in GridFS")))?;
+        // A files document without its length or checksum is damaged: reading again will
+        // not mend it.
+        let expected = Expected::of(&file)
+            .with_context(|| format!("staged file {id}"))
+            .map_err(OpenError::Gone)?;
+        let cursor = chunks_from(&self.chunks, id, 0)
             .await
-            .with_context(|| format!("reading staged file {id}"))?;
+            .with_context(|| format!("reading staged file {id}"))
+            .map_err(OpenError::Store)?;
         let reading = Reading {
             id: id.to_owned(),
+            chunks: self.chunks.clone(),
             cursor,
             expected,
             next: 0,
@@ -297,14 +357,14 @@ impl GridFsStaging {
     /// Removes the uploads whose marker nobody touched for `max_age` (their request died),
     /// with whatever they wrote; returns how many.
     pub async fn sweep_incoming(&self, max_age: Duration) -> Result<usize> {
-        let before = DateTime::from_millis(
-            DateTime::now()
-                .timestamp_millis()
-                .saturating_sub(i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX)),
-        );
+        let age_ms = i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX);
+        // On the server's clock: the uploading host's may differ from this one's.
+        let stale = doc! {
+            "$expr": { "$lt": ["$touched", { "$subtract": ["$$NOW", age_ms] }] }
+        };
         let dead: Vec<Document> = self
             .uploads
-            .find(doc! { "touched": { "$lt": before } })
+            .find(stale.clone())
             .projection(doc! { "_id": 1 })
             .await
             .context("listing stale uploads")?
@@ -316,6 +376,18 @@ impl GridFsStaging {
             let Ok(id) = upload.get_str("_id") else {
                 continue;
             };
+            // Claimed by deleting the marker while it is still stale: an upload that touched
+            // it meanwhile (or another host's sweep) keeps it.
+            let mut claim = stale.clone();
+            claim.insert("_id", id);
+            let claimed = self
+                .uploads
+                .delete_one(claim)
+                .await
+                .context("claiming a stale upload")?;
+            if claimed.deleted_count != 1 {
+                continue;
+            }
             // A file the upload finished (its host died before removing the marker) is the
             // tenant's: only an unfinished one goes.
             let finished = self
@@ -326,16 +398,32 @@ impl GridFsStaging {
                 .context("looking up a stale upload's file")?
                 .is_some();
             if !finished {
-                self.delete(id).await?;
+                self.chunks
+                    .delete_many(doc! { "files_id": id })
+                    .await
+                    .context("deleting a dead upload's chunks")?;
+                self.files
+                    .delete_one(doc! { "_id": id, "metadata.area": INCOMING })
+                    .await
+                    .context("deleting a dead upload's file")?;
                 removed += 1;
             }
-            self.uploads
-                .delete_one(doc! { "_id": id })
-                .await
-                .context("removing a stale upload's record")?;
         }
         Ok(removed)
     }
+}
+
+/// The chunks of file `id` from chunk `from` on, in order, four per round trip.
+async fn chunks_from(
+    chunks: &Collection<Document>,
+    id: &str,
+    from: i64,
+) -> mongodb::error::Result<Cursor<Document>> {
+    chunks
+        .find(doc! { "files_id": id, "n": { "$gte": from } })
+        .sort(doc! { "n": 1 })
+        .batch_size(READ_BATCH)
+        .await
 }
 
 /// What a file's chunks must add up to, from its files document.
@@ -372,6 +460,7 @@ impl Expected {
 /// A file being read: where its chunks are, and what they must add up to.
 struct Reading {
     id: String,
+    chunks: Collection<Document>,
     cursor: Cursor<Document>,
     expected: Expected,
     next: i64,
@@ -382,7 +471,7 @@ struct Reading {
 impl Reading {
     /// The next chunk's bytes, or `None` at the end once the file checked out whole.
     async fn next_chunk(&mut self) -> io::Result<Option<Bytes>> {
-        let Some(chunk) = self.cursor.try_next().await.map_err(io::Error::other)? else {
+        let Some(chunk) = self.next_document().await? else {
             return self.finish().map(|()| None);
         };
         let n = match chunk.get("n") {
@@ -404,6 +493,30 @@ impl Reading {
         self.read += len;
         self.hasher.update(data);
         Ok(Some(Bytes::copy_from_slice(data)))
+    }
+
+    /// The next chunk's document. A cursor lost midway (a failover, a timed-out idle cursor
+    /// while a slow sink held the app back) is opened again from the next chunk, a few times.
+    async fn next_document(&mut self) -> io::Result<Option<Document>> {
+        let mut resumed = 0;
+        loop {
+            let error = match self.cursor.try_next().await {
+                Ok(chunk) => return Ok(chunk),
+                Err(error) => error,
+            };
+            if resumed == RESUMES {
+                return Err(io::Error::other(format!(
+                    "reading staged file {} from GridFS: {error}",
+                    self.id
+                )));
+            }
+            resumed += 1;
+            tracing::warn!(file = %self.id, chunk = self.next, %error, "resuming a staged file's read");
+            tokio::time::sleep(Duration::from_millis(250 << resumed)).await;
+            if let Ok(cursor) = chunks_from(&self.chunks, &self.id, self.next).await {
+                self.cursor = cursor;
+            }
+        }
     }
 
     /// Checks the whole file came: its length and checksum.

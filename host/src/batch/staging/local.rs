@@ -15,7 +15,7 @@
 //! older than `batch.incoming_max_age_secs`: an upload in progress writes at least once per
 //! body idle timeout, which the configuration keeps below that age.
 
-use super::{StageError, StagedFile, copy_limited, new_id};
+use super::{OpenError, StageError, StagedFile, copy_limited, new_id};
 use anyhow::{Context, Result};
 use futures_util::Stream;
 use std::path::{Path, PathBuf};
@@ -78,11 +78,17 @@ impl LocalStaging {
     }
 
     /// Opens a staged file.
-    pub async fn open(&self, tenant: &str, id: &str) -> Result<tokio::fs::File> {
+    pub async fn open(&self, tenant: &str, id: &str) -> Result<tokio::fs::File, OpenError> {
         let path = self.path(tenant, "staged", id);
-        tokio::fs::File::open(&path)
-            .await
-            .with_context(|| format!("opening staged file {path:?}"))
+        tokio::fs::File::open(&path).await.map_err(|e| {
+            let gone = e.kind() == std::io::ErrorKind::NotFound;
+            let e = anyhow::Error::new(e).context(format!("opening staged file {path:?}"));
+            if gone {
+                OpenError::Gone(e)
+            } else {
+                OpenError::Store(e)
+            }
+        })
     }
 
     /// Whether a staged file is there.

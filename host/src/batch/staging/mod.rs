@@ -17,9 +17,9 @@
 //! - [`gridfs`]: MongoDB GridFS in the platform database, which every host already reaches:
 //!   any host's worker takes any job, and an upload survives the host that received it.
 //!
-//! Both stream in and out in bounded memory, checksum what they store, and apply the same
-//! rules; an object store (S3, GCS, …) would be a third variant with the same operations
-//! (docs/deployment.md says how).
+//! Both stream in and out in bounded memory, hash what they take in (GridFS also checks it
+//! when reading) and apply the same rules; an object store (S3, GCS, …) would be a third
+//! variant with the same operations (docs/deployment.md says how).
 
 pub mod gridfs;
 pub mod local;
@@ -60,6 +60,17 @@ pub enum StageError {
     /// Writing the store failed: worth a retry later; nothing is kept.
     #[error(transparent)]
     Store(#[from] anyhow::Error),
+}
+
+/// Why a staged file could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// It is not staged (removed, moved, never there): opening again will not find it.
+    #[error("the staged file is gone: {0:#}")]
+    Gone(anyhow::Error),
+    /// The store did not answer: the file may be there once it does.
+    #[error("the staging area is unreachable: {0:#}")]
+    Store(anyhow::Error),
 }
 
 /// A staged file's bytes, as a worker reads them.
@@ -104,7 +115,7 @@ impl Staging {
     }
 
     /// Opens a staged file for reading.
-    pub async fn open(&self, tenant: &str, id: &str) -> Result<StagedReader> {
+    pub async fn open(&self, tenant: &str, id: &str) -> Result<StagedReader, OpenError> {
         match self {
             Self::Local(local) => Ok(Box::new(local.open(tenant, id).await?)),
             Self::GridFs(gridfs) => gridfs.open(tenant, id).await,
