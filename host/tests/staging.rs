@@ -45,6 +45,15 @@ async fn ensure_indexes(staging: &Staging) {
     gridfs.ensure_indexes().await.unwrap();
 }
 
+/// A GridFS staging area in a database of its own, with its indexes.
+async fn fresh_gridfs() -> (String, mongodb::Database, Staging) {
+    let name = database_name();
+    let database = mysimbdp_tests::services::mongo().await.database(&name);
+    let staging = Staging::gridfs(&database);
+    ensure_indexes(&staging).await;
+    (name, database, staging)
+}
+
 async fn read_all(staging: &Staging, tenant: &str, id: &str) -> std::io::Result<Vec<u8>> {
     let Ok(mut reader) = staging.open(tenant, id).await else {
         panic!("staged file {id} of {tenant} does not open");
@@ -119,10 +128,7 @@ async fn a_file_lives_the_same_in_a_directory() {
 
 #[tokio::test]
 async fn a_file_lives_the_same_in_gridfs() {
-    let name = database_name();
-    let database = mysimbdp_tests::services::mongo().await.database(&name);
-    let staging = Staging::gridfs(&database);
-    ensure_indexes(&staging).await;
+    let (name, database, staging) = fresh_gridfs().await;
     a_file_lives_through_its_areas(&staging).await;
     // The refused uploads left no chunk, file or marker behind.
     for (collection, left) in [
@@ -145,15 +151,12 @@ async fn a_file_lives_the_same_in_gridfs() {
 
 #[tokio::test]
 async fn a_file_damaged_in_gridfs_is_refused_when_read() {
-    let name = database_name();
-    let database = mysimbdp_tests::services::mongo().await.database(&name);
-    let staging = Staging::gridfs(&database);
+    let (name, database, staging) = fresh_gridfs().await;
     let chunks = database.collection::<Document>("staging.chunks");
     let stage = async || {
         let (_, body) = upload(600 * 1024, 32 * 1024);
         staging.stage("acme", body, 1 << 20).await.unwrap().id
     };
-    ensure_indexes(&staging).await;
 
     // A byte changed.
     let flipped = stage().await;
@@ -192,9 +195,7 @@ async fn a_file_damaged_in_gridfs_is_refused_when_read() {
 
 #[tokio::test]
 async fn the_gridfs_sweep_takes_dead_uploads_only() {
-    let name = database_name();
-    let database = mysimbdp_tests::services::mongo().await.database(&name);
-    let staging = Staging::gridfs(&database);
+    let (name, database, staging) = fresh_gridfs().await;
     let uploads = database.collection::<Document>("staging.uploads");
     let chunks = database.collection::<Document>("staging.chunks");
     let files = database.collection::<Document>("staging.files");
@@ -262,10 +263,7 @@ async fn the_gridfs_sweep_takes_dead_uploads_only() {
 
 #[tokio::test]
 async fn the_chunks_index_exists_whatever_the_first_file() {
-    let name = database_name();
-    let database = mysimbdp_tests::services::mongo().await.database(&name);
-    let staging = Staging::gridfs(&database);
-    ensure_indexes(&staging).await;
+    let (name, database, staging) = fresh_gridfs().await;
     // Smaller than a chunk: the driver alone would create no index for it.
     let (bytes, body) = upload(1000, 100);
     let file = staging.stage("acme", body, 1 << 20).await.unwrap();
@@ -284,10 +282,7 @@ async fn the_chunks_index_exists_whatever_the_first_file() {
 
 #[tokio::test]
 async fn an_upload_the_sweep_took_for_dead_is_not_accepted() {
-    let name = database_name();
-    let database = mysimbdp_tests::services::mongo().await.database(&name);
-    let staging = Staging::gridfs(&database);
-    ensure_indexes(&staging).await;
+    let (name, database, staging) = fresh_gridfs().await;
     let uploads = database.collection::<Document>("staging.uploads");
     // A body that stalls after its first 300 KiB until told to go on.
     let (go_on, wait) = tokio::sync::oneshot::channel::<()>();
