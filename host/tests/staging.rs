@@ -54,6 +54,20 @@ async fn fresh_gridfs() -> (String, mongodb::Database, Staging) {
     (name, database, staging)
 }
 
+/// Documents in `collection` of `database`.
+async fn documents(database: &mongodb::Database, collection: &str) -> u64 {
+    database
+        .collection::<Document>(collection)
+        .count_documents(doc! {})
+        .await
+        .unwrap()
+}
+
+/// A marker time long past any sweep age.
+fn an_hour_ago() -> DateTime {
+    DateTime::from_millis(DateTime::now().timestamp_millis() - 3_600_000)
+}
+
 async fn read_all(staging: &Staging, tenant: &str, id: &str) -> std::io::Result<Vec<u8>> {
     let Ok(mut reader) = staging.open(tenant, id).await else {
         panic!("staged file {id} of {tenant} does not open");
@@ -136,13 +150,9 @@ async fn a_file_lives_the_same_in_gridfs() {
         ("staging.chunks", 3),
         ("staging.uploads", 0),
     ] {
-        let count = database
-            .collection::<Document>(collection)
-            .count_documents(doc! {})
-            .await
-            .unwrap();
         assert_eq!(
-            count, left,
+            documents(&database, collection).await,
+            left,
             "{collection}: only the archived file may stay (1 file of 3 chunks)"
         );
     }
@@ -199,7 +209,7 @@ async fn the_gridfs_sweep_takes_dead_uploads_only() {
     let uploads = database.collection::<Document>("staging.uploads");
     let chunks = database.collection::<Document>("staging.chunks");
     let files = database.collection::<Document>("staging.files");
-    let an_hour_ago = DateTime::from_millis(DateTime::now().timestamp_millis() - 3_600_000);
+    let an_hour_ago = an_hour_ago();
     let chunk = |id: &str| {
         doc! {
             "files_id": id, "n": 0,
@@ -303,18 +313,12 @@ async fn an_upload_the_sweep_took_for_dead_is_not_accepted() {
     wait_until(
         "the upload's first chunk is written",
         Duration::from_secs(30),
-        async || {
-            database
-                .collection::<Document>("staging.chunks")
-                .count_documents(doc! {})
-                .await
-                .unwrap()
-        },
+        async || documents(&database, "staging.chunks").await,
         |n| *n == 1,
     )
     .await;
     // Its host looks dead to the sweep (as a clock far off, or a pause past the age, would).
-    let an_hour_ago = DateTime::from_millis(DateTime::now().timestamp_millis() - 3_600_000);
+    let an_hour_ago = an_hour_ago();
     uploads
         .update_many(doc! {}, doc! { "$set": { "touched": an_hour_ago } })
         .await
@@ -331,12 +335,11 @@ async fn an_upload_the_sweep_took_for_dead_is_not_accepted() {
         "{refused:?}"
     );
     for collection in ["staging.files", "staging.chunks", "staging.uploads"] {
-        let left = database
-            .collection::<Document>(collection)
-            .count_documents(doc! {})
-            .await
-            .unwrap();
-        assert_eq!(left, 0, "{collection} kept a part of the swept upload");
+        assert_eq!(
+            documents(&database, collection).await,
+            0,
+            "{collection} kept a part of the swept upload"
+        );
     }
     drop_database(&name).await;
 }

@@ -426,6 +426,15 @@ async fn chunks_from(
         .await
 }
 
+/// An integer field as GridFS writes it: 32-bit or 64-bit, by its size.
+fn integer(document: &Document, key: &str) -> Option<i64> {
+    match document.get(key)? {
+        Bson::Int32(n) => Some(i64::from(*n)),
+        Bson::Int64(n) => Some(*n),
+        _ => None,
+    }
+}
+
 /// What a file's chunks must add up to, from its files document.
 #[derive(Debug)]
 struct Expected {
@@ -437,11 +446,8 @@ struct Expected {
 impl Expected {
     fn of(file: &Document) -> Result<Self> {
         let number = |key: &str| -> Result<u64> {
-            let value = match file.get(key) {
-                Some(Bson::Int32(n)) => i64::from(*n),
-                Some(Bson::Int64(n)) => *n,
-                _ => return Err(anyhow!("its files document has no {key}")),
-            };
+            let value =
+                integer(file, key).ok_or_else(|| anyhow!("its files document has no {key}"))?;
             u64::try_from(value).map_err(|_| anyhow!("its {key} is negative"))
         };
         let sha256 = file
@@ -474,11 +480,7 @@ impl Reading {
         let Some(chunk) = self.next_document().await? else {
             return self.finish().map(|()| None);
         };
-        let n = match chunk.get("n") {
-            Some(Bson::Int32(n)) => i64::from(*n),
-            Some(Bson::Int64(n)) => *n,
-            _ => -1,
-        };
+        let n = integer(&chunk, "n").unwrap_or(-1);
         let data = chunk
             .get_binary_generic("data")
             .map_err(|_| self.damaged(format!("chunk {n} has no data")))?;
